@@ -1,0 +1,3 @@
+//! The built-in plugins, compiled from `plugins/` by `engine/build.rs` and embedded here.
+
+include!(concat!(env!("OUT_DIR"), "/builtin_plugins.rs"));

@@ -1,0 +1,316 @@
+//! The WebAssembly host: runs each step of a flow as a sandboxed component under wasmtime.
+//!
+//! One [`PluginHost`] owns the wasmtime `Engine` (component model, epoch interruption, the
+//! pooling allocator where the machine allows it), the `Linker` with the host interfaces, the
+//! epoch ticker thread and the on-disk cache of compiled components. A [`Plugin`] is a
+//! component compiled once and pre-linked (`InstancePre`); every call gets a fresh `Store`, so
+//! no state leaks from one run to the next.
+//!
+//! A guest gets nothing it was not granted: WASI is linked so that ordinary Rust guests load,
+//! but with no preopened directories, no environment, no arguments and no network. Its stdout
+//! and stderr are captured, bounded, into the step's logs.
+//!
+//! This module knows nothing of HTTP, flows or storage.
+
+mod builtin;
+mod cache;
+mod failure;
+mod sandbox;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+
+pub use failure::{PluginError, StepErrorKind, StepFailure};
+pub use sandbox::{LogLevel, LogLine};
+
+use sandbox::Sandbox;
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../sdk/wit",
+        world: "step-plugin",
+    });
+}
+
+use bindings::weir::plugin::types;
+
+/// How often the epoch ticker advances; timeouts are rounded up to this.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// The most memory a step can be granted; the pooling allocator reserves address space for it.
+pub const MAX_MEMORY: u64 = 4 << 30;
+
+/// What one step call may use. Flows override `timeout` and `memory` per step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock time for instantiation plus the call.
+    pub timeout: Duration,
+    /// Linear memory, in bytes, across the component's memories.
+    pub memory: u64,
+    /// Largest output JSON accepted, in bytes.
+    pub max_output: usize,
+    /// Log bytes kept per call (the `log` import plus stdout and stderr); the rest is dropped
+    /// and counted.
+    pub max_logs: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            timeout: Duration::from_secs(10),
+            memory: 64 << 20,
+            max_output: 16 << 20,
+            max_logs: 64 << 10,
+        }
+    }
+}
+
+/// Where a call comes from; passed to the plugin.
+#[derive(Debug, Clone, Default)]
+pub struct CallContext {
+    pub run_id: String,
+    pub flow_id: String,
+    pub step_id: String,
+    pub attempt: u32,
+}
+
+/// What a step call gave.
+#[derive(Debug)]
+pub struct StepCall {
+    /// The output JSON, or why there is none.
+    pub result: Result<serde_json::Value, StepFailure>,
+    /// What the plugin logged, in order, within [`Limits::max_logs`].
+    pub logs: Vec<LogLine>,
+    /// Instantiation plus the call.
+    pub duration: Duration,
+}
+
+/// Settings of the host itself.
+#[derive(Debug, Clone, Default)]
+pub struct HostConfig {
+    /// Where compiled components are kept between restarts; `None` disables the disk cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Use the on-demand allocator even where pooling would work.
+    pub no_pooling: bool,
+}
+
+impl HostConfig {
+    /// The default cache folder: `$WEIR_CACHE_DIR`, else `$XDG_CACHE_HOME/weir`, else
+    /// `$HOME/.cache/weir`.
+    pub fn default_cache_dir() -> Option<PathBuf> {
+        if let Some(dir) = std::env::var_os("WEIR_CACHE_DIR") {
+            return Some(dir.into());
+        }
+        if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+            return Some(PathBuf::from(dir).join("weir"));
+        }
+        std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache/weir"))
+    }
+}
+
+/// The wasmtime engine, linker, epoch ticker and compile cache shared by every plugin.
+pub struct PluginHost {
+    engine: Engine,
+    linker: Arc<Linker<Sandbox>>,
+    cache: Option<cache::Cache>,
+    pooling: bool,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl PluginHost {
+    /// Builds the engine (trying the pooling allocator first), links the host interfaces and
+    /// starts the epoch ticker.
+    pub fn new(config: HostConfig) -> Result<Self, PluginError> {
+        let (engine, pooling) = if config.no_pooling {
+            (Engine::new(&engine_config(false)).map_err(PluginError::engine)?, false)
+        } else {
+            match Engine::new(&engine_config(true)) {
+                Ok(engine) => (engine, true),
+                Err(e) => {
+                    tracing::warn!(error = %e, "pooling allocator unavailable; using on-demand allocation");
+                    (Engine::new(&engine_config(false)).map_err(PluginError::engine)?, false)
+                }
+            }
+        };
+        let mut linker = Linker::<Sandbox>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(PluginError::engine)?;
+        bindings::StepPlugin::add_to_linker::<Sandbox, HasSelf<Sandbox>>(&mut linker, |s| s)
+            .map_err(PluginError::engine)?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        {
+            let engine = engine.clone();
+            let stop = ticker_stop.clone();
+            std::thread::Builder::new()
+                .name("weir-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| PluginError::Engine(format!("cannot start the epoch ticker: {e}")))?;
+        }
+        let cache = config.cache_dir.map(|dir| cache::Cache::new(dir, &engine));
+        Ok(PluginHost {
+            engine,
+            linker: Arc::new(linker),
+            cache,
+            pooling,
+            ticker_stop,
+        })
+    }
+
+    /// Whether instances come from the pooling allocator.
+    pub fn pooling(&self) -> bool {
+        self.pooling
+    }
+
+    /// Compiles (or loads from the cache) a component and links it. `name` is how errors and
+    /// logs refer to it.
+    pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<Plugin, PluginError> {
+        let started = Instant::now();
+        let loaded = match &self.cache {
+            Some(cache) => cache.load_or_compile(&self.engine, bytes),
+            None => Component::new(&self.engine, bytes).map(|c| (c, false)),
+        };
+        let (component, cached) = loaded.map_err(|e| PluginError::Invalid {
+            plugin: name.to_owned(),
+            message: format!("{e:#}"),
+        })?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .and_then(bindings::StepPluginPre::new)
+            .map_err(|e| PluginError::Invalid {
+                plugin: name.to_owned(),
+                message: format!("{e:#}"),
+            })?;
+        tracing::debug!(plugin = name, cached, elapsed = ?started.elapsed(), "plugin loaded");
+        Ok(Plugin {
+            inner: Arc::new(PluginInner {
+                name: name.to_owned(),
+                engine: self.engine.clone(),
+                pre,
+            }),
+        })
+    }
+
+    /// Reads and loads a `.wasm` component file.
+    pub fn load_file(&self, path: &Path) -> Result<Plugin, PluginError> {
+        let bytes = std::fs::read(path).map_err(|e| PluginError::Read {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        self.load_bytes(&path.display().to_string(), &bytes)
+    }
+
+    /// The names of the plugins built into this binary.
+    pub fn builtin_names() -> impl Iterator<Item = &'static str> {
+        builtin::PLUGINS.iter().map(|(name, _)| *name)
+    }
+
+    /// Loads one built-in plugin by name.
+    pub fn load_builtin(&self, name: &str) -> Result<Plugin, PluginError> {
+        let (_, bytes) = builtin::PLUGINS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .ok_or_else(|| PluginError::Unknown {
+                name: name.to_owned(),
+                known: Self::builtin_names().collect::<Vec<_>>().join(", "),
+            })?;
+        self.load_bytes(name, bytes)
+    }
+}
+
+impl Drop for PluginHost {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn engine_config(pooling: bool) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    // Deep recursion in a guest ends as a stack-overflow trap well before the host's stack.
+    config.max_wasm_stack(1 << 20);
+    if pooling {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(256)
+            .total_core_instances(1024)
+            .total_memories(512)
+            .total_tables(512)
+            .max_memory_size(MAX_MEMORY as usize)
+            .max_memories_per_component(8)
+            .max_tables_per_component(16)
+            .max_core_instances_per_component(16);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}
+
+struct PluginInner {
+    name: String,
+    engine: Engine,
+    pre: bindings::StepPluginPre<Sandbox>,
+}
+
+/// A compiled, linked plugin. Cheap to clone; calls from many threads at once are fine.
+#[derive(Clone)]
+pub struct Plugin {
+    inner: Arc<PluginInner>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin").field("name", &self.inner.name).finish()
+    }
+}
+
+impl Plugin {
+    /// How the plugin was named when it loaded (built-in name or file path).
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Runs the step once in a fresh sandbox. Blocking: call it from a worker thread.
+    pub fn call(&self, ctx: &CallContext, input: &str, config: &str, limits: &Limits) -> StepCall {
+        let started = Instant::now();
+        let mut store = Store::new(&self.inner.engine, Sandbox::new(limits));
+        store.limiter(|s| &mut s.limiter);
+        let ticks = limits.timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()).max(1);
+        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+        store.epoch_deadline_trap();
+
+        let wit_ctx = types::Context {
+            run_id: ctx.run_id.clone(),
+            flow_id: ctx.flow_id.clone(),
+            step_id: ctx.step_id.clone(),
+            attempt: ctx.attempt,
+        };
+        let (input, config) = (input.to_owned(), config.to_owned());
+        let outcome = self.inner.pre.instantiate(&mut store).and_then(|instance| {
+            instance
+                .weir_plugin_step()
+                .call_run(&mut store, &wit_ctx, &input, &config)
+        });
+        let duration = started.elapsed();
+        let sandbox = store.into_data();
+        let result = match outcome {
+            Ok(Ok(output)) => failure::check_output(output, limits.max_output),
+            Ok(Err(step_error)) => Err(StepFailure::from_step_error(step_error)),
+            Err(trap) => Err(failure::classify_trap(&trap, &sandbox, limits)),
+        };
+        StepCall {
+            result,
+            logs: sandbox.into_logs(),
+            duration,
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! The per-call state of a plugin's `Store`: an empty WASI context, the memory limiter and the
+//! bounded log buffer that the `log` import and the guest's stdout/stderr write into.
+
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::Limits;
+use super::bindings::weir::plugin::log;
+
+/// The level of a log line; `stdout` and `stderr` are what the guest printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Stdout,
+    Stderr,
+}
+
+/// One line a plugin logged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub level: LogLevel,
+    pub message: String,
+}
+
+/// Log lines of one call, capped in bytes. Shared with the stdout/stderr streams.
+#[derive(Debug)]
+struct LogBuffer {
+    lines: Vec<LogLine>,
+    bytes: usize,
+    cap: usize,
+    dropped: usize,
+    /// Partial lines the guest printed without a newline yet (stdout, stderr).
+    pending: [Vec<u8>; 2],
+}
+
+impl LogBuffer {
+    fn push(&mut self, level: LogLevel, message: String) {
+        if self.bytes + message.len() > self.cap {
+            self.dropped += message.len();
+            return;
+        }
+        self.bytes += message.len();
+        self.lines.push(LogLine { level, message });
+    }
+
+    /// Splits printed bytes into lines; a partial line waits for its newline (or the end).
+    fn print(&mut self, stream: usize, bytes: &[u8]) {
+        let level = if stream == 0 {
+            LogLevel::Stdout
+        } else {
+            LogLevel::Stderr
+        };
+        let room = (self.cap * 2).saturating_sub(self.pending[stream].len());
+        let take = bytes.len().min(room);
+        self.dropped += bytes.len() - take;
+        self.pending[stream].extend_from_slice(&bytes[..take]);
+        while let Some(pos) = self.pending[stream].iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.pending[stream].drain(..=pos).collect();
+            let text = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
+            self.push(level, text);
+        }
+    }
+
+    fn finish(&mut self) {
+        for (stream, level) in [(0, LogLevel::Stdout), (1, LogLevel::Stderr)] {
+            if !self.pending[stream].is_empty() {
+                let text = String::from_utf8_lossy(&std::mem::take(&mut self.pending[stream]))
+                    .into_owned();
+                self.push(level, text);
+            }
+        }
+        if self.dropped > 0 {
+            let note = format!("[{} log bytes dropped: over the cap of {}]", self.dropped, self.cap);
+            self.lines.push(LogLine {
+                level: LogLevel::Warn,
+                message: note,
+            });
+            self.dropped = 0;
+        }
+    }
+}
+
+/// The memory limiter: refuses growth past the step's limit and remembers that it did, so a
+/// trap that follows is reported as the memory limit and not as whatever the guest did next.
+pub(super) struct Limiter {
+    memory_limit: usize,
+    pub(super) memory_refused: Option<usize>,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_limit {
+            self.memory_refused = Some(desired);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+
+    fn instances(&self) -> usize {
+        64
+    }
+
+    fn tables(&self) -> usize {
+        64
+    }
+
+    fn memories(&self) -> usize {
+        8
+    }
+}
+
+/// The data of a plugin's `Store`.
+pub(super) struct Sandbox {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(super) limiter: Limiter,
+    logs: Arc<Mutex<LogBuffer>>,
+}
+
+impl Sandbox {
+    pub(super) fn new(limits: &Limits) -> Self {
+        let logs = Arc::new(Mutex::new(LogBuffer {
+            lines: Vec::new(),
+            bytes: 0,
+            cap: limits.max_logs,
+            dropped: 0,
+            pending: [Vec::new(), Vec::new()],
+        }));
+        // Nothing granted: no preopened directories, no environment, no arguments, no network,
+        // no name lookups. Only stdout and stderr, captured into the logs.
+        let wasi = WasiCtx::builder()
+            .stdout(Capture {
+                logs: logs.clone(),
+                stream: 0,
+            })
+            .stderr(Capture {
+                logs: logs.clone(),
+                stream: 1,
+            })
+            .allow_ip_name_lookup(false)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .build();
+        Sandbox {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: Limiter {
+                memory_limit: usize::try_from(limits.memory).unwrap_or(usize::MAX),
+                memory_refused: None,
+            },
+            logs,
+        }
+    }
+
+    /// What the guest printed to stderr so far (for a panic message).
+    pub(super) fn stderr_text(&self) -> String {
+        let mut logs = lock(&self.logs);
+        logs.finish();
+        logs.lines
+            .iter()
+            .filter(|l| l.level == LogLevel::Stderr)
+            .map(|l| l.message.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    pub(super) fn into_logs(self) -> Vec<LogLine> {
+        let mut logs = lock(&self.logs);
+        logs.finish();
+        std::mem::take(&mut logs.lines)
+    }
+}
+
+fn lock(logs: &Mutex<LogBuffer>) -> std::sync::MutexGuard<'_, LogBuffer> {
+    // A poisoned buffer only means a writer panicked mid-push; the lines are still usable.
+    logs.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl WasiView for Sandbox {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl log::Host for Sandbox {
+    fn log(&mut self, level: log::Level, message: String) {
+        let level = match level {
+            log::Level::Trace => LogLevel::Trace,
+            log::Level::Debug => LogLevel::Debug,
+            log::Level::Info => LogLevel::Info,
+            log::Level::Warn => LogLevel::Warn,
+            log::Level::Error => LogLevel::Error,
+        };
+        lock(&self.logs).push(level, message);
+    }
+}
+
+impl super::bindings::weir::plugin::types::Host for Sandbox {}
+
+/// The guest's stdout or stderr: every write succeeds (so `println!` never panics in the
+/// guest), and what fits under the cap becomes log lines.
+#[derive(Clone)]
+struct Capture {
+    logs: Arc<Mutex<LogBuffer>>,
+    stream: usize,
+}
+
+impl IsTerminal for Capture {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for Capture {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for Capture {
+    async fn ready(&mut self) {}
+}
+
+impl OutputStream for Capture {
+    fn write(&mut self, bytes: bytes::Bytes) -> Result<(), StreamError> {
+        lock(&self.logs).print(self.stream, &bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), StreamError> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> Result<usize, StreamError> {
+        Ok(64 << 10)
+    }
+}
+
+impl tokio::io::AsyncWrite for Capture {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        lock(&self.logs).print(self.stream, buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}

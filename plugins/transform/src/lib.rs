@@ -1,0 +1,39 @@
+//! `transform`: outputs its mapped input. The flow's `input` mapping does the shaping, so this
+//! step is how a flow builds a new JSON document from the webhook and earlier outputs.
+//!
+//! Config: none (anything given is ignored).
+
+use serde_json::Value;
+use weir_sdk::{Context, NoConfig, StepError};
+
+#[weir_sdk::step]
+fn run(_ctx: &Context, input: Value, _config: NoConfig) -> Result<Value, StepError> {
+    Ok(input)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use weir_sdk::testing::call;
+
+    #[test]
+    fn outputs_its_input_unchanged() {
+        let input = json!({"text": "hi", "n": [1, 2, {"deep": null}]});
+        let out = call(run, input.clone(), json!({}));
+        assert_eq!(out.output.unwrap(), input);
+    }
+
+    #[test]
+    fn any_json_value_is_valid_input() {
+        for input in [json!(null), json!("s"), json!(3.5), json!([])] {
+            assert_eq!(call(run, input.clone(), json!({})).output.unwrap(), input);
+        }
+    }
+
+    #[test]
+    fn config_is_ignored_whatever_it_is() {
+        let out = call(run, json!({"a": 1}), json!(["unexpected", 1]));
+        assert_eq!(out.output.unwrap(), json!({"a": 1}));
+    }
+}

@@ -1,0 +1,129 @@
+//! Write Weir step plugins in plain Rust.
+//!
+//! A step is one function from a serde input and config to a serde output:
+//!
+//! ```
+//! use serde::{Deserialize, Serialize};
+//! use weir_sdk::{Context, StepError};
+//!
+//! #[derive(Deserialize)]
+//! struct Input { name: String }
+//!
+//! #[derive(Deserialize)]
+//! struct Config { greeting: String }
+//!
+//! #[derive(Serialize)]
+//! struct Output { text: String }
+//!
+//! #[weir_sdk::step]
+//! fn run(_ctx: &Context, input: Input, config: Config) -> Result<Output, StepError> {
+//!     weir_sdk::info!("greeting {}", input.name);
+//!     Ok(Output { text: format!("{}, {}!", config.greeting, input.name) })
+//! }
+//!
+//! let out = weir_sdk::testing::call(run, serde_json::json!({"name": "Ada"}),
+//!                                   serde_json::json!({"greeting": "Hello"}));
+//! assert_eq!(out.output.unwrap(), serde_json::json!({"text": "Hello, Ada!"}));
+//! assert_eq!(out.logs[0].message, "greeting Ada");
+//! ```
+//!
+//! Build it with `cargo build --release --target wasm32-wasip2`: the result is a WebAssembly
+//! component that Weir runs with `plugin = "path/to/name.wasm"`. See `sdk/README.md`.
+
+// Lets generated code name `::weir_sdk` inside this crate too.
+extern crate self as weir_sdk;
+
+mod error;
+mod log;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
+
+pub use error::StepError;
+pub use log::{Level, emit as log};
+pub use serde_json::{Value, json};
+pub use weir_sdk_macros::step;
+
+/// Config type for steps that take no config: accepts anything and keeps nothing.
+pub type NoConfig = serde::de::IgnoredAny;
+
+/// Where a call comes from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Context {
+    /// The run's id (time-ordered, unique).
+    pub run_id: String,
+    /// The flow's id: its file name without `.toml`.
+    pub flow_id: String,
+    /// This step's id in the flow.
+    pub step_id: String,
+    /// 1 for the first attempt; raised when a run is executed again after a crash.
+    pub attempt: u32,
+}
+
+/// The one path from JSON text to a typed call and back, shared by the component export and
+/// the native test harness, so tests exercise exactly what the host will call.
+fn call_json<I, C, O>(
+    f: fn(&Context, I, C) -> Result<O, StepError>,
+    ctx: &Context,
+    input: &str,
+    config: &str,
+) -> Result<String, StepError>
+where
+    I: serde::de::DeserializeOwned,
+    C: serde::de::DeserializeOwned,
+    O: serde::Serialize,
+{
+    let config: C =
+        serde_json::from_str(config).map_err(|e| StepError::Config(format!("config: {e}")))?;
+    let input: I =
+        serde_json::from_str(input).map_err(|e| StepError::InvalidInput(format!("input: {e}")))?;
+    let output = f(ctx, input, config)?;
+    serde_json::to_string(&output)
+        .map_err(|e| StepError::Internal(format!("output is not JSON: {e}")))
+}
+
+#[doc(hidden)]
+pub mod __private {
+    #[cfg(target_arch = "wasm32")]
+    pub use wit_bindgen;
+
+    #[cfg(target_arch = "wasm32")]
+    pub mod bindings {
+        wit_bindgen::generate!({
+            path: "wit",
+            world: "step-plugin",
+            pub_export_macro: true,
+            export_macro_name: "export",
+            default_bindings_module: "::weir_sdk::__private::bindings",
+            runtime_path: "::weir_sdk::__private::wit_bindgen::rt",
+        });
+    }
+
+    /// Called by the code `#[step]` generates inside the component.
+    #[cfg(target_arch = "wasm32")]
+    pub fn guest_run<I, C, O>(
+        f: fn(&crate::Context, I, C) -> Result<O, crate::StepError>,
+        ctx: bindings::weir::plugin::types::Context,
+        input: &str,
+        config: &str,
+    ) -> Result<String, bindings::weir::plugin::types::StepError>
+    where
+        I: serde::de::DeserializeOwned,
+        C: serde::de::DeserializeOwned,
+        O: serde::Serialize,
+    {
+        use bindings::weir::plugin::types::StepError as Wit;
+        let ctx = crate::Context {
+            run_id: ctx.run_id,
+            flow_id: ctx.flow_id,
+            step_id: ctx.step_id,
+            attempt: ctx.attempt,
+        };
+        crate::call_json(f, &ctx, input, config).map_err(|e| match e {
+            crate::StepError::InvalidInput(m) => Wit::InvalidInput(m),
+            crate::StepError::Config(m) => Wit::Config(m),
+            crate::StepError::Upstream(m) => Wit::Upstream(m),
+            crate::StepError::Internal(m) => Wit::Internal(m),
+            crate::StepError::Filtered(m) => Wit::Filtered(m),
+        })
+    }
+}
