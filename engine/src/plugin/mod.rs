@@ -149,9 +149,17 @@ impl PluginHost {
             std::thread::Builder::new()
                 .name("weir-epoch".into())
                 .spawn(move || {
+                    // Ticks follow the wall clock, not the number of wake-ups: on a loaded
+                    // machine a late wake-up catches up, so deadlines stay deadlines.
+                    let start = Instant::now();
+                    let mut ticks: u128 = 0;
                     while !stop.load(Ordering::Relaxed) {
                         std::thread::sleep(EPOCH_TICK);
-                        engine.increment_epoch();
+                        let due = start.elapsed().as_nanos() / EPOCH_TICK.as_nanos();
+                        while ticks < due {
+                            engine.increment_epoch();
+                            ticks += 1;
+                        }
                     }
                 })
                 .map_err(|e| PluginError::Engine(format!("cannot start the epoch ticker: {e}")))?;
