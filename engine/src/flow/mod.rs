@@ -1,0 +1,205 @@
+//! Flows: what runs when a webhook arrives, as read from `flows/<flow_id>.toml`.
+//!
+//! This module owns the flow model ([`Flow`], [`Step`], [`WebhookSpec`]), reading a flow file
+//! with every problem reported at once and located by line and column ([`parse_flow`],
+//! [`Diagnostics`]), the JSONPath [`Query`] layer, and the [`Mapping`]s that build each step's
+//! input from the run context. It is pure: the caller passes the file's text, the environment
+//! and what plugins exist, and nothing here reads files or the process environment itself
+//! (except [`parse_flow`]'s check that a `.wasm` plugin file exists; [`parse_flow_with`] takes
+//! that check from the caller too).
+//!
+//! A flow file looks like this:
+//!
+//! ```toml
+//! name = "GitHub issues to Slack"                 # required
+//! description = "Announce newly opened issues."   # optional
+//!
+//! [webhook]                # optional
+//! methods = ["POST"]       # default ["POST"]
+//! max_body = "1 MiB"       # default 1 MiB, at most 64 MiB
+//!
+//! [[steps]]
+//! id = "opened"                          # unique; `webhook` is reserved
+//! plugin = "filter"                      # a built-in plugin, or a path ending in .wasm
+//! when = "$.webhook.body.action"         # optional; the step is skipped when it selects nothing
+//! input = "$.webhook.body.action"        # a mapping, see `Mapping`
+//! config = { equals = "opened" }         # static JSON; strings take `${ENV}` values
+//! timeout = "5s"                         # optional, up to 10 minutes
+//! memory = "64 MiB"                      # optional, 1 MiB to 4 GiB
+//! ```
+
+mod diagnostic;
+mod env;
+mod id;
+mod loader;
+mod mapping;
+mod query;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub use diagnostic::{Diagnostic, Diagnostics};
+pub use id::{FlowId, IdError, StepId};
+pub use mapping::{Mapping, MappingError};
+pub use query::{Query, QueryError};
+
+/// The methods a webhook accepts when its flow does not say.
+pub const DEFAULT_METHODS: &[&str] = &["POST"];
+/// The largest request body a webhook accepts when its flow does not say: 1 MiB.
+pub const DEFAULT_MAX_BODY: u64 = 1 << 20;
+/// The largest `max_body` a flow may ask for: 64 MiB. Bodies are kept whole in memory and on
+/// disk, so this bounds what one sender can cost.
+pub const MAX_MAX_BODY: u64 = 64 << 20;
+/// The longest `timeout` a step may ask for: 10 minutes.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
+/// The least `memory` a step may ask for: 1 MiB (a WebAssembly page is 64 KiB; less than this
+/// does not run a Rust guest).
+pub const MIN_MEMORY: u64 = 1 << 20;
+/// The most `memory` a step may ask for: 4 GiB, the 32-bit WebAssembly address space.
+pub const MAX_MEMORY: u64 = 4 << 30;
+
+/// A checked flow, ready to run.
+#[derive(Debug, Clone)]
+pub struct Flow {
+    /// The file stem of the flow file.
+    pub id: FlowId,
+    /// Display name.
+    pub name: String,
+    /// What the flow is for, when the file says.
+    pub description: Option<String>,
+    /// What requests the webhook accepts.
+    pub webhook: WebhookSpec,
+    /// The steps, in file order (the order they run in).
+    pub steps: Vec<Step>,
+    /// The first 16 hex digits of the SHA-256 of the file's bytes: runs record the version they
+    /// ran, and an unchanged file keeps its version across reloads.
+    pub version: String,
+    /// The flow file, as the caller named it.
+    pub source_path: PathBuf,
+}
+
+impl Flow {
+    /// The step with id `id`.
+    pub fn step(&self, id: &str) -> Option<&Step> {
+        self.steps.iter().find(|step| step.id.as_str() == id)
+    }
+}
+
+/// What requests a flow's webhook accepts (`[webhook]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookSpec {
+    /// Accepted HTTP methods, upper-case, without duplicates; never empty.
+    pub methods: Vec<String>,
+    /// The largest accepted request body, in bytes.
+    pub max_body: u64,
+}
+
+impl Default for WebhookSpec {
+    fn default() -> Self {
+        WebhookSpec {
+            methods: DEFAULT_METHODS.iter().map(|m| (*m).to_owned()).collect(),
+            max_body: DEFAULT_MAX_BODY,
+        }
+    }
+}
+
+/// The plugin a step runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginRef {
+    /// A plugin built into Weir, by name (`filter`, `template`, ...).
+    Builtin(String),
+    /// A WebAssembly component file, as an absolute path (written relative to the flow file's
+    /// folder).
+    Path(PathBuf),
+}
+
+/// One step of a flow.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// Unique within the flow.
+    pub id: StepId,
+    /// What runs.
+    pub plugin: PluginRef,
+    /// The step runs only when this query selects at least one node (any node, even `false` or
+    /// `null`); no condition means it always runs.
+    pub when: Option<Query>,
+    /// Builds the step's input from the run context.
+    pub input: Mapping,
+    /// Static configuration passed to the plugin, with `${ENV}` values filled in. May hold
+    /// secrets: store or show [`Step::redacted_config`] instead.
+    pub config: Value,
+    /// JSON Pointers (RFC 6901) to the strings of `config` that took a value from `${ENV}`.
+    pub env_config: Vec<String>,
+    /// How long the step may run, when the flow says.
+    pub timeout: Option<Duration>,
+    /// How much memory the step may use in bytes, when the flow says.
+    pub memory: Option<u64>,
+}
+
+impl Step {
+    /// Whether the step runs for this run context: true without a `when`, otherwise true when
+    /// the `when` query selects at least one node.
+    pub fn should_run(&self, ctx: &Value) -> bool {
+        self.when
+            .as_ref()
+            .is_none_or(|when| !when.select(ctx).is_empty())
+    }
+
+    /// `config` with every string that took a value from the environment replaced by
+    /// `"[redacted]"`, for storing and showing.
+    pub fn redacted_config(&self) -> Value {
+        let mut config = self.config.clone();
+        for pointer in &self.env_config {
+            if let Some(value) = config.pointer_mut(pointer) {
+                *value = Value::String("[redacted]".to_owned());
+            }
+        }
+        config
+    }
+}
+
+/// What a flow file may refer to outside itself, supplied by the caller.
+pub struct LoadContext<'a> {
+    /// Looks up `${NAME}` values (in production, the process environment).
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+    /// Whether a plugin name (one that does not end in `.wasm`) is built in.
+    pub is_builtin: &'a dyn Fn(&str) -> bool,
+    /// Whether a `.wasm` plugin file exists; gets the absolute path.
+    pub plugin_exists: &'a dyn Fn(&Path) -> bool,
+}
+
+/// Reads the flow file at `path` whose text is `source`.
+///
+/// `env` supplies `${NAME}` values and `builtin` says which plugin names are built in. A `.wasm`
+/// plugin must exist as a file, relative to the flow file's folder. Returns every problem of the
+/// file at once when there is any.
+pub fn parse_flow(
+    path: &Path,
+    source: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    builtin: &dyn Fn(&str) -> bool,
+) -> Result<Flow, Diagnostics> {
+    parse_flow_with(
+        path,
+        source,
+        &LoadContext {
+            env,
+            is_builtin: builtin,
+            plugin_exists: &|plugin: &Path| plugin.is_file(),
+        },
+    )
+}
+
+/// Like [`parse_flow`], with every outside fact, plugin files included, from `ctx`.
+pub fn parse_flow_with(
+    path: &Path,
+    source: &str,
+    ctx: &LoadContext<'_>,
+) -> Result<Flow, Diagnostics> {
+    loader::load(path, source, ctx)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,913 @@
+//! Flow files as a user writes them: what loads, what each mistake reports (line, column and
+//! message), and what mappings give at run time.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use super::*;
+
+const FILE: &str = "/srv/flows/test.toml";
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "SLACK_URL" => Some("https://hooks.slack.example/T000/B000".to_owned()),
+        "API_TOKEN" => Some("s3cret".to_owned()),
+        _ => None,
+    }
+}
+
+fn builtin(name: &str) -> bool {
+    matches!(name, "filter" | "template" | "transform")
+}
+
+fn load_at(path: &str, source: &str) -> Result<Flow, Diagnostics> {
+    parse_flow_with(
+        Path::new(path),
+        source,
+        &LoadContext {
+            env: &env,
+            is_builtin: &builtin,
+            plugin_exists: &|plugin: &Path| plugin == Path::new("/srv/flows/plugins/shout.wasm"),
+        },
+    )
+}
+
+fn load(source: &str) -> Flow {
+    load_at(FILE, source).unwrap_or_else(|err| panic!("flow should load:\n{err}"))
+}
+
+/// The problems of `source` as `line:column: message`.
+fn errors(source: &str) -> Vec<String> {
+    errors_at(FILE, source)
+}
+
+fn errors_at(path: &str, source: &str) -> Vec<String> {
+    match load_at(path, source) {
+        Ok(_) => panic!("flow should not load"),
+        Err(diagnostics) => diagnostics
+            .iter()
+            .map(|d| format!("{}:{}: {}", d.line, d.column, d.message))
+            .collect(),
+    }
+}
+
+/// A run context with this webhook body and these step outputs.
+fn context(body: Value, outputs: &[(&str, Value)]) -> Value {
+    let steps: serde_json::Map<String, Value> = outputs
+        .iter()
+        .map(|(id, output)| ((*id).to_owned(), json!({ "output": output })))
+        .collect();
+    json!({ "webhook": { "method": "POST", "body": body }, "steps": steps })
+}
+
+const MINIMAL: &str = r#"
+name = "Minimal"
+
+[[steps]]
+id = "only"
+plugin = "transform"
+"#;
+
+// ---- what loads ----
+
+#[test]
+fn minimal_flow_gets_the_defaults() {
+    let flow = load(MINIMAL);
+    assert_eq!(flow.id.as_str(), "test");
+    assert_eq!(flow.name, "Minimal");
+    assert_eq!(flow.description, None);
+    assert_eq!(flow.webhook, WebhookSpec::default());
+    assert_eq!(flow.webhook.methods, vec!["POST"]);
+    assert_eq!(flow.webhook.max_body, 1024 * 1024);
+    assert_eq!(flow.source_path, PathBuf::from(FILE));
+    assert_eq!(flow.version.len(), 16);
+    assert!(flow.version.chars().all(|c| c.is_ascii_hexdigit()));
+
+    let step = &flow.steps[0];
+    assert_eq!(step.id.as_str(), "only");
+    assert_eq!(step.plugin, PluginRef::Builtin("transform".into()));
+    assert!(step.when.is_none());
+    assert_eq!(step.input.evaluate(&json!({})).unwrap(), json!({}));
+    assert!(step.input.is_constant());
+    assert_eq!(step.config, json!({}));
+    assert_eq!((step.timeout, step.memory), (None, None));
+}
+
+#[test]
+fn version_follows_the_bytes() {
+    let a = load(MINIMAL).version;
+    assert_eq!(a, load(MINIMAL).version);
+    assert_ne!(a, load(&format!("{MINIMAL}\n# a comment\n")).version);
+}
+
+#[test]
+fn every_field_is_read() {
+    let flow = load(
+        r#"
+name = "Everything"
+description = "All the fields."
+
+[webhook]
+methods = ["post", "PUT"]
+max_body = "2 MiB"
+
+[[steps]]
+id = "first"
+plugin = "plugins/shout.wasm"
+when = "$.webhook.body.go"
+input = "$.webhook.body"
+config = { level = 3, ratio = 0.5, on = true, at = 2024-05-01T10:00:00Z, tags = ["a", "b"] }
+timeout = "1m 30s"
+memory = "128 MiB"
+
+[[steps]]
+id = "second"
+plugin = "filter"
+memory = 2097152
+"#,
+    );
+    assert_eq!(flow.description.as_deref(), Some("All the fields."));
+    assert_eq!(flow.webhook.methods, vec!["POST", "PUT"]);
+    assert_eq!(flow.webhook.max_body, 2 << 20);
+    let first = &flow.steps[0];
+    assert_eq!(
+        first.plugin,
+        PluginRef::Path("/srv/flows/plugins/shout.wasm".into())
+    );
+    assert_eq!(
+        first.when.as_ref().map(Query::as_str),
+        Some("$.webhook.body.go")
+    );
+    assert_eq!(
+        first.config,
+        json!({"level": 3, "ratio": 0.5, "on": true, "at": "2024-05-01T10:00:00Z", "tags": ["a", "b"]})
+    );
+    assert_eq!(first.timeout, Some(std::time::Duration::from_secs(90)));
+    assert_eq!(first.memory, Some(128 << 20));
+    assert_eq!(flow.steps[1].memory, Some(2 << 20));
+    assert_eq!(flow.step("second").map(|s| s.id.as_str()), Some("second"));
+    assert!(flow.step("third").is_none());
+}
+
+#[test]
+fn a_flow_may_have_no_steps() {
+    assert!(load("name = \"Capture only\"").steps.is_empty());
+}
+
+// ---- each kind of mistake ----
+
+#[test]
+fn toml_syntax_error_is_one_diagnostic() {
+    assert_eq!(
+        errors("name = \"x\"\n[[steps]]\nid = \n"),
+        vec!["3:6: invalid TOML: string values must be quoted, expected literal string"]
+    );
+    assert_eq!(
+        errors("name = \"x\"\nname = \"y\"\n"),
+        vec!["2:1: invalid TOML: duplicate key"]
+    );
+}
+
+#[test]
+fn diagnostics_display_like_a_compiler() {
+    let err = load_at("flows/test.toml", "name = 1").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "flows/test.toml:1:8: error: `name` must be a string, found integer"
+    );
+}
+
+#[test]
+fn unknown_keys_list_the_allowed_ones() {
+    let source = r#"name = "x"
+colour = "blue"
+
+[webhook]
+respond = "result"
+
+[[steps]]
+id = "a"
+plugin = "filter"
+tiemout = "5s"
+input.name = { "$path" = "$.webhook.body.name", "$default" = "n", "$dflt" = 1 }
+"#;
+    assert_eq!(
+        errors(source),
+        vec![
+            "2:1: unknown key `colour` at the top level; allowed keys: name, description, webhook, steps",
+            "5:1: unknown key `respond` in [webhook]; allowed keys: methods, max_body",
+            "10:1: in step 'a': unknown key `tiemout` in a step; allowed keys: id, plugin, when, input, config, timeout, memory",
+            "11:67: in step 'a': unknown key `$dflt` in a mapping with a default; allowed keys: $path, $default",
+        ]
+    );
+}
+
+#[test]
+fn wrong_types_name_the_key_and_what_was_found() {
+    let source = r#"name = 5
+description = ["no"]
+webhook = "POST"
+steps = { id = "a" }
+"#;
+    assert_eq!(
+        errors(source),
+        vec![
+            "1:8: `name` must be a string, found integer",
+            "2:15: `description` must be a string, found array",
+            "3:11: `webhook` must be a table (`[webhook]`), found string",
+            "4:9: `steps` must be an array of tables (`[[steps]]`), found table",
+        ]
+    );
+    let source = r#"name = "x"
+[webhook]
+methods = "POST"
+max_body = true
+
+[[steps]]
+id = 7
+plugin = ["filter"]
+when = 1
+timeout = 5
+memory = 1.5
+"#;
+    assert_eq!(
+        errors(source),
+        vec![
+            "3:11: `methods` must be an array of HTTP methods, such as [\"POST\"], found string",
+            "4:12: `max_body` must be a size such as \"64 MiB\", found boolean",
+            "7:6: in step #1: `id` must be a string, found integer",
+            "8:10: in step #1: `plugin` must be a string, found array",
+            "9:8: in step #1: `when` must be a string, found integer",
+            "10:11: in step #1: `timeout` must be a duration such as \"5s\", found integer",
+            "11:10: in step #1: `memory` must be a size such as \"64 MiB\", found float",
+        ]
+    );
+}
+
+#[test]
+fn required_keys() {
+    let source = r#"description = "no name"
+
+[[steps]]
+input = {}
+
+[[steps]]
+id = "b"
+name = "x"
+"#;
+    assert_eq!(
+        errors(source),
+        vec![
+            "1:1: missing `name`: give the flow a display name, such as `name = \"GitHub issues to Slack\"`",
+            "3:1: in step #1: missing `id`: give the step an id such as `id = \"notify\"`",
+            "3:1: in step #1: missing `plugin`: the name of a built-in plugin or the path of a .wasm file",
+            "6:1: in step 'b': missing `plugin`: the name of a built-in plugin or the path of a .wasm file",
+            "8:1: in step 'b': unknown key `name` in a step; allowed keys: id, plugin, when, input, config, timeout, memory",
+        ]
+    );
+    assert_eq!(
+        errors("name = \"  \""),
+        vec!["1:8: `name` must not be empty"]
+    );
+}
+
+#[test]
+fn bad_flow_id_from_the_file_name() {
+    assert_eq!(
+        errors_at("/srv/flows/GitHub Issues.toml", MINIMAL),
+        vec![
+            "1:1: invalid flow id 'GitHub Issues': use 1 to 64 characters from a-z, 0-9, '_' and '-', starting with a letter or digit (the flow id is the file name without `.toml`; rename the file)"
+        ]
+    );
+}
+
+#[test]
+fn bad_step_ids() {
+    let source = r#"name = "x"
+
+[[steps]]
+id = "Send Mail"
+plugin = "filter"
+
+[[steps]]
+id = "webhook"
+plugin = "filter"
+"#;
+    assert_eq!(
+        errors(source),
+        vec![
+            "4:6: in step 'Send Mail': invalid step id 'Send Mail': use 1 to 64 characters from a-z, 0-9, '_' and '-', starting with a letter or digit",
+            "8:6: in step 'webhook': the step id 'webhook' is reserved: `$.webhook` is the request that starts the run",
+        ]
+    );
+}
+
+#[test]
+fn duplicate_step_id_points_at_the_second() {
+    let source = r#"name = "x"
+
+[[steps]]
+id = "notify"
+plugin = "filter"
+
+[[steps]]
+id = "notify"
+plugin = "template"
+"#;
+    assert_eq!(
+        errors(source),
+        vec!["8:6: in step 'notify': duplicate step id 'notify': line 4 already uses it"]
+    );
+}
+
+#[test]
+fn unknown_plugins() {
+    let source = r#"name = "x"
+
+[[steps]]
+id = "a"
+plugin = "filtre"
+
+[[steps]]
+id = "b"
+plugin = "plugins/missing.wasm"
+"#;
+    assert_eq!(
+        errors(source),
+        vec![
+            "5:10: in step 'a': unknown plugin `filtre`: it is not a built-in plugin, and a plugin file must end in `.wasm`",
+            "9:10: in step 'b': plugin file `plugins/missing.wasm` not found (looked for /srv/flows/plugins/missing.wasm); plugin paths are relative to the flow file's folder",
+        ]
+    );
+}
+
+#[test]
+fn jsonpath_syntax_errors_point_into_the_string() {
+    let source = r#"name = "x"
+
+[[steps]]
+id = "a"
+plugin = "filter"
+when = "$.webhook.[body"
+input.title = "$.webhook.body.issue..title.]"
+input.escaped = "$.webhook\u002e["
+"#;
+    assert_eq!(
+        errors(source),
+        vec![
+            "6:19: in step 'a': invalid JSONPath `$.webhook.[body`: expected `*` or a member name, found `[` at position 11",
+            "7:44: in step 'a': invalid JSONPath `$.webhook.body.issue..title.]`: expected `*` or a member name, found `]` at position 29",
+            // With an escape in the TOML string the column is the string's start.
+            "8:17: in step 'a': invalid JSONPath `$.webhook.[`: expected `*` or a member name, found `[` at position 11",
+        ]
+    );
+}
+
+#[test]
+fn ill_typed_jsonpath_functions_are_rejected() {
+    let source = r#"name = "x"
+
+[[steps]]
+id = "a"
+plugin = "filter"
+input = "$.webhook.body.items[?length(@.tags)]"
+"#;
+    assert_eq!(
+        errors(source),
+        vec![
+            "6:9: in step 'a': invalid JSONPath `$.webhook.body.items[?length(@.tags)]`: the result of `length` must be compared, as in `length(...) > 0`"
+        ]
+    );
+}
+
+#[test]
+fn references_must_be_to_earlier_steps() {
+    let source = r#"name = "x"
+
+[[steps]]
+id = "first"
+plugin = "transform"
+when = "$.steps.second.output"
+input.own = "$.steps.first.output"
+input.later = "$.steps.second.output"
+
+[[steps]]
+id = "second"
+plugin = "transform"
+input.ok = "$.steps.first.output"
+input.typo = "$.steps['frist'].output"
+input.all = "$.steps.*.output"
+"#;
+    assert_eq!(
+        errors(source),
+        vec![
+            "6:8: in step 'first': step 'second' is not an earlier step: it comes later in the file, so its output does not exist yet",
+            "7:13: in step 'first': step 'first' is not an earlier step: a step cannot read its own output",
+            "8:15: in step 'first': step 'second' is not an earlier step: it comes later in the file, so its output does not exist yet",
+            "14:14: in step 'second': step 'frist' is not an earlier step: no step has that id",
+        ]
+    );
+}
+
+#[test]
+fn queries_must_start_at_webhook_or_steps() {
+    let source = r#"name = "x"
+
+[[steps]]
+id = "a"
+plugin = "transform"
+when = "$..action"
+input.whole = "$"
+input.body = "$.body.action"
+input.both = "$['webhook','steps']"
+"#;
+    assert_eq!(
+        errors(source),
+        vec![
+            "6:8: in step 'a': `$..action` must start with `$.webhook` or `$.steps`: the run context has only these two members",
+            "7:15: in step 'a': `$` must start with `$.webhook` or `$.steps`: the run context has only these two members",
+            "8:14: in step 'a': `$.body.action` must start with `$.webhook` or `$.steps`: the run context has only these two members",
+        ]
+    );
+}
+
+#[test]
+fn when_must_be_a_query() {
+    let source = r#"name = "x"
+
+[[steps]]
+id = "a"
+plugin = "filter"
+when = "webhook.body.ok"
+"#;
+    assert_eq!(
+        errors(source),
+        vec![
+            "6:8: in step 'a': `when` must be a JSONPath query starting with `$`, such as \"$.webhook.body.action\""
+        ]
+    );
+}
+
+#[test]
+fn defaults_must_be_well_formed() {
+    let source = r#"name = "x"
+
+[[steps]]
+id = "a"
+plugin = "transform"
+input.no_default = { "$path" = "$.webhook.body.a" }
+input.no_path = { "$default" = 1 }
+input.literal_path = { "$path" = "plain", "$default" = 1 }
+input.plural = { "$path" = "$.webhook.body.items[*]", "$default" = [] }
+"#;
+    assert_eq!(
+        errors(source),
+        vec![
+            "6:20: in step 'a': a mapping with a default needs both \"$path\" (the query) and \"$default\" (the value when it selects nothing)",
+            "7:17: in step 'a': a mapping with a default needs both \"$path\" (the query) and \"$default\" (the value when it selects nothing)",
+            "8:34: in step 'a': \"$path\" must be a JSONPath query starting with `$`, such as \"$.webhook.body.name\"",
+            "9:28: in step 'a': \"$default\" only applies to a singular query; `$.webhook.body.items[*]` always gives an array (empty when it selects nothing)",
+        ]
+    );
+}
+
+#[test]
+fn missing_environment_variables() {
+    let source = r#"name = "x"
+
+[[steps]]
+id = "a"
+plugin = "transform"
+config.url = "${SLACK_URL}"
+config.headers = { authorization = "Bearer ${MISSING_TOKEN}", other = "${ALSO_MISSING" }
+config.list = ["${9}"]
+"#;
+    assert_eq!(
+        errors(source),
+        vec![
+            "7:44: in step 'a': environment variable `MISSING_TOKEN` is not set (referenced as `${MISSING_TOKEN}`); set it before starting Weir, or write `$${` for a literal `${`",
+            "7:72: in step 'a': `${` has no closing `}`; write `$${` for a literal `${`",
+            "8:17: in step 'a': `${9}` is not a variable reference: names use A-Z, a-z, 0-9 and '_' and do not start with a digit; write `$${` for a literal `${`",
+        ]
+    );
+}
+
+#[test]
+fn sizes_and_durations_are_checked() {
+    let source = r#"name = "x"
+
+[webhook]
+max_body = "65 MiB"
+
+[[steps]]
+id = "a"
+plugin = "filter"
+timeout = "0s"
+memory = "512 KiB"
+
+[[steps]]
+id = "b"
+plugin = "filter"
+timeout = "11m"
+memory = "5 GiB"
+
+[[steps]]
+id = "c"
+plugin = "filter"
+timeout = "fast"
+memory = "lots"
+"#;
+    assert_eq!(
+        errors(source),
+        vec![
+            "4:12: `max_body` must be at most 64 MiB",
+            "9:11: in step 'a': `timeout` must be longer than 0s",
+            "10:10: in step 'a': `memory` must be at least 1 MiB",
+            "15:11: in step 'b': `timeout` must be at most 10m",
+            "16:10: in step 'b': `memory` must be at most 4 GiB",
+            "21:11: in step 'c': `timeout` = \"fast\" is not a duration (expected number at 0); write it like \"5s\" or \"2m 30s\"",
+            "22:10: in step 'c': `memory` = \"lots\" is not a size (couldn't parse \"lots\" into a ByteSize, cannot parse float from empty string); write it like \"64 MiB\"",
+        ]
+    );
+    assert_eq!(
+        errors("name = \"x\"\nwebhook.max_body = 0"),
+        vec!["2:20: `max_body` must be at least 1 byte"]
+    );
+}
+
+#[test]
+fn methods_are_checked() {
+    assert_eq!(
+        errors("name = \"x\"\n[webhook]\nmethods = [\"GET\", \"get\", \"NOT A METHOD\", 3]"),
+        vec![
+            "3:19: `GET` is listed twice",
+            "3:26: `NOT A METHOD` is not an HTTP method: a method is a token such as GET, POST or PUT",
+            "3:42: `methods` must be a string, found integer",
+        ]
+    );
+    assert_eq!(
+        errors("name = \"x\"\n[webhook]\nmethods = []"),
+        vec!["3:11: `methods` must list at least one HTTP method, such as [\"POST\"]"]
+    );
+}
+
+#[test]
+fn non_finite_floats_do_not_become_json() {
+    let source = "name = \"x\"\n[[steps]]\nid = \"a\"\nplugin = \"filter\"\nconfig.limit = inf\ninput.x = nan\n";
+    assert_eq!(
+        errors(source),
+        vec![
+            "5:16: in step 'a': inf cannot be represented in JSON: use a finite number",
+            "6:11: in step 'a': nan cannot be represented in JSON: use a finite number",
+        ]
+    );
+}
+
+#[test]
+fn every_error_of_a_file_is_reported_at_once_in_file_order() {
+    let source = r#"name = ""
+extra = 1
+
+[webhook]
+methods = ["P O S T"]
+max_body = "1 TiB"
+
+[[steps]]
+id = "Opened"
+plugin = "nope"
+when = "$.steps.later.output"
+config.secret = "${NOT_SET}"
+
+[[steps]]
+id = "later"
+plugin = "template"
+input.x = "$.webhook.["
+timeout = "1 fortnight"
+"#;
+    let found = errors(source);
+    assert_eq!(
+        found
+            .iter()
+            .map(|e| e.split(": ").next().unwrap_or_default())
+            .collect::<Vec<_>>(),
+        vec![
+            "1:8", "2:1", "5:12", "6:12", "9:6", "10:10", "11:8", "12:18", "17:22", "18:11"
+        ],
+        "{found:#?}"
+    );
+}
+
+// ---- environment values ----
+
+#[test]
+fn config_takes_environment_values_and_remembers_where() {
+    let flow = load(
+        r#"name = "x"
+
+[[steps]]
+id = "post"
+plugin = "transform"
+config.url = "${SLACK_URL}"
+config.headers = { authorization = "Bearer ${API_TOKEN}", "x/y" = "${API_TOKEN}" }
+config.items = ["plain", "${API_TOKEN}"]
+config.price = "$5 or $${NOT_ENV}"
+input.raw = "not ${INTERPOLATED} in input"
+"#,
+    );
+    let step = &flow.steps[0];
+    assert_eq!(
+        step.config,
+        json!({
+            "url": "https://hooks.slack.example/T000/B000",
+            "headers": { "authorization": "Bearer s3cret", "x/y": "s3cret" },
+            "items": ["plain", "s3cret"],
+            "price": "$5 or ${NOT_ENV}",
+        })
+    );
+    let mut pointers = step.env_config.clone();
+    pointers.sort();
+    assert_eq!(
+        pointers,
+        vec![
+            "/headers/authorization",
+            "/headers/x~1y",
+            "/items/1",
+            "/url"
+        ]
+    );
+    assert_eq!(
+        step.redacted_config(),
+        json!({
+            "url": "[redacted]",
+            "headers": { "authorization": "[redacted]", "x/y": "[redacted]" },
+            "items": ["plain", "[redacted]"],
+            "price": "$5 or ${NOT_ENV}",
+        })
+    );
+    assert_eq!(
+        step.input.evaluate(&json!({})).unwrap(),
+        json!({"raw": "not ${INTERPOLATED} in input"})
+    );
+}
+
+// ---- mappings at run time ----
+
+fn step_of(source: &str) -> Step {
+    let mut flow = load(source);
+    flow.steps.pop().expect("a step")
+}
+
+#[test]
+fn singular_queries_give_their_value_and_others_an_array() {
+    let step = step_of(
+        r#"name = "x"
+[[steps]]
+id = "a"
+plugin = "transform"
+input.title = "$.webhook.body.issue.title"
+input.first_label = "$.webhook.body.labels[0].name"
+input.labels = "$.webhook.body.labels[*].name"
+input.none = "$.webhook.body.labels[?@.name == 'nope']"
+input.object = "$.webhook.body.issue"
+"#,
+    );
+    let ctx = context(
+        json!({"issue": {"title": "Crash"}, "labels": [{"name": "bug"}, {"name": "p1"}]}),
+        &[],
+    );
+    assert_eq!(
+        step.input.evaluate(&ctx).unwrap(),
+        json!({
+            "title": "Crash",
+            "first_label": "bug",
+            "labels": ["bug", "p1"],
+            "none": [],
+            "object": {"title": "Crash"},
+        })
+    );
+}
+
+#[test]
+fn a_whole_input_can_be_one_query() {
+    let step = step_of(
+        "name = \"x\"\n[[steps]]\nid = \"a\"\nplugin = \"filter\"\ninput = \"$.webhook.body.action\"\n",
+    );
+    let ctx = context(json!({"action": "opened"}), &[]);
+    assert_eq!(step.input.evaluate(&ctx).unwrap(), json!("opened"));
+    assert!(!step.input.is_constant());
+}
+
+#[test]
+fn missing_singular_value_is_an_error_naming_flow_step_place_and_path() {
+    let step = step_of(
+        r#"name = "x"
+[[steps]]
+id = "message"
+plugin = "template"
+input.issue = { title = "$.webhook.body.issue.title" }
+"#,
+    );
+    let err = step.input.evaluate(&context(json!({}), &[])).unwrap_err();
+    assert_eq!(
+        err,
+        MappingError::NothingSelected {
+            flow: FlowId::new("test").unwrap(),
+            step: StepId::new("message").unwrap(),
+            place: "input.issue.title".into(),
+            path: "$.webhook.body.issue.title".into(),
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "flow 'test', step 'message': input.issue.title = \"$.webhook.body.issue.title\" selected nothing; check the payload, or give the place a \"$default\""
+    );
+}
+
+#[test]
+fn defaults_apply_only_when_nothing_is_selected() {
+    let step = step_of(
+        r#"name = "x"
+[[steps]]
+id = "a"
+plugin = "transform"
+input.name = { "$path" = "$.webhook.body.name", "$default" = "anonymous" }
+input.tags = { "$path" = "$.webhook.body.tags", "$default" = ["none", "$.not.a.query"] }
+"#,
+    );
+    assert_eq!(
+        step.input.evaluate(&context(json!({}), &[])).unwrap(),
+        json!({"name": "anonymous", "tags": ["none", "$.not.a.query"]})
+    );
+    assert_eq!(
+        step.input
+            .evaluate(&context(json!({"name": null, "tags": ["x"]}), &[]))
+            .unwrap(),
+        json!({"name": null, "tags": ["x"]})
+    );
+}
+
+#[test]
+fn literals_escapes_and_nesting() {
+    let step = step_of(
+        r#"name = "x"
+
+[[steps]]
+id = "first"
+plugin = "transform"
+
+[[steps]]
+id = "a"
+plugin = "transform"
+input.price = "$$5"
+input.dollars = "$$$.webhook"
+input.text = "costs $5"
+input.count = 3
+input.ok = true
+input.when = 1979-05-27T07:32:00Z
+input.nested = { list = ["fixed", "$.steps.first.output", { deep = "$.webhook.method" }], "odd key" = "$.webhook.body.x" }
+"#,
+    );
+    let ctx = context(json!({"x": 1}), &[("first", json!({"done": true}))]);
+    assert_eq!(
+        step.input.evaluate(&ctx).unwrap(),
+        json!({
+            "price": "$5",
+            "dollars": "$$.webhook",
+            "text": "costs $5",
+            "count": 3,
+            "ok": true,
+            "when": "1979-05-27T07:32:00Z",
+            "nested": {
+                "list": ["fixed", {"done": true}, {"deep": "POST"}],
+                "odd key": 1,
+            },
+        })
+    );
+    let err = step
+        .input
+        .evaluate(&context(json!({}), &[("first", json!(1))]));
+    assert!(
+        matches!(&err, Err(MappingError::NothingSelected { place, .. }) if place == "input.nested.\"odd key\""),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn when_runs_the_step_only_if_something_is_selected() {
+    let step = step_of(
+        r#"name = "x"
+[[steps]]
+id = "a"
+plugin = "filter"
+when = "$.webhook.body[?@.state == 'open']"
+"#,
+    );
+    assert!(step.should_run(&context(json!({"pr": {"state": "open"}}), &[])));
+    assert!(!step.should_run(&context(json!({"pr": {"state": "closed"}}), &[])));
+
+    let step = step_of(
+        "name = \"x\"\n[[steps]]\nid = \"a\"\nplugin = \"filter\"\nwhen = \"$.webhook.body.draft\"\n",
+    );
+    assert!(step.should_run(&context(json!({"draft": false}), &[])));
+    assert!(!step.should_run(&context(json!({}), &[])));
+    assert!(step_of(MINIMAL).should_run(&json!({})));
+}
+
+// ---- the example flows in flows/ ----
+
+const EXAMPLES: &[(&str, &str)] = &[
+    (
+        "flows/github-issues.toml",
+        include_str!("../../../flows/github-issues.toml"),
+    ),
+    (
+        "flows/stripe-payments.toml",
+        include_str!("../../../flows/stripe-payments.toml"),
+    ),
+    (
+        "flows/contact-form.toml",
+        include_str!("../../../flows/contact-form.toml"),
+    ),
+];
+
+fn example(name: &str) -> Flow {
+    let (path, source) = EXAMPLES
+        .iter()
+        .find(|(path, _)| path.contains(name))
+        .expect("an example flow");
+    parse_flow(Path::new(path), source, &|_| None, &builtin)
+        .unwrap_or_else(|err| panic!("{path} should load:\n{err}"))
+}
+
+#[test]
+fn example_flows_load_without_environment() {
+    for (path, _) in EXAMPLES {
+        let stem = Path::new(path)
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
+        let flow = example(stem);
+        assert_eq!(flow.id.as_str(), stem);
+        assert!(!flow.steps.is_empty());
+    }
+}
+
+#[test]
+fn github_example_maps_an_issue_event() {
+    let flow = example("github-issues");
+    let ctx = context(
+        json!({"action": "opened", "issue": {"number": 42, "title": "Crash on start",
+               "html_url": "https://github.com/acme/app/issues/42", "user": {"login": "octocat"}}}),
+        &[("message", json!("New issue #42"))],
+    );
+    let inputs: Vec<Value> = flow
+        .steps
+        .iter()
+        .map(|step| step.input.evaluate(&ctx).unwrap())
+        .collect();
+    assert_eq!(
+        inputs,
+        vec![
+            json!("opened"),
+            json!({"number": 42, "title": "Crash on start", "user": "octocat",
+                   "url": "https://github.com/acme/app/issues/42"}),
+            json!({"text": "New issue #42", "channel": "#issues"}),
+        ]
+    );
+    assert_eq!(flow.steps[0].config, json!({"equals": "opened"}));
+}
+
+#[test]
+fn stripe_example_defaults_the_email() {
+    let flow = example("stripe-payments");
+    let ctx = context(
+        json!({"type": "payment_intent.succeeded", "data": {"object": {
+            "id": "pi_1", "amount": 2500, "currency": "eur", "customer": "cus_42"}}}),
+        &[],
+    );
+    assert_eq!(
+        flow.steps[1].input.evaluate(&ctx).unwrap(),
+        json!({"id": "pi_1", "amount": 2500, "currency": "eur", "customer": "cus_42",
+               "email": "no e-mail on file"})
+    );
+    assert_eq!(flow.webhook.max_body, 256 * 1024);
+}
+
+#[test]
+fn contact_form_example_maps_form_fields() {
+    let flow = example("contact-form");
+    let ctx = context(
+        json!({"email": "ada@example.com", "message": "Do you ship to Mars?"}),
+        &[],
+    );
+    assert_eq!(
+        flow.steps[0].input.evaluate(&ctx).unwrap(),
+        json!({"name": "anonymous", "email": "ada@example.com", "message": "Do you ship to Mars?"})
+    );
+    let err = flow.steps[0]
+        .input
+        .evaluate(&context(json!({"email": "a@b.c"}), &[]))
+        .unwrap_err();
+    assert!(err.to_string().contains("input.message"), "{err}");
+}
