@@ -1,0 +1,372 @@
+//! The store: one redb file that keeps every run, its raw request, its step records, the run
+//! queue, flow versions and the flows' webhook URL tokens.
+//!
+//! Writes go through one writer thread that commits them in groups (see `writer`): `accept`
+//! answers only after its run is committed with an fsync, and concurrent accepts share that
+//! fsync. Reads are plain read transactions on a snapshot, from any thread (see `query`).
+//!
+//! # Invariants
+//!
+//! - Run ids are strictly increasing ULIDs, also across restarts (the writer never hands out
+//!   an id below the largest stored one), so id order is acceptance order.
+//! - A run is in the queue table iff its status is `queued` or `running`.
+//! - A run has exactly one entry in each of `runs_by_flow`, `runs_by_status` and
+//!   `runs_by_flow_status`, and the status ones carry its current status.
+//! - A run's record, request, body, queue and index entries are written in the same
+//!   transaction, so a run is either wholly there or not at all.
+//! - Every accept that was answered `Ok` is on disk: its batch was committed with
+//!   `Durability::Immediate` before the answer was sent.
+//! - The step records of a run are those of its latest attempt: `start_run` clears earlier ones.
+//! - A flow's token never changes once made; a flow version's source never changes once stored.
+//! - A dedupe entry `(flow, key)` names the run first accepted under that key.
+//!
+//! # Life of a run
+//!
+//! `accept` → queued → `start_run` → running → `finish_run` → succeeded | failed | filtered.
+//! After a crash, `recover` puts running runs back to queued with `attempt + 1`.
+
+mod error;
+mod query;
+mod tables;
+mod types;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use redb::{Database, ReadableTable};
+use tokio::sync::oneshot;
+
+pub use error::StoreError;
+pub use types::{
+    Accepted, LogLine, NewRun, Page, RawRequest, Run, RunFilter, RunId, RunOutcome, RunStatus,
+    StepErrorRecord, StepRecord, StepStatus, UnknownStatus,
+};
+
+use tables::{
+    BODIES, DEDUPE, FLOW_VERSIONS, META, QUEUE, REQUESTS, RUNS, RUNS_BY_FLOW, RUNS_BY_FLOW_STATUS,
+    RUNS_BY_STATUS, SCHEMA_KEY, SCHEMA_VERSION, STEPS, TOKENS,
+};
+use writer::{AcceptPermit, Counters, Op, Reply, Writer, WriterConfig};
+
+/// How the store queues and batches writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// How many accepts may wait for the writer (including the batch being committed) before
+    /// `accept` answers [`StoreError::Overloaded`] at once. It bounds the memory held by bodies
+    /// waiting to be written; other writes are never refused, they only wait.
+    pub queue_capacity: usize,
+    /// The most writes committed in one transaction. Larger batches share an fsync among more
+    /// callers but make each of them wait for a longer transaction.
+    pub max_batch: usize,
+    /// Also fsync batches that hold only step records and final statuses. Off by default:
+    /// those are synced as soon as the writer is idle (and at least every second), and losing
+    /// them in a crash only makes the run run again.
+    pub sync_progress: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            queue_capacity: 1024,
+            max_batch: 512,
+            sync_progress: false,
+        }
+    }
+}
+
+/// What the writer has done since the store was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    /// Write transactions committed.
+    pub commits: u64,
+    /// Of those, the ones committed with an fsync.
+    pub durable_commits: u64,
+    /// Writes (accepts, steps, …) committed, across all transactions.
+    pub writes: u64,
+    /// The most writes committed in one transaction.
+    pub largest_batch: u64,
+    /// Accepts waiting for the writer now.
+    pub waiting_accepts: usize,
+}
+
+/// A handle on the store; clones share the same file and writer.
+///
+/// The file is closed when the last handle is dropped: the drop waits for the writer to
+/// commit what is still queued, so it may block for the length of one commit.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Arc<Database>,
+    /// `None` only while dropping.
+    ops: Option<Sender<Op>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    waiting_accepts: Arc<AtomicUsize>,
+    queue_capacity: usize,
+    counters: Arc<Counters>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the channel lets the writer drain what is queued, sync and stop.
+        self.ops = None;
+        let handle = match self.writer.get_mut() {
+            Ok(slot) => slot.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(handle) = handle
+            && handle.join().is_err()
+        {
+            tracing::error!("the store writer panicked");
+        }
+    }
+}
+
+/// Holds the writer still while alive; see [`Store::pause_writer`].
+#[doc(hidden)]
+pub struct WriterPause {
+    _resume: mpsc::Sender<()>,
+}
+
+fn writer_gone() -> StoreError {
+    StoreError::Unavailable("the store's writer has stopped".into())
+}
+
+impl Store {
+    /// Opens the store at `path` with default [`Options`], creating the file if needed.
+    pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
+        Store::open_with(path, Options::default())
+    }
+
+    /// Opens the store at `path`, creating the file and its tables if needed, and starts the
+    /// writer thread.
+    ///
+    /// Fails with [`StoreError::Storage`] if the file cannot be opened (e.g. another process
+    /// has it open) and [`StoreError::Corrupt`] if it was written by an incompatible version.
+    pub fn open_with(path: impl AsRef<Path>, options: Options) -> Result<Store, StoreError> {
+        let path = path.as_ref();
+        let db = Database::create(path).map_err(|e| {
+            StoreError::Storage(format!("cannot open the store {}: {e}", path.display()))
+        })?;
+        let last_id = prepare(&db)?;
+        let db = Arc::new(db);
+
+        let (ops, receiver) = mpsc::channel();
+        let counters = Arc::new(Counters::default());
+        let writer = Writer {
+            db: Arc::clone(&db),
+            ops: receiver,
+            config: WriterConfig {
+                max_batch: options.max_batch.max(1),
+                sync_progress: options.sync_progress,
+            },
+            counters: Arc::clone(&counters),
+            last_id,
+            unsynced_since: None::<Instant>,
+        };
+        let handle = std::thread::Builder::new()
+            .name("weir-store-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the store writer: {e}")))?;
+        tracing::debug!(path = %path.display(), "store opened");
+
+        Ok(Store {
+            inner: Arc::new(Inner {
+                db,
+                ops: Some(ops),
+                writer: Mutex::new(Some(handle)),
+                waiting_accepts: Arc::new(AtomicUsize::new(0)),
+                queue_capacity: options.queue_capacity,
+                counters,
+            }),
+        })
+    }
+
+    /// Keeps a webhook and queues its run. Answers once the run and its request are on disk
+    /// (fsync'd), sharing the commit with every other write waiting at the time.
+    ///
+    /// Fails at once with [`StoreError::Overloaded`] when too many accepts are already waiting;
+    /// with [`StoreError::Unavailable`] or [`StoreError::Storage`] when nothing could be
+    /// committed. An `Ok` is never given for a run that is not on disk.
+    pub async fn accept(&self, run: NewRun) -> Result<Accepted, StoreError> {
+        let permit =
+            AcceptPermit::try_acquire(&self.inner.waiting_accepts, self.inner.queue_capacity)
+                .ok_or(StoreError::Overloaded)?;
+        self.call(|reply| Op::Accept {
+            run: Box::new(run),
+            permit,
+            reply,
+        })
+        .await
+    }
+
+    /// Marks a queued run running and clears any steps of an earlier attempt. Durable before it
+    /// answers, so a crash from here on counts as an attempt.
+    ///
+    /// [`StoreError::Conflict`] if the run is not queued; [`StoreError::NotFound`] if unknown.
+    pub async fn start_run(&self, id: RunId) -> Result<Run, StoreError> {
+        self.call(|reply| Op::Start { id, reply }).await
+    }
+
+    /// Records one step of a running run (replacing a record with the same index).
+    ///
+    /// Not fsync'd on its own (see [`Options::sync_progress`]); visible to reads at once.
+    pub async fn record_step(&self, id: RunId, step: StepRecord) -> Result<(), StoreError> {
+        self.call(|reply| Op::Step {
+            id,
+            step: Box::new(step),
+            reply,
+        })
+        .await
+    }
+
+    /// Gives a queued or running run its final status and takes it off the queue.
+    /// `duration_ms` is measured from `started_at`.
+    ///
+    /// Not fsync'd on its own (see [`Options::sync_progress`]): after a crash the run may be
+    /// found live again and run again, which at-least-once allows.
+    pub async fn finish_run(
+        &self,
+        id: RunId,
+        outcome: RunOutcome,
+        error: Option<String>,
+    ) -> Result<Run, StoreError> {
+        self.call(|reply| Op::Finish {
+            id,
+            outcome,
+            error,
+            reply,
+        })
+        .await
+    }
+
+    /// The flow's webhook URL token, made the first time it is asked for: 128 random bits,
+    /// base64url without padding (22 characters). Never changes afterwards.
+    pub async fn token_for(&self, flow_id: &str) -> Result<String, StoreError> {
+        if let Some(token) = self.token(flow_id)? {
+            return Ok(token);
+        }
+        let flow_id = flow_id.to_owned();
+        self.call(|reply| Op::Token { flow_id, reply }).await
+    }
+
+    /// Keeps the source of a flow version. Storing the same source again does nothing;
+    /// another source under the same version is a [`StoreError::Conflict`].
+    pub async fn put_flow_version(
+        &self,
+        flow_id: &str,
+        version: &str,
+        source: &str,
+    ) -> Result<(), StoreError> {
+        let (flow_id, version, source) =
+            (flow_id.to_owned(), version.to_owned(), source.to_owned());
+        self.call(|reply| Op::FlowVersion {
+            flow_id,
+            version,
+            source,
+            reply,
+        })
+        .await
+    }
+
+    /// Every live run, oldest first, for the executor to run at startup, before serving.
+    ///
+    /// Runs left `running` by a crash go back to `queued` with `attempt + 1` (committed before
+    /// this answers); queued runs are returned as they are.
+    pub async fn recover(&self) -> Result<Vec<RunId>, StoreError> {
+        self.call(|reply| Op::Recover { reply }).await
+    }
+
+    /// What the writer has done so far: commits versus writes shows how well group commit
+    /// batches.
+    pub fn stats(&self) -> Stats {
+        let c = &self.inner.counters;
+        Stats {
+            commits: c.commits.load(Ordering::Relaxed),
+            durable_commits: c.durable_commits.load(Ordering::Relaxed),
+            writes: c.writes.load(Ordering::Relaxed),
+            largest_batch: c.largest_batch.load(Ordering::Relaxed),
+            waiting_accepts: self.inner.waiting_accepts.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Test hook: stops the writer until the returned guard is dropped, so tests can fill the
+    /// queue and see `Overloaded` (e.g. the gateway's 503). Writes sent meanwhile wait.
+    /// Dropping the last `Store` while a pause is held never returns.
+    #[doc(hidden)]
+    pub async fn pause_writer(&self) -> Result<WriterPause, StoreError> {
+        let (paused, is_paused) = oneshot::channel();
+        let (resume_guard, resume) = mpsc::channel();
+        self.send(Op::Pause { paused, resume })?;
+        is_paused.await.map_err(|_| writer_gone())?;
+        Ok(WriterPause {
+            _resume: resume_guard,
+        })
+    }
+
+    fn send(&self, op: Op) -> Result<(), StoreError> {
+        let ops = self.inner.ops.as_ref().ok_or_else(writer_gone)?;
+        ops.send(op).map_err(|_| writer_gone())
+    }
+
+    async fn call<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(op(reply))?;
+        answer.await.map_err(|_| writer_gone())?
+    }
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// Creates the tables of a new file, checks the schema version of an old one, and returns the
+/// largest run id stored.
+fn prepare(db: &Database) -> Result<u128, StoreError> {
+    let txn = db.begin_write()?;
+    let last_id;
+    {
+        let mut meta = txn.open_table(META)?;
+        let stored = meta.get(SCHEMA_KEY)?.map(|guard| guard.value());
+        match stored {
+            None => {
+                meta.insert(SCHEMA_KEY, SCHEMA_VERSION)?;
+            }
+            Some(SCHEMA_VERSION) => {}
+            Some(other) => {
+                return Err(StoreError::Corrupt(format!(
+                    "the file has store schema version {other}; this weir reads version {SCHEMA_VERSION}"
+                )));
+            }
+        }
+        // Opening a table in a write transaction creates it, so reads never miss one.
+        txn.open_table(REQUESTS)?;
+        txn.open_table(BODIES)?;
+        txn.open_table(STEPS)?;
+        txn.open_table(QUEUE)?;
+        txn.open_table(RUNS_BY_FLOW)?;
+        txn.open_table(RUNS_BY_STATUS)?;
+        txn.open_table(RUNS_BY_FLOW_STATUS)?;
+        txn.open_table(DEDUPE)?;
+        txn.open_table(FLOW_VERSIONS)?;
+        txn.open_table(TOKENS)?;
+        let runs = txn.open_table(RUNS)?;
+        last_id = runs.last()?.map_or(0, |(key, _)| key.value());
+    }
+    txn.commit()?;
+    Ok(last_id)
+}

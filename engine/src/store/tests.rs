@@ -1,0 +1,888 @@
+//! The store at work: accept webhooks, run them, crash (drop and reopen), read back.
+
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant, SystemTime};
+
+use redb::{Database, ReadableDatabase};
+
+use super::tables::RUNS;
+use super::*;
+
+fn request(body: &[u8]) -> RawRequest {
+    RawRequest {
+        method: "POST".into(),
+        path: "/hooks/github/tok".into(),
+        query: "a=1&a=2&b".into(),
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("x-dup".into(), "one".into()),
+            ("x-dup".into(), "two".into()),
+        ],
+        body: body.to_vec(),
+        remote_addr: Some("127.0.0.1:5555".into()),
+        received_at: SystemTime::UNIX_EPOCH + Duration::from_millis(1_750_000_000_123),
+    }
+}
+
+fn new_run(flow: &str, body: &[u8]) -> NewRun {
+    NewRun {
+        flow_id: flow.into(),
+        flow_version: "v1".into(),
+        request: request(body),
+        dedupe_key: None,
+    }
+}
+
+fn step(index: u32, id: &str) -> StepRecord {
+    StepRecord {
+        index,
+        step_id: id.into(),
+        plugin: "template".into(),
+        status: StepStatus::Succeeded,
+        input: Some(serde_json::json!({ "n": index })),
+        output: Some(serde_json::json!("out")),
+        logs: vec![LogLine {
+            level: "info".into(),
+            message: format!("step {index}"),
+        }],
+        error: None,
+        started_at: "2026-01-01T00:00:00.000Z".into(),
+        duration_us: 37,
+    }
+}
+
+/// A directory of its own under the system temp dir, removed when dropped. (The engine has no
+/// `tempfile` dependency; this is all the store's tests need.)
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        let dir = std::env::temp_dir().join(format!("weir-store-test-{}", ulid::Ulid::generate()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp() -> (TempDir, std::path::PathBuf) {
+    let dir = TempDir::new();
+    let path = dir.path().join("weir.redb");
+    (dir, path)
+}
+
+/// Polls a future once, so that its first step (for `accept`: taking a place in the queue) runs.
+fn poll_once<F: Future>(fut: std::pin::Pin<&mut F>) -> Poll<F::Output> {
+    fut.poll(&mut Context::from_waker(Waker::noop()))
+}
+
+#[tokio::test]
+async fn accept_then_read_back() {
+    let (_dir, path) = temp();
+    let store = Store::open(&path).unwrap();
+    // Every byte value, not valid UTF-8: the body is kept as bytes.
+    let body: Vec<u8> = (0..=255u8).chain([0xff, 0x00, 0xc3]).collect();
+    let accepted = store.accept(new_run("github", &body)).await.unwrap();
+    assert!(!accepted.duplicate);
+    let run = accepted.run;
+    assert_eq!(run.status, RunStatus::Queued);
+    assert_eq!(run.attempt, 1);
+    assert_eq!(run.flow_id, "github");
+    assert_eq!(run.flow_version, "v1");
+    assert_eq!(run.received_at, "2025-06-15T15:06:40.123Z");
+    assert_eq!(run.method, "POST");
+    assert_eq!(run.content_type.as_deref(), Some("application/json"));
+    assert_eq!(run.body_size, body.len() as u64);
+    assert_eq!(
+        (run.started_at.as_ref(), run.finished_at.as_ref()),
+        (None, None)
+    );
+
+    assert_eq!(store.get_run(run.id).unwrap(), Some(run.clone()));
+    assert_eq!(store.get_request(run.id).unwrap(), Some(request(&body)));
+    assert_eq!(store.get_steps(run.id).unwrap(), vec![]);
+    assert_eq!(store.queue_len().unwrap(), 1);
+
+    // The id round-trips as text, and JSON shows it as text.
+    assert_eq!(run.id.to_string().parse::<RunId>().unwrap(), run.id);
+    let json = serde_json::to_value(&run).unwrap();
+    assert_eq!(json["id"], run.id.to_string());
+    assert_eq!(json["status"], "queued");
+    let raw = serde_json::to_value(request(b"hi")).unwrap();
+    assert_eq!(raw["body"], "aGk=");
+    assert_eq!(raw["received_at"], "2025-06-15T15:06:40.123Z");
+    let back: RawRequest = serde_json::from_value(raw).unwrap();
+    assert_eq!(back, request(b"hi"));
+
+    let unknown = RunId::from(7);
+    assert_eq!(store.get_run(unknown).unwrap(), None);
+    assert_eq!(store.get_request(unknown).unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_accepts_share_commits_and_survive_reopen() {
+    const TASKS: usize = 64;
+    const PER_TASK: usize = 32;
+    let (_dir, path) = temp();
+    let store = Store::open(&path).unwrap();
+    let body = vec![b'x'; 1024];
+
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for t in 0..TASKS {
+        let store = store.clone();
+        let body = body.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for _ in 0..PER_TASK {
+                let flow = format!("flow{}", t % 4);
+                ids.push(store.accept(new_run(&flow, &body)).await.unwrap().run.id);
+            }
+            ids
+        }));
+    }
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.extend(task.await.unwrap());
+    }
+    let elapsed = started.elapsed();
+    let stats = store.stats();
+    let total = TASKS * PER_TASK;
+    println!(
+        "{total} accepts from {TASKS} tasks in {elapsed:?}: {:.0}/s, {} commits, largest batch {}",
+        total as f64 / elapsed.as_secs_f64(),
+        stats.commits,
+        stats.largest_batch
+    );
+    assert_eq!(stats.writes, total as u64);
+    assert!(
+        stats.commits * 4 < total as u64,
+        "group commit should batch: {stats:?}"
+    );
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), total, "ids are unique");
+    drop(store);
+
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.count_runs(None, None).unwrap(), total as u64);
+    for id in &ids {
+        let run = store
+            .get_run(*id)
+            .unwrap()
+            .expect("accepted run is on disk");
+        assert_eq!(run.status, RunStatus::Queued);
+        assert_eq!(store.get_request(*id).unwrap().unwrap().body, body);
+    }
+    assert_eq!(store.recover().await.unwrap(), ids, "queue oldest first");
+    // New ids keep growing after a reopen.
+    let newer = store.accept(new_run("flow0", b"")).await.unwrap().run.id;
+    assert!(newer > *ids.last().unwrap());
+}
+
+/// Reads every page of a listing.
+fn all_pages(store: &Store, mut filter: RunFilter) -> Vec<RunId> {
+    let mut seen = Vec::new();
+    loop {
+        let page = store.list_runs(&filter).unwrap();
+        assert!(page.runs.len() <= filter.limit);
+        seen.extend(page.runs.iter().map(|run| run.id));
+        match page.next_cursor {
+            Some(cursor) => {
+                assert_eq!(page.runs.len(), filter.limit, "only full pages have a next");
+                assert_eq!(Some(cursor), page.runs.last().map(|run| run.id));
+                filter.cursor = Some(cursor);
+            }
+            None => return seen,
+        }
+    }
+}
+
+#[tokio::test]
+async fn list_runs_newest_first_by_flow_and_status_with_cursors() {
+    let (_dir, path) = temp();
+    let store = Store::open(&path).unwrap();
+    let mut all = Vec::new();
+    for i in 0..23 {
+        let flow = if i % 3 == 0 { "a" } else { "b" };
+        all.push((
+            flow,
+            store.accept(new_run(flow, b"{}")).await.unwrap().run.id,
+        ));
+    }
+    // Finish some runs of each flow: every fourth succeeds, every fifth fails.
+    let mut status = std::collections::HashMap::new();
+    for (i, (_, id)) in all.iter().enumerate() {
+        let s = if i % 4 == 0 {
+            store.start_run(*id).await.unwrap();
+            store
+                .finish_run(*id, RunOutcome::Succeeded, None)
+                .await
+                .unwrap();
+            RunStatus::Succeeded
+        } else if i % 5 == 0 {
+            store.start_run(*id).await.unwrap();
+            RunStatus::Running
+        } else {
+            RunStatus::Queued
+        };
+        status.insert(*id, s);
+    }
+    let newest_first = |keep: &dyn Fn(&str, RunId) -> bool| -> Vec<RunId> {
+        all.iter()
+            .rev()
+            .filter(|(flow, id)| keep(flow, *id))
+            .map(|(_, id)| *id)
+            .collect()
+    };
+
+    for limit in [1, 2, 5, 23, 50] {
+        let filter = |flow: Option<&str>, status: Option<RunStatus>| RunFilter {
+            flow: flow.map(str::to_owned),
+            status,
+            limit,
+            cursor: None,
+        };
+        assert_eq!(
+            all_pages(&store, filter(None, None)),
+            newest_first(&|_, _| true)
+        );
+        assert_eq!(
+            all_pages(&store, filter(Some("a"), None)),
+            newest_first(&|f, _| f == "a")
+        );
+        for s in RunStatus::ALL {
+            assert_eq!(
+                all_pages(&store, filter(None, Some(s))),
+                newest_first(&|_, id| status[&id] == s),
+                "status {s}"
+            );
+            assert_eq!(
+                all_pages(&store, filter(Some("b"), Some(s))),
+                newest_first(&|f, id| f == "b" && status[&id] == s),
+                "flow b, status {s}"
+            );
+            assert_eq!(
+                store.count_runs(Some("b"), Some(s)).unwrap(),
+                newest_first(&|f, id| f == "b" && status[&id] == s).len() as u64
+            );
+        }
+        assert!(all_pages(&store, filter(Some("nope"), None)).is_empty());
+    }
+    assert_eq!(store.count_runs(None, None).unwrap(), 23);
+    assert_eq!(store.count_runs(Some("a"), None).unwrap(), 8);
+
+    // A run accepted between pages does not disturb the next pages.
+    let first = store
+        .list_runs(&RunFilter {
+            limit: 10,
+            ..RunFilter::default()
+        })
+        .unwrap();
+    store.accept(new_run("a", b"")).await.unwrap();
+    let rest = all_pages(
+        &store,
+        RunFilter {
+            limit: 10,
+            cursor: first.next_cursor,
+            ..RunFilter::default()
+        },
+    );
+    let mut paged: Vec<_> = first.runs.iter().map(|run| run.id).collect();
+    paged.extend(rest);
+    assert_eq!(paged, newest_first(&|_, _| true));
+
+    let empty = store
+        .list_runs(&RunFilter {
+            limit: 0,
+            ..RunFilter::default()
+        })
+        .unwrap();
+    assert!(empty.runs.is_empty() && empty.next_cursor.is_none());
+}
+
+#[tokio::test]
+async fn a_run_starts_records_steps_and_finishes() {
+    let (_dir, path) = temp();
+    let store = Store::open(&path).unwrap();
+    let id = store.accept(new_run("f", b"{}")).await.unwrap().run.id;
+
+    let running = store.start_run(id).await.unwrap();
+    assert_eq!(running.status, RunStatus::Running);
+    assert!(running.started_at.is_some());
+    // Recorded out of order, listed by index.
+    for i in [2, 0, 1] {
+        store
+            .record_step(id, step(i, &format!("s{i}")))
+            .await
+            .unwrap();
+    }
+    let mut failed = step(3, "post");
+    failed.status = StepStatus::Failed;
+    failed.output = None;
+    failed.error = Some(StepErrorRecord {
+        kind: "upstream".into(),
+        message: "503 from hooks.slack.com".into(),
+    });
+    store.record_step(id, failed.clone()).await.unwrap();
+
+    let done = store
+        .finish_run(
+            id,
+            RunOutcome::Failed,
+            Some("step post: upstream: 503".into()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.status, RunStatus::Failed);
+    assert_eq!(done.error.as_deref(), Some("step post: upstream: 503"));
+    assert!(done.finished_at.is_some() && done.duration_ms.is_some());
+    assert_eq!(store.queue_len().unwrap(), 0);
+    drop(store);
+
+    // Progress writes are not fsync'd one by one, but closing the store syncs them.
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.get_run(id).unwrap(), Some(done));
+    let steps = store.get_steps(id).unwrap();
+    assert_eq!(
+        steps.iter().map(|s| s.index).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3]
+    );
+    assert_eq!(steps[1], step(1, "s1"));
+    assert_eq!(steps[3], failed);
+    assert!(
+        store.recover().await.unwrap().is_empty(),
+        "finished runs are not live"
+    );
+}
+
+#[tokio::test]
+async fn writes_that_do_not_fit_the_run_status_are_refused() {
+    let (_dir, path) = temp();
+    let store = Store::open(&path).unwrap();
+    let unknown = RunId::from(42);
+    assert!(matches!(
+        store.start_run(unknown).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let id = store.accept(new_run("f", b"")).await.unwrap().run.id;
+    assert!(matches!(
+        store.record_step(id, step(0, "s")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    store.start_run(id).await.unwrap();
+    assert!(matches!(
+        store.start_run(id).await,
+        Err(StoreError::Conflict(_))
+    ));
+    store
+        .finish_run(id, RunOutcome::Filtered, None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.finish_run(id, RunOutcome::Succeeded, None).await,
+        Err(StoreError::Conflict(_))
+    ));
+    // A refused write leaves no trace, and the writer goes on.
+    assert_eq!(
+        store.get_run(id).unwrap().unwrap().status,
+        RunStatus::Filtered
+    );
+    assert!(store.get_steps(id).unwrap().is_empty());
+    store.accept(new_run("f", b"")).await.unwrap();
+}
+
+#[tokio::test]
+async fn recover_requeues_interrupted_runs_with_the_attempt_counted() {
+    let (_dir, path) = temp();
+    let store = Store::open(&path).unwrap();
+    let interrupted = store.accept(new_run("f", b"1")).await.unwrap().run.id;
+    let waiting = store.accept(new_run("f", b"2")).await.unwrap().run.id;
+    let finished = store.accept(new_run("f", b"3")).await.unwrap().run.id;
+    store.start_run(interrupted).await.unwrap();
+    store.record_step(interrupted, step(0, "a")).await.unwrap();
+    store.record_step(interrupted, step(1, "b")).await.unwrap();
+    store.start_run(finished).await.unwrap();
+    store
+        .finish_run(finished, RunOutcome::Succeeded, None)
+        .await
+        .unwrap();
+    drop(store); // the "crash": nothing finishes the running run
+
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.recover().await.unwrap(), vec![interrupted, waiting]);
+    let again = store.get_run(interrupted).unwrap().unwrap();
+    assert_eq!((again.status, again.attempt), (RunStatus::Queued, 2));
+    assert_eq!(again.started_at, None);
+    let still = store.get_run(waiting).unwrap().unwrap();
+    assert_eq!((still.status, still.attempt), (RunStatus::Queued, 1));
+    let by_status = store
+        .list_runs(&RunFilter {
+            status: Some(RunStatus::Running),
+            ..RunFilter::default()
+        })
+        .unwrap();
+    assert!(by_status.runs.is_empty(), "the status index follows");
+
+    // The second attempt starts afresh: the first attempt's steps are gone.
+    let restarted = store.start_run(interrupted).await.unwrap();
+    assert_eq!(restarted.attempt, 2);
+    assert!(store.get_steps(interrupted).unwrap().is_empty());
+    store.record_step(interrupted, step(0, "a")).await.unwrap();
+    assert_eq!(store.get_steps(interrupted).unwrap().len(), 1);
+    drop(store);
+
+    // Recovering twice counts the attempt again only if it was running again.
+    let store = Store::open(&path).unwrap();
+    store.recover().await.unwrap();
+    assert_eq!(store.get_run(interrupted).unwrap().unwrap().attempt, 3);
+    store.recover().await.unwrap();
+    assert_eq!(store.get_run(interrupted).unwrap().unwrap().attempt, 3);
+}
+
+#[tokio::test]
+async fn tokens_are_random_url_safe_and_stable_across_reopen() {
+    let (_dir, path) = temp();
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.token("github").unwrap(), None);
+    let github = store.token_for("github").await.unwrap();
+    let stripe = store.token_for("stripe").await.unwrap();
+    assert_eq!(github.len(), 22);
+    assert!(
+        github
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    );
+    assert_ne!(github, stripe);
+    assert_eq!(store.token_for("github").await.unwrap(), github);
+    drop(store);
+
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.token_for("github").await.unwrap(), github);
+    assert_eq!(store.token("stripe").unwrap(), Some(stripe));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_tokens_agree() {
+    let (_dir, path) = temp();
+    let store = Store::open(&path).unwrap();
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.token_for("race").await.unwrap() })
+        })
+        .collect();
+    let mut tokens = Vec::new();
+    for task in tasks {
+        tokens.push(task.await.unwrap());
+    }
+    tokens.dedup();
+    assert_eq!(tokens.len(), 1);
+}
+
+#[tokio::test]
+async fn flow_versions_are_kept_once() {
+    let (_dir, path) = temp();
+    let store = Store::open(&path).unwrap();
+    store
+        .put_flow_version("f", "abc", "name = 'x'")
+        .await
+        .unwrap();
+    store
+        .put_flow_version("f", "abc", "name = 'x'")
+        .await
+        .unwrap();
+    store
+        .put_flow_version("f", "def", "name = 'y'")
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.put_flow_version("f", "abc", "other").await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.flow_version("f", "abc").unwrap().as_deref(),
+        Some("name = 'x'")
+    );
+    assert_eq!(
+        store.flow_version("f", "def").unwrap().as_deref(),
+        Some("name = 'y'")
+    );
+    assert_eq!(store.flow_version("g", "abc").unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_redelivered_webhook_is_not_queued_twice() {
+    let (_dir, path) = temp();
+    let store = Store::open(&path).unwrap();
+    let with_key = |flow: &str, key: &str| NewRun {
+        dedupe_key: Some(key.into()),
+        ..new_run(flow, b"{}")
+    };
+    // Two deliveries in the same batch, and one later.
+    let (first, second) = tokio::join!(
+        store.accept(with_key("gh", "delivery-1")),
+        store.accept(with_key("gh", "delivery-1"))
+    );
+    let (first, second) = (first.unwrap(), second.unwrap());
+    assert_ne!(first.duplicate, second.duplicate);
+    assert_eq!(first.run.id, second.run.id);
+    let later = store.accept(with_key("gh", "delivery-1")).await.unwrap();
+    assert!(later.duplicate);
+    assert_eq!(later.run.id, first.run.id);
+    // The key is per flow.
+    assert!(
+        !store
+            .accept(with_key("other", "delivery-1"))
+            .await
+            .unwrap()
+            .duplicate
+    );
+    assert_eq!(store.count_runs(Some("gh"), None).unwrap(), 1);
+    assert_eq!(store.queue_len().unwrap(), 2);
+}
+
+#[tokio::test]
+async fn a_full_queue_refuses_accepts_at_once() {
+    let (_dir, path) = temp();
+    let store = Store::open_with(
+        &path,
+        Options {
+            queue_capacity: 2,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let pause = store.pause_writer().await.unwrap();
+
+    let mut a = pin!(store.accept(new_run("f", b"a")));
+    let mut b = pin!(store.accept(new_run("f", b"b")));
+    assert!(poll_once(a.as_mut()).is_pending());
+    assert!(poll_once(b.as_mut()).is_pending());
+    assert_eq!(store.stats().waiting_accepts, 2);
+    let refused = store.accept(new_run("f", b"c")).await;
+    assert_eq!(refused, Err(StoreError::Overloaded));
+    // Other writes are not refused; they wait.
+    let mut token = pin!(store.token_for("f"));
+    assert!(poll_once(token.as_mut()).is_pending());
+
+    drop(pause);
+    let (a, b) = (a.await.unwrap(), b.await.unwrap());
+    assert!(!token.await.unwrap().is_empty());
+    assert_eq!(store.stats().waiting_accepts, 0);
+    assert_eq!(store.count_runs(None, None).unwrap(), 2);
+    assert!(
+        store.get_run(a.run.id).unwrap().is_some() && store.get_run(b.run.id).unwrap().is_some()
+    );
+    // Room again.
+    store.accept(new_run("f", b"c")).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_record_that_cannot_be_decoded_is_reported_corrupt() {
+    let (_dir, path) = temp();
+    let store = Store::open(&path).unwrap();
+    let id = store.accept(new_run("f", b"")).await.unwrap().run.id;
+    drop(store);
+    {
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(RUNS)
+            .unwrap()
+            .insert(id.as_u128(), b"not json".as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+        assert!(db.begin_read().is_ok());
+    }
+    let store = Store::open(&path).unwrap();
+    assert!(matches!(store.get_run(id), Err(StoreError::Corrupt(_))));
+    assert!(matches!(
+        store.list_runs(&RunFilter::default()),
+        Err(StoreError::Corrupt(_))
+    ));
+    assert!(matches!(
+        store.start_run(id).await,
+        Err(StoreError::Corrupt(_))
+    ));
+    assert!(matches!(store.recover().await, Err(StoreError::Corrupt(_))));
+    // The writer is still serving.
+    store.accept(new_run("f", b"")).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_second_open_of_the_same_file_fails_cleanly() {
+    let (_dir, path) = temp();
+    let _store = Store::open(&path).unwrap();
+    assert!(matches!(Store::open(&path), Err(StoreError::Storage(_))));
+}
+
+#[test]
+fn status_text_round_trips() {
+    for status in RunStatus::ALL {
+        assert_eq!(status.to_string().parse::<RunStatus>(), Ok(status));
+        assert_eq!(
+            serde_json::to_value(status).unwrap(),
+            serde_json::json!(status.as_str())
+        );
+    }
+    assert!("done".parse::<RunStatus>().is_err());
+    let filter: RunFilter =
+        serde_json::from_value(serde_json::json!({ "status": "failed", "flow": "gh" })).unwrap();
+    assert_eq!(filter.limit, 50);
+    assert_eq!(filter.status, Some(RunStatus::Failed));
+}
+
+/// `cargo test --release -- --ignored --nocapture accept_throughput`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark"]
+async fn accept_throughput() {
+    let (_dir, path) = temp();
+    let store = Store::open(&path).unwrap();
+    let body = vec![b'x'; 1024];
+    for tasks in [1usize, 8, 64, 256] {
+        let per_task = 20_000 / tasks.max(8);
+        let before = store.stats();
+        let started = Instant::now();
+        let handles: Vec<_> = (0..tasks)
+            .map(|t| {
+                let store = store.clone();
+                let body = body.clone();
+                tokio::spawn(async move {
+                    for _ in 0..per_task {
+                        let flow = format!("flow{}", t % 8);
+                        store.accept(new_run(&flow, &body)).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.await.unwrap();
+        }
+        let elapsed = started.elapsed();
+        let after = store.stats();
+        let total = tasks * per_task;
+        println!(
+            "{tasks:>3} concurrent callers: {total} accepts in {elapsed:.2?} = {:>7.0}/s, {:.1} per commit",
+            total as f64 / elapsed.as_secs_f64(),
+            (after.writes - before.writes) as f64 / (after.commits - before.commits) as f64,
+        );
+    }
+    let started = Instant::now();
+    let page = store
+        .list_runs(&RunFilter {
+            flow: Some("flow3".into()),
+            status: Some(RunStatus::Queued),
+            limit: 50,
+            cursor: None,
+        })
+        .unwrap();
+    println!(
+        "list 50 of flow3 among {} runs: {:?}",
+        store.count_runs(None, None).unwrap(),
+        started.elapsed()
+    );
+    assert_eq!(page.runs.len(), 50);
+}
+
+/// `cargo test --release -- --ignored --nocapture progress_throughput`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark"]
+async fn progress_throughput() {
+    for sync_progress in [false, true] {
+        for executors in [1usize, 16] {
+            let (_dir, path) = temp();
+            let options = Options {
+                sync_progress,
+                ..Options::default()
+            };
+            let store = Store::open_with(&path, options).unwrap();
+            let runs = 800 / executors.min(4);
+            let mut ids = Vec::new();
+            for _ in 0..runs {
+                ids.push(store.accept(new_run("f", b"{}")).await.unwrap().run.id);
+            }
+            let before = store.stats();
+            let started = Instant::now();
+            let chunks: Vec<Vec<RunId>> = ids
+                .chunks(runs.div_ceil(executors))
+                .map(<[RunId]>::to_vec)
+                .collect();
+            let handles: Vec<_> = chunks
+                .into_iter()
+                .map(|chunk| {
+                    let store = store.clone();
+                    tokio::spawn(async move {
+                        for id in chunk {
+                            store.start_run(id).await.unwrap();
+                            for i in 0..5 {
+                                store.record_step(id, step(i, "s")).await.unwrap();
+                            }
+                            store
+                                .finish_run(id, RunOutcome::Succeeded, None)
+                                .await
+                                .unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for handle in handles {
+                handle.await.unwrap();
+            }
+            let elapsed = started.elapsed();
+            let after = store.stats();
+            println!(
+                "sync_progress={sync_progress:<5} {executors:>2} executors: {runs} runs x (start + 5 steps + finish) in {elapsed:.2?} = {:>6.0} runs/s, {} commits ({} fsync'd)",
+                runs as f64 / elapsed.as_secs_f64(),
+                after.commits - before.commits,
+                after.durable_commits - before.durable_commits,
+            );
+        }
+    }
+}
+
+#[test]
+fn a_store_is_shared_across_threads() {
+    fn shared<T: Send + Sync + Clone + 'static>() {}
+    shared::<Store>();
+}
+
+#[tokio::test]
+async fn a_file_of_another_schema_version_is_refused() {
+    let (_dir, path) = temp();
+    drop(Store::open(&path).unwrap());
+    {
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(super::tables::META)
+            .unwrap()
+            .insert(super::tables::SCHEMA_KEY, 99)
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    assert!(matches!(Store::open(&path), Err(StoreError::Corrupt(_))));
+}
+
+const CRASH_DIR: &str = "WEIR_STORE_CRASH_DIR";
+
+/// The child half of `acknowledged_accepts_survive_a_crash`: does nothing unless run by it.
+/// Accepts webhooks from many tasks, writes down each acknowledged id, starts and finishes some
+/// runs, then exits without closing the store, while accepts are still in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run by acknowledged_accepts_survive_a_crash"]
+async fn crash_child() {
+    use std::io::Write;
+    let Some(dir) = std::env::var_os(CRASH_DIR) else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir);
+    let store = Store::open(dir.join("weir.redb")).unwrap();
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(
+        std::fs::File::create(dir.join("acked")).unwrap(),
+    ));
+    let note = |file: &std::sync::Mutex<std::fs::File>, line: String| {
+        let mut file = file.lock().unwrap();
+        writeln!(file, "{line}").unwrap();
+        file.flush().unwrap();
+    };
+
+    let started = store.accept(new_run("f", b"s")).await.unwrap().run.id;
+    let finished = store.accept(new_run("f", b"f")).await.unwrap().run.id;
+    store.start_run(started).await.unwrap();
+    store.record_step(started, step(0, "a")).await.unwrap();
+    store.start_run(finished).await.unwrap();
+    store
+        .finish_run(finished, RunOutcome::Succeeded, None)
+        .await
+        .unwrap();
+    note(&acked, format!("started {started}"));
+    note(&acked, format!("finished {finished}"));
+
+    let (count_tx, mut count_rx) = tokio::sync::mpsc::unbounded_channel();
+    for _ in 0..32 {
+        let store = store.clone();
+        let acked = acked.clone();
+        let count_tx = count_tx.clone();
+        tokio::spawn(async move {
+            loop {
+                let id = store.accept(new_run("f", b"{}")).await.unwrap().run.id;
+                note(&acked, format!("accepted {id}"));
+                let _ = count_tx.send(());
+            }
+        });
+    }
+    for _ in 0..500 {
+        count_rx.recv().await;
+    }
+    // No destructor runs: the writer is cut off wherever it is.
+    std::process::exit(17);
+}
+
+#[test]
+fn acknowledged_accepts_survive_a_crash() {
+    let dir = TempDir::new();
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "store::tests::crash_child",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(CRASH_DIR, dir.path())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(17), "the child crashed as planned");
+
+    let notes = std::fs::read_to_string(dir.path().join("acked")).unwrap();
+    let id_of = |what: &str| -> Vec<RunId> {
+        notes
+            .lines()
+            .filter_map(|line| line.strip_prefix(what))
+            .map(|id| id.trim().parse().unwrap())
+            .collect()
+    };
+    let accepted = id_of("accepted ");
+    assert!(accepted.len() >= 500);
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let store = Store::open(dir.path().join("weir.redb")).unwrap();
+    let live = runtime.block_on(store.recover()).unwrap();
+    for id in &accepted {
+        let run = store
+            .get_run(*id)
+            .unwrap()
+            .expect("acknowledged run survives");
+        assert_eq!(run.status, RunStatus::Queued);
+        assert!(live.contains(id));
+    }
+    // The started run was cut off: it runs again, its attempt counted.
+    let started = store.get_run(id_of("started ")[0]).unwrap().unwrap();
+    assert_eq!((started.status, started.attempt), (RunStatus::Queued, 2));
+    // The finished run's final status may not have been synced: then it runs again too.
+    let finished = store.get_run(id_of("finished ")[0]).unwrap().unwrap();
+    assert!(
+        finished.status == RunStatus::Succeeded
+            || (finished.status == RunStatus::Queued && finished.attempt == 2),
+        "{finished:?}"
+    );
+    // Ids keep growing past everything that survived.
+    let newest = live.iter().max().copied().unwrap();
+    let next = runtime
+        .block_on(store.accept(new_run("f", b"")))
+        .unwrap()
+        .run
+        .id;
+    assert!(next > newest);
+}

@@ -1,0 +1,392 @@
+//! The records the store keeps, in the form callers and the admin API see them.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use ulid::Ulid;
+
+/// The id of a run: a ULID, so ids sort by the time the run was accepted.
+///
+/// The store hands out strictly increasing ids (also across restarts), so "newest first" is a
+/// reverse key scan and a cursor is simply the last id seen. Shown and parsed as the
+/// 26-character ULID text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RunId(Ulid);
+
+impl RunId {
+    /// The id as the 128-bit integer it is stored under.
+    pub fn as_u128(self) -> u128 {
+        self.0.0
+    }
+
+    /// When the run was accepted, to the millisecond (the ULID's timestamp).
+    pub fn timestamp(self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(self.0.timestamp_ms())
+    }
+}
+
+impl From<u128> for RunId {
+    fn from(value: u128) -> Self {
+        RunId(Ulid(value))
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl FromStr for RunId {
+    type Err = ulid::DecodeError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ulid::from_string(s).map(RunId)
+    }
+}
+
+impl Serialize for RunId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for RunId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Where a run is in its life.
+///
+/// `Queued` and `Running` are live (the run is in the queue table); the other three are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Accepted and on disk, waiting for the executor.
+    Queued,
+    /// Taken by the executor; after a crash it goes back to `Queued` with `attempt + 1`.
+    Running,
+    /// Every step succeeded or was skipped.
+    Succeeded,
+    /// A step failed; `Run::error` says which and why.
+    Failed,
+    /// A filter step stopped the run on purpose.
+    Filtered,
+}
+
+impl RunStatus {
+    /// Every status, in the order of their stored codes.
+    pub const ALL: [RunStatus; 5] = [
+        RunStatus::Queued,
+        RunStatus::Running,
+        RunStatus::Succeeded,
+        RunStatus::Failed,
+        RunStatus::Filtered,
+    ];
+
+    /// Whether the run is over (it is no longer in the queue).
+    pub fn is_final(self) -> bool {
+        !matches!(self, RunStatus::Queued | RunStatus::Running)
+    }
+
+    /// The name used in JSON and in query strings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Filtered => "filtered",
+        }
+    }
+
+    /// The byte the status indexes are keyed by. Part of the file format: never renumber.
+    pub(super) fn code(self) -> u8 {
+        match self {
+            RunStatus::Queued => 0,
+            RunStatus::Running => 1,
+            RunStatus::Succeeded => 2,
+            RunStatus::Failed => 3,
+            RunStatus::Filtered => 4,
+        }
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The text was not one of `queued`, `running`, `succeeded`, `failed`, `filtered`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown run status {0:?}: expected queued, running, succeeded, failed or filtered")]
+pub struct UnknownStatus(pub String);
+
+impl FromStr for RunStatus {
+    type Err = UnknownStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        RunStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| UnknownStatus(s.to_owned()))
+    }
+}
+
+/// How a run ended: the final statuses, so that `finish_run` cannot be asked to finish a run
+/// as `Queued`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOutcome {
+    /// Every step succeeded or was skipped.
+    Succeeded,
+    /// A step failed.
+    Failed,
+    /// A filter step stopped the run.
+    Filtered,
+}
+
+impl From<RunOutcome> for RunStatus {
+    fn from(outcome: RunOutcome) -> Self {
+        match outcome {
+            RunOutcome::Succeeded => RunStatus::Succeeded,
+            RunOutcome::Failed => RunStatus::Failed,
+            RunOutcome::Filtered => RunStatus::Filtered,
+        }
+    }
+}
+
+/// A webhook request exactly as it arrived.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RawRequest {
+    /// The HTTP method, e.g. `POST`.
+    pub method: String,
+    /// The request path, e.g. `/hooks/github/2xY…`.
+    pub path: String,
+    /// The raw query string without `?`; empty when there was none.
+    pub query: String,
+    /// Header names lower-cased; order and repeated headers kept as received.
+    pub headers: Vec<(String, String)>,
+    /// The body, byte for byte. Stored raw; in JSON it is standard base64.
+    #[serde(with = "base64_body")]
+    pub body: Vec<u8>,
+    /// The peer address, when known.
+    pub remote_addr: Option<String>,
+    /// When the gateway received the request. Kept to the millisecond.
+    #[serde(with = "rfc3339_millis")]
+    pub received_at: SystemTime,
+}
+
+impl RawRequest {
+    /// The first value of a header; `name` must be lower-case.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A webhook to keep and run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewRun {
+    /// The flow the webhook triggers.
+    pub flow_id: String,
+    /// The version (content hash) of the flow that will run it.
+    pub flow_version: String,
+    /// The request as received.
+    pub request: RawRequest,
+    /// The flow's dedupe key for this request, if the flow declares one. A second accept with the
+    /// same `(flow_id, dedupe_key)` stores nothing and answers with the first run.
+    #[serde(default)]
+    pub dedupe_key: Option<String>,
+}
+
+/// What `accept` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accepted {
+    /// The run: the new one, or for a duplicate the run first accepted under its dedupe key.
+    pub run: Run,
+    /// True when the request was a duplicate and nothing new was stored or queued.
+    pub duplicate: bool,
+}
+
+/// A run as listed and shown: everything but the request body and the steps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Run {
+    /// Time-ordered id.
+    pub id: RunId,
+    /// The flow that runs it.
+    pub flow_id: String,
+    /// The flow version it was accepted for.
+    pub flow_version: String,
+    /// Where it is in its life.
+    pub status: RunStatus,
+    /// 1 for the first try; one more each time a crash interrupted it.
+    pub attempt: u32,
+    /// When the request arrived, RFC 3339 UTC with milliseconds.
+    pub received_at: String,
+    /// When the current attempt started.
+    pub started_at: Option<String>,
+    /// When it reached a final status.
+    pub finished_at: Option<String>,
+    /// `finished_at - started_at` in milliseconds.
+    pub duration_ms: Option<u64>,
+    /// Short summary of a failure: which step failed and why.
+    pub error: Option<String>,
+    /// The request's HTTP method.
+    pub method: String,
+    /// The request's `content-type` header.
+    pub content_type: Option<String>,
+    /// The request body's size in bytes.
+    pub body_size: u64,
+}
+
+/// What happened to one step of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    /// The plugin returned an output.
+    Succeeded,
+    /// The plugin returned an error or trapped.
+    Failed,
+    /// The step's condition was false; it did not run.
+    Skipped,
+    /// The step stopped the run on purpose.
+    Filtered,
+}
+
+/// One line a plugin logged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// `trace`, `debug`, `info`, `warn` or `error`.
+    pub level: String,
+    /// The text.
+    pub message: String,
+}
+
+/// Why a step failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepErrorRecord {
+    /// E.g. `invalid_input`, `config`, `upstream`, `internal`, `timeout`, `trap`.
+    pub kind: String,
+    /// The message, as the plugin or the host gave it.
+    pub message: String,
+}
+
+/// The record of one step of one attempt of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// Position in the flow, from 0; steps are listed in this order.
+    pub index: u32,
+    /// The step's id in the flow.
+    pub step_id: String,
+    /// The plugin that ran it.
+    pub plugin: String,
+    /// What happened.
+    pub status: StepStatus,
+    /// The mapped input, when the step got that far.
+    pub input: Option<serde_json::Value>,
+    /// The output, when it succeeded.
+    pub output: Option<serde_json::Value>,
+    /// What the plugin logged.
+    pub logs: Vec<LogLine>,
+    /// Why it failed.
+    pub error: Option<StepErrorRecord>,
+    /// When it started, RFC 3339 UTC with milliseconds.
+    pub started_at: String,
+    /// How long it took, in microseconds.
+    pub duration_us: u64,
+}
+
+/// Which runs `list_runs` returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunFilter {
+    /// Only runs of this flow.
+    pub flow: Option<String>,
+    /// Only runs with this status.
+    pub status: Option<RunStatus>,
+    /// At most this many runs (capped at [`RunFilter::MAX_LIMIT`]).
+    pub limit: usize,
+    /// Continue after this id: only runs older than it.
+    pub cursor: Option<RunId>,
+}
+
+impl RunFilter {
+    /// The largest page `list_runs` returns, whatever `limit` asks for.
+    pub const MAX_LIMIT: usize = 1000;
+}
+
+impl Default for RunFilter {
+    /// Every run, 50 to a page, from the newest.
+    fn default() -> Self {
+        RunFilter {
+            flow: None,
+            status: None,
+            limit: 50,
+            cursor: None,
+        }
+    }
+}
+
+/// One page of runs, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Page {
+    /// The runs.
+    pub runs: Vec<Run>,
+    /// Pass as `cursor` for the next page; `None` when this page is the last.
+    pub next_cursor: Option<RunId>,
+}
+
+/// Milliseconds since the Unix epoch; times before it count as 0.
+pub(super) fn to_ms(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// The inverse of [`to_ms`].
+pub(super) fn from_ms(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+/// RFC 3339, UTC, milliseconds: `2026-03-21T10:04:05.123Z`.
+pub(super) fn format_ms(ms: u64) -> String {
+    humantime::format_rfc3339_millis(from_ms(ms)).to_string()
+}
+
+mod base64_body {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(body: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&STANDARD.encode(body))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
+}
+
+mod rfc3339_millis {
+    use std::time::SystemTime;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(time: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&humantime::format_rfc3339_millis(*time))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SystemTime, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        humantime::parse_rfc3339(&text).map_err(serde::de::Error::custom)
+    }
+}
