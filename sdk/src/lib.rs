@@ -72,10 +72,9 @@ where
     C: serde::de::DeserializeOwned,
     O: serde::Serialize,
 {
-    let config: C =
-        serde_json::from_str(config).map_err(|e| StepError::Config(format!("config: {e}")))?;
+    let config: C = serde_json::from_str(config).map_err(|e| StepError::Config(e.to_string()))?;
     let input: I =
-        serde_json::from_str(input).map_err(|e| StepError::InvalidInput(format!("input: {e}")))?;
+        serde_json::from_str(input).map_err(|e| StepError::InvalidInput(e.to_string()))?;
     let output = f(ctx, input, config)?;
     serde_json::to_string(&output)
         .map_err(|e| StepError::Internal(format!("output is not JSON: {e}")))

@@ -72,9 +72,8 @@ where
     O: serde::Serialize,
 {
     LOGS.with(|logs| logs.borrow_mut().clear());
-    let output = crate::call_json(step, ctx, &input.to_string(), &config.to_string()).map(|text| {
-        serde_json::from_str(&text).expect("a Serialize value encodes to valid JSON")
-    });
+    let output = crate::call_json(step, ctx, &input.to_string(), &config.to_string())
+        .map(|text| serde_json::from_str(&text).expect("a Serialize value encodes to valid JSON"));
     let logs = LOGS.with(|logs| std::mem::take(&mut *logs.borrow_mut()));
     Outcome { output, logs }
 }

@@ -38,6 +38,12 @@ pub fn step(attr: TokenStream, item: TokenStream) -> TokenStream {
     quote! {
         #func
 
+        // Natively the function is only called by tests; this keeps it from counting as unused.
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: () = {
+            let _ = #name;
+        };
+
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             struct __WeirStep;
