@@ -7,7 +7,9 @@ include!("wasm_build.rs");
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let root = manifest_dir.parent().expect("engine/ lives in the workspace root");
+    let root = manifest_dir
+        .parent()
+        .expect("engine/ lives in the workspace root");
     let plugins = root.join("plugins");
     rerun_if_changed_under(&plugins);
     rerun_if_changed_under(&root.join("sdk"));
@@ -32,8 +34,12 @@ fn main() {
         let embedded = embed_dir.join(format!("{name}.wasm"));
         std::fs::copy(&artifact, &embedded)
             .unwrap_or_else(|e| panic!("plugin {name}: {} is missing: {e}", artifact.display()));
-        writeln!(code, "    ({name:?}, include_bytes!({:?})),", embedded.display().to_string())
-            .expect("writing to a String");
+        writeln!(
+            code,
+            "    ({name:?}, include_bytes!({:?})),",
+            embedded.display().to_string()
+        )
+        .expect("writing to a String");
     }
     code.push_str("];\n");
     std::fs::write(embed_dir.join("builtin_plugins.rs"), code).expect("OUT_DIR is writable");

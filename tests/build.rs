@@ -5,20 +5,22 @@ include!("../engine/wasm_build.rs");
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let root = manifest_dir.parent().expect("tests/ lives in the workspace root");
+    let root = manifest_dir
+        .parent()
+        .expect("tests/ lives in the workspace root");
     let guests = manifest_dir.join("guests");
     rerun_if_changed_under(&guests);
     rerun_if_changed_under(&root.join("sdk"));
     println!("cargo:rerun-if-changed=../engine/wasm_build.rs");
     let release = build_wasm_workspace(&guests.join("Cargo.toml"), &wasm_target_dir(root));
-    for name in ["hostile"] {
-        let path = release.join(format!("weir_test_{name}.wasm"));
-        assert!(path.exists(), "{} was not built", path.display());
-        println!(
-            "cargo:rustc-env=WEIR_TEST_{}_WASM={}",
-            name.to_uppercase(),
-            path.display()
-        );
-    }
-    println!("cargo:rustc-env=WEIR_WASM_TARGET_DIR={}", wasm_target_dir(root).display());
+    let hostile = release.join("weir_test_hostile.wasm");
+    assert!(hostile.exists(), "{} was not built", hostile.display());
+    println!(
+        "cargo:rustc-env=WEIR_TEST_HOSTILE_WASM={}",
+        hostile.display()
+    );
+    println!(
+        "cargo:rustc-env=WEIR_WASM_TARGET_DIR={}",
+        wasm_target_dir(root).display()
+    );
 }

@@ -1,4 +1,13 @@
 //! Weir: receive webhooks, keep them safely, run flows of WebAssembly steps on them.
+//!
+//! Rooms and doors: `http` talks to `catalog`, `store` and `run`; `run` talks to `plugin`,
+//! `flow` and `store`; `plugin` knows nothing of HTTP or storage; `flow` is pure.
 
+pub mod catalog;
+pub mod flow;
+pub mod http;
 pub mod plugin;
+pub mod run;
 pub mod scaffold;
+pub mod server;
+pub mod store;

@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 use weir::plugin::{CallContext, HostConfig, Limits, PluginHost};
 
 #[derive(Parser)]
-#[command(name = "weir", version, about = "Receive webhooks, keep them safely, run flows on them.")]
+#[command(
+    name = "weir",
+    version,
+    about = "Receive webhooks, keep them safely, run flows on them."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -17,9 +21,55 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Receive webhooks and run the flows of a folder, with hot reload.
+    Serve(ServeArgs),
+    /// Check flow files; exits 0 when all are valid, 1 otherwise (for flow authors' CI).
+    Validate {
+        /// Flow files or folders of flow files (default: ./flows).
+        paths: Vec<PathBuf>,
+    },
+    /// Run a flow once, locally, with no server: prints each step's output.
+    Run {
+        /// The flow file.
+        flow: PathBuf,
+        /// The webhook body: a file, or - for standard input.
+        #[arg(long)]
+        payload: String,
+        /// A request header, `Name: value` (repeatable). Default content type: application/json.
+        #[arg(long = "header", short = 'H')]
+        headers: Vec<String>,
+        /// The request method.
+        #[arg(long, default_value = "POST")]
+        method: String,
+    },
     /// Write, run and test step plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// The flows folder (watched: edits take effect within a second).
+    #[arg(long, default_value = "./flows", env = "WEIR_FLOWS")]
+    flows: PathBuf,
+    /// The redb file keeping runs, payloads, flow versions and URL tokens.
+    #[arg(long, default_value = "./weir.redb", env = "WEIR_DATA")]
+    data: PathBuf,
+    /// Where webhooks are received.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "WEIR_LISTEN")]
+    listen: std::net::SocketAddr,
+    /// Where the admin API listens (local-only unless --admin-token is set).
+    #[arg(long, default_value = "127.0.0.1:8081", env = "WEIR_ADMIN_LISTEN")]
+    admin_listen: std::net::SocketAddr,
+    /// The base of webhook URLs as senders must use it (default: http://<listen address>).
+    #[arg(long, env = "WEIR_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Bearer token required on the admin API.
+    #[arg(long, env = "WEIR_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Runs executing at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
 }
 
 #[derive(Subcommand)]
@@ -64,6 +114,14 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Validate { paths } => return validate(&paths),
+        Command::Run {
+            flow,
+            payload,
+            headers,
+            method,
+        } => run_flow(&flow, &payload, &headers, &method),
         Command::Plugin(PluginCommand::Run {
             plugin,
             input,
@@ -76,7 +134,10 @@ fn main() -> ExitCode {
             weir::scaffold::new_plugin(&dir, &name, &sdk)
                 .map(|path| {
                     println!("created {}", path.display());
-                    println!("next: cd {} && cargo test && cargo build --release --target wasm32-wasip2", path.display());
+                    println!(
+                        "next: cd {} && cargo test && cargo build --release --target wasm32-wasip2",
+                        path.display()
+                    );
                 })
                 .map_err(anyhow::Error::from)
         }
@@ -98,7 +159,8 @@ fn read_json(source: &str, what: &str) -> anyhow::Result<String> {
             .with_context(|| format!("reading the {what} from standard input"))?;
         text
     } else {
-        std::fs::read_to_string(source).with_context(|| format!("reading the {what} from {source}"))?
+        std::fs::read_to_string(source)
+            .with_context(|| format!("reading the {what} from {source}"))?
     };
     serde_json::from_str::<serde_json::Value>(&text)
         .with_context(|| format!("the {what} is not valid JSON"))?;
@@ -139,13 +201,227 @@ fn plugin_run(
     };
     let call = loaded.call(&ctx, &input, &config, &limits);
     for line in &call.logs {
-        eprintln!("[{}] {}", serde_json::to_value(line.level)?.as_str().unwrap_or("log"), line.message);
+        eprintln!(
+            "[{}] {}",
+            serde_json::to_value(line.level)?.as_str().unwrap_or("log"),
+            line.message
+        );
     }
     match call.result {
         Ok(output) => {
             println!("{}", serde_json::to_string_pretty(&output)?);
             Ok(())
         }
-        Err(failure) => bail!("step failed ({}): {failure}", failure.kind()),
+        Err(failure) => bail!("step failed: {failure}"),
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let running = weir::server::start(weir::server::ServeConfig {
+            flows: args.flows,
+            data: args.data,
+            listen: args.listen,
+            admin_listen: args.admin_listen,
+            public_url: args.public_url,
+            admin_token: args.admin_token,
+            concurrency: args.concurrency,
+            cache_dir: HostConfig::default_cache_dir(),
+        })
+        .await?;
+        // Tests and scripts read these two lines to find ephemeral ports.
+        println!("webhooks: http://{}", running.webhook_addr);
+        println!("admin: http://{}", running.admin_addr);
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        running.shutdown().await;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// The flow files named on the command line: files as they are, folders by their `*.toml`.
+fn flow_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let defaults = [PathBuf::from("./flows")];
+    let paths = if paths.is_empty() {
+        &defaults[..]
+    } else {
+        paths
+    };
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+                .with_context(|| format!("reading {}", path.display()))?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    Ok(files)
+}
+
+fn load_flow(path: &Path) -> Result<weir::flow::Flow, String> {
+    let source = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: error: cannot read: {e}", path.display()))?;
+    let env = |name: &str| std::env::var(name).ok();
+    let builtin = |name: &str| PluginHost::builtin_names().any(|n| n == name);
+    weir::flow::parse_flow(path, &source, &env, &builtin).map_err(|d| d.to_string())
+}
+
+fn validate(paths: &[PathBuf]) -> ExitCode {
+    let files = match flow_files(paths) {
+        Ok(files) => files,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if files.is_empty() {
+        eprintln!("error: no flow files found");
+        return ExitCode::FAILURE;
+    }
+    let mut failed = 0;
+    for file in &files {
+        match load_flow(file) {
+            Ok(flow) => println!(
+                "ok: {} ({} steps, version {})",
+                file.display(),
+                flow.steps.len(),
+                flow.version
+            ),
+            Err(errors) => {
+                failed += 1;
+                eprintln!("{errors}");
+            }
+        }
+    }
+    if failed > 0 {
+        eprintln!("{failed} of {} flow files have errors", files.len());
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+struct PrintSink;
+
+impl weir::run::StepSink for PrintSink {
+    async fn record(&mut self, step: weir::store::StepRecord) {
+        let status = serde_json::to_value(step.status).ok();
+        let status = status.as_ref().and_then(|s| s.as_str()).unwrap_or("?");
+        eprintln!(
+            "── step {} ({}): {} in {} µs",
+            step.step_id, step.plugin, status, step.duration_us
+        );
+        for line in &step.logs {
+            eprintln!("   [{}] {}", line.level, line.message);
+        }
+        if let Some(error) = &step.error {
+            eprintln!("   error ({}): {}", error.kind, error.message);
+        }
+        if let Some(output) = &step.output {
+            println!(
+                "{}",
+                serde_json::json!({ "step": step.step_id, "output": output })
+            );
+        }
+    }
+}
+
+fn run_flow(
+    flow_path: &Path,
+    payload: &str,
+    headers: &[String],
+    method: &str,
+) -> anyhow::Result<()> {
+    let flow = load_flow(flow_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let body = if payload == "-" {
+        let mut body = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut body)
+            .context("reading the payload from standard input")?;
+        body
+    } else {
+        std::fs::read(payload).with_context(|| format!("reading the payload {payload}"))?
+    };
+    let mut header_list = Vec::new();
+    for header in headers {
+        let (name, value) = header
+            .split_once(':')
+            .with_context(|| format!("header '{header}' is not 'Name: value'"))?;
+        header_list.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+    }
+    if !header_list.iter().any(|(n, _)| n == "content-type") {
+        header_list.push(("content-type".into(), "application/json".into()));
+    }
+    let host = PluginHost::new(HostConfig {
+        cache_dir: HostConfig::default_cache_dir(),
+        no_pooling: false,
+    })?;
+    let mut plugins = Vec::new();
+    for step in &flow.steps {
+        let plugin = match &step.plugin {
+            weir::flow::PluginRef::Builtin(name) => host.load_builtin(name)?,
+            weir::flow::PluginRef::Path(path) => host.load_file(path)?,
+        };
+        plugins.push(plugin);
+    }
+    let request = weir::store::RawRequest {
+        method: method.to_ascii_uppercase(),
+        path: format!("/hooks/{}/local", flow.id),
+        query: String::new(),
+        headers: header_list,
+        body,
+        remote_addr: None,
+        received_at: std::time::SystemTime::now(),
+    };
+    let webhook = weir::run::payload::webhook_document("local", &request);
+    let live = std::sync::Arc::new(weir::catalog::LiveFlow { flow, plugins });
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let outcome = runtime.block_on(weir::run::execute_steps(
+        live,
+        webhook,
+        &weir::run::RunInfo {
+            run_id: "local".into(),
+            attempt: 1,
+        },
+        &mut PrintSink,
+    ));
+    let status = serde_json::to_value(outcome.outcome)?;
+    eprintln!("run {}", status.as_str().unwrap_or("?"));
+    match (outcome.outcome, outcome.error) {
+        (weir::store::RunOutcome::Failed, Some(error)) => bail!("{error}"),
+        (_, Some(note)) => {
+            eprintln!("{note}");
+            Ok(())
+        }
+        _ => Ok(()),
     }
 }

@@ -26,5 +26,8 @@ fn transform_outputs_its_mapped_input() {
 
 #[test]
 fn transform_passes_any_json_and_ignores_config() {
-    assert_eq!(run("transform", json!(null), json!({"x": 1})), Ok(json!(null)));
+    assert_eq!(
+        run("transform", json!(null), json!({"x": 1})),
+        Ok(json!(null))
+    );
 }

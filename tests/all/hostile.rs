@@ -45,8 +45,14 @@ fn an_infinite_loop_times_out_within_a_second_of_its_deadline() {
             after: Duration::from_millis(500)
         })
     );
-    assert!(elapsed >= Duration::from_millis(500), "stopped early: {elapsed:?}");
-    assert!(elapsed < Duration::from_millis(1500), "stopped late: {elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(500),
+        "stopped early: {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_millis(1500),
+        "stopped late: {elapsed:?}"
+    );
     assert_next_call_works();
 }
 
@@ -170,7 +176,11 @@ fn stdout_stderr_and_log_lines_are_captured_in_order() {
         .iter()
         .map(|l| {
             (
-                serde_json::to_value(l.level).unwrap().as_str().unwrap().to_owned(),
+                serde_json::to_value(l.level)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
                 l.message.clone(),
             )
         })

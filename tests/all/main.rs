@@ -1,5 +1,11 @@
 //! Weir's integration and end-to-end tests: one binary (it links once), a module per area.
 
+mod api;
 mod builtins;
+mod cli;
+mod gateway;
 mod hostile;
+mod jsonpath_cts;
+mod reload;
+mod restart;
 mod sdk_scaffold;

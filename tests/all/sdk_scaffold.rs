@@ -8,7 +8,12 @@ use weir_tests::{target_dir, weir_bin};
 fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     // The outer build's settings are not the new crate's.
-    for var in ["CARGO_TARGET_DIR", "RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_MANIFEST_DIR"] {
+    for var in [
+        "CARGO_TARGET_DIR",
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_MANIFEST_DIR",
+    ] {
         cmd.env_remove(var);
     }
     cmd
@@ -51,7 +56,13 @@ fn a_new_plugin_builds_passes_its_test_and_runs_under_weir() {
     run_ok(
         cargo()
             .current_dir(&krate)
-            .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--target-dir",
+            ])
             .arg(shared.join("wasm")),
         "cargo build --target wasm32-wasip2 in the new crate",
     );
@@ -69,7 +80,11 @@ fn a_new_plugin_builds_passes_its_test_and_runs_under_weir() {
         .arg(work.path().join("cfg.json"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let output: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(output, serde_json::json!({"message": "Welcome, Ada!"}));
     assert!(String::from_utf8_lossy(&out.stderr).contains("[info] greeting Ada"));
@@ -85,6 +100,9 @@ fn a_new_plugin_builds_passes_its_test_and_runs_under_weir() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("invalid-input") && stderr.contains("name is empty"), "{stderr}");
+    assert!(
+        stderr.contains("invalid-input") && stderr.contains("name is empty"),
+        "{stderr}"
+    );
     assert!(out.stdout.is_empty());
 }

@@ -62,7 +62,10 @@ pub fn wait_for<T>(deadline: Duration, what: &str, mut check: impl FnMut() -> Op
         if let Some(value) = check() {
             return value;
         }
-        assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(100));
     }
@@ -77,4 +80,315 @@ pub fn resident_memory() -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map(|kb| kb * 1024)
         .unwrap_or(0)
+}
+
+/// An HTTP answer, read whole.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "answer {} is not JSON ({e}): {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn agent() -> &'static ureq::Agent {
+    static AGENT: OnceLock<ureq::Agent> = OnceLock::new();
+    AGENT.get_or_init(|| {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into()
+    })
+}
+
+fn answer(
+    response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Result<Answer, String> {
+    let mut response = response.map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(256 << 20)
+        .read_to_vec()
+        .map_err(|e| e.to_string())?;
+    Ok(Answer {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// GET `url`.
+pub fn get(url: &str) -> Answer {
+    answer(agent().get(url).call()).unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+/// GET `url` with extra headers.
+pub fn get_with(url: &str, headers: &[(&str, &str)]) -> Answer {
+    let mut request = agent().get(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    answer(request.call()).unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+/// Sends `body` with `method` and a content type; `Err` when no answer came (connection
+/// refused or reset).
+pub fn send(method: &str, url: &str, content_type: &str, body: &[u8]) -> Result<Answer, String> {
+    let request = ureq::http::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("content-type", content_type)
+        .body(body.to_vec())
+        .map_err(|e| e.to_string())?;
+    answer(agent().run(request))
+}
+
+/// POSTs `body` as JSON.
+pub fn post_json(url: &str, body: &serde_json::Value) -> Answer {
+    send("POST", url, "application/json", body.to_string().as_bytes())
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"))
+}
+
+/// A flows folder in a temp dir, filled from the repository's `flows/` or by the test.
+pub struct FlowDir {
+    pub dir: tempfile::TempDir,
+}
+
+impl FlowDir {
+    /// An empty folder.
+    pub fn empty() -> FlowDir {
+        FlowDir {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// A copy of the bundled example flows.
+    pub fn examples() -> FlowDir {
+        let flows = FlowDir::empty();
+        for entry in std::fs::read_dir(repo_root().join("flows"))
+            .expect("flows/ exists")
+            .flatten()
+        {
+            std::fs::copy(entry.path(), flows.path().join(entry.file_name())).expect("copy a flow");
+        }
+        flows
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Writes a flow file the way an editor that saves in place does.
+    pub fn write(&self, name: &str, source: &str) {
+        std::fs::write(self.path().join(name), source).expect("write a flow");
+    }
+}
+
+/// A `weir serve` process on ephemeral ports, killed when dropped.
+pub struct Weir {
+    child: std::process::Child,
+    pub webhook: String,
+    pub admin: String,
+    pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Weir {
+    /// Starts `weir serve` on `flows` and the store file `data`.
+    pub fn start(flows: &std::path::Path, data: &std::path::Path) -> Weir {
+        Weir::start_with(flows, data, &[])
+    }
+
+    /// As [`Weir::start`], with extra arguments.
+    pub fn start_with(flows: &std::path::Path, data: &std::path::Path, extra: &[&str]) -> Weir {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(weir_bin())
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--flows",
+            ])
+            .arg(flows)
+            .arg("--data")
+            .arg(data)
+            .args(extra)
+            .env("WEIR_CACHE_DIR", target_dir().join("test-plugin-cache"))
+            .env("WEIR_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("weir starts");
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        {
+            let pipe = child.stderr.take().expect("stderr is piped");
+            let stderr = stderr.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let mut all = stderr.lock().unwrap_or_else(|e| e.into_inner());
+                    all.push_str(&line);
+                    all.push('\n');
+                }
+            });
+        }
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (mut webhook, mut admin) = (None, None);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while webhook.is_none() || admin.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(url) = line.strip_prefix("webhooks: ") {
+                        webhook = Some(url.to_owned());
+                    } else if let Some(url) = line.strip_prefix("admin: ") {
+                        admin = Some(url.to_owned());
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!(
+                        "weir did not start: {}",
+                        stderr.lock().unwrap_or_else(|e| e.into_inner())
+                    );
+                }
+            }
+        }
+        Weir {
+            child,
+            webhook: webhook.unwrap_or_default(),
+            admin: admin.unwrap_or_default(),
+            stderr,
+        }
+    }
+
+    /// GET on the admin API, e.g. `api("/api/flows")`.
+    pub fn api(&self, path: &str) -> Answer {
+        get(&format!("{}{path}", self.admin))
+    }
+
+    /// The flow as the admin API shows it.
+    pub fn flow(&self, id: &str) -> serde_json::Value {
+        let answer = self.api(&format!("/api/flows/{id}"));
+        assert_eq!(
+            answer.status,
+            200,
+            "GET /api/flows/{id}: {:?}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        answer.json()
+    }
+
+    /// The flow's webhook URL.
+    pub fn webhook_url(&self, flow: &str) -> String {
+        self.flow(flow)["webhook_url"]
+            .as_str()
+            .unwrap_or_else(|| panic!("flow {flow} has no webhook_url"))
+            .to_owned()
+    }
+
+    /// Waits until the run reaches a final status and returns `GET /api/runs/{id}`.
+    pub fn wait_run(&self, run_id: &str) -> serde_json::Value {
+        wait_for(
+            Duration::from_secs(60),
+            &format!("run {run_id} to finish"),
+            || {
+                let answer = self.api(&format!("/api/runs/{run_id}"));
+                if answer.status != 200 {
+                    return None;
+                }
+                let run = answer.json();
+                let status = run["run"]["status"].as_str().unwrap_or("");
+                matches!(status, "succeeded" | "failed" | "filtered").then_some(run)
+            },
+        )
+    }
+
+    /// The total number of runs the API lists (all pages).
+    pub fn count_runs(&self) -> usize {
+        let mut count = 0;
+        let mut cursor: Option<String> = None;
+        loop {
+            let path = match &cursor {
+                Some(c) => format!("/api/runs?limit=1000&cursor={c}"),
+                None => "/api/runs?limit=1000".to_owned(),
+            };
+            let page = self.api(&path).json();
+            count += page["runs"].as_array().map_or(0, Vec::len);
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => return count,
+            }
+        }
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits for the process to exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        self.child.wait().expect("weir exits")
+    }
+
+    /// What the server logged so far.
+    pub fn logs(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+impl Drop for Weir {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

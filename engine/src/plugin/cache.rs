@@ -43,7 +43,9 @@ impl Cache {
             // of the file name); wasmtime also checks the header before using it.
             match unsafe { Component::deserialize_file(engine, &path) } {
                 Ok(component) => return Ok((component, true)),
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "ignoring a damaged cache entry"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "ignoring a damaged cache entry")
+                }
             }
         }
         let component = Component::new(engine, bytes)?;

@@ -67,7 +67,10 @@ pub enum StepFailure {
     #[error("timeout: the step ran longer than {}", humantime::format_duration(*after))]
     Timeout { after: Duration },
     /// The plugin needed more memory than the step is granted.
-    #[error("memory limit: the step needed {} bytes; its limit is {limit} bytes", requested)]
+    #[error(
+        "memory limit: the step needed {} bytes; its limit is {limit} bytes",
+        requested
+    )]
     MemoryLimit { limit: u64, requested: u64 },
     /// Unbounded recursion.
     #[error("stack overflow: the step's call stack grew past its limit")]
@@ -143,7 +146,11 @@ pub(super) fn check_output(
 }
 
 /// Tells what a trap (or any error out of instantiation or the call) was.
-pub(super) fn classify_trap(err: &wasmtime::Error, sandbox: &Sandbox, limits: &Limits) -> StepFailure {
+pub(super) fn classify_trap(
+    err: &wasmtime::Error,
+    sandbox: &Sandbox,
+    limits: &Limits,
+) -> StepFailure {
     if let Some(requested) = sandbox.limiter.memory_refused {
         return StepFailure::MemoryLimit {
             limit: limits.memory,

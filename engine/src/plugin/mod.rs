@@ -127,13 +127,19 @@ impl PluginHost {
     /// starts the epoch ticker.
     pub fn new(config: HostConfig) -> Result<Self, PluginError> {
         let (engine, pooling) = if config.no_pooling {
-            (Engine::new(&engine_config(false)).map_err(PluginError::engine)?, false)
+            (
+                Engine::new(&engine_config(false)).map_err(PluginError::engine)?,
+                false,
+            )
         } else {
             match Engine::new(&engine_config(true)) {
                 Ok(engine) => (engine, true),
                 Err(e) => {
                     tracing::warn!(error = %e, "pooling allocator unavailable; using on-demand allocation");
-                    (Engine::new(&engine_config(false)).map_err(PluginError::engine)?, false)
+                    (
+                        Engine::new(&engine_config(false)).map_err(PluginError::engine)?,
+                        false,
+                    )
                 }
             }
         };
@@ -277,7 +283,9 @@ pub struct Plugin {
 
 impl std::fmt::Debug for Plugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Plugin").field("name", &self.inner.name).finish()
+        f.debug_struct("Plugin")
+            .field("name", &self.inner.name)
+            .finish()
     }
 }
 
@@ -292,7 +300,11 @@ impl Plugin {
         let started = Instant::now();
         let mut store = Store::new(&self.inner.engine, Sandbox::new(limits));
         store.limiter(|s| &mut s.limiter);
-        let ticks = limits.timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()).max(1);
+        let ticks = limits
+            .timeout
+            .as_nanos()
+            .div_ceil(EPOCH_TICK.as_nanos())
+            .max(1);
         store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
         store.epoch_deadline_trap();
 

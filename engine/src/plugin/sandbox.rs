@@ -81,7 +81,10 @@ impl LogBuffer {
             }
         }
         if self.dropped > 0 {
-            let note = format!("[{} log bytes dropped: over the cap of {}]", self.dropped, self.cap);
+            let note = format!(
+                "[{} log bytes dropped: over the cap of {}]",
+                self.dropped, self.cap
+            );
             self.lines.push(LogLine {
                 level: LogLevel::Warn,
                 message: note,

@@ -11,12 +11,22 @@ struct Config {
     mode: String,
     #[serde(default)]
     target: String,
+    #[serde(default)]
+    ms: u64,
 }
 
 #[weir_sdk::step]
 fn run(_ctx: &Context, input: Value, config: Config) -> Result<Value, StepError> {
     match config.mode.as_str() {
         "echo" => Ok(input),
+        "spin" => {
+            // Busy for `ms` milliseconds (the monotonic clock is the one thing WASI grants).
+            let start = std::time::Instant::now();
+            while start.elapsed().as_millis() < u128::from(config.ms) {
+                black_box(0);
+            }
+            Ok(input)
+        }
         "loop" => {
             let mut n = 0u64;
             loop {

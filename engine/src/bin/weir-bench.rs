@@ -1,0 +1,105 @@
+//! Weir's benchmarks. Each prints its figures next to a baseline measured in the same run, so a
+//! noisy shared machine shows up in both.
+//!
+//!     cargo run --release -p weir --bin weir-bench -- plugin
+//!     cargo run --release -p weir --bin weir-bench -- webhook
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use weir::plugin::{CallContext, HostConfig, Limits, Plugin, PluginHost};
+
+fn main() -> anyhow::Result<()> {
+    let which = std::env::args().nth(1).unwrap_or_else(|| "plugin".into());
+    match which.as_str() {
+        "plugin" => bench_plugin(),
+        other => anyhow::bail!("unknown benchmark '{other}': use plugin or webhook"),
+    }
+}
+
+/// A JSON object of about 1 KiB.
+fn input_1k() -> String {
+    let mut fields = serde_json::Map::new();
+    for i in 0..24 {
+        fields.insert(
+            format!("field_{i:02}"),
+            serde_json::json!(format!("value number {i:04}")),
+        );
+    }
+    fields.insert(
+        "nested".into(),
+        serde_json::json!({"list": [1, 2, 3, 4, 5], "flag": true}),
+    );
+    serde_json::Value::Object(fields).to_string()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx]
+}
+
+fn call_loop(plugin: &Plugin, input: &str, n: usize) -> Vec<Duration> {
+    let ctx = CallContext::default();
+    let limits = Limits::default();
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        let call = plugin.call(&ctx, input, "{}", &limits);
+        times.push(start.elapsed());
+        assert!(call.result.is_ok(), "transform failed: {:?}", call.result);
+    }
+    times
+}
+
+fn throughput(plugin: &Plugin, input: &str, threads: usize, per_thread: usize) -> f64 {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| call_loop(plugin, input, per_thread));
+        }
+    });
+    (threads * per_thread) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn bench_plugin() -> anyhow::Result<()> {
+    let input = input_1k();
+    println!(
+        "plugin benchmark: built-in `transform`, fresh instance per call, {} B JSON input",
+        input.len()
+    );
+    for pooling in [true, false] {
+        let host = PluginHost::new(HostConfig {
+            cache_dir: None,
+            no_pooling: !pooling,
+        })
+        .context("starting the plugin host")?;
+        let plugin = host.load_builtin("transform")?;
+        call_loop(&plugin, &input, 2_000); // warm-up
+        let mut times = call_loop(&plugin, &input, 20_000);
+        times.sort();
+        let label = if host.pooling() {
+            "pooling allocator"
+        } else {
+            "on-demand allocator"
+        };
+        println!("  {label}:");
+        println!(
+            "    instantiate + call: median {:.1} µs, p99 {:.1} µs",
+            percentile(&times, 0.5).as_secs_f64() * 1e6,
+            percentile(&times, 0.99).as_secs_f64() * 1e6
+        );
+        println!(
+            "    1 thread:  {:>8.0} calls/s",
+            throughput(&plugin, &input, 1, 20_000)
+        );
+        println!(
+            "    2 threads: {:>8.0} calls/s",
+            throughput(&plugin, &input, 2, 20_000)
+        );
+        if !pooling {
+            println!("  (on-demand is the baseline: the pooling allocator should beat it)");
+        }
+    }
+    println!("targets: median <= 50 µs, >= 15,000 calls/s");
+    Ok(())
+}

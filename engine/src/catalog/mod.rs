@@ -1,0 +1,436 @@
+//! The live set of flows: what the flows folder holds, loaded and ready to run, with each
+//! flow's webhook token.
+//!
+//! A [`Catalog`] keeps an immutable [`Snapshot`] that the gateway reads without locks held
+//! across requests. [`Catalog::reload`] rescans the folder and swaps in a new snapshot: a file
+//! whose bytes did not change is kept as it is; a changed file is parsed and its plugins
+//! loaded; a file that fails keeps its last good version serving and carries its errors; a
+//! deleted file is dropped. [`Catalog::watch`] calls `reload` when the folder changes.
+
+mod watch;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use sha2::{Digest, Sha256};
+
+use crate::flow::{self, Diagnostic, Flow, PluginRef};
+use crate::plugin::{Plugin, PluginHost};
+use crate::store::Store;
+
+pub use watch::Watcher;
+
+/// Why the catalog could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("cannot read the flows folder {}: {source}", dir.display())]
+    ReadDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot watch the flows folder {}: {message}", dir.display())]
+    Watch { dir: PathBuf, message: String },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// A flow ready to run: the parsed flow and its loaded plugins, one per step.
+pub struct LiveFlow {
+    pub flow: Flow,
+    pub plugins: Vec<Plugin>,
+}
+
+/// One flow file as the catalog sees it.
+pub struct FlowEntry {
+    /// The flow id (the file stem).
+    pub id: String,
+    /// The file.
+    pub file: PathBuf,
+    /// The webhook URL token; `None` for a file whose name is not a valid flow id.
+    pub token: Option<String>,
+    /// The version serving webhooks: the newest that loaded without errors.
+    pub live: Option<Arc<LiveFlow>>,
+    /// The errors of the file as it is now; empty when it loaded.
+    pub errors: Vec<Diagnostic>,
+    /// SHA-256 of the file's bytes as last read.
+    source_hash: [u8; 32],
+}
+
+impl FlowEntry {
+    /// `ok` when the file as it is now is serving; `error` otherwise.
+    pub fn status(&self) -> &'static str {
+        if self.errors.is_empty() {
+            "ok"
+        } else {
+            "error"
+        }
+    }
+}
+
+/// The flows at one moment.
+#[derive(Default)]
+pub struct Snapshot {
+    pub flows: BTreeMap<String, Arc<FlowEntry>>,
+}
+
+/// What a reload changed, for logs and tests.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ReloadReport {
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+    pub failed: Vec<String>,
+}
+
+/// The live set of flows. Cheap to clone.
+#[derive(Clone)]
+pub struct Catalog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    host: Arc<PluginHost>,
+    store: Store,
+    public_url: String,
+    snapshot: RwLock<Arc<Snapshot>>,
+    builtins: Mutex<HashMap<String, Plugin>>,
+    /// Earlier versions rebuilt from their stored source, for runs accepted before an edit.
+    versions: Mutex<HashMap<(String, String), Arc<LiveFlow>>>,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
+}
+
+impl Catalog {
+    /// Loads every flow in `dir`. Flows with errors are reported, not fatal.
+    pub async fn open(
+        dir: &Path,
+        host: Arc<PluginHost>,
+        store: Store,
+        public_url: &str,
+    ) -> Result<Catalog, CatalogError> {
+        let catalog = Catalog {
+            inner: Arc::new(Inner {
+                dir: dir.to_owned(),
+                host,
+                store,
+                public_url: public_url.trim_end_matches('/').to_owned(),
+                snapshot: RwLock::new(Arc::new(Snapshot::default())),
+                builtins: Mutex::new(HashMap::new()),
+                versions: Mutex::new(HashMap::new()),
+                reloading: tokio::sync::Mutex::new(()),
+            }),
+        };
+        catalog.reload().await?;
+        Ok(catalog)
+    }
+
+    /// The flows folder.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The current flows.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.inner
+            .snapshot
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The URL senders post to for a flow.
+    pub fn webhook_url(&self, entry: &FlowEntry) -> Option<String> {
+        entry
+            .token
+            .as_ref()
+            .map(|token| format!("{}/hooks/{}/{}", self.inner.public_url, entry.id, token))
+    }
+
+    /// Rescans the folder and swaps in the new set of flows.
+    pub async fn reload(&self) -> Result<ReloadReport, CatalogError> {
+        let _one_at_a_time = self.inner.reloading.lock().await;
+        let old = self.snapshot();
+        let files = list_flow_files(&self.inner.dir)?;
+        let mut report = ReloadReport::default();
+        let mut flows = BTreeMap::new();
+        for (id, file) in files {
+            let bytes = match std::fs::read(&file) {
+                Ok(bytes) => bytes,
+                // Gone between the listing and the read: the next event reloads again.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    let entry = self.failed_entry(
+                        &old,
+                        &id,
+                        &file,
+                        [0; 32],
+                        vec![Diagnostic {
+                            file: file.clone(),
+                            line: 1,
+                            column: 1,
+                            message: format!("cannot read the file: {e}"),
+                        }],
+                    );
+                    let entry = entry.await?;
+                    report.failed.push(id.clone());
+                    flows.insert(id, Arc::new(entry));
+                    continue;
+                }
+            };
+            let hash: [u8; 32] = Sha256::digest(&bytes).into();
+            if let Some(previous) = old.flows.get(&id)
+                && previous.source_hash == hash
+                && previous.file == file
+            {
+                flows.insert(id, previous.clone());
+                continue;
+            }
+            let entry = self.load_entry(&old, &id, &file, &bytes, hash).await?;
+            if !entry.errors.is_empty() {
+                report.failed.push(id.clone());
+                for d in &entry.errors {
+                    tracing::warn!(flow = %id, "{d}");
+                }
+            } else if old.flows.contains_key(&id) {
+                report.changed.push(id.clone());
+            } else {
+                report.added.push(id.clone());
+            }
+            flows.insert(id, Arc::new(entry));
+        }
+        report.removed = old
+            .flows
+            .keys()
+            .filter(|id| !flows.contains_key(*id))
+            .cloned()
+            .collect();
+        for id in &report.added {
+            tracing::info!(flow = %id, "flow added");
+        }
+        for id in &report.changed {
+            tracing::info!(flow = %id, "flow reloaded");
+        }
+        for id in &report.removed {
+            tracing::info!(flow = %id, "flow removed");
+        }
+        *self
+            .inner
+            .snapshot
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::new(Snapshot { flows });
+        Ok(report)
+    }
+
+    /// The flow a run was accepted for, at the version it was accepted with: the live one
+    /// when it is still current, else rebuilt from the source kept in the store, so every run
+    /// executes the version it records.
+    pub async fn flow_version(&self, id: &str, version: &str) -> Result<Arc<LiveFlow>, String> {
+        let snapshot = self.snapshot();
+        let entry = snapshot.flows.get(id);
+        if let Some(live) = entry.and_then(|e| e.live.as_ref())
+            && live.flow.version == version
+        {
+            return Ok(live.clone());
+        }
+        let key = (id.to_owned(), version.to_owned());
+        if let Some(live) = self
+            .inner
+            .versions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Ok(live.clone());
+        }
+        let source = match self.inner.store.flow_version(id, version) {
+            Ok(Some(source)) => source,
+            Ok(None) => return Err(format!("flow '{id}' version {version} is not stored")),
+            Err(e) => return Err(format!("reading flow '{id}' version {version}: {e}")),
+        };
+        let file = entry
+            .map(|e| e.file.clone())
+            .unwrap_or_else(|| self.inner.dir.join(format!("{id}.toml")));
+        let env = |name: &str| std::env::var(name).ok();
+        let builtin = |name: &str| PluginHost::builtin_names().any(|n| n == name);
+        let flow = flow::parse_flow(&file, &source, &env, &builtin)
+            .map_err(|d| format!("flow '{id}' version {version} no longer loads: {d}"))?;
+        let plugins = self
+            .load_plugins(&flow, &file, &source)
+            .map_err(|d| format!("flow '{id}' version {version}: {}", flow::Diagnostics(d)))?;
+        let live = Arc::new(LiveFlow { flow, plugins });
+        self.inner
+            .versions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, live.clone());
+        Ok(live)
+    }
+
+    /// Watches the folder and reloads when it changes; stops when the [`Watcher`] is dropped.
+    pub fn watch(&self) -> Result<Watcher, CatalogError> {
+        Watcher::start(self.clone())
+    }
+
+    async fn load_entry(
+        &self,
+        old: &Snapshot,
+        id: &str,
+        file: &Path,
+        bytes: &[u8],
+        hash: [u8; 32],
+    ) -> Result<FlowEntry, CatalogError> {
+        let source = match std::str::from_utf8(bytes) {
+            Ok(source) => source,
+            Err(e) => {
+                let message = format!("the file is not UTF-8: {e}");
+                return self
+                    .failed_entry(
+                        old,
+                        id,
+                        file,
+                        hash,
+                        vec![Diagnostic {
+                            file: file.to_owned(),
+                            line: 1,
+                            column: 1,
+                            message,
+                        }],
+                    )
+                    .await;
+            }
+        };
+        let env = |name: &str| std::env::var(name).ok();
+        let builtin = |name: &str| PluginHost::builtin_names().any(|n| n == name);
+        let parsed = flow::parse_flow(file, source, &env, &builtin);
+        let flow = match parsed {
+            Ok(flow) => flow,
+            Err(diagnostics) => {
+                return self.failed_entry(old, id, file, hash, diagnostics.0).await;
+            }
+        };
+        let plugins = match self.load_plugins(&flow, file, source) {
+            Ok(plugins) => plugins,
+            Err(errors) => return self.failed_entry(old, id, file, hash, errors).await,
+        };
+        let store = &self.inner.store;
+        store.put_flow_version(id, &flow.version, source).await?;
+        let token = store.token_for(id).await?;
+        Ok(FlowEntry {
+            id: id.to_owned(),
+            file: file.to_owned(),
+            token: Some(token),
+            live: Some(Arc::new(LiveFlow { flow, plugins })),
+            errors: Vec::new(),
+            source_hash: hash,
+        })
+    }
+
+    /// An entry for a file that did not load: the last good version keeps serving.
+    async fn failed_entry(
+        &self,
+        old: &Snapshot,
+        id: &str,
+        file: &Path,
+        hash: [u8; 32],
+        errors: Vec<Diagnostic>,
+    ) -> Result<FlowEntry, CatalogError> {
+        let token = if flow::FlowId::new(id).is_ok() {
+            Some(self.inner.store.token_for(id).await?)
+        } else {
+            None
+        };
+        Ok(FlowEntry {
+            id: id.to_owned(),
+            file: file.to_owned(),
+            token,
+            live: old.flows.get(id).and_then(|e| e.live.clone()),
+            errors,
+            source_hash: hash,
+        })
+    }
+
+    /// Loads each step's plugin; built-ins are compiled once per process.
+    fn load_plugins(
+        &self,
+        flow: &Flow,
+        file: &Path,
+        source: &str,
+    ) -> Result<Vec<Plugin>, Vec<Diagnostic>> {
+        let mut plugins = Vec::with_capacity(flow.steps.len());
+        let mut errors = Vec::new();
+        for step in &flow.steps {
+            let loaded = match &step.plugin {
+                PluginRef::Builtin(name) => {
+                    let mut builtins = self
+                        .inner
+                        .builtins
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
+                    match builtins.get(name) {
+                        Some(plugin) => Ok(plugin.clone()),
+                        None => self.inner.host.load_builtin(name).inspect(|plugin| {
+                            builtins.insert(name.clone(), plugin.clone());
+                        }),
+                    }
+                }
+                PluginRef::Path(path) => self.inner.host.load_file(path),
+            };
+            match loaded {
+                Ok(plugin) => plugins.push(plugin),
+                Err(e) => {
+                    let (line, column) = locate(source, step.id.as_str());
+                    errors.push(Diagnostic {
+                        file: file.to_owned(),
+                        line,
+                        column,
+                        message: format!("in step '{}': {e}", step.id),
+                    });
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(plugins)
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// Where the step's id is written in the source, for an error found after parsing.
+fn locate(source: &str, step_id: &str) -> (usize, usize) {
+    let needle = format!("\"{step_id}\"");
+    for (i, line) in source.lines().enumerate() {
+        if line.trim_start().starts_with("id")
+            && let Some(col) = line.find(&needle)
+        {
+            return (i + 1, col + 1);
+        }
+    }
+    (1, 1)
+}
+
+/// The `*.toml` files of the folder, by flow id (the file stem). Hidden files and editor
+/// temporaries (`.x.toml.swp`, `x.toml~`) are not flows.
+fn list_flow_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, CatalogError> {
+    let read = std::fs::read_dir(dir).map_err(|source| CatalogError::ReadDir {
+        dir: dir.to_owned(),
+        source,
+    })?;
+    let mut files = Vec::new();
+    for entry in read.flatten() {
+        let path = entry.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if name.starts_with('.') || !path.is_file() {
+            continue;
+        }
+        if let Some(stem) = name.strip_suffix(".toml") {
+            files.push((stem.to_owned(), path.clone()));
+        }
+    }
+    files.sort();
+    Ok(files)
+}

@@ -1,0 +1,73 @@
+//! Errors as the HTTP APIs answer them: a status code and a JSON body
+//! `{"error": {"status": 404, "message": "…"}}`.
+
+use serde_json::json;
+use warp::http::StatusCode;
+use warp::reply::{Reply, Response};
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    /// Extra headers (`Allow`, `Retry-After`, `WWW-Authenticate`).
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn internal(message: impl std::fmt::Display) -> Self {
+        tracing::error!(%message, "internal error");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message.to_string())
+    }
+}
+
+impl Reply for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": { "status": self.status.as_u16(), "message": self.message } });
+        let mut response =
+            warp::reply::with_status(warp::reply::json(&body), self.status).into_response();
+        for (name, value) in self.headers {
+            if let Ok(value) = warp::http::HeaderValue::from_str(&value) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+        response
+    }
+}
+
+/// Turns warp's rejections (no route, wrong method on a route, bad query) into JSON errors.
+pub async fn recover(rejection: warp::Rejection) -> Result<Response, std::convert::Infallible> {
+    let error = if rejection.is_not_found() {
+        ApiError::not_found("no such resource")
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+            .with_header("allow", "GET")
+    } else if let Some(e) = rejection.find::<warp::reject::InvalidQuery>() {
+        ApiError::bad_request(e.to_string())
+    } else {
+        tracing::debug!(?rejection, "unhandled rejection");
+        ApiError::bad_request(format!("{rejection:?}"))
+    };
+    Ok(error.into_response())
+}

@@ -1,0 +1,212 @@
+//! The webhook gateway: `/hooks/{flow_id}/{token}`.
+//!
+//! A request is checked in this order, and none of the refusals stores anything: an unknown
+//! flow and a wrong token get the same 404 (so a URL cannot be probed for which flows exist);
+//! a method the flow does not accept gets 405 with `Allow`; a body over the flow's `max_body`
+//! gets 413 (counted over the stream, so chunked bodies are limited too). Then the request and
+//! its run are committed to the store, and only then does the sender get 202 with the run id.
+//! When the store cannot take it, the answer is 503 with `Retry-After`, never a 2xx.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Buf;
+use futures_util::{Stream, StreamExt};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+use warp::Filter;
+use warp::http::{HeaderMap, Method, StatusCode};
+use warp::reply::{Reply, Response};
+
+use super::error::ApiError;
+use crate::catalog::Catalog;
+use crate::run::Executor;
+use crate::store::{NewRun, RawRequest, Store, StoreError};
+
+/// What the gateway needs.
+pub struct Gateway {
+    pub catalog: Catalog,
+    pub store: Store,
+    pub executor: Executor,
+}
+
+/// The gateway's routes.
+pub fn routes(
+    gateway: Arc<Gateway>,
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    let query = warp::query::raw().or(warp::any().map(String::new)).unify();
+    warp::path!("hooks" / String / String)
+        .and(warp::method())
+        .and(warp::path::full())
+        .and(query)
+        .and(warp::header::headers_cloned())
+        .and(warp::addr::remote())
+        .and(warp::body::stream())
+        .then(
+            move |flow_id: String,
+                  token: String,
+                  method: Method,
+                  path: warp::path::FullPath,
+                  query: String,
+                  headers: HeaderMap,
+                  remote: Option<SocketAddr>,
+                  body| {
+                let gateway = gateway.clone();
+                async move {
+                    let request = Incoming {
+                        flow_id,
+                        token,
+                        method,
+                        path: path.as_str().to_owned(),
+                        query,
+                        headers,
+                        remote,
+                    };
+                    match receive(&gateway, request, body).await {
+                        Ok(response) => response,
+                        Err(error) => error.into_response(),
+                    }
+                }
+            },
+        )
+}
+
+struct Incoming {
+    flow_id: String,
+    token: String,
+    method: Method,
+    path: String,
+    query: String,
+    headers: HeaderMap,
+    remote: Option<SocketAddr>,
+}
+
+fn no_such_webhook() -> ApiError {
+    ApiError::not_found("no such webhook")
+}
+
+async fn receive<S, B>(gateway: &Gateway, req: Incoming, body: S) -> Result<Response, ApiError>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
+    let received_at = SystemTime::now();
+    let snapshot = gateway.catalog.snapshot();
+    let entry = snapshot
+        .flows
+        .get(&req.flow_id)
+        .ok_or_else(no_such_webhook)?;
+    let (Some(token), Some(live)) = (&entry.token, &entry.live) else {
+        return Err(no_such_webhook());
+    };
+    if !bool::from(token.as_bytes().ct_eq(req.token.as_bytes())) {
+        return Err(no_such_webhook());
+    }
+    let spec = &live.flow.webhook;
+    if !spec.methods.iter().any(|m| m == req.method.as_str()) {
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("flow '{}' accepts {}", req.flow_id, spec.methods.join(", ")),
+        )
+        .with_header("allow", spec.methods.join(", ")));
+    }
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the body is larger than this flow's max_body of {} bytes",
+                spec.max_body
+            ),
+        )
+    };
+    let declared = req
+        .headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > spec.max_body) {
+        return Err(too_large());
+    }
+    let body = read_body(body, spec.max_body)
+        .await?
+        .ok_or_else(too_large)?;
+
+    let headers = req
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let new_run = NewRun {
+        flow_id: req.flow_id.clone(),
+        flow_version: live.flow.version.clone(),
+        request: RawRequest {
+            method: req.method.as_str().to_owned(),
+            path: req.path,
+            query: req.query,
+            headers,
+            body,
+            remote_addr: req.remote.map(|a| a.to_string()),
+            received_at,
+        },
+        dedupe_key: None,
+    };
+    match gateway.store.accept(new_run).await {
+        Ok(accepted) => {
+            let id = accepted.run.id;
+            if !accepted.duplicate {
+                gateway.executor.submit(id);
+            }
+            let body = json!({
+                "run_id": id.to_string(),
+                "status": accepted.run.status,
+                "duplicate": accepted.duplicate,
+            });
+            Ok(
+                warp::reply::with_status(warp::reply::json(&body), StatusCode::ACCEPTED)
+                    .into_response(),
+            )
+        }
+        Err(StoreError::Overloaded) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many webhooks are waiting to be stored; retry shortly",
+        )
+        .with_header("retry-after", "1")),
+        Err(e) => {
+            tracing::error!(flow = %req.flow_id, error = %e, "cannot store a webhook");
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the webhook could not be stored; retry later",
+            )
+            .with_header("retry-after", "5"))
+        }
+    }
+}
+
+/// Reads the body; `None` as soon as it passes `max` bytes.
+async fn read_body<S, B>(mut stream: S, max: u64) -> Result<Option<Vec<u8>>, ApiError>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
+    let mut body = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let mut chunk =
+            chunk.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
+        if body.len() as u64 + chunk.remaining() as u64 > max {
+            return Ok(None);
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            body.extend_from_slice(part);
+            let n = part.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(Some(body))
+}

@@ -1,0 +1,176 @@
+//! How a webhook's request becomes the `$.webhook` document that flows map from, and how a
+//! body is shown back: JSON when it is JSON, else text, else base64.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use serde_json::{Map, Value, json};
+
+use crate::store::{RawRequest, Run};
+
+/// A body decoded for people and mappings.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    /// The body parsed as JSON (a JSON content type, or a form decoded into an object).
+    Json(Value),
+    /// UTF-8 text.
+    Text(String),
+    /// Anything else, base64-encoded.
+    Base64(String),
+}
+
+impl Body {
+    /// Decodes by content type: JSON types (`application/json`, `*+json`) that parse become
+    /// JSON, forms (`application/x-www-form-urlencoded`) an object of strings (repeated keys an
+    /// array), UTF-8 text a string, and other bytes base64. An empty body is `null`.
+    pub fn decode(content_type: Option<&str>, bytes: &[u8]) -> Body {
+        if bytes.is_empty() {
+            return Body::Json(Value::Null);
+        }
+        let mime = content_type
+            .and_then(|ct| ct.split(';').next())
+            .map(|m| m.trim().to_ascii_lowercase())
+            .unwrap_or_default();
+        if (mime == "application/json" || mime.ends_with("+json") || mime.is_empty())
+            && let Ok(value) = serde_json::from_slice(bytes)
+        {
+            return Body::Json(value);
+        }
+        if mime == "application/x-www-form-urlencoded" {
+            return Body::Json(form_to_json(bytes));
+        }
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Body::Text(text.to_owned()),
+            Err(_) => Body::Base64(base64::engine::general_purpose::STANDARD.encode(bytes)),
+        }
+    }
+
+    /// The body as the run context holds it: JSON as itself, text as a string, other bytes as
+    /// their base64 string.
+    pub fn into_value(self) -> Value {
+        match self {
+            Body::Json(v) => v,
+            Body::Text(s) | Body::Base64(s) => Value::String(s),
+        }
+    }
+
+    /// `json`, `text` or `base64`.
+    pub fn encoding(&self) -> &'static str {
+        match self {
+            Body::Json(_) => "json",
+            Body::Text(_) => "text",
+            Body::Base64(_) => "base64",
+        }
+    }
+}
+
+/// Form fields (or a query string) as a JSON object; a repeated key becomes an array.
+pub fn form_to_json(bytes: &[u8]) -> Value {
+    let mut fields: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (k, v) in form_urlencoded::parse(bytes) {
+        fields
+            .entry(k.into_owned())
+            .or_default()
+            .push(v.into_owned());
+    }
+    let map: Map<String, Value> = fields
+        .into_iter()
+        .map(|(k, mut v)| {
+            let value = if v.len() == 1 {
+                Value::String(v.remove(0))
+            } else {
+                Value::Array(v.into_iter().map(Value::String).collect())
+            };
+            (k, value)
+        })
+        .collect();
+    Value::Object(map)
+}
+
+/// Headers as a JSON object with lower-case names; repeated headers are joined with `, `.
+pub fn headers_to_json(headers: &[(String, String)]) -> Value {
+    let mut map = Map::new();
+    for (name, value) in headers {
+        match map.get_mut(name) {
+            Some(Value::String(existing)) => {
+                existing.push_str(", ");
+                existing.push_str(value);
+            }
+            _ => {
+                map.insert(name.clone(), Value::String(value.clone()));
+            }
+        }
+    }
+    Value::Object(map)
+}
+
+/// The webhook step's output: what `$.webhook` holds in the run context.
+pub fn webhook_document(run_id: &str, request: &RawRequest) -> Value {
+    let content_type = request.header("content-type");
+    json!({
+        "run_id": run_id,
+        "method": request.method,
+        "path": request.path,
+        "query": form_to_json(request.query.as_bytes()),
+        "headers": headers_to_json(&request.headers),
+        "content_type": content_type,
+        "body": Body::decode(content_type, &request.body).into_value(),
+        "received_at": humantime::format_rfc3339_millis(request.received_at).to_string(),
+        "remote_addr": request.remote_addr,
+    })
+}
+
+/// The webhook step's output for a stored run.
+pub fn webhook_document_for(run: &Run, request: &RawRequest) -> Value {
+    webhook_document(&run.id.to_string(), request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_decode_by_content_type() {
+        assert_eq!(
+            Body::decode(Some("application/json; charset=utf-8"), br#"{"a":1}"#),
+            Body::Json(json!({"a": 1}))
+        );
+        assert_eq!(
+            Body::decode(Some("application/vnd.api+json"), b"[1]"),
+            Body::Json(json!([1]))
+        );
+        assert_eq!(
+            Body::decode(
+                Some("application/x-www-form-urlencoded"),
+                b"name=Ada+L&x=1&x=2"
+            ),
+            Body::Json(json!({"name": "Ada L", "x": ["1", "2"]}))
+        );
+        assert_eq!(
+            Body::decode(Some("application/json"), b"{broken"),
+            Body::Text("{broken".into())
+        );
+        assert_eq!(
+            Body::decode(Some("text/plain"), b"hi"),
+            Body::Text("hi".into())
+        );
+        assert_eq!(
+            Body::decode(Some("application/octet-stream"), &[0xff, 0x00]),
+            Body::Base64("/wA=".into())
+        );
+        assert_eq!(Body::decode(None, b""), Body::Json(Value::Null));
+    }
+
+    #[test]
+    fn repeated_headers_are_joined() {
+        let headers = vec![
+            ("x-a".to_owned(), "1".to_owned()),
+            ("x-a".to_owned(), "2".to_owned()),
+            ("x-b".to_owned(), "3".to_owned()),
+        ];
+        assert_eq!(
+            headers_to_json(&headers),
+            json!({"x-a": "1, 2", "x-b": "3"})
+        );
+    }
+}

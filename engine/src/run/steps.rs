@@ -1,0 +1,210 @@
+//! One run's steps, in order: `when`, input mapping, the plugin call, the record.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use serde_json::{Map, Value, json};
+
+use crate::catalog::LiveFlow;
+use crate::flow::Step;
+use crate::plugin::{CallContext, Limits, LogLevel, StepFailure};
+use crate::store::{LogLine, RunOutcome, StepErrorRecord, StepRecord, StepStatus};
+
+/// Where step records go as they are made: the store for a served run, the terminal for
+/// `weir run`.
+pub trait StepSink {
+    fn record(&mut self, step: StepRecord) -> impl Future<Output = ()> + Send;
+}
+
+/// How a run's steps ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub outcome: RunOutcome,
+    /// Which step failed or filtered, and why.
+    pub error: Option<String>,
+    /// The run context at the end: `{"webhook": …, "steps": {"<id>": {"output": …}}}`.
+    pub context: Value,
+}
+
+/// Who is running: ids passed to plugins.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    pub run_id: String,
+    pub attempt: u32,
+}
+
+/// Runs every step of `live` on the webhook document, recording each into `sink`.
+pub async fn execute_steps(
+    live: Arc<LiveFlow>,
+    webhook: Value,
+    info: &RunInfo,
+    sink: &mut impl StepSink,
+) -> Outcome {
+    let flow = &live.flow;
+    let mut context = json!({ "webhook": webhook, "steps": {} });
+    for (index, step) in flow.steps.iter().enumerate() {
+        let started_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        let started = Instant::now();
+        let mut record = StepRecord {
+            index: u32::try_from(index).unwrap_or(u32::MAX),
+            step_id: step.id.to_string(),
+            plugin: plugin_name(step),
+            status: StepStatus::Skipped,
+            input: None,
+            output: None,
+            logs: Vec::new(),
+            error: None,
+            started_at,
+            duration_us: 0,
+        };
+        if !step.should_run(&context) {
+            // A skipped step's output is null, so later steps can still refer to it.
+            set_output(&mut context, step, Value::Null, true);
+            sink.record(record).await;
+            continue;
+        }
+        let input = match step.input.evaluate(&context) {
+            Ok(input) => input,
+            Err(e) => {
+                let message = e.to_string();
+                record.status = StepStatus::Failed;
+                record.error = Some(StepErrorRecord {
+                    kind: "mapping".into(),
+                    message: message.clone(),
+                });
+                record.duration_us = micros(started);
+                sink.record(record).await;
+                return Outcome {
+                    outcome: RunOutcome::Failed,
+                    error: Some(format!("step '{}' failed: mapping: {message}", step.id)),
+                    context,
+                };
+            }
+        };
+        let plugin = live.plugins[index].clone();
+        let call_ctx = CallContext {
+            run_id: info.run_id.clone(),
+            flow_id: flow.id.to_string(),
+            step_id: step.id.to_string(),
+            attempt: info.attempt,
+        };
+        let limits = Limits {
+            timeout: step.timeout.unwrap_or(Limits::default().timeout),
+            memory: step.memory.unwrap_or(Limits::default().memory),
+            ..Limits::default()
+        };
+        let input_text = input.to_string();
+        let config_text = step.config.to_string();
+        let call = tokio::task::spawn_blocking(move || {
+            plugin.call(&call_ctx, &input_text, &config_text, &limits)
+        })
+        .await;
+        record.input = Some(input);
+        record.duration_us = micros(started);
+        let call = match call {
+            Ok(call) => call,
+            Err(e) => {
+                // The blocking task itself died (the runtime is shutting down): not the step's
+                // fault; the run stays live and runs again after a restart.
+                record.status = StepStatus::Failed;
+                record.error = Some(StepErrorRecord {
+                    kind: "internal".into(),
+                    message: format!("the worker stopped: {e}"),
+                });
+                sink.record(record).await;
+                return Outcome {
+                    outcome: RunOutcome::Failed,
+                    error: Some(format!("step '{}' failed: the worker stopped", step.id)),
+                    context,
+                };
+            }
+        };
+        record.logs = call
+            .logs
+            .into_iter()
+            .map(|l| LogLine {
+                level: level_name(l.level).into(),
+                message: l.message,
+            })
+            .collect();
+        match call.result {
+            Ok(output) => {
+                record.status = StepStatus::Succeeded;
+                record.output = Some(output.clone());
+                set_output(&mut context, step, output, false);
+                sink.record(record).await;
+            }
+            Err(failure) => {
+                let filtered = failure.is_filtered();
+                let message = failure_message(&failure);
+                record.status = if filtered {
+                    StepStatus::Filtered
+                } else {
+                    StepStatus::Failed
+                };
+                record.error = Some(StepErrorRecord {
+                    kind: failure.kind().to_owned(),
+                    message: message.clone(),
+                });
+                sink.record(record).await;
+                let (outcome, verb) = if filtered {
+                    (RunOutcome::Filtered, "filtered the run")
+                } else {
+                    (RunOutcome::Failed, "failed")
+                };
+                return Outcome {
+                    outcome,
+                    error: Some(format!("step '{}' {verb}: {failure}", step.id)),
+                    context,
+                };
+            }
+        }
+    }
+    Outcome {
+        outcome: RunOutcome::Succeeded,
+        error: None,
+        context,
+    }
+}
+
+fn set_output(context: &mut Value, step: &Step, output: Value, skipped: bool) {
+    let mut entry = Map::new();
+    entry.insert("output".into(), output);
+    if skipped {
+        entry.insert("skipped".into(), Value::Bool(true));
+    }
+    if let Some(steps) = context.get_mut("steps").and_then(Value::as_object_mut) {
+        steps.insert(step.id.to_string(), Value::Object(entry));
+    }
+}
+
+fn plugin_name(step: &Step) -> String {
+    match &step.plugin {
+        crate::flow::PluginRef::Builtin(name) => name.clone(),
+        crate::flow::PluginRef::Path(path) => path.display().to_string(),
+    }
+}
+
+/// The failure's message without its kind (the record keeps the kind apart).
+fn failure_message(failure: &StepFailure) -> String {
+    match failure {
+        StepFailure::Step { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn level_name(level: LogLevel) -> &'static str {
+    match level {
+        LogLevel::Trace => "trace",
+        LogLevel::Debug => "debug",
+        LogLevel::Info => "info",
+        LogLevel::Warn => "warn",
+        LogLevel::Error => "error",
+        LogLevel::Stdout => "stdout",
+        LogLevel::Stderr => "stderr",
+    }
+}
+
+fn micros(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,136 @@
+//! `weir serve`: the store, the plugin host, the catalog with hot reload, the executor, the
+//! gateway and the admin API, started in that order and stopped together.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use tokio::sync::watch;
+
+use crate::catalog::Catalog;
+use crate::http::{self, Admin, Gateway};
+use crate::plugin::{HostConfig, PluginHost};
+use crate::run::Executor;
+use crate::store::Store;
+
+/// How to serve.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub flows: PathBuf,
+    pub data: PathBuf,
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    /// The base of webhook URLs; default `http://<listen address>`.
+    pub public_url: Option<String>,
+    /// Required on the admin API when set; needed to listen on a non-loopback address.
+    pub admin_token: Option<String>,
+    /// Runs executing at once.
+    pub concurrency: usize,
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// A started server.
+pub struct Running {
+    pub webhook_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub catalog: Catalog,
+    pub store: Store,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    _watcher: crate::catalog::Watcher,
+}
+
+impl Running {
+    /// Stops the listeners and waits for them.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Starts everything; returns once both listeners accept connections.
+pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
+    if !http::is_local(&config.admin_listen) && config.admin_token.is_none() {
+        bail!(
+            "the admin API would listen on {} without a token: set --admin-token (or WEIR_ADMIN_TOKEN), or listen on 127.0.0.1",
+            config.admin_listen
+        );
+    }
+    if !config.flows.is_dir() {
+        bail!(
+            "the flows folder {} does not exist; create it or pass --flows DIR",
+            config.flows.display()
+        );
+    }
+    let store = Store::open(&config.data)
+        .with_context(|| format!("opening the store {}", config.data.display()))?;
+    let host = Arc::new(
+        PluginHost::new(HostConfig {
+            cache_dir: config.cache_dir.clone(),
+            no_pooling: false,
+        })
+        .context("starting the plugin host")?,
+    );
+    let webhook_listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening for webhooks on {}", config.listen))?;
+    let admin_listener = tokio::net::TcpListener::bind(config.admin_listen)
+        .await
+        .with_context(|| format!("listening for the admin API on {}", config.admin_listen))?;
+    let webhook_addr = webhook_listener.local_addr()?;
+    let admin_addr = admin_listener.local_addr()?;
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{webhook_addr}"));
+
+    let catalog = Catalog::open(&config.flows, host, store.clone(), &public_url)
+        .await
+        .context("loading flows")?;
+    let watcher = catalog.watch().context("watching the flows folder")?;
+    let executor = Executor::start(catalog.clone(), store.clone(), config.concurrency);
+    executor.recover(&store).await.context("resuming runs")?;
+
+    let (stop, stopped) = watch::channel(false);
+    let signal = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    let gateway = Arc::new(Gateway {
+        catalog: catalog.clone(),
+        store: store.clone(),
+        executor,
+    });
+    let admin = Arc::new(Admin {
+        catalog: catalog.clone(),
+        store: store.clone(),
+        token: config.admin_token.clone(),
+    });
+    let tasks = vec![
+        tokio::spawn(http::serve_gateway(gateway, webhook_listener, signal())),
+        tokio::spawn(http::serve_admin(admin, admin_listener, signal())),
+    ];
+    for entry in catalog.snapshot().flows.values() {
+        match catalog.webhook_url(entry) {
+            Some(url) if entry.errors.is_empty() => {
+                tracing::info!(flow = %entry.id, %url, "flow ready")
+            }
+            _ => tracing::warn!(flow = %entry.id, errors = entry.errors.len(), "flow has errors"),
+        }
+    }
+    tracing::info!(webhooks = %webhook_addr, admin = %admin_addr, "weir is serving");
+    Ok(Running {
+        webhook_addr,
+        admin_addr,
+        catalog,
+        store,
+        stop,
+        tasks,
+        _watcher: watcher,
+    })
+}

@@ -1,0 +1,114 @@
+//! The flow author's command line: `weir validate` for CI and `weir run` to try a flow on a
+//! payload without a server.
+
+use std::process::Command;
+
+use weir_tests::{FlowDir, repo_root, weir_bin};
+
+#[test]
+fn validate_passes_the_bundled_flows() {
+    let out = Command::new(weir_bin())
+        .arg("validate")
+        .arg(repo_root().join("flows"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.matches("ok: ").count(), 3, "{stdout}");
+}
+
+#[test]
+fn validate_reports_every_error_with_file_line_and_column_and_exits_1() {
+    let flows = FlowDir::empty();
+    flows.write("good.toml", "name = \"good\"\n");
+    flows.write(
+        "bad.toml",
+        "name = \"bad\"\ncolour = \"red\"\n[[steps]]\nid = \"a\"\nplugin = \"nope\"\ninput = \"$.webhook[\"\n",
+    );
+    let out = Command::new(weir_bin())
+        .arg("validate")
+        .arg(flows.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let bad = flows.path().join("bad.toml").display().to_string();
+    assert!(
+        stderr.contains(&format!("{bad}:2:1")),
+        "unknown key at 2:1: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{bad}:5:")),
+        "unknown plugin on line 5: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{bad}:6:")),
+        "bad JSONPath on line 6: {stderr}"
+    );
+    assert!(stderr.contains("1 of 2 flow files have errors"), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok: "));
+}
+
+#[test]
+fn run_executes_a_flow_locally_and_prints_each_step() {
+    let work = tempfile::tempdir().unwrap();
+    let payload = work.path().join("issue.json");
+    std::fs::write(
+        &payload,
+        r#"{"action":"opened","issue":{"number":7,"title":"Typo","html_url":"https://x/7","user":{"login":"ada"}}}"#,
+    )
+    .unwrap();
+    let out = Command::new(weir_bin())
+        .arg("run")
+        .arg(repo_root().join("flows/github-issues.toml"))
+        .arg("--payload")
+        .arg(&payload)
+        .args(["--header", "X-GitHub-Event: issues"])
+        .env(
+            "WEIR_CACHE_DIR",
+            weir_tests::target_dir().join("test-plugin-cache"),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[2]["step"], "slack");
+    assert_eq!(
+        lines[2]["output"]["text"],
+        "New issue #7: Typo by ada (https://x/7)"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("run succeeded"));
+}
+
+#[test]
+fn run_exits_1_when_a_step_fails() {
+    let flows = FlowDir::empty();
+    flows.write("f.toml", "name = \"f\"\n[[steps]]\nid = \"t\"\nplugin = \"transform\"\ninput = \"$.webhook.body.missing\"\n");
+    let payload = flows.path().join("p.json");
+    std::fs::write(&payload, "{}").unwrap();
+    let out = Command::new(weir_bin())
+        .arg("run")
+        .arg(flows.path().join("f.toml"))
+        .arg("--payload")
+        .arg(&payload)
+        .env(
+            "WEIR_CACHE_DIR",
+            weir_tests::target_dir().join("test-plugin-cache"),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("$.webhook.body.missing"));
+}

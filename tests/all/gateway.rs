@@ -1,0 +1,257 @@
+//! Webhooks through real HTTP: accepted (202 + run id, committed before the answer), run to the
+//! end, and shown by the admin API; refusals (404, 404, 405, 413) store nothing.
+
+use serde_json::json;
+use weir_tests::{FlowDir, Weir, send};
+
+fn github_issue() -> serde_json::Value {
+    json!({
+        "action": "opened",
+        "issue": {
+            "number": 42,
+            "title": "Crash on start",
+            "html_url": "https://github.com/acme/app/issues/42",
+            "user": {"login": "octocat"}
+        }
+    })
+}
+
+#[test]
+fn a_webhook_is_accepted_run_and_shown_with_every_step() {
+    let flows = FlowDir::examples();
+    let data = tempfile::tempdir().unwrap();
+    let weir = Weir::start(flows.path(), &data.path().join("weir.redb"));
+    let url = weir.webhook_url("github-issues");
+    assert!(url.starts_with(&weir.webhook), "{url}");
+
+    let body = serde_json::to_vec_pretty(&github_issue()).unwrap();
+    let answer = send(
+        "POST",
+        &format!("{url}?source=test"),
+        "application/json",
+        &body,
+    )
+    .unwrap();
+    assert_eq!(
+        answer.status,
+        202,
+        "{:?}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    let run_id = answer.json()["run_id"].as_str().unwrap().to_owned();
+
+    let run = weir.wait_run(&run_id);
+    assert_eq!(run["run"]["status"], "succeeded", "{run:#}");
+    assert_eq!(run["run"]["flow_id"], "github-issues");
+    assert_eq!(run["run"]["attempt"], 1);
+    assert_eq!(
+        run["run"]["flow_version"],
+        weir.flow("github-issues")["version"]
+    );
+    assert_eq!(run["webhook"]["output"]["body"], github_issue());
+    assert_eq!(run["webhook"]["output"]["query"], json!({"source": "test"}));
+    let steps = run["steps"].as_array().unwrap();
+    let ids: Vec<_> = steps
+        .iter()
+        .map(|s| s["step_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["opened", "message", "slack"]);
+    assert!(steps.iter().all(|s| s["status"] == "succeeded"), "{run:#}");
+    assert_eq!(steps[0]["input"], "opened");
+    assert_eq!(
+        steps[1]["output"],
+        "New issue #42: Crash on start by octocat (https://github.com/acme/app/issues/42)"
+    );
+    assert_eq!(
+        steps[2]["output"],
+        json!({
+            "text": "New issue #42: Crash on start by octocat (https://github.com/acme/app/issues/42)",
+            "channel": "#issues"
+        })
+    );
+    assert!(steps[1]["duration_us"].as_u64().is_some());
+    assert!(steps[1]["started_at"].as_str().is_some());
+
+    // The payload, decoded and byte for byte.
+    let payload = weir.api(&format!("/api/runs/{run_id}/payload")).json();
+    assert_eq!(payload["method"], "POST");
+    assert_eq!(payload["body_encoding"], "json");
+    assert_eq!(payload["body"], github_issue());
+    assert_eq!(payload["headers"]["content-type"], "application/json");
+    let raw = weir.api(&format!("/api/runs/{run_id}/payload?raw=true"));
+    assert_eq!(raw.status, 200);
+    assert_eq!(raw.body, body);
+    assert_eq!(raw.header("content-type"), Some("application/json"));
+}
+
+#[test]
+fn a_filtered_event_ends_as_filtered_and_says_why() {
+    let flows = FlowDir::examples();
+    let data = tempfile::tempdir().unwrap();
+    let weir = Weir::start(flows.path(), &data.path().join("weir.redb"));
+    let mut event = github_issue();
+    event["action"] = json!("closed");
+    let answer = weir_tests::post_json(&weir.webhook_url("github-issues"), &event);
+    let run = weir.wait_run(answer.json()["run_id"].as_str().unwrap());
+    assert_eq!(run["run"]["status"], "filtered");
+    assert!(
+        run["run"]["error"].as_str().unwrap().contains("opened"),
+        "{run:#}"
+    );
+    assert_eq!(run["steps"].as_array().unwrap().len(), 1);
+    assert_eq!(run["steps"][0]["status"], "filtered");
+}
+
+#[test]
+fn binary_bodies_are_kept_exactly() {
+    let flows = FlowDir::empty();
+    flows.write(
+        "bin.toml",
+        "name = \"binary\"\n[[steps]]\nid = \"copy\"\nplugin = \"transform\"\ninput = \"$.webhook.body\"\n",
+    );
+    let data = tempfile::tempdir().unwrap();
+    let weir = Weir::start(flows.path(), &data.path().join("weir.redb"));
+    let body: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
+    let answer = send(
+        "POST",
+        &weir.webhook_url("bin"),
+        "application/octet-stream",
+        &body,
+    )
+    .unwrap();
+    assert_eq!(answer.status, 202);
+    let run_id = answer.json()["run_id"].as_str().unwrap().to_owned();
+    weir.wait_run(&run_id);
+    let payload = weir.api(&format!("/api/runs/{run_id}/payload")).json();
+    assert_eq!(payload["body_encoding"], "base64");
+    assert_eq!(payload["size"], 5000);
+    let raw = weir.api(&format!("/api/runs/{run_id}/payload?raw=true"));
+    assert_eq!(raw.body, body);
+    assert_eq!(raw.header("content-type"), Some("application/octet-stream"));
+}
+
+#[test]
+fn refused_webhooks_get_404_404_405_413_and_store_nothing() {
+    let flows = FlowDir::examples();
+    let data = tempfile::tempdir().unwrap();
+    let weir = Weir::start(flows.path(), &data.path().join("weir.redb"));
+    let url = weir.webhook_url("contact-form");
+    let token = url.rsplit('/').next().unwrap().to_owned();
+
+    let unknown_flow = send(
+        "POST",
+        &format!("{}/hooks/no-such-flow/{token}", weir.webhook),
+        "application/json",
+        b"{}",
+    )
+    .unwrap();
+    let wrong_token = send(
+        "POST",
+        &format!("{}/hooks/contact-form/AAAAAAAAAAAAAAAAAAAAAA", weir.webhook),
+        "application/json",
+        b"{}",
+    )
+    .unwrap();
+    assert_eq!(unknown_flow.status, 404);
+    assert_eq!(wrong_token.status, 404);
+    assert_eq!(
+        unknown_flow.body, wrong_token.body,
+        "the two 404s must not tell flows apart"
+    );
+    assert_eq!(unknown_flow.json()["error"]["status"], 404);
+
+    let wrong_method = send("PUT", &url, "application/json", b"{}").unwrap();
+    assert_eq!(wrong_method.status, 405);
+    assert_eq!(wrong_method.header("allow"), Some("POST"));
+
+    // contact-form's max_body is 64 KiB.
+    let big = vec![b'a'; 64 * 1024 + 1];
+    let too_big = send("POST", &url, "text/plain", &big).unwrap();
+    assert_eq!(
+        too_big.status,
+        413,
+        "{:?}",
+        String::from_utf8_lossy(&too_big.body)
+    );
+    assert!(
+        too_big.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_body")
+    );
+
+    assert_eq!(weir.count_runs(), 0, "a refused webhook stored a run");
+
+    // At the limit it is accepted.
+    let at_limit = vec![b'a'; 64 * 1024];
+    assert_eq!(
+        send("POST", &url, "text/plain", &at_limit).unwrap().status,
+        202
+    );
+    assert_eq!(weir.count_runs(), 1);
+}
+
+#[test]
+fn a_form_post_runs_the_contact_flow() {
+    let flows = FlowDir::examples();
+    let data = tempfile::tempdir().unwrap();
+    let weir = Weir::start(flows.path(), &data.path().join("weir.redb"));
+    let answer = send(
+        "POST",
+        &weir.webhook_url("contact-form"),
+        "application/x-www-form-urlencoded",
+        b"name=Ada+Lovelace&email=ada%40example.com&message=Hello%21",
+    )
+    .unwrap();
+    assert_eq!(answer.status, 202);
+    let run = weir.wait_run(answer.json()["run_id"].as_str().unwrap());
+    assert_eq!(run["run"]["status"], "succeeded", "{run:#}");
+    assert_eq!(
+        run["steps"][1]["output"],
+        "Contact form: Ada Lovelace <ada@example.com> wrote: Hello!"
+    );
+}
+
+#[test]
+fn a_stripe_payment_renders_a_receipt_with_a_default_email() {
+    let flows = FlowDir::examples();
+    let data = tempfile::tempdir().unwrap();
+    let weir = Weir::start(flows.path(), &data.path().join("weir.redb"));
+    let event = json!({
+        "id": "evt_1",
+        "type": "payment_intent.succeeded",
+        "data": {"object": {"id": "pi_1", "amount": 2000, "currency": "eur", "customer": "cus_9", "metadata": {}}}
+    });
+    let answer = weir_tests::post_json(&weir.webhook_url("stripe-payments"), &event);
+    let run = weir.wait_run(answer.json()["run_id"].as_str().unwrap());
+    assert_eq!(run["run"]["status"], "succeeded", "{run:#}");
+    assert_eq!(
+        run["steps"][2]["output"],
+        "Payment pi_1: 2000 (minor units) eur from cus_9 <no e-mail on file>"
+    );
+}
+
+#[test]
+fn a_failing_step_fails_the_run_and_names_the_step() {
+    let flows = FlowDir::empty();
+    flows.write(
+        "strict.toml",
+        r#"name = "strict"
+[[steps]]
+id = "needs-title"
+plugin = "transform"
+input.title = "$.webhook.body.title"
+"#,
+    );
+    let data = tempfile::tempdir().unwrap();
+    let weir = Weir::start(flows.path(), &data.path().join("weir.redb"));
+    let answer = weir_tests::post_json(&weir.webhook_url("strict"), &json!({"no": "title"}));
+    let run = weir.wait_run(answer.json()["run_id"].as_str().unwrap());
+    assert_eq!(run["run"]["status"], "failed");
+    let error = run["run"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("needs-title") && error.contains("$.webhook.body.title"),
+        "{error}"
+    );
+    assert_eq!(run["steps"][0]["error"]["kind"], "mapping");
+}

@@ -1,0 +1,166 @@
+//! Hot reload: flow files added, edited, broken and deleted while Weir serves take effect
+//! within a second; a broken edit keeps the last good version serving and shows its errors.
+
+use std::time::Duration;
+
+use serde_json::json;
+use weir_tests::{FlowDir, Weir, post_json, wait_for};
+
+const RELOAD: Duration = Duration::from_secs(5);
+
+fn flow(name: &str, channel: &str) -> String {
+    format!(
+        "name = \"{name}\"\n[[steps]]\nid = \"shape\"\nplugin = \"transform\"\ninput = {{ text = \"$.webhook.body.text\", channel = \"{channel}\" }}\n"
+    )
+}
+
+fn run_output(weir: &Weir, url: &str) -> serde_json::Value {
+    let answer = post_json(url, &json!({"text": "hi"}));
+    assert_eq!(
+        answer.status,
+        202,
+        "{:?}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    let run = weir.wait_run(answer.json()["run_id"].as_str().unwrap());
+    run["steps"][0]["output"].clone()
+}
+
+#[test]
+fn added_edited_broken_and_deleted_flows_take_effect_while_serving() {
+    let flows = FlowDir::empty();
+    let data = tempfile::tempdir().unwrap();
+    let weir = Weir::start(flows.path(), &data.path().join("weir.redb"));
+    assert_eq!(weir.api("/api/flows").json()["flows"], json!([]));
+
+    // Added.
+    flows.write("alerts.toml", &flow("Alerts", "#one"));
+    wait_for(RELOAD, "the new flow to load", || {
+        (weir.api("/api/flows/alerts").status == 200).then_some(())
+    });
+    let url = weir.webhook_url("alerts");
+    let v1 = weir.flow("alerts")["version"].clone();
+    assert_eq!(
+        run_output(&weir, &url),
+        json!({"text": "hi", "channel": "#one"})
+    );
+
+    // Edited: same URL, new version.
+    flows.write("alerts.toml", &flow("Alerts", "#two"));
+    wait_for(RELOAD, "the edit to load", || {
+        (weir.flow("alerts")["version"] != v1).then_some(())
+    });
+    assert_eq!(weir.webhook_url("alerts"), url);
+    assert_eq!(
+        run_output(&weir, &url),
+        json!({"text": "hi", "channel": "#two"})
+    );
+    let v2 = weir.flow("alerts")["version"].clone();
+
+    // Broken: the error shows (with line and column) and the last good version keeps serving.
+    flows.write(
+        "alerts.toml",
+        "name = \"Alerts\"\n[[steps]]\nid = \"shape\"\nplugin = \"no-such-plugin\"\n",
+    );
+    let broken = wait_for(RELOAD, "the broken edit to be reported", || {
+        let flow = weir.flow("alerts");
+        (flow["status"] == "error").then_some(flow)
+    });
+    let errors = broken["errors"].as_array().unwrap();
+    assert!(!errors.is_empty());
+    assert_eq!(errors[0]["line"], 4, "{broken:#}");
+    assert!(
+        errors[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-plugin"),
+        "{broken:#}"
+    );
+    assert_eq!(
+        broken["version"], v2,
+        "the last good version is still the one serving"
+    );
+    assert_eq!(
+        run_output(&weir, &url),
+        json!({"text": "hi", "channel": "#two"})
+    );
+    assert!(
+        weir.logs().contains("no-such-plugin"),
+        "the error is logged too"
+    );
+
+    // Fixed again.
+    flows.write("alerts.toml", &flow("Alerts", "#three"));
+    wait_for(RELOAD, "the fix to load", || {
+        (weir.flow("alerts")["status"] == "ok").then_some(())
+    });
+    assert_eq!(
+        run_output(&weir, &url),
+        json!({"text": "hi", "channel": "#three"})
+    );
+
+    // Deleted: gone from the API, its URL answers 404.
+    std::fs::remove_file(flows.path().join("alerts.toml")).unwrap();
+    wait_for(RELOAD, "the deletion to take effect", || {
+        (weir.api("/api/flows/alerts").status == 404).then_some(())
+    });
+    assert_eq!(
+        weir_tests::send("POST", &url, "application/json", b"{}")
+            .unwrap()
+            .status,
+        404
+    );
+}
+
+#[test]
+fn an_editor_that_replaces_the_file_is_seen_and_a_rename_moves_the_flow() {
+    let flows = FlowDir::empty();
+    flows.write("first.toml", &flow("First", "#a"));
+    let data = tempfile::tempdir().unwrap();
+    let weir = Weir::start(flows.path(), &data.path().join("weir.redb"));
+    let v1 = weir.flow("first")["version"].clone();
+
+    // Write a temp file and rename it over the flow, as vim and many IDEs save.
+    let tmp = flows.path().join(".first.toml.swp");
+    std::fs::write(&tmp, flow("First", "#b")).unwrap();
+    std::fs::rename(&tmp, flows.path().join("first.toml")).unwrap();
+    wait_for(RELOAD, "the replaced file to load", || {
+        (weir.flow("first")["version"] != v1).then_some(())
+    });
+
+    std::fs::rename(
+        flows.path().join("first.toml"),
+        flows.path().join("second.toml"),
+    )
+    .unwrap();
+    wait_for(RELOAD, "the rename to take effect", || {
+        (weir.api("/api/flows/first").status == 404 && weir.api("/api/flows/second").status == 200)
+            .then_some(())
+    });
+    assert_eq!(
+        run_output(&weir, &weir.webhook_url("second")),
+        json!({"text": "hi", "channel": "#b"})
+    );
+}
+
+#[test]
+fn a_new_file_that_is_broken_from_the_start_shows_its_errors_and_serves_nothing() {
+    let flows = FlowDir::empty();
+    flows.write("bad.toml", "name = 3\nunknown = true\n");
+    let data = tempfile::tempdir().unwrap();
+    let weir = Weir::start(flows.path(), &data.path().join("weir.redb"));
+    let flow = weir.flow("bad");
+    assert_eq!(flow["status"], "error");
+    assert_eq!(flow["serving"], false);
+    assert!(
+        flow["errors"].as_array().unwrap().len() >= 2,
+        "every error at once: {flow:#}"
+    );
+    let url = flow["webhook_url"].as_str().unwrap();
+    assert_eq!(
+        weir_tests::send("POST", url, "application/json", b"{}")
+            .unwrap()
+            .status,
+        404
+    );
+}
