@@ -70,6 +70,9 @@ struct ServeArgs {
     /// Runs executing at once.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// Webhooks that may wait to be written to disk; past it the gateway answers 503.
+    #[arg(long, default_value_t = 1024)]
+    accept_queue: usize,
 }
 
 #[derive(Subcommand)]
@@ -227,6 +230,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             public_url: args.public_url,
             admin_token: args.admin_token,
             concurrency: args.concurrency,
+            accept_queue: args.accept_queue,
             cache_dir: HostConfig::default_cache_dir(),
         })
         .await?;

@@ -12,7 +12,7 @@ use crate::catalog::Catalog;
 use crate::http::{self, Admin, Gateway};
 use crate::plugin::{HostConfig, PluginHost};
 use crate::run::Executor;
-use crate::store::Store;
+use crate::store::{Options as StoreOptions, Store};
 
 /// How to serve.
 #[derive(Debug, Clone)]
@@ -27,6 +27,8 @@ pub struct ServeConfig {
     pub admin_token: Option<String>,
     /// Runs executing at once.
     pub concurrency: usize,
+    /// Webhooks that may wait to be written before the gateway answers 503.
+    pub accept_queue: usize,
     pub cache_dir: Option<PathBuf>,
 }
 
@@ -65,8 +67,14 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
             config.flows.display()
         );
     }
-    let store = Store::open(&config.data)
-        .with_context(|| format!("opening the store {}", config.data.display()))?;
+    let store = Store::open_with(
+        &config.data,
+        StoreOptions {
+            queue_capacity: config.accept_queue.max(1),
+            ..StoreOptions::default()
+        },
+    )
+    .with_context(|| format!("opening the store {}", config.data.display()))?;
     let host = Arc::new(
         PluginHost::new(HostConfig {
             cache_dir: config.cache_dir.clone(),

@@ -255,3 +255,54 @@ input.title = "$.webhook.body.title"
     );
     assert_eq!(run["steps"][0]["error"]["kind"], "mapping");
 }
+
+#[test]
+fn a_store_that_cannot_keep_up_answers_503_with_retry_after_and_loses_nothing() {
+    let flows = FlowDir::examples();
+    let data = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let running = runtime
+        .block_on(weir::server::start(weir::server::ServeConfig {
+            flows: flows.path().to_owned(),
+            data: data.path().join("weir.redb"),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            admin_listen: "127.0.0.1:0".parse().unwrap(),
+            public_url: None,
+            admin_token: None,
+            concurrency: 4,
+            accept_queue: 2,
+            cache_dir: Some(weir_tests::target_dir().join("test-plugin-cache")),
+        }))
+        .unwrap();
+    let url = {
+        let snapshot = running.catalog.snapshot();
+        running
+            .catalog
+            .webhook_url(&snapshot.flows["contact-form"])
+            .unwrap()
+    };
+    let pause = runtime.block_on(running.store.pause_writer()).unwrap();
+    // Two webhooks wait for the paused writer; the third finds the queue full.
+    let waiting: Vec<_> = (0..2)
+        .map(|i| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                weir_tests::post_json(&url, &json!({"email": "a@b", "message": format!("m{i}")}))
+            })
+        })
+        .collect();
+    weir_tests::wait_for(
+        std::time::Duration::from_secs(10),
+        "two accepts to wait",
+        || (running.store.stats().waiting_accepts == 2).then_some(()),
+    );
+    let refused = weir_tests::post_json(&url, &json!({"email": "a@b", "message": "m"}));
+    assert_eq!(refused.status, 503);
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    drop(pause);
+    for waiting in waiting {
+        assert_eq!(waiting.join().unwrap().status, 202);
+    }
+    assert_eq!(running.store.count_runs(None, None).unwrap(), 2);
+    runtime.block_on(running.shutdown());
+}

@@ -215,3 +215,34 @@ fn a_file_that_is_not_a_component_is_refused_with_its_path() {
     assert!(err.contains(&path.display().to_string()), "{err}");
     assert!(err.contains("not a valid Weir step component"), "{err}");
 }
+
+#[test]
+fn a_compiled_plugin_is_cached_on_disk_so_a_restart_does_not_compile_again() {
+    use weir::plugin::{HostConfig, PluginHost};
+    let cache = tempfile::tempdir().unwrap();
+    let config = HostConfig {
+        cache_dir: Some(cache.path().to_owned()),
+        no_pooling: false,
+    };
+    let first = PluginHost::new(config.clone()).unwrap();
+    assert!(!first.load_builtin("transform").unwrap().from_cache());
+    let files: Vec<_> = std::fs::read_dir(cache.path()).unwrap().flatten().collect();
+    assert_eq!(files.len(), 1, "one artifact, named by content hash");
+    drop(first);
+
+    // A new host (as after a restart) loads the artifact instead of compiling.
+    let second = PluginHost::new(config).unwrap();
+    let plugin = second.load_builtin("transform").unwrap();
+    assert!(plugin.from_cache());
+    let call = plugin.call(&CallContext::default(), "[1]", "{}", &Limits::default());
+    assert_eq!(call.result, Ok(json!([1])));
+
+    // A damaged artifact is not trusted: the plugin compiles again.
+    std::fs::write(files[0].path(), b"garbage").unwrap();
+    let third = PluginHost::new(HostConfig {
+        cache_dir: Some(cache.path().to_owned()),
+        no_pooling: false,
+    })
+    .unwrap();
+    assert!(!third.load_builtin("transform").unwrap().from_cache());
+}

@@ -1,5 +1,5 @@
-//! Compiled components kept on disk by content hash, so a restart loads them with an mmap
-//! instead of compiling them again.
+//! Compiled components kept on disk by content hash, so a restart loads them instead of
+//! compiling them again.
 //!
 //! The key is the SHA-256 of the component bytes plus wasmtime's compatibility hash of the
 //! engine's configuration: an artifact only loads into an engine built the same way.
@@ -37,11 +37,13 @@ impl Cache {
         let path = self
             .dir
             .join(format!("{digest}-{:016x}.cwasm", self.engine_key));
-        if path.exists() {
+        // Read into memory rather than mmap: a file changed under a mapping (by anyone) would
+        // crash the process with SIGBUS; a copy can only fail to deserialize.
+        if let Ok(artifact) = std::fs::read(&path) {
             // SAFETY: files in the cache folder are written by `store` below from
             // `Component::serialize` of an engine with this same compatibility hash (it is part
-            // of the file name); wasmtime also checks the header before using it.
-            match unsafe { Component::deserialize_file(engine, &path) } {
+            // of the file name); wasmtime also checks the header and version before using it.
+            match unsafe { Component::deserialize(engine, &artifact) } {
                 Ok(component) => return Ok((component, true)),
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "ignoring a damaged cache entry")

@@ -211,6 +211,7 @@ impl PluginHost {
                 name: name.to_owned(),
                 engine: self.engine.clone(),
                 pre,
+                from_cache: cached,
             }),
         })
     }
@@ -273,6 +274,7 @@ struct PluginInner {
     name: String,
     engine: Engine,
     pre: bindings::StepPluginPre<Sandbox>,
+    from_cache: bool,
 }
 
 /// A compiled, linked plugin. Cheap to clone; calls from many threads at once are fine.
@@ -293,6 +295,11 @@ impl Plugin {
     /// How the plugin was named when it loaded (built-in name or file path).
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// True when the compiled component came from the disk cache instead of the compiler.
+    pub fn from_cache(&self) -> bool {
+        self.inner.from_cache
     }
 
     /// Runs the step once in a fresh sandbox. Blocking: call it from a worker thread.

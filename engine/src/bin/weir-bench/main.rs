@@ -4,6 +4,8 @@
 //!     cargo run --release -p weir --bin weir-bench -- plugin
 //!     cargo run --release -p weir --bin weir-bench -- webhook
 
+mod webhook;
+
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -13,6 +15,7 @@ fn main() -> anyhow::Result<()> {
     let which = std::env::args().nth(1).unwrap_or_else(|| "plugin".into());
     match which.as_str() {
         "plugin" => bench_plugin(),
+        "webhook" => webhook::bench(),
         other => anyhow::bail!("unknown benchmark '{other}': use plugin or webhook"),
     }
 }

@@ -1,0 +1,272 @@
+//! The webhook benchmark: a bare warp server answering the same POST (no storage) against
+//! Weir's webhook endpoint (durable accept, a flow with one `transform` step), at concurrency
+//! 16 and 64; then how fast Weir finishes the runs it accepted, and its peak memory.
+//!
+//! Weir runs as its own process (`weir serve`, the release binary next to this one) so its
+//! memory is its own; the bare server and the load generator share this process.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use warp::Filter;
+
+const PHASE: Duration = Duration::from_secs(5);
+
+struct Load {
+    ok: usize,
+    refused: usize,
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+}
+
+impl Load {
+    fn rps(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile_ms(&self, p: f64) -> f64 {
+        let mut sorted = self.latencies.clone();
+        sorted.sort();
+        if sorted.is_empty() {
+            return f64::NAN;
+        }
+        sorted[((sorted.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3
+    }
+}
+
+fn payload() -> Bytes {
+    let issue = serde_json::json!({
+        "action": "opened",
+        "issue": {"number": 42, "title": "Crash on start", "body": "x".repeat(700),
+                  "html_url": "https://github.com/acme/app/issues/42", "user": {"login": "octocat"}}
+    });
+    Bytes::from(issue.to_string())
+}
+
+/// `concurrency` keep-alive connections, each posting as fast as answers come, for `PHASE`.
+async fn load(addr: SocketAddr, path: &str, concurrency: usize) -> anyhow::Result<Load> {
+    let body = payload();
+    let deadline = Instant::now() + PHASE;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (body, path) = (body.clone(), path.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+            tokio::spawn(conn);
+            let (mut ok, mut refused, mut latencies) = (0, 0, Vec::new());
+            while Instant::now() < deadline {
+                let request = hyper::Request::post(&path)
+                    .header("host", "bench")
+                    .header("content-type", "application/json")
+                    .body(Full::new(body.clone()))?;
+                let sent = Instant::now();
+                let response = sender.send_request(request).await?;
+                let status = response.status();
+                response.into_body().collect().await?;
+                latencies.push(sent.elapsed());
+                if status.is_success() {
+                    ok += 1;
+                } else {
+                    refused += 1;
+                }
+            }
+            anyhow::Ok((ok, refused, latencies))
+        }));
+    }
+    let mut total = Load {
+        ok: 0,
+        refused: 0,
+        latencies: Vec::new(),
+        elapsed: Duration::ZERO,
+    };
+    for task in tasks {
+        let (ok, refused, latencies) = task.await??;
+        total.ok += ok;
+        total.refused += refused;
+        total.latencies.extend(latencies);
+    }
+    total.elapsed = start.elapsed();
+    Ok(total)
+}
+
+/// The baseline: warp answering the same POST with the same kind of JSON, storing nothing.
+async fn bare_server() -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let route = warp::post()
+        .and(warp::path!("hook"))
+        .and(warp::body::bytes())
+        .map(|body: Bytes| {
+            warp::reply::with_status(
+                warp::reply::json(
+                    &serde_json::json!({"run_id": "01K0000000000000000000000", "size": body.len()}),
+                ),
+                warp::http::StatusCode::ACCEPTED,
+            )
+        });
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+    Ok(addr)
+}
+
+struct WeirProcess {
+    child: std::process::Child,
+    webhook: SocketAddr,
+    admin: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for WeirProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn weir_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let weir = exe.with_file_name("weir");
+    if !weir.exists() {
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--release", "-p", "weir", "--bin", "weir"])
+            .status()
+            .context("building the weir binary")?;
+        if !status.success() {
+            bail!("building the weir binary failed");
+        }
+    }
+    Ok(weir)
+}
+
+fn start_weir() -> anyhow::Result<WeirProcess> {
+    let dir = tempfile::tempdir()?;
+    let flows = dir.path().join("flows");
+    std::fs::create_dir(&flows)?;
+    std::fs::write(
+        flows.join("bench.toml"),
+        "name = \"bench\"\n[[steps]]\nid = \"shape\"\nplugin = \"transform\"\n\
+         input = { number = \"$.webhook.body.issue.number\", title = \"$.webhook.body.issue.title\" }\n",
+    )?;
+    let mut child = Command::new(weir_binary()?)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--flows",
+        ])
+        .arg(&flows)
+        .arg("--data")
+        .arg(dir.path().join("weir.redb"))
+        .env("WEIR_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting weir serve")?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let (mut webhook, mut admin) = (None, None);
+    while webhook.is_none() || admin.is_none() {
+        let line = lines.next().context("weir exited before it served")??;
+        if let Some(url) = line.strip_prefix("webhooks: http://") {
+            webhook = Some(url.parse()?);
+        } else if let Some(url) = line.strip_prefix("admin: http://") {
+            admin = Some(url.parse()?);
+        }
+    }
+    Ok(WeirProcess {
+        child,
+        webhook: webhook.context("webhook address")?,
+        admin: admin.context("admin address")?,
+        _dir: dir,
+    })
+}
+
+async fn get_json(addr: SocketAddr, path: &str) -> anyhow::Result<serde_json::Value> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let request = hyper::Request::get(path)
+        .header("host", "bench")
+        .body(Full::new(Bytes::new()))?;
+    let body = sender
+        .send_request(request)
+        .await?
+        .into_body()
+        .collect()
+        .await?;
+    Ok(serde_json::from_slice(&body.to_bytes())?)
+}
+
+async fn wait_drained(weir: &WeirProcess) -> anyhow::Result<()> {
+    loop {
+        let health = get_json(weir.admin, "/api/health").await?;
+        if health["runs_in_queue"] == 0 {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn peak_memory_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+pub fn bench() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let bare = bare_server().await?;
+        let weir = start_weir()?;
+        let flows = get_json(weir.admin, "/api/flows").await?;
+        let url = flows["flows"][0]["webhook_url"].as_str().context("the bench flow's URL")?.to_owned();
+        let hook_path = url
+            .split_once("/hooks/")
+            .map(|(_, rest)| format!("/hooks/{rest}"))
+            .context("webhook path")?;
+        println!("webhook benchmark: {}-byte JSON POSTs over keep-alive connections, {} s per phase", payload().len(), PHASE.as_secs());
+        println!("{:<34} {:>10} {:>9} {:>9} {:>8}", "", "req/s", "p50 ms", "p99 ms", "non-2xx");
+        let mut completion = None;
+        for concurrency in [16, 64] {
+            let base = load(bare, "/hook", concurrency).await?;
+            wait_drained(&weir).await?;
+            let started = Instant::now();
+            let ours = load(weir.webhook, &hook_path, concurrency).await?;
+            let accepted_for = started.elapsed();
+            wait_drained(&weir).await?;
+            let drained = started.elapsed();
+            for (name, l) in [(format!("bare warp, c={concurrency}"), &base), (format!("weir (durable accept), c={concurrency}"), &ours)] {
+                println!("{name:<34} {:>10.0} {:>9.2} {:>9.2} {:>8}", l.rps(), l.percentile_ms(0.5), l.percentile_ms(0.99), l.refused);
+            }
+            println!("{:<34} {:>10.2}", format!("  ratio weir / bare, c={concurrency}"), ours.rps() / base.rps());
+            completion = Some((ours.ok, accepted_for, drained));
+        }
+        if let Some((runs, accepted_for, drained)) = completion {
+            println!(
+                "completed one-step runs (c=64 phase): {runs} runs accepted in {:.1} s, all finished after {:.1} s: {:.0} runs/s",
+                accepted_for.as_secs_f64(),
+                drained.as_secs_f64(),
+                runs as f64 / drained.as_secs_f64()
+            );
+        }
+        let health = get_json(weir.admin, "/api/health").await?;
+        println!("weir peak memory (VmHWM): {:.1} MiB; runs still queued: {}", peak_memory_mib(weir.child.id()), health["runs_in_queue"]);
+        println!("targets: weir >= 0.5 x bare req/s, p99 <= 10 ms at c=64, >= 5,000 runs/s, < 150 MiB");
+        anyhow::Ok(())
+    })
+}
