@@ -23,7 +23,7 @@ fn main() -> anyhow::Result<()> {
 /// A JSON object of about 1 KiB.
 fn input_1k() -> String {
     let mut fields = serde_json::Map::new();
-    for i in 0..24 {
+    for i in 0..32 {
         fields.insert(
             format!("field_{i:02}"),
             serde_json::json!(format!("value number {i:04}")),
