@@ -68,7 +68,7 @@ struct ServeArgs {
     #[arg(long, env = "WEIR_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
     /// Runs executing at once.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 256)]
     concurrency: usize,
     /// Webhooks that may wait to be written to disk; past it the gateway answers 503.
     #[arg(long, default_value_t = 1024)]

@@ -1,14 +1,22 @@
 //! One run's steps, in order: `when`, input mapping, the plugin call, the record.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Instant, SystemTime};
 
 use serde_json::{Map, Value, json};
+use tokio::sync::Semaphore;
 
 use crate::catalog::LiveFlow;
 use crate::flow::Step;
 use crate::plugin::{CallContext, Limits, LogLevel, StepFailure};
 use crate::store::{LogLine, RunOutcome, StepErrorRecord, StepRecord, StepStatus};
+
+/// Plugin calls running at once, process-wide: wasm is CPU work, so more calls than cores only
+/// add memory (each holds a pooled instance) and latency. Runs waiting here hold no thread.
+static CALL_SLOTS: LazyLock<Semaphore> = LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    Semaphore::new(cores * 2)
+});
 
 /// Where step records go as they are made: the store for a served run, the terminal for
 /// `weir run`.
@@ -95,10 +103,12 @@ pub async fn execute_steps(
         };
         let input_text = input.to_string();
         let config_text = step.config.to_string();
+        let slot = CALL_SLOTS.acquire().await;
         let call = tokio::task::spawn_blocking(move || {
             plugin.call(&call_ctx, &input_text, &config_text, &limits)
         })
         .await;
+        drop(slot);
         record.input = Some(input);
         record.duration_us = micros(started);
         let call = match call {

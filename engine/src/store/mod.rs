@@ -70,6 +70,9 @@ pub struct Options {
     /// those are synced as soon as the writer is idle (and at least every second), and losing
     /// them in a crash only makes the run run again.
     pub sync_progress: bool,
+    /// redb's page cache, in bytes. Runs are written once and read rarely, so a small cache
+    /// keeps the process small without slowing accepts.
+    pub cache_size: usize,
 }
 
 impl Default for Options {
@@ -78,6 +81,7 @@ impl Default for Options {
             queue_capacity: 1024,
             max_batch: 512,
             sync_progress: false,
+            cache_size: 32 << 20,
         }
     }
 }
@@ -155,9 +159,12 @@ impl Store {
     /// has it open) and [`StoreError::Corrupt`] if it was written by an incompatible version.
     pub fn open_with(path: impl AsRef<Path>, options: Options) -> Result<Store, StoreError> {
         let path = path.as_ref();
-        let db = Database::create(path).map_err(|e| {
-            StoreError::Storage(format!("cannot open the store {}: {e}", path.display()))
-        })?;
+        let db = Database::builder()
+            .set_cache_size(options.cache_size)
+            .create(path)
+            .map_err(|e| {
+                StoreError::Storage(format!("cannot open the store {}: {e}", path.display()))
+            })?;
         let last_id = prepare(&db)?;
         let db = Arc::new(db);
 
@@ -228,6 +235,20 @@ impl Store {
             reply,
         })
         .await
+    }
+
+    /// [`Store::record_step`] without waiting for the answer: the write is queued at once (so
+    /// it stays ordered before a later `finish_run` of the same run) and a failure is only
+    /// logged by the writer. For the executor, which must not wait a commit per step.
+    pub fn record_step_detached(&self, id: RunId, step: StepRecord) {
+        let (reply, _answer) = oneshot::channel();
+        if let Err(e) = self.send(Op::Step {
+            id,
+            step: Box::new(step),
+            reply,
+        }) {
+            tracing::warn!(run = %id, error = %e, "cannot record a step");
+        }
     }
 
     /// Gives a queued or running run its final status and takes it off the queue.

@@ -132,17 +132,24 @@ impl Drop for WeirProcess {
     }
 }
 
+/// The release `weir` next to this binary, rebuilt first when run through cargo so the figures
+/// are of the current code.
 fn weir_binary() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let weir = exe.with_file_name("weir");
-    if !weir.exists() {
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let weir = std::env::current_exe()?.with_file_name("weir");
+    if let Ok(cargo) = std::env::var("CARGO") {
+        let status = Command::new(cargo)
             .args(["build", "--release", "-p", "weir", "--bin", "weir"])
             .status()
             .context("building the weir binary")?;
         if !status.success() {
             bail!("building the weir binary failed");
         }
+    }
+    if !weir.exists() {
+        bail!(
+            "{} is missing: run `cargo build --release -p weir` first",
+            weir.display()
+        );
     }
     Ok(weir)
 }
