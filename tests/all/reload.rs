@@ -164,3 +164,53 @@ fn a_new_file_that_is_broken_from_the_start_shows_its_errors_and_serves_nothing(
         404
     );
 }
+
+#[test]
+fn runs_accepted_before_an_edit_run_the_version_they_were_accepted_with() {
+    let flow = |channel: &str| {
+        format!(
+            "name = \"versioned\"\n\
+             [[steps]]\nid = \"spin\"\nplugin = \"{}\"\ninput = \"$.webhook.body\"\nconfig = {{ mode = \"spin\", ms = 300 }}\n\
+             [[steps]]\nid = \"shape\"\nplugin = \"transform\"\ninput = {{ channel = \"{channel}\" }}\n",
+            weir_tests::HOSTILE_WASM
+        )
+    };
+    let flows = FlowDir::empty();
+    flows.write("versioned.toml", &flow("#old"));
+    let data = tempfile::tempdir().unwrap();
+    let weir = Weir::start_with(
+        flows.path(),
+        &data.path().join("weir.redb"),
+        &["--concurrency", "1"],
+    );
+    let url = weir.webhook_url("versioned");
+    let old_version = weir.flow("versioned")["version"].clone();
+    let before: Vec<String> = (0..3)
+        .map(|i| {
+            post_json(&url, &json!({ "n": i })).json()["run_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    flows.write("versioned.toml", &flow("#new"));
+    wait_for(RELOAD, "the edit to load", || {
+        (weir.flow("versioned")["version"] != old_version).then_some(())
+    });
+    let after = post_json(&url, &json!({ "n": 9 })).json()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for id in &before {
+        let run = weir.wait_run(id);
+        assert_eq!(run["run"]["flow_version"], old_version);
+        assert_eq!(
+            run["steps"][1]["output"],
+            json!({"channel": "#old"}),
+            "{run:#}"
+        );
+    }
+    let run = weir.wait_run(&after);
+    assert_ne!(run["run"]["flow_version"], old_version);
+    assert_eq!(run["steps"][1]["output"], json!({"channel": "#new"}));
+}

@@ -161,3 +161,28 @@ fn every_acknowledged_webhook_survives_sigkill_at_random_moments() {
         assert!(run["steps"][0]["output"]["n"].is_u64(), "{run:#}");
     }
 }
+
+#[test]
+fn a_run_cut_off_while_running_runs_again_with_its_attempt_raised() {
+    let flows = FlowDir::empty();
+    flows.write("slow.toml", &slow_flow(1500));
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("weir.redb");
+    let weir = Weir::start(flows.path(), &db);
+    let answer = post_json(&weir.webhook_url("slow"), &json!({ "n": 1 }));
+    let id = answer.json()["run_id"].as_str().unwrap().to_owned();
+    wait_for(Duration::from_secs(30), "the run to start", || {
+        (weir.api(&format!("/api/runs/{id}")).json()["run"]["status"] == "running").then_some(())
+    });
+    weir.kill();
+
+    let weir = Weir::start(flows.path(), &db);
+    let run = weir.wait_run(&id);
+    assert_eq!(run["run"]["status"], "succeeded", "{run:#}");
+    assert_eq!(run["run"]["attempt"], 2, "{run:#}");
+    assert_eq!(
+        run["steps"].as_array().unwrap().len(),
+        1,
+        "only the last attempt's steps: {run:#}"
+    );
+}
