@@ -159,6 +159,7 @@ where
     match gateway.store.accept(new_run).await {
         Ok(accepted) => {
             let id = accepted.run.id;
+            tracing::debug!(flow = %req.flow_id, run = %id, "webhook accepted");
             if !accepted.duplicate {
                 gateway.executor.submit(id);
             }
