@@ -13,14 +13,12 @@ fn main() {
     rerun_if_changed_under(&root.join("sdk"));
     println!("cargo:rerun-if-changed=../engine/wasm_build.rs");
     let release = build_wasm_workspace(&guests.join("Cargo.toml"), &wasm_target_dir(root));
-    let hostile = release.join("weir_test_hostile.wasm");
-    assert!(hostile.exists(), "{} was not built", hostile.display());
-    println!(
-        "cargo:rustc-env=WEIR_TEST_HOSTILE_WASM={}",
-        hostile.display()
-    );
-    println!(
-        "cargo:rustc-env=WEIR_WASM_TARGET_DIR={}",
-        wasm_target_dir(root).display()
-    );
+    for (name, var) in [
+        ("hostile", "WEIR_TEST_HOSTILE_WASM"),
+        ("raw", "WEIR_TEST_RAW_WASM"),
+    ] {
+        let path = release.join(format!("weir_test_{name}.wasm"));
+        assert!(path.exists(), "{} was not built", path.display());
+        println!("cargo:rustc-env={var}={}", path.display());
+    }
 }

@@ -246,3 +246,19 @@ fn a_compiled_plugin_is_cached_on_disk_so_a_restart_does_not_compile_again() {
     .unwrap();
     assert!(!third.load_builtin("transform").unwrap().from_cache());
 }
+
+#[test]
+fn output_that_is_not_json_is_refused() {
+    let raw = host()
+        .load_file(std::path::Path::new(weir_tests::RAW_WASM))
+        .expect("the raw guest loads");
+    let call = |input: &str| {
+        raw.call(&CallContext::default(), input, "{}", &Limits::default())
+            .result
+    };
+    assert!(matches!(
+        call(r#""this is not json""#),
+        Err(StepFailure::OutputNotJson { .. })
+    ));
+    assert_eq!(call(r#""[1, 2]""#), Ok(json!([1, 2])));
+}

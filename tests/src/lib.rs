@@ -9,6 +9,8 @@ use weir::plugin::{HostConfig, PluginHost};
 
 /// The test guests built by `tests/build.rs`.
 pub const HOSTILE_WASM: &str = env!("WEIR_TEST_HOSTILE_WASM");
+/// A guest on the bare WIT contract that echoes its input string unchecked.
+pub const RAW_WASM: &str = env!("WEIR_TEST_RAW_WASM");
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
