@@ -7,6 +7,10 @@ use serde_json::{Value, json};
 use weir::plugin::{CallContext, Limits, Plugin, StepCall, StepFailure};
 use weir_tests::{HOSTILE_WASM, host, resident_memory};
 
+/// Tests that move hundreds of MiB through this process take turns, so the one that measures
+/// the process's memory sees only its own.
+static MEMORY_HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn hostile() -> Plugin {
     host()
         .load_file(std::path::Path::new(HOSTILE_WASM))
@@ -58,6 +62,7 @@ fn an_infinite_loop_times_out_within_a_second_of_its_deadline() {
 
 #[test]
 fn growing_memory_to_a_gibibyte_hits_the_memory_limit_and_memory_stays_bounded() {
+    let _turn = MEMORY_HEAVY.lock().unwrap_or_else(|e| e.into_inner());
     let before = resident_memory();
     for _ in 0..3 {
         let result = call("grow", "", Limits::default()).result;
@@ -153,6 +158,7 @@ fn sockets_cannot_be_opened() {
 
 #[test]
 fn a_hundred_mebibyte_output_is_refused_by_the_cap() {
+    let _turn = MEMORY_HEAVY.lock().unwrap_or_else(|e| e.into_inner());
     let limits = Limits {
         memory: 512 << 20,
         ..Limits::default()
