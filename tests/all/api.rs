@@ -1,10 +1,8 @@
 //! The admin API as an admin uses it: flows, runs filtered and paged, errors as JSON, and the
 //! token when one is configured.
 
-use std::process::Command;
-
 use serde_json::json;
-use weir_tests::{FlowDir, Weir, get_with, post_json, weir_bin};
+use weir_tests::{FlowDir, Weir, get_with, post_json, weir_command};
 
 #[test]
 fn flows_show_their_url_status_and_version() {
@@ -157,7 +155,7 @@ fn a_configured_admin_token_is_required() {
 fn the_admin_api_refuses_to_listen_publicly_without_a_token() {
     let flows = FlowDir::examples();
     let data = tempfile::tempdir().unwrap();
-    let out = Command::new(weir_bin())
+    let out = weir_command()
         .args([
             "serve",
             "--listen",

@@ -1,13 +1,11 @@
 //! The flow author's command line: `weir validate` for CI and `weir run` to try a flow on a
 //! payload without a server.
 
-use std::process::Command;
-
-use weir_tests::{FlowDir, repo_root, weir_bin};
+use weir_tests::{FlowDir, repo_root, weir_command};
 
 #[test]
 fn validate_passes_the_bundled_flows() {
-    let out = Command::new(weir_bin())
+    let out = weir_command()
         .arg("validate")
         .arg(repo_root().join("flows"))
         .output()
@@ -29,7 +27,7 @@ fn validate_reports_every_error_with_file_line_and_column_and_exits_1() {
         "bad.toml",
         "name = \"bad\"\ncolour = \"red\"\n[[steps]]\nid = \"a\"\nplugin = \"nope\"\ninput = \"$.webhook[\"\n",
     );
-    let out = Command::new(weir_bin())
+    let out = weir_command()
         .arg("validate")
         .arg(flows.path())
         .output()
@@ -62,7 +60,7 @@ fn run_executes_a_flow_locally_and_prints_each_step() {
         r#"{"action":"opened","issue":{"number":7,"title":"Typo","html_url":"https://x/7","user":{"login":"ada"}}}"#,
     )
     .unwrap();
-    let out = Command::new(weir_bin())
+    let out = weir_command()
         .arg("run")
         .arg(repo_root().join("flows/github-issues.toml"))
         .arg("--payload")
@@ -98,7 +96,7 @@ fn run_exits_1_when_a_step_fails() {
     flows.write("f.toml", "name = \"f\"\n[[steps]]\nid = \"t\"\nplugin = \"transform\"\ninput = \"$.webhook.body.missing\"\n");
     let payload = flows.path().join("p.json");
     std::fs::write(&payload, "{}").unwrap();
-    let out = Command::new(weir_bin())
+    let out = weir_command()
         .arg("run")
         .arg(flows.path().join("f.toml"))
         .arg("--payload")

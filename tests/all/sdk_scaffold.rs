@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use weir_tests::{target_dir, weir_bin};
+use weir_tests::{target_dir, weir_command};
 
 fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
@@ -35,7 +35,7 @@ fn run_ok(cmd: &mut Command, what: &str) -> String {
 fn a_new_plugin_builds_passes_its_test_and_runs_under_weir() {
     let work = tempfile::tempdir().unwrap();
     run_ok(
-        Command::new(weir_bin())
+        weir_command()
             .args(["plugin", "new", "hello-step", "--dir"])
             .arg(work.path()),
         "weir plugin new",
@@ -71,7 +71,7 @@ fn a_new_plugin_builds_passes_its_test_and_runs_under_weir() {
 
     std::fs::write(work.path().join("in.json"), r#"{"name": "Ada"}"#).unwrap();
     std::fs::write(work.path().join("cfg.json"), r#"{"greeting": "Welcome"}"#).unwrap();
-    let out = Command::new(weir_bin())
+    let out = weir_command()
         .args(["plugin", "run"])
         .arg(&wasm)
         .arg("--input")
@@ -91,7 +91,7 @@ fn a_new_plugin_builds_passes_its_test_and_runs_under_weir() {
 
     // A failing step: exit status 1 and the error's kind on stderr.
     std::fs::write(work.path().join("bad.json"), r#"{"name": ""}"#).unwrap();
-    let out = Command::new(weir_bin())
+    let out = weir_command()
         .args(["plugin", "run"])
         .arg(&wasm)
         .arg("--input")

@@ -42,6 +42,14 @@ pub fn weir_bin() -> PathBuf {
     bin
 }
 
+/// A `weir` command sharing the tests' compiled-plugin cache, so each process does not compile
+/// the built-ins again.
+pub fn weir_command() -> std::process::Command {
+    let mut cmd = std::process::Command::new(weir_bin());
+    cmd.env("WEIR_CACHE_DIR", target_dir().join("test-plugin-cache"));
+    cmd
+}
+
 /// One plugin host for the whole test binary, with its compile cache in a temp folder, so each
 /// component is compiled once.
 pub fn host() -> &'static PluginHost {
@@ -248,7 +256,6 @@ impl Weir {
             .arg("--data")
             .arg(data)
             .args(extra)
-            .env("WEIR_CACHE_DIR", target_dir().join("test-plugin-cache"))
             .env("WEIR_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
