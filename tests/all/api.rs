@@ -173,3 +173,36 @@ fn the_admin_api_refuses_to_listen_publicly_without_a_token() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--admin-token"));
 }
+
+#[test]
+fn secrets_from_the_environment_never_reach_the_api_or_stored_runs() {
+    let flows = FlowDir::empty();
+    flows.write(
+        "secret.toml",
+        "name = \"secret\"\n[[steps]]\nid = \"render\"\nplugin = \"template\"\ninput.who = \"$.webhook.body.who\"\nconfig.template = \"key ${WEIR_TEST_API_KEY} for {{ who }}\"\n",
+    );
+    let data = tempfile::tempdir().unwrap();
+    let weir = Weir::start_with_env(
+        flows.path(),
+        &data.path().join("weir.redb"),
+        &[],
+        &[("WEIR_TEST_API_KEY", "sk_live_very_secret")],
+    );
+    let flow = weir.flow("secret");
+    assert_eq!(flow["status"], "ok", "{flow:#}");
+    assert!(
+        !flow.to_string().contains("sk_live_very_secret"),
+        "{flow:#}"
+    );
+    let id = post_json(&weir.webhook_url("secret"), &json!({"who": "ada"})).json()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let run = weir.wait_run(&id);
+    assert_eq!(run["run"]["status"], "succeeded", "{run:#}");
+    // The step used the secret (its output is the step's own business) ...
+    assert_eq!(run["steps"][0]["output"], "key sk_live_very_secret for ada");
+    // ... but its config is not part of what a run stores: only its input is.
+    assert_eq!(run["steps"][0]["input"], json!({"who": "ada"}));
+    assert!(run["steps"][0].get("config").is_none());
+}

@@ -241,6 +241,16 @@ impl Weir {
 
     /// As [`Weir::start`], with extra arguments.
     pub fn start_with(flows: &std::path::Path, data: &std::path::Path, extra: &[&str]) -> Weir {
+        Weir::start_with_env(flows, data, extra, &[])
+    }
+
+    /// As [`Weir::start_with`], with extra environment variables for the server.
+    pub fn start_with_env(
+        flows: &std::path::Path,
+        data: &std::path::Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Weir {
         use std::io::{BufRead, BufReader};
         use std::process::{Command, Stdio};
         let mut child = Command::new(weir_bin())
@@ -256,6 +266,7 @@ impl Weir {
             .arg("--data")
             .arg(data)
             .args(extra)
+            .envs(env.iter().copied())
             .env("WEIR_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
