@@ -1,5 +1,10 @@
 //! The `weir` command line.
 
+/// mimalloc: allocations on the gateway's threads are freed on the store writer's, which
+/// glibc's malloc makes contend on its arenas.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -68,11 +73,15 @@ struct ServeArgs {
     #[arg(long, env = "WEIR_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
     /// Runs executing at once.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, env = "WEIR_CONCURRENCY")]
     concurrency: usize,
     /// Webhooks that may wait to be written to disk; past it the gateway answers 503.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 1024, env = "WEIR_ACCEPT_QUEUE")]
     accept_queue: usize,
+    /// Niceness (0-19) of the threads that run flows. Above 0, answering webhooks has priority
+    /// when the CPU is short; accepted runs wait safely on disk. 0 runs flows at full priority.
+    #[arg(long, default_value_t = 10, env = "WEIR_RUN_NICE", value_parser = clap::value_parser!(i32).range(0..=19))]
+    run_nice: i32,
 }
 
 #[derive(Subcommand)]
@@ -232,6 +241,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             admin_token: args.admin_token,
             concurrency: args.concurrency,
             accept_queue: args.accept_queue,
+            run_nice: args.run_nice,
             cache_dir: HostConfig::default_cache_dir(),
         })
         .await?;

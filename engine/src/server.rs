@@ -27,6 +27,8 @@ pub struct ServeConfig {
     pub admin_token: Option<String>,
     /// Runs executing at once.
     pub concurrency: usize,
+    /// The niceness of the threads that execute runs (0–19); see `Executor::start`.
+    pub run_nice: i32,
     /// Webhooks that may wait to be written before the gateway answers 503.
     pub accept_queue: usize,
     pub cache_dir: Option<PathBuf>,
@@ -99,7 +101,13 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         .await
         .context("loading flows")?;
     let watcher = catalog.watch().context("watching the flows folder")?;
-    let executor = Executor::start(catalog.clone(), store.clone(), config.concurrency);
+    let executor = Executor::start(
+        catalog.clone(),
+        store.clone(),
+        config.concurrency,
+        config.run_nice,
+    )
+    .context("starting the run executor")?;
     executor.recover(&store).await.context("resuming runs")?;
 
     let (stop, stopped) = watch::channel(false);

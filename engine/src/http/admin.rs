@@ -135,6 +135,7 @@ fn health(admin: Arc<Admin>) -> Result<Response> {
         "flows": snapshot.flows.len(),
         "flows_with_errors": snapshot.flows.values().filter(|e| !e.errors.is_empty()).count(),
         "runs_in_queue": queued,
+        "store": admin.store.stats(),
     }))
 }
 

@@ -24,14 +24,43 @@ pub use steps::{Outcome, RunInfo, StepSink, execute_steps};
 #[derive(Clone)]
 pub struct Executor {
     queue: mpsc::UnboundedSender<RunId>,
+    _runtime: Arc<RunRuntime>,
+}
+
+/// The executor's own tokio runtime, so that its threads (and the blocking threads that call
+/// plugins) can run at a lower priority than the gateway's.
+struct RunRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for RunRuntime {
+    fn drop(&mut self) {
+        // Runs cut off here are still live in the store and run again after a restart.
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl Executor {
     /// Starts the dispatcher; at most `concurrency` runs execute at once.
-    pub fn start(catalog: Catalog, store: Store, concurrency: usize) -> Executor {
+    ///
+    /// Runs execute on threads of their own with the niceness `nice` (0 to 19, see
+    /// `setpriority(2)`): with a positive value, answering webhooks keeps priority over running
+    /// flows when the CPU is short, so a burst is taken in at full speed and its runs (safely
+    /// queued on disk) catch up afterwards. With the CPU to spare, priority changes nothing.
+    pub fn start(
+        catalog: Catalog,
+        store: Store,
+        concurrency: usize,
+        nice: i32,
+    ) -> std::io::Result<Executor> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .thread_name("weir-run")
+            .enable_time()
+            .on_thread_start(move || lower_priority(nice))
+            .build()?;
         let (queue, mut incoming) = mpsc::unbounded_channel::<RunId>();
         let slots = Arc::new(Semaphore::new(concurrency.max(1)));
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             while let Some(id) = incoming.recv().await {
                 let Ok(slot) = slots.clone().acquire_owned().await else {
                     return;
@@ -43,7 +72,10 @@ impl Executor {
                 });
             }
         });
-        Executor { queue }
+        Ok(Executor {
+            queue,
+            _runtime: Arc::new(RunRuntime(Some(runtime))),
+        })
     }
 
     /// Queues a run that the store has accepted.
@@ -69,6 +101,28 @@ impl Executor {
     }
 }
 
+/// Gives the calling thread the niceness `nice` (Linux; elsewhere a no-op).
+fn lower_priority(nice: i32) {
+    if nice <= 0 {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain system calls on the calling thread's own id; no memory is shared.
+        let result = unsafe {
+            let tid = libc::gettid();
+            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice.min(19))
+        };
+        if result != 0 {
+            tracing::warn!(
+                nice,
+                error = %std::io::Error::last_os_error(),
+                "cannot lower the priority of a run thread"
+            );
+        }
+    }
+}
+
 struct StoreSink<'a> {
     store: &'a Store,
     id: RunId,
@@ -84,9 +138,9 @@ impl StepSink for StoreSink<'_> {
 
 /// Runs one accepted run to its end.
 async fn execute(catalog: &Catalog, store: &Store, id: RunId) {
-    let run = match store.start_run(id).await {
-        Ok(run) => run,
-        Err(StoreError::Conflict(_)) => return, // already finished: a duplicate submit
+    let (run, request) = match store.claim_run(id).await {
+        Ok(claimed) => claimed,
+        Err(StoreError::Conflict(_)) => return, // already started or finished: a duplicate submit
         Err(e) => {
             tracing::error!(run = %id, error = %e, "cannot start run; it stays queued");
             return;
@@ -95,23 +149,6 @@ async fn execute(catalog: &Catalog, store: &Store, id: RunId) {
     let finish = |outcome, error: Option<String>| async move {
         if let Err(e) = store.finish_run(id, outcome, error).await {
             tracing::error!(run = %id, error = %e, "recording the end of a run");
-        }
-    };
-    let request = match store.get_request(id) {
-        Ok(Some(request)) => request,
-        Ok(None) => {
-            return finish(
-                RunOutcome::Failed,
-                Some("the webhook request is missing".into()),
-            )
-            .await;
-        }
-        Err(e) => {
-            return finish(
-                RunOutcome::Failed,
-                Some(format!("reading the request: {e}")),
-            )
-            .await;
         }
     };
     let live = match catalog.flow_version(&run.flow_id, &run.flow_version).await {

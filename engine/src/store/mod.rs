@@ -9,11 +9,11 @@
 //!
 //! - Run ids are strictly increasing ULIDs, also across restarts (the writer never hands out
 //!   an id below the largest stored one), so id order is acceptance order.
-//! - A run is in the queue table iff its status is `queued` or `running`.
-//! - A run has exactly one entry in each of `runs_by_flow`, `runs_by_status` and
-//!   `runs_by_flow_status`, and the status ones carry its current status.
-//! - A run's record, request, body, queue and index entries are written in the same
-//!   transaction, so a run is either wholly there or not at all.
+//! - Every run has a request (with the run's flow and version) and an entry in `runs_by_flow`.
+//! - A run has a `live` entry iff its status is `queued` or `running`, and an outcome plus one
+//!   entry in each of `done_by_status` and `done_by_flow_status` iff it finished; never both.
+//! - A run's request, live state and flow index entry are written in the same transaction, so
+//!   a run is either wholly there or not at all; the same holds for finishing.
 //! - Every accept that was answered `Ok` is on disk: its batch was committed with
 //!   `Durability::Immediate` before the answer was sent.
 //! - The step records of a run are those of its latest attempt: `start_run` clears earlier ones.
@@ -51,8 +51,8 @@ pub use types::{
 };
 
 use tables::{
-    BODIES, DEDUPE, FLOW_VERSIONS, META, QUEUE, REQUESTS, RUNS, RUNS_BY_FLOW, RUNS_BY_FLOW_STATUS,
-    RUNS_BY_STATUS, SCHEMA_KEY, SCHEMA_VERSION, STEPS, TOKENS,
+    DEDUPE, DONE_BY_FLOW_STATUS, DONE_BY_STATUS, FLOW_VERSIONS, LIVE, META, OUTCOMES, REQUESTS,
+    RUNS_BY_FLOW, SCHEMA_KEY, SCHEMA_VERSION, STEPS, TOKENS,
 };
 use writer::{AcceptPermit, Counters, Op, Reply, Writer, WriterConfig};
 
@@ -87,7 +87,7 @@ impl Default for Options {
 }
 
 /// What the writer has done since the store was opened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct Stats {
     /// Write transactions committed.
     pub commits: u64,
@@ -99,6 +99,10 @@ pub struct Stats {
     pub largest_batch: u64,
     /// Accepts waiting for the writer now.
     pub waiting_accepts: usize,
+    /// Time the writer spent applying writes to its transactions, in microseconds.
+    pub apply_us: u64,
+    /// Time the writer spent committing (writing pages out and syncing), in microseconds.
+    pub commit_us: u64,
 }
 
 /// A handle on the store; clones share the same file and writer.
@@ -180,6 +184,7 @@ impl Store {
             counters: Arc::clone(&counters),
             last_id,
             unsynced_since: None::<Instant>,
+            deferred: Default::default(),
         };
         let handle = std::thread::Builder::new()
             .name("weir-store-writer".into())
@@ -222,6 +227,12 @@ impl Store {
     ///
     /// [`StoreError::Conflict`] if the run is not queued; [`StoreError::NotFound`] if unknown.
     pub async fn start_run(&self, id: RunId) -> Result<Run, StoreError> {
+        Ok(self.claim_run(id).await?.0)
+    }
+
+    /// [`Store::start_run`], also answering with the run's request: what the executor needs to
+    /// run it, read in the same transaction.
+    pub async fn claim_run(&self, id: RunId) -> Result<(Run, RawRequest), StoreError> {
         self.call(|reply| Op::Start { id, reply }).await
     }
 
@@ -318,6 +329,8 @@ impl Store {
             writes: c.writes.load(Ordering::Relaxed),
             largest_batch: c.largest_batch.load(Ordering::Relaxed),
             waiting_accepts: self.inner.waiting_accepts.load(Ordering::Relaxed),
+            apply_us: c.apply_us.load(Ordering::Relaxed),
+            commit_us: c.commit_us.load(Ordering::Relaxed),
         }
     }
 
@@ -375,18 +388,17 @@ fn prepare(db: &Database) -> Result<u128, StoreError> {
             }
         }
         // Opening a table in a write transaction creates it, so reads never miss one.
-        txn.open_table(REQUESTS)?;
-        txn.open_table(BODIES)?;
+        txn.open_table(LIVE)?;
+        txn.open_table(OUTCOMES)?;
         txn.open_table(STEPS)?;
-        txn.open_table(QUEUE)?;
         txn.open_table(RUNS_BY_FLOW)?;
-        txn.open_table(RUNS_BY_STATUS)?;
-        txn.open_table(RUNS_BY_FLOW_STATUS)?;
+        txn.open_table(DONE_BY_STATUS)?;
+        txn.open_table(DONE_BY_FLOW_STATUS)?;
         txn.open_table(DEDUPE)?;
         txn.open_table(FLOW_VERSIONS)?;
         txn.open_table(TOKENS)?;
-        let runs = txn.open_table(RUNS)?;
-        last_id = runs.last()?.map_or(0, |(key, _)| key.value());
+        let requests = txn.open_table(REQUESTS)?;
+        last_id = requests.last()?.map_or(0, |(key, _)| key.value());
     }
     txn.commit()?;
     Ok(last_id)

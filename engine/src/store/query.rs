@@ -6,13 +6,13 @@
 
 use std::ops::Bound;
 
-use redb::{ReadableDatabase, ReadableTableMetadata};
+use redb::{ReadTransaction, ReadableDatabase, ReadableTableMetadata};
 
 use super::Store;
 use super::error::StoreError;
 use super::tables::{
-    BODIES, FLOW_VERSIONS, QUEUE, REQUESTS, RUNS, RUNS_BY_FLOW, RUNS_BY_FLOW_STATUS,
-    RUNS_BY_STATUS, RequestRecord, RunRecord, STEPS, TOKENS, decode,
+    DONE_BY_FLOW_STATUS, DONE_BY_STATUS, Envelope, FLOW_VERSIONS, LIVE, OUTCOMES, REQUESTS,
+    RUNS_BY_FLOW, STEPS, State, TOKENS, decode, run_of,
 };
 use super::types::{Page, RawRequest, Run, RunFilter, RunId, RunStatus, StepRecord, from_ms};
 
@@ -20,12 +20,12 @@ impl Store {
     /// The run, or `None` if there is no such run.
     pub fn get_run(&self, id: RunId) -> Result<Option<Run>, StoreError> {
         let txn = self.inner.db.begin_read()?;
-        let runs = txn.open_table(RUNS)?;
-        let Some(guard) = runs.get(id.as_u128())? else {
-            return Ok(None);
-        };
-        let record: RunRecord = decode(format_args!("run {id}"), guard.value())?;
-        Ok(Some(record.to_run(id)))
+        run_of(
+            &txn.open_table(REQUESTS)?,
+            &txn.open_table(LIVE)?,
+            &txn.open_table(OUTCOMES)?,
+            id,
+        )
     }
 
     /// The steps of the run's latest attempt, by index; empty for an unknown run.
@@ -49,21 +49,16 @@ impl Store {
         let Some(guard) = requests.get(id.as_u128())? else {
             return Ok(None);
         };
-        let record: RequestRecord = decode(format_args!("request of run {id}"), guard.value())?;
-        let bodies = txn.open_table(BODIES)?;
-        let body = bodies
-            .get(id.as_u128())?
-            .ok_or_else(|| StoreError::Corrupt(format!("the body of run {id} is missing")))?
-            .value()
-            .to_vec();
+        let stored = Envelope::decode(id, guard.value())?;
+        let envelope = stored.envelope;
         Ok(Some(RawRequest {
-            method: record.method,
-            path: record.path,
-            query: record.query,
-            headers: record.headers,
-            body,
-            remote_addr: record.remote_addr,
-            received_at: from_ms(record.received_at_ms),
+            method: envelope.method,
+            path: envelope.path,
+            query: envelope.query,
+            headers: envelope.headers,
+            body: stored.body.to_vec(),
+            remote_addr: envelope.remote_addr,
+            received_at: from_ms(envelope.received_at_ms),
         }))
     }
 
@@ -85,9 +80,11 @@ impl Store {
 
     /// Runs, newest first, filtered by flow and/or status, one page at a time.
     ///
-    /// Filters use index tables, so a page costs `limit` lookups whatever the number of runs.
-    /// Pages follow one another by `cursor` without duplicates or gaps; runs accepted after the
-    /// first page are newer than every cursor, so they never shift later pages.
+    /// Without a filter, by flow, and by a final status, a page costs `limit` index lookups
+    /// whatever the number of runs. Queued and running runs are found by scanning the live
+    /// runs (only unfinished ones), newest first. Pages follow one another by `cursor` without
+    /// duplicates or gaps; runs accepted after the first page are newer than every cursor, so
+    /// they never shift later pages.
     pub fn list_runs(&self, filter: &RunFilter) -> Result<Page, StoreError> {
         let limit = filter.limit.min(RunFilter::MAX_LIMIT);
         if limit == 0 {
@@ -100,65 +97,33 @@ impl Store {
         let want = limit + 1;
         let before = filter.cursor.map(RunId::as_u128);
         let txn = self.inner.db.begin_read()?;
-
         let mut ids = Vec::with_capacity(want);
-        match (filter.flow.as_deref(), filter.status) {
-            (None, None) => {
-                let table = txn.open_table(RUNS)?;
-                let upper = before.map_or(Bound::Unbounded, Bound::Excluded);
-                for entry in table
-                    .range::<u128>((Bound::Unbounded, upper))?
-                    .rev()
-                    .take(want)
-                {
-                    ids.push(entry?.0.value());
-                }
-            }
-            (Some(flow), None) => {
-                let table = txn.open_table(RUNS_BY_FLOW)?;
-                let upper = before.map_or(Bound::Included((flow, u128::MAX)), |id| {
-                    Bound::Excluded((flow, id))
-                });
-                let range = (Bound::Included((flow, 0)), upper);
-                for entry in table.range(range)?.rev().take(want) {
-                    ids.push(entry?.0.value().1);
-                }
-            }
-            (None, Some(status)) => {
-                let table = txn.open_table(RUNS_BY_STATUS)?;
-                let code = status.code();
-                let upper = before.map_or(Bound::Included((code, u128::MAX)), |id| {
-                    Bound::Excluded((code, id))
-                });
-                let range = (Bound::Included((code, 0)), upper);
-                for entry in table.range(range)?.rev().take(want) {
-                    ids.push(entry?.0.value().1);
-                }
-            }
-            (Some(flow), Some(status)) => {
-                let table = txn.open_table(RUNS_BY_FLOW_STATUS)?;
-                let code = status.code();
-                let upper = before.map_or(Bound::Included((flow, code, u128::MAX)), |id| {
-                    Bound::Excluded((flow, code, id))
-                });
-                let range = (Bound::Included((flow, code, 0)), upper);
-                for entry in table.range(range)?.rev().take(want) {
-                    ids.push(entry?.0.value().2);
-                }
-            }
-        }
+        let mut matches = |id: u128| {
+            ids.push(id);
+            ids.len() < want
+        };
+        scan(
+            &txn,
+            filter.flow.as_deref(),
+            filter.status,
+            before,
+            &mut matches,
+        )?;
 
         let more = ids.len() > limit;
         ids.truncate(limit);
-        let runs_table = txn.open_table(RUNS)?;
+        let (requests, live, outcomes) = (
+            txn.open_table(REQUESTS)?,
+            txn.open_table(LIVE)?,
+            txn.open_table(OUTCOMES)?,
+        );
         let mut runs = Vec::with_capacity(ids.len());
         for key in ids {
             let id = RunId::from(key);
-            let guard = runs_table.get(key)?.ok_or_else(|| {
-                StoreError::Corrupt(format!("run {id} is indexed but has no record"))
+            let run = run_of(&requests, &live, &outcomes, id)?.ok_or_else(|| {
+                StoreError::Corrupt(format!("run {id} is indexed but has no request"))
             })?;
-            let record: RunRecord = decode(format_args!("run {id}"), guard.value())?;
-            runs.push(record.to_run(id));
+            runs.push(run);
         }
         let next_cursor = if more {
             runs.last().map(|run| run.id)
@@ -168,47 +133,112 @@ impl Store {
         Ok(Page { runs, next_cursor })
     }
 
-    /// How many runs match; counts index entries, so it is linear in the answer for a filter
-    /// and constant without one.
+    /// How many runs match: constant without a filter; linear in the answer for a flow or a
+    /// final status; linear in the live runs for `queued` or `running`.
     pub fn count_runs(
         &self,
         flow: Option<&str>,
         status: Option<RunStatus>,
     ) -> Result<u64, StoreError> {
         let txn = self.inner.db.begin_read()?;
-        let mut count = 0;
-        match (flow, status) {
-            (None, None) => return Ok(txn.open_table(RUNS)?.len()?),
-            (Some(flow), None) => {
-                let table = txn.open_table(RUNS_BY_FLOW)?;
-                for entry in table.range((flow, 0)..=(flow, u128::MAX))? {
-                    entry?;
-                    count += 1;
-                }
-            }
-            (None, Some(status)) => {
-                let table = txn.open_table(RUNS_BY_STATUS)?;
-                let code = status.code();
-                for entry in table.range((code, 0)..=(code, u128::MAX))? {
-                    entry?;
-                    count += 1;
-                }
-            }
-            (Some(flow), Some(status)) => {
-                let table = txn.open_table(RUNS_BY_FLOW_STATUS)?;
-                let code = status.code();
-                for entry in table.range((flow, code, 0)..=(flow, code, u128::MAX))? {
-                    entry?;
-                    count += 1;
-                }
-            }
+        if flow.is_none() && status.is_none() {
+            return Ok(txn.open_table(REQUESTS)?.len()?);
         }
+        let mut count = 0;
+        scan(&txn, flow, status, None, &mut |_| {
+            count += 1;
+            true
+        })?;
         Ok(count)
     }
 
     /// How many runs are live (queued or running).
     pub fn queue_len(&self) -> Result<u64, StoreError> {
         let txn = self.inner.db.begin_read()?;
-        Ok(txn.open_table(QUEUE)?.len()?)
+        Ok(txn.open_table(LIVE)?.len()?)
     }
+}
+
+/// Calls `found` with the id of every run matching `flow` and `status` that is older than
+/// `before`, newest first, until it returns false.
+fn scan(
+    txn: &ReadTransaction,
+    flow: Option<&str>,
+    status: Option<RunStatus>,
+    before: Option<u128>,
+    found: &mut dyn FnMut(u128) -> bool,
+) -> Result<(), StoreError> {
+    match (flow, status) {
+        (None, None) => {
+            let table = txn.open_table(REQUESTS)?;
+            let upper = before.map_or(Bound::Unbounded, Bound::Excluded);
+            for entry in table.range::<u128>((Bound::Unbounded, upper))?.rev() {
+                if !found(entry?.0.value()) {
+                    break;
+                }
+            }
+        }
+        (Some(flow), None) => {
+            let table = txn.open_table(RUNS_BY_FLOW)?;
+            let upper = before.map_or(Bound::Included((flow, u128::MAX)), |id| {
+                Bound::Excluded((flow, id))
+            });
+            for entry in table.range((Bound::Included((flow, 0)), upper))?.rev() {
+                if !found(entry?.0.value().1) {
+                    break;
+                }
+            }
+        }
+        (flow, Some(status)) if !status.is_final() => {
+            let live = txn.open_table(LIVE)?;
+            let requests = txn.open_table(REQUESTS)?;
+            let upper = before.map_or(Bound::Unbounded, Bound::Excluded);
+            for entry in live.range::<u128>((Bound::Unbounded, upper))?.rev() {
+                let (key, value) = entry?;
+                let id = RunId::from(key.value());
+                if State::from_live(id, value.value())?.status != status {
+                    continue;
+                }
+                if let Some(flow) = flow {
+                    let guard = requests.get(id.as_u128())?.ok_or_else(|| {
+                        StoreError::Corrupt(format!("run {id} is live but has no request"))
+                    })?;
+                    if Envelope::decode(id, guard.value())?.envelope.flow_id != flow {
+                        continue;
+                    }
+                }
+                if !found(id.as_u128()) {
+                    break;
+                }
+            }
+        }
+        (None, Some(status)) => {
+            let table = txn.open_table(DONE_BY_STATUS)?;
+            let code = status.code();
+            let upper = before.map_or(Bound::Included((code, u128::MAX)), |id| {
+                Bound::Excluded((code, id))
+            });
+            for entry in table.range((Bound::Included((code, 0)), upper))?.rev() {
+                if !found(entry?.0.value().1) {
+                    break;
+                }
+            }
+        }
+        (Some(flow), Some(status)) => {
+            let table = txn.open_table(DONE_BY_FLOW_STATUS)?;
+            let code = status.code();
+            let upper = before.map_or(Bound::Included((flow, code, u128::MAX)), |id| {
+                Bound::Excluded((flow, code, id))
+            });
+            for entry in table
+                .range((Bound::Included((flow, code, 0)), upper))?
+                .rev()
+            {
+                if !found(entry?.0.value().2) {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
 }

@@ -1,10 +1,22 @@
 //! The file format: table definitions, their keys, and the stored form of records.
 //!
 //! Run ids are keys as `u128` (the ULID's integer), which redb orders numerically, so a
-//! reverse range scan lists newest first. Records are JSON; request bodies are raw bytes in a
-//! table of their own so that listing or showing runs never reads them.
+//! reverse range scan lists newest first.
+//!
+//! The layout is shaped by the write path, because one writer thread commits everything:
+//!
+//! - Accepting a webhook writes three entries: the request with its body and the run's
+//!   unchanging facts in one value ([`REQUESTS`]), the run's live state ([`LIVE`]) and the flow
+//!   index ([`RUNS_BY_FLOW`]). The ids are increasing, so all three append at the right edge of
+//!   their B-trees.
+//! - While a run is queued or running, its changing state is a fixed 13-byte value in [`LIVE`].
+//! - When it ends, it leaves [`LIVE`], its outcome goes to [`OUTCOMES`], and the status indexes
+//!   ([`DONE_BY_STATUS`], [`DONE_BY_FLOW_STATUS`]) get their one entry. Final statuses never
+//!   change, so the indexes are written once and never moved.
+//!
+//! Queued and running runs are listed by scanning [`LIVE`], which only holds unfinished runs.
 
-use redb::TableDefinition;
+use redb::{ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -12,31 +24,29 @@ use super::error::StoreError;
 use super::types::{Run, RunId, RunStatus, format_ms};
 
 /// Bumped when the layout changes incompatibly; a file of another version is refused.
-pub(super) const SCHEMA_VERSION: u64 = 1;
+pub(super) const SCHEMA_VERSION: u64 = 2;
 /// Key of [`META`] holding [`SCHEMA_VERSION`].
 pub(super) const SCHEMA_KEY: &str = "schema_version";
 
 /// Store-wide facts, e.g. the schema version.
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-/// run id → [`RunRecord`] (JSON).
-pub(super) const RUNS: TableDefinition<u128, &[u8]> = TableDefinition::new("runs");
-/// run id → [`RequestRecord`] (JSON): the request without its body.
+/// run id → the accepted request and the run's unchanging facts: see [`Envelope::encode`].
 pub(super) const REQUESTS: TableDefinition<u128, &[u8]> = TableDefinition::new("requests");
-/// run id → the request body, raw.
-pub(super) const BODIES: TableDefinition<u128, &[u8]> = TableDefinition::new("bodies");
+/// run id → (status code, attempt, started at ms or 0) of every queued or running run.
+pub(super) const LIVE: TableDefinition<u128, (u8, u32, u64)> = TableDefinition::new("live");
+/// run id → [`Outcome`] (JSON) of every finished run.
+pub(super) const OUTCOMES: TableDefinition<u128, &[u8]> = TableDefinition::new("outcomes");
 /// (run id, step index) → `StepRecord` (JSON), of the run's latest attempt.
 pub(super) const STEPS: TableDefinition<(u128, u32), &[u8]> = TableDefinition::new("steps");
-/// run id of every live (queued or running) run.
-pub(super) const QUEUE: TableDefinition<u128, ()> = TableDefinition::new("queue");
 /// (flow id, run id) for every run.
 pub(super) const RUNS_BY_FLOW: TableDefinition<(&str, u128), ()> =
     TableDefinition::new("runs_by_flow");
-/// (status code, run id) for every run, following status changes.
-pub(super) const RUNS_BY_STATUS: TableDefinition<(u8, u128), ()> =
-    TableDefinition::new("runs_by_status");
-/// (flow id, status code, run id) for every run, following status changes.
-pub(super) const RUNS_BY_FLOW_STATUS: TableDefinition<(&str, u8, u128), ()> =
-    TableDefinition::new("runs_by_flow_status");
+/// (final status code, run id) for every finished run.
+pub(super) const DONE_BY_STATUS: TableDefinition<(u8, u128), ()> =
+    TableDefinition::new("done_by_status");
+/// (flow id, final status code, run id) for every finished run.
+pub(super) const DONE_BY_FLOW_STATUS: TableDefinition<(&str, u8, u128), ()> =
+    TableDefinition::new("done_by_flow_status");
 /// (flow id, dedupe key) → the run accepted under it.
 pub(super) const DEDUPE: TableDefinition<(&str, &str), u128> = TableDefinition::new("dedupe");
 /// (flow id, version) → the flow's source text.
@@ -45,57 +55,152 @@ pub(super) const FLOW_VERSIONS: TableDefinition<(&str, &str), &str> =
 /// flow id → its webhook URL token.
 pub(super) const TOKENS: TableDefinition<&str, &str> = TableDefinition::new("tokens");
 
-/// A run as stored: times as milliseconds since the epoch, formatted only when shown.
+/// What a run keeps from acceptance on: its flow and the request without its body.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(super) struct RunRecord {
+pub(super) struct Envelope {
     pub flow_id: String,
     pub flow_version: String,
-    pub status: RunStatus,
-    pub attempt: u32,
-    pub received_at_ms: u64,
-    pub started_at_ms: Option<u64>,
-    pub finished_at_ms: Option<u64>,
-    pub error: Option<String>,
-    pub method: String,
-    pub content_type: Option<String>,
-    pub body_size: u64,
-    /// Kept so that deleting the run can delete its dedupe entry too.
-    pub dedupe_key: Option<String>,
-}
-
-impl RunRecord {
-    pub fn to_run(&self, id: RunId) -> Run {
-        let duration_ms = match (self.started_at_ms, self.finished_at_ms) {
-            (Some(start), Some(end)) => Some(end.saturating_sub(start)),
-            _ => None,
-        };
-        Run {
-            id,
-            flow_id: self.flow_id.clone(),
-            flow_version: self.flow_version.clone(),
-            status: self.status,
-            attempt: self.attempt,
-            received_at: format_ms(self.received_at_ms),
-            started_at: self.started_at_ms.map(format_ms),
-            finished_at: self.finished_at_ms.map(format_ms),
-            duration_ms,
-            error: self.error.clone(),
-            method: self.method.clone(),
-            content_type: self.content_type.clone(),
-            body_size: self.body_size,
-        }
-    }
-}
-
-/// A request as stored, without its body (see [`BODIES`]).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(super) struct RequestRecord {
     pub method: String,
     pub path: String,
     pub query: String,
     pub headers: Vec<(String, String)>,
     pub remote_addr: Option<String>,
     pub received_at_ms: u64,
+    /// Kept so that deleting the run can delete its dedupe entry too.
+    pub dedupe_key: Option<String>,
+}
+
+/// An envelope and the body it came with, as read back from [`REQUESTS`].
+pub(super) struct StoredRequest<'a> {
+    pub envelope: Envelope,
+    pub body: &'a [u8],
+}
+
+impl Envelope {
+    /// The stored value: the envelope's JSON length as 4 bytes little-endian, the JSON, then the
+    /// body's bytes as they arrived, so the body is neither escaped nor copied to be read.
+    pub fn encode(&self, body: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let mut out = Vec::with_capacity(4 + 256 + body.len());
+        out.extend_from_slice(&[0; 4]);
+        serde_json::to_writer(&mut out, self)
+            .map_err(|e| StoreError::Storage(format!("encoding a request: {e}")))?;
+        let len = u32::try_from(out.len() - 4)
+            .map_err(|_| StoreError::Storage("a request's headers exceed 4 GiB".into()))?;
+        out[..4].copy_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(body);
+        Ok(out)
+    }
+
+    /// The inverse of [`Envelope::encode`].
+    pub fn decode(id: RunId, bytes: &[u8]) -> Result<StoredRequest<'_>, StoreError> {
+        let corrupt = |why: &str| StoreError::Corrupt(format!("request of run {id}: {why}"));
+        let (len, rest) = bytes
+            .split_first_chunk::<4>()
+            .ok_or_else(|| corrupt("too short"))?;
+        let len = u32::from_le_bytes(*len) as usize;
+        if rest.len() < len {
+            return Err(corrupt("truncated"));
+        }
+        let (json, body) = rest.split_at(len);
+        let envelope = decode(format_args!("request of run {id}"), json)?;
+        Ok(StoredRequest { envelope, body })
+    }
+}
+
+/// How a finished run ended.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct Outcome {
+    pub status: RunStatus,
+    pub attempt: u32,
+    pub started_at_ms: Option<u64>,
+    pub finished_at_ms: u64,
+    pub error: Option<String>,
+}
+
+/// A run's changing state, from [`LIVE`] or [`OUTCOMES`].
+#[derive(Debug, Clone)]
+pub(super) struct State {
+    pub status: RunStatus,
+    pub attempt: u32,
+    pub started_at_ms: Option<u64>,
+    pub finished_at_ms: Option<u64>,
+    pub error: Option<String>,
+}
+
+impl State {
+    /// A fresh run's state.
+    pub fn queued() -> State {
+        State {
+            status: RunStatus::Queued,
+            attempt: 1,
+            started_at_ms: None,
+            finished_at_ms: None,
+            error: None,
+        }
+    }
+
+    /// The state of a live run from its [`LIVE`] value.
+    pub fn from_live(
+        id: RunId,
+        (code, attempt, started): (u8, u32, u64),
+    ) -> Result<State, StoreError> {
+        let status = RunStatus::from_code(code)
+            .filter(|status| !status.is_final())
+            .ok_or_else(|| StoreError::Corrupt(format!("run {id} has live status code {code}")))?;
+        Ok(State {
+            status,
+            attempt,
+            started_at_ms: (started != 0).then_some(started),
+            finished_at_ms: None,
+            error: None,
+        })
+    }
+
+    /// The [`LIVE`] value of a live run.
+    pub fn to_live(&self) -> (u8, u32, u64) {
+        (
+            self.status.code(),
+            self.attempt,
+            self.started_at_ms.unwrap_or(0),
+        )
+    }
+
+    pub fn from_outcome(outcome: Outcome) -> State {
+        State {
+            status: outcome.status,
+            attempt: outcome.attempt,
+            started_at_ms: outcome.started_at_ms,
+            finished_at_ms: Some(outcome.finished_at_ms),
+            error: outcome.error,
+        }
+    }
+
+    /// The run as shown, from its envelope, body size and state.
+    pub fn to_run(&self, id: RunId, envelope: &Envelope, body_size: usize) -> Run {
+        let duration_ms = match (self.started_at_ms, self.finished_at_ms) {
+            (Some(start), Some(end)) => Some(end.saturating_sub(start)),
+            _ => None,
+        };
+        Run {
+            id,
+            flow_id: envelope.flow_id.clone(),
+            flow_version: envelope.flow_version.clone(),
+            status: self.status,
+            attempt: self.attempt,
+            received_at: format_ms(envelope.received_at_ms),
+            started_at: self.started_at_ms.map(format_ms),
+            finished_at: self.finished_at_ms.map(format_ms),
+            duration_ms,
+            error: self.error.clone(),
+            method: envelope.method.clone(),
+            content_type: envelope
+                .headers
+                .iter()
+                .find(|(name, _)| name == "content-type")
+                .map(|(_, value)| value.clone()),
+            body_size: body_size as u64,
+        }
+    }
 }
 
 /// Encodes a record. Our records always serialize (no maps with non-string keys), but a
@@ -110,4 +215,39 @@ pub(super) fn decode<T: DeserializeOwned>(
     bytes: &[u8],
 ) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// The state of a run: live or finished; `None` when the run has neither.
+pub(super) fn state_of(
+    live: &impl ReadableTable<u128, (u8, u32, u64)>,
+    outcomes: &impl ReadableTable<u128, &'static [u8]>,
+    id: RunId,
+) -> Result<Option<State>, StoreError> {
+    if let Some(value) = live.get(id.as_u128())? {
+        return State::from_live(id, value.value()).map(Some);
+    }
+    match outcomes.get(id.as_u128())? {
+        Some(bytes) => Ok(Some(State::from_outcome(decode(
+            format_args!("outcome of run {id}"),
+            bytes.value(),
+        )?))),
+        None => Ok(None),
+    }
+}
+
+/// The run as shown, or `None` when there is no such run.
+pub(super) fn run_of(
+    requests: &impl ReadableTable<u128, &'static [u8]>,
+    live: &impl ReadableTable<u128, (u8, u32, u64)>,
+    outcomes: &impl ReadableTable<u128, &'static [u8]>,
+    id: RunId,
+) -> Result<Option<Run>, StoreError> {
+    let Some(bytes) = requests.get(id.as_u128())? else {
+        return Ok(None);
+    };
+    let stored = Envelope::decode(id, bytes.value())?;
+    let state = state_of(live, outcomes, id)?.ok_or_else(|| {
+        StoreError::Corrupt(format!("run {id} has neither a live state nor an outcome"))
+    })?;
+    Ok(Some(state.to_run(id, &stored.envelope, stored.body.len())))
 }

@@ -114,6 +114,13 @@ impl RunStatus {
             RunStatus::Filtered => 4,
         }
     }
+
+    /// The inverse of [`RunStatus::code`].
+    pub(super) fn from_code(code: u8) -> Option<RunStatus> {
+        RunStatus::ALL
+            .into_iter()
+            .find(|status| status.code() == code)
+    }
 }
 
 impl fmt::Display for RunStatus {

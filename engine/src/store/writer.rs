@@ -21,9 +21,10 @@
 //! and final statuses; such a run is still in the queue, marked running, so it runs again with
 //! its attempt counted (at-least-once).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine;
@@ -34,10 +35,12 @@ use ulid::Ulid;
 
 use super::error::StoreError;
 use super::tables::{
-    BODIES, DEDUPE, FLOW_VERSIONS, QUEUE, REQUESTS, RUNS, RUNS_BY_FLOW, RUNS_BY_FLOW_STATUS,
-    RUNS_BY_STATUS, RequestRecord, RunRecord, STEPS, TOKENS, decode, encode,
+    DEDUPE, DONE_BY_FLOW_STATUS, DONE_BY_STATUS, Envelope, FLOW_VERSIONS, LIVE, OUTCOMES, Outcome,
+    REQUESTS, RUNS_BY_FLOW, STEPS, State, TOKENS, encode, run_of, state_of,
 };
-use super::types::{Accepted, NewRun, Run, RunId, RunOutcome, RunStatus, StepRecord, to_ms};
+use super::types::{
+    Accepted, NewRun, RawRequest, Run, RunId, RunOutcome, RunStatus, StepRecord, from_ms, to_ms,
+};
 
 /// The longest time progress writes stay unsynced while the writer is kept busy.
 pub(super) const MAX_UNSYNCED: Duration = Duration::from_secs(1);
@@ -45,6 +48,14 @@ pub(super) const MAX_UNSYNCED: Duration = Duration::from_secs(1);
 /// How long the writer waits for more work before syncing progress writes. Syncing at once
 /// when idle would make a lone executor's next step wait for that fsync anyway.
 const IDLE_SYNC_DELAY: Duration = Duration::from_millis(100);
+
+/// How many run progress writes (start, step, finish) may join a transaction that holds
+/// accepts; see [`Writer::schedule`].
+const PROGRESS_BESIDE_ACCEPTS: usize = 8;
+
+/// The most run progress writes in one transaction, so that an accept arriving meanwhile never
+/// waits behind a long commit.
+const MAX_PROGRESS: usize = 64;
 
 /// A batch stops growing once its request bodies add up to this, to bound its memory.
 const MAX_BATCH_BYTES: usize = 64 << 20;
@@ -61,7 +72,7 @@ pub(super) enum Op {
     },
     Start {
         id: RunId,
-        reply: Reply<Run>,
+        reply: Reply<(Run, RawRequest)>,
     },
     Step {
         id: RunId,
@@ -95,6 +106,11 @@ pub(super) enum Op {
 }
 
 impl Op {
+    /// Whether this op records a run's progress, which may wait behind accepts.
+    fn is_progress(&self) -> bool {
+        matches!(self, Op::Start { .. } | Op::Step { .. } | Op::Finish { .. })
+    }
+
     /// Whether the batch holding this op must be committed with an fsync before answering.
     fn needs_sync(&self) -> bool {
         !matches!(self, Op::Step { .. } | Op::Finish { .. } | Op::Pause { .. })
@@ -114,9 +130,8 @@ impl Op {
     fn unapplied(self) -> Pending {
         match self {
             Op::Accept { permit, reply, .. } => pending(reply, Err(unanswered()), permit),
-            Op::Start { reply, .. } | Op::Finish { reply, .. } => {
-                pending(reply, Err(unanswered()), ())
-            }
+            Op::Start { reply, .. } => pending(reply, Err(unanswered()), ()),
+            Op::Finish { reply, .. } => pending(reply, Err(unanswered()), ()),
             Op::Step { reply, .. } | Op::FlowVersion { reply, .. } => {
                 pending(reply, Err(unanswered()), ())
             }
@@ -159,6 +174,8 @@ pub(super) struct Counters {
     pub durable_commits: AtomicU64,
     pub writes: AtomicU64,
     pub largest_batch: AtomicU64,
+    pub apply_us: AtomicU64,
+    pub commit_us: AtomicU64,
 }
 
 /// How the writer batches and syncs.
@@ -214,14 +231,13 @@ fatal_from!(redb::StorageError, redb::TableError);
 
 /// Every table, opened once per batch.
 struct WriteTables<'t> {
-    runs: Table<'t, u128, &'static [u8]>,
     requests: Table<'t, u128, &'static [u8]>,
-    bodies: Table<'t, u128, &'static [u8]>,
+    live: Table<'t, u128, (u8, u32, u64)>,
+    outcomes: Table<'t, u128, &'static [u8]>,
     steps: Table<'t, (u128, u32), &'static [u8]>,
-    queue: Table<'t, u128, ()>,
     by_flow: Table<'t, (&'static str, u128), ()>,
-    by_status: Table<'t, (u8, u128), ()>,
-    by_flow_status: Table<'t, (&'static str, u8, u128), ()>,
+    done_by_status: Table<'t, (u8, u128), ()>,
+    done_by_flow_status: Table<'t, (&'static str, u8, u128), ()>,
     dedupe: Table<'t, (&'static str, &'static str), u128>,
     flow_versions: Table<'t, (&'static str, &'static str), &'static str>,
     tokens: Table<'t, &'static str, &'static str>,
@@ -230,60 +246,51 @@ struct WriteTables<'t> {
 impl<'t> WriteTables<'t> {
     fn open(txn: &'t WriteTransaction) -> Result<Self, redb::TableError> {
         Ok(WriteTables {
-            runs: txn.open_table(RUNS)?,
             requests: txn.open_table(REQUESTS)?,
-            bodies: txn.open_table(BODIES)?,
+            live: txn.open_table(LIVE)?,
+            outcomes: txn.open_table(OUTCOMES)?,
             steps: txn.open_table(STEPS)?,
-            queue: txn.open_table(QUEUE)?,
             by_flow: txn.open_table(RUNS_BY_FLOW)?,
-            by_status: txn.open_table(RUNS_BY_STATUS)?,
-            by_flow_status: txn.open_table(RUNS_BY_FLOW_STATUS)?,
+            done_by_status: txn.open_table(DONE_BY_STATUS)?,
+            done_by_flow_status: txn.open_table(DONE_BY_FLOW_STATUS)?,
             dedupe: txn.open_table(DEDUPE)?,
             flow_versions: txn.open_table(FLOW_VERSIONS)?,
             tokens: txn.open_table(TOKENS)?,
         })
     }
 
-    fn load_run(&self, id: RunId) -> Result<RunRecord, OpError> {
+    /// The run's envelope and body; `NotFound` for an unknown run.
+    fn load_request(&self, id: RunId) -> Result<(Envelope, Vec<u8>), OpError> {
         let guard = self
-            .runs
+            .requests
             .get(id.as_u128())?
             .ok_or_else(|| StoreError::NotFound(format!("run {id}")))?;
-        Ok(decode(format_args!("run {id}"), guard.value())?)
+        let stored = Envelope::decode(id, guard.value())?;
+        Ok((stored.envelope, stored.body.to_vec()))
     }
 
-    fn put_run(&mut self, id: RunId, bytes: &[u8]) -> Result<(), OpError> {
-        self.runs.insert(id.as_u128(), bytes)?;
-        Ok(())
+    /// The run's state; `NotFound` for an unknown run.
+    fn load_state(&self, id: RunId) -> Result<State, OpError> {
+        state_of(&self.live, &self.outcomes, id)
+            .map_err(fatal_if_storage)?
+            .ok_or_else(|| StoreError::NotFound(format!("run {id}")).into())
     }
 
-    /// Adds a new run to the flow and status indexes.
-    fn index(&mut self, id: RunId, flow_id: &str, status: RunStatus) -> Result<(), OpError> {
-        let id = id.as_u128();
-        self.by_flow.insert((flow_id, id), ())?;
-        self.by_status.insert((status.code(), id), ())?;
-        self.by_flow_status
-            .insert((flow_id, status.code(), id), ())?;
-        Ok(())
+    /// The run as shown; `NotFound` for an unknown run.
+    fn load_run(&self, id: RunId) -> Result<Run, OpError> {
+        run_of(&self.requests, &self.live, &self.outcomes, id)
+            .map_err(fatal_if_storage)?
+            .ok_or_else(|| StoreError::NotFound(format!("run {id}")).into())
     }
+}
 
-    /// Moves a run from one status to another in the status indexes.
-    fn reindex(
-        &mut self,
-        id: RunId,
-        flow_id: &str,
-        from: RunStatus,
-        to: RunStatus,
-    ) -> Result<(), OpError> {
-        if from == to {
-            return Ok(());
+/// A read error of the database aborts the batch; an undecodable record fails only its op.
+fn fatal_if_storage(err: StoreError) -> OpError {
+    match err {
+        StoreError::Corrupt(_) | StoreError::NotFound(_) | StoreError::Conflict(_) => {
+            OpError::Op(err)
         }
-        let id = id.as_u128();
-        self.by_status.remove((from.code(), id))?;
-        self.by_status.insert((to.code(), id), ())?;
-        self.by_flow_status.remove((flow_id, from.code(), id))?;
-        self.by_flow_status.insert((flow_id, to.code(), id), ())?;
-        Ok(())
+        other => OpError::Fatal(other),
     }
 }
 
@@ -297,50 +304,97 @@ pub(super) struct Writer {
     pub last_id: u128,
     /// Since when commits have been waiting for an fsync; `None` when all are durable.
     pub unsynced_since: Option<Instant>,
+    /// Run progress waiting its turn, oldest first (see [`Writer::schedule`]).
+    pub deferred: VecDeque<Op>,
 }
 
 impl Writer {
     /// Serves ops until every `Store` handle is gone, then makes everything durable.
     pub(super) fn run(mut self) {
         tracing::debug!("store writer started");
-        loop {
-            let first = if self.unsynced_since.is_some() {
-                match self.ops.recv_timeout(IDLE_SYNC_DELAY) {
-                    Ok(op) => op,
-                    Err(RecvTimeoutError::Timeout) => {
-                        self.sync();
+        let mut open = true;
+        while open || !self.deferred.is_empty() {
+            let mut incoming = Vec::new();
+            if open && self.deferred.is_empty() {
+                match self.wait() {
+                    Some(op) => incoming.push(op),
+                    None => {
+                        open = false;
                         continue;
                     }
-                    Err(RecvTimeoutError::Disconnected) => {
-                        self.sync();
-                        break;
-                    }
                 }
-            } else {
-                match self.ops.recv() {
-                    Ok(op) => op,
-                    Err(_) => break,
-                }
-            };
-            let batch = self.gather(first);
-            self.commit(batch);
+            }
+            if open {
+                open = self.gather(&mut incoming);
+            }
+            let batch = self.schedule(incoming);
+            if !batch.is_empty() {
+                self.commit(batch);
+            }
+        }
+        if self.unsynced_since.is_some() {
+            self.sync();
         }
         tracing::debug!("store writer stopped");
     }
 
-    /// The first op and whatever else is already waiting, up to the caps.
-    fn gather(&mut self, first: Op) -> Vec<Op> {
-        let mut bytes = first.weight();
-        let mut batch = vec![first];
+    /// Waits for the next op; syncs progress writes when none comes for a while. `None` once
+    /// every `Store` handle is gone.
+    fn wait(&mut self) -> Option<Op> {
+        loop {
+            if self.unsynced_since.is_none() {
+                return self.ops.recv().ok();
+            }
+            match self.ops.recv_timeout(IDLE_SYNC_DELAY) {
+                Ok(op) => return Some(op),
+                Err(RecvTimeoutError::Timeout) => self.sync(),
+                Err(RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    }
+
+    /// Adds whatever else is already waiting, up to the caps; false once the channel closed.
+    fn gather(&mut self, batch: &mut Vec<Op>) -> bool {
+        let mut bytes: usize = batch.iter().map(Op::weight).sum();
         while batch.len() < self.config.max_batch && bytes < MAX_BATCH_BYTES {
             match self.ops.try_recv() {
                 Ok(op) => {
                     bytes += op.weight();
                     batch.push(op);
                 }
-                Err(_) => break,
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return false,
             }
         }
+        true
+    }
+
+    /// The next transaction's ops: everything that arrived, except that run progress (start,
+    /// step, finish) goes through [`Writer::deferred`] in arrival order, and only
+    /// [`PROGRESS_BESIDE_ACCEPTS`] of it joins a transaction that holds accepts, and at most
+    /// [`MAX_PROGRESS`] any other. Accepts are
+    /// what senders wait on; progress can wait (the runs are safe on disk), so under a burst
+    /// the commits stay small and quick and the runs catch up once the burst is over.
+    fn schedule(&mut self, incoming: Vec<Op>) -> Vec<Op> {
+        let mut batch = Vec::with_capacity(incoming.len());
+        for op in incoming {
+            if op.is_progress() {
+                self.deferred.push_back(op);
+            } else {
+                batch.push(op);
+            }
+        }
+        let accepts = batch
+            .iter()
+            .filter(|op| matches!(op, Op::Accept { .. }))
+            .count();
+        let budget = if accepts > 0 {
+            PROGRESS_BESIDE_ACCEPTS
+        } else {
+            MAX_PROGRESS
+        };
+        let take = budget.min(self.deferred.len());
+        batch.extend(self.deferred.drain(..take));
         batch
     }
 
@@ -398,6 +452,7 @@ impl Writer {
         } else {
             Durability::None
         })?;
+        let started = Instant::now();
         {
             let mut tables = WriteTables::open(&txn)?;
             for op in ops.by_ref() {
@@ -407,7 +462,16 @@ impl Writer {
                 }
             }
         }
+        let applied = Instant::now();
         txn.commit()?;
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let counters = &self.counters;
+        counters
+            .apply_us
+            .fetch_add(micros(applied - started), Ordering::Relaxed);
+        counters
+            .commit_us
+            .fetch_add(micros(applied.elapsed()), Ordering::Relaxed);
         Ok(())
     }
 
@@ -486,9 +550,9 @@ impl Writer {
             let id = RunId::from(first.value());
             drop(first);
             match t.load_run(id) {
-                Ok(record) => {
+                Ok(run) => {
                     return Ok(Accepted {
-                        run: record.to_run(id),
+                        run,
                         duplicate: true,
                     });
                 }
@@ -499,45 +563,31 @@ impl Writer {
         }
 
         let request = new.request;
-        let received_at_ms = to_ms(request.received_at);
-        let record = RunRecord {
+        let envelope = Envelope {
             flow_id: new.flow_id,
             flow_version: new.flow_version,
-            status: RunStatus::Queued,
-            attempt: 1,
-            received_at_ms,
-            started_at_ms: None,
-            finished_at_ms: None,
-            error: None,
-            method: request.method.clone(),
-            content_type: request.header("content-type").map(str::to_owned),
-            body_size: request.body.len() as u64,
-            dedupe_key: new.dedupe_key,
-        };
-        let stored_request = RequestRecord {
             method: request.method,
             path: request.path,
             query: request.query,
             headers: request.headers,
             remote_addr: request.remote_addr,
-            received_at_ms,
+            received_at_ms: to_ms(request.received_at),
+            dedupe_key: new.dedupe_key,
         };
-        let run_bytes = encode("run", &record)?;
-        let request_bytes = encode("request", &stored_request)?;
+        let bytes = envelope.encode(&request.body)?;
+        let state = State::queued();
 
         let id = self.next_id();
         let key = id.as_u128();
-        t.put_run(id, &run_bytes)?;
-        t.requests.insert(key, request_bytes.as_slice())?;
-        t.bodies.insert(key, request.body.as_slice())?;
-        t.queue.insert(key, ())?;
-        t.index(id, &record.flow_id, RunStatus::Queued)?;
-        if let Some(dedupe_key) = &record.dedupe_key {
+        t.requests.insert(key, bytes.as_slice())?;
+        t.live.insert(key, state.to_live())?;
+        t.by_flow.insert((envelope.flow_id.as_str(), key), ())?;
+        if let Some(dedupe_key) = &envelope.dedupe_key {
             t.dedupe
-                .insert((record.flow_id.as_str(), dedupe_key.as_str()), key)?;
+                .insert((envelope.flow_id.as_str(), dedupe_key.as_str()), key)?;
         }
         Ok(Accepted {
-            run: record.to_run(id),
+            run: state.to_run(id, &envelope, request.body.len()),
             duplicate: false,
         })
     }
@@ -562,37 +612,60 @@ fn now_ms() -> u64 {
     to_ms(SystemTime::now())
 }
 
-/// Queued → Running. Clears the steps of an earlier, interrupted attempt.
-fn start(t: &mut WriteTables<'_>, id: RunId) -> Result<Run, OpError> {
-    let mut record = t.load_run(id)?;
-    if record.status != RunStatus::Queued {
+/// The live state of a run, or why the run cannot `action`: unknown, or already finished.
+fn live_state(t: &WriteTables<'_>, id: RunId, action: &str) -> Result<State, OpError> {
+    let state = t.load_state(id)?;
+    if state.status.is_final() {
         return Err(StoreError::Conflict(format!(
-            "run {id} cannot start: it is {}, not queued",
-            record.status
+            "run {id} cannot {action}: it already finished as {}",
+            state.status
         ))
         .into());
     }
-    record.status = RunStatus::Running;
-    record.started_at_ms = Some(now_ms());
-    record.finished_at_ms = None;
-    record.error = None;
-    let bytes = encode("run", &record)?;
+    Ok(state)
+}
 
-    t.put_run(id, &bytes)?;
-    t.reindex(id, &record.flow_id, RunStatus::Queued, RunStatus::Running)?;
+/// Queued → Running: the run and its request, to execute. Clears the steps of an earlier,
+/// interrupted attempt.
+fn start(t: &mut WriteTables<'_>, id: RunId) -> Result<(Run, RawRequest), OpError> {
+    let mut state = live_state(t, id, "start")?;
+    if state.status != RunStatus::Queued {
+        return Err(StoreError::Conflict(format!(
+            "run {id} cannot start: it is {}, not queued",
+            state.status
+        ))
+        .into());
+    }
+    let (envelope, body) = t.load_request(id)?;
+    state.status = RunStatus::Running;
+    state.started_at_ms = Some(now_ms());
+
     let key = id.as_u128();
-    t.steps
-        .retain_in((key, 0)..=(key, u32::MAX), |_, _| false)?;
-    Ok(record.to_run(id))
+    t.live.insert(key, state.to_live())?;
+    if state.attempt > 1 {
+        t.steps
+            .retain_in((key, 0)..=(key, u32::MAX), |_, _| false)?;
+    }
+    let run = state.to_run(id, &envelope, body.len());
+    let request = RawRequest {
+        method: envelope.method,
+        path: envelope.path,
+        query: envelope.query,
+        headers: envelope.headers,
+        body,
+        remote_addr: envelope.remote_addr,
+        received_at: from_ms(envelope.received_at_ms),
+    };
+    Ok((run, request))
 }
 
 /// Stores a step of a running run, replacing one with the same index.
 fn record_step(t: &mut WriteTables<'_>, id: RunId, step: &StepRecord) -> Result<(), OpError> {
-    let record = t.load_run(id)?;
-    if record.status != RunStatus::Running {
+    let state = live_state(t, id, &format!("record step {:?}", step.step_id))?;
+    if state.status != RunStatus::Running {
         return Err(StoreError::Conflict(format!(
             "cannot record step {:?} of run {id}: it is {}, not running",
-            step.step_id, record.status
+            step.step_id, state.status
         ))
         .into());
     }
@@ -602,31 +675,46 @@ fn record_step(t: &mut WriteTables<'_>, id: RunId, step: &StepRecord) -> Result<
     Ok(())
 }
 
-/// Queued or Running → a final status; the run leaves the queue.
+/// Queued or Running → a final status: the run leaves [`LIVE`] for [`OUTCOMES`] and the
+/// status indexes.
 fn finish(
     t: &mut WriteTables<'_>,
     id: RunId,
     outcome: RunOutcome,
     error: Option<String>,
 ) -> Result<Run, OpError> {
-    let mut record = t.load_run(id)?;
-    if record.status.is_final() {
-        return Err(StoreError::Conflict(format!(
-            "run {id} cannot finish: it already finished as {}",
-            record.status
-        ))
-        .into());
-    }
-    let from = record.status;
-    record.status = outcome.into();
-    record.finished_at_ms = Some(now_ms());
-    record.error = error;
-    let bytes = encode("run", &record)?;
+    let mut state = live_state(t, id, "finish")?;
+    let (envelope, body) = {
+        let guard = t
+            .requests
+            .get(id.as_u128())?
+            .ok_or_else(|| StoreError::Corrupt(format!("run {id} is live but has no request")))?;
+        let stored = Envelope::decode(id, guard.value())?;
+        (stored.envelope, stored.body.len())
+    };
+    state.status = outcome.into();
+    let finished_at_ms = now_ms();
+    state.finished_at_ms = Some(finished_at_ms);
+    state.error = error;
+    let bytes = encode(
+        "outcome",
+        &Outcome {
+            status: state.status,
+            attempt: state.attempt,
+            started_at_ms: state.started_at_ms,
+            finished_at_ms,
+            error: state.error.clone(),
+        },
+    )?;
 
-    t.put_run(id, &bytes)?;
-    t.reindex(id, &record.flow_id, from, record.status)?;
-    t.queue.remove(id.as_u128())?;
-    Ok(record.to_run(id))
+    let key = id.as_u128();
+    let code = state.status.code();
+    t.outcomes.insert(key, bytes.as_slice())?;
+    t.live.remove(key)?;
+    t.done_by_status.insert((code, key), ())?;
+    t.done_by_flow_status
+        .insert((envelope.flow_id.as_str(), code, key), ())?;
+    Ok(state.to_run(id, &envelope, body))
 }
 
 /// The flow's token, made on first use: 128 random bits, base64url without padding.
@@ -668,38 +756,22 @@ fn flow_version(
 /// Every live run, oldest first; interrupted (running) ones go back to queued, attempt + 1.
 fn recover(t: &mut WriteTables<'_>) -> Result<Vec<RunId>, OpError> {
     let mut ids = Vec::new();
-    for entry in t.queue.iter()? {
-        let (key, _) = entry?;
-        ids.push(RunId::from(key.value()));
-    }
-    // Read and check everything before writing anything.
     let mut interrupted = Vec::new();
-    for &id in &ids {
-        let mut record = t.load_run(id).map_err(|err| match err {
-            OpError::Op(StoreError::NotFound(_)) => OpError::Op(StoreError::Corrupt(format!(
-                "run {id} is in the queue but has no record"
-            ))),
-            other => other,
-        })?;
-        match record.status {
-            RunStatus::Queued => {}
-            RunStatus::Running => {
-                record.status = RunStatus::Queued;
-                record.attempt = record.attempt.saturating_add(1);
-                record.started_at_ms = None;
-                interrupted.push((id, encode("run", &record)?, record.flow_id));
-            }
-            done => {
-                return Err(
-                    StoreError::Corrupt(format!("run {id} is in the queue but {done}")).into(),
-                );
-            }
+    for entry in t.live.iter()? {
+        let (key, value) = entry?;
+        let id = RunId::from(key.value());
+        let mut state = State::from_live(id, value.value())?;
+        if state.status == RunStatus::Running {
+            state.status = RunStatus::Queued;
+            state.attempt = state.attempt.saturating_add(1);
+            state.started_at_ms = None;
+            interrupted.push((id, state));
         }
+        ids.push(id);
     }
-    for (id, bytes, flow_id) in interrupted {
-        tracing::info!(run_id = %id, flow_id, "interrupted run queued again");
-        t.put_run(id, &bytes)?;
-        t.reindex(id, &flow_id, RunStatus::Running, RunStatus::Queued)?;
+    for (id, state) in interrupted {
+        tracing::info!(run_id = %id, attempt = state.attempt, "interrupted run queued again");
+        t.live.insert(id.as_u128(), state.to_live())?;
     }
     Ok(ids)
 }

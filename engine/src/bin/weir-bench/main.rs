@@ -4,6 +4,11 @@
 //!     cargo run --release -p weir --bin weir-bench -- plugin
 //!     cargo run --release -p weir --bin weir-bench -- webhook
 
+/// mimalloc: allocations on the gateway's threads are freed on the store writer's, which
+/// glibc's malloc makes contend on its arenas.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod webhook;
 
 use std::time::{Duration, Instant};

@@ -226,6 +226,26 @@ async fn wait_drained(weir: &WeirProcess) -> anyhow::Result<()> {
     }
 }
 
+/// CPU time (user + system) a process has used so far, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn peak_memory_mib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -252,15 +272,36 @@ pub fn bench() -> anyhow::Result<()> {
         for concurrency in [16, 64] {
             let base = load(bare, "/hook", concurrency).await?;
             wait_drained(&weir).await?;
+            let before = get_json(weir.admin, "/api/health").await?["store"].clone();
+            let (weir_cpu, bench_cpu) = (cpu_seconds(weir.child.id()), cpu_seconds(std::process::id()));
             let started = Instant::now();
             let ours = load(weir.webhook, &hook_path, concurrency).await?;
             let accepted_for = started.elapsed();
+            let weir_cpu = cpu_seconds(weir.child.id()) - weir_cpu;
+            let bench_cpu = cpu_seconds(std::process::id()) - bench_cpu;
             wait_drained(&weir).await?;
             let drained = started.elapsed();
             for (name, l) in [(format!("bare warp, c={concurrency}"), &base), (format!("weir (durable accept), c={concurrency}"), &ours)] {
                 println!("{name:<34} {:>10.0} {:>9.2} {:>9.2} {:>8}", l.rps(), l.percentile_ms(0.5), l.percentile_ms(0.99), l.refused);
             }
             println!("{:<34} {:>10.2}", format!("  ratio weir / bare, c={concurrency}"), ours.rps() / base.rps());
+            println!(
+                "  CPU during the weir phase: weir {:.2} s ({:.0} µs per accepted webhook), load generator {:.2} s",
+                weir_cpu,
+                weir_cpu * 1e6 / ours.ok.max(1) as f64,
+                bench_cpu
+            );
+            let after = get_json(weir.admin, "/api/health").await?["store"].clone();
+            let delta = |key: &str| after[key].as_f64().unwrap_or(0.0) - before[key].as_f64().unwrap_or(0.0);
+            let commits = delta("commits").max(1.0);
+            println!(
+                "  store, accepts and runs: {:.0} commits ({:.0} fsync'd), {:.1} writes each, {:.2} ms applying + {:.2} ms committing each",
+                commits,
+                delta("durable_commits"),
+                delta("writes") / commits,
+                delta("apply_us") / commits / 1e3,
+                delta("commit_us") / commits / 1e3,
+            );
             completion = Some((ours.ok, accepted_for, drained));
         }
         if let Some((runs, accepted_for, drained)) = completion {
