@@ -54,7 +54,8 @@ use tables::{
     DEDUPE, DONE_BY_FLOW_STATUS, DONE_BY_STATUS, FLOW_VERSIONS, LIVE, META, OUTCOMES, REQUESTS,
     RUNS_BY_FLOW, SCHEMA_KEY, SCHEMA_VERSION, STEPS, TOKENS,
 };
-use writer::{AcceptPermit, Counters, Op, Reply, Writer, WriterConfig};
+use tables::{Envelope, State};
+use writer::{AcceptAnswer, AcceptPermit, Counters, Op, Prepared, Reply, Writer, WriterConfig};
 
 /// How the store queues and batches writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,12 +215,42 @@ impl Store {
         let permit =
             AcceptPermit::try_acquire(&self.inner.waiting_accepts, self.inner.queue_capacity)
                 .ok_or(StoreError::Overloaded)?;
-        self.call(|reply| Op::Accept {
-            run: Box::new(run),
-            permit,
-            reply,
+        let request = run.request;
+        let body_size = request.body.len();
+        let envelope = Envelope {
+            flow_id: run.flow_id,
+            flow_version: run.flow_version,
+            method: request.method,
+            path: request.path,
+            query: request.query,
+            headers: request.headers,
+            remote_addr: request.remote_addr,
+            received_at_ms: types::to_ms(request.received_at),
+            dedupe_key: run.dedupe_key,
+        };
+        let prepared = Prepared {
+            flow_id: envelope.flow_id.clone(),
+            dedupe_key: envelope.dedupe_key.clone(),
+            bytes: envelope.encode(&request.body)?,
+        };
+        drop(request.body);
+        let answer = self
+            .call(|reply| Op::Accept {
+                run: Box::new(prepared),
+                permit,
+                reply,
+            })
+            .await?;
+        Ok(match answer {
+            AcceptAnswer::New(id) => Accepted {
+                run: State::queued().to_run(id, &envelope, body_size),
+                duplicate: false,
+            },
+            AcceptAnswer::Duplicate(run) => Accepted {
+                run,
+                duplicate: true,
+            },
         })
-        .await
     }
 
     /// Marks a queued run running and clears any steps of an earlier attempt. Durable before it
@@ -233,7 +264,10 @@ impl Store {
     /// [`Store::start_run`], also answering with the run's request: what the executor needs to
     /// run it, read in the same transaction.
     pub async fn claim_run(&self, id: RunId) -> Result<(Run, RawRequest), StoreError> {
-        self.call(|reply| Op::Start { id, reply }).await
+        let (state, bytes) = self.call(|reply| Op::Start { id, reply }).await?;
+        let stored = Envelope::decode(id, &bytes)?;
+        let run = state.to_run(id, &stored.envelope, stored.body.len());
+        Ok((run, stored.into_request()))
     }
 
     /// Records one step of a running run (replacing a record with the same index).

@@ -14,7 +14,7 @@ use super::tables::{
     DONE_BY_FLOW_STATUS, DONE_BY_STATUS, Envelope, FLOW_VERSIONS, LIVE, OUTCOMES, REQUESTS,
     RUNS_BY_FLOW, STEPS, State, TOKENS, decode, run_of,
 };
-use super::types::{Page, RawRequest, Run, RunFilter, RunId, RunStatus, StepRecord, from_ms};
+use super::types::{Page, RawRequest, Run, RunFilter, RunId, RunStatus, StepRecord};
 
 impl Store {
     /// The run, or `None` if there is no such run.
@@ -49,17 +49,7 @@ impl Store {
         let Some(guard) = requests.get(id.as_u128())? else {
             return Ok(None);
         };
-        let stored = Envelope::decode(id, guard.value())?;
-        let envelope = stored.envelope;
-        Ok(Some(RawRequest {
-            method: envelope.method,
-            path: envelope.path,
-            query: envelope.query,
-            headers: envelope.headers,
-            body: stored.body.to_vec(),
-            remote_addr: envelope.remote_addr,
-            received_at: from_ms(envelope.received_at_ms),
-        }))
+        Ok(Some(Envelope::decode(id, guard.value())?.into_request()))
     }
 
     /// The source of a stored flow version.

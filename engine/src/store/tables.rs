@@ -21,7 +21,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::error::StoreError;
-use super::types::{Run, RunId, RunStatus, format_ms};
+use super::types::{RawRequest, Run, RunId, RunStatus, format_ms, from_ms};
 
 /// Bumped when the layout changes incompatibly; a file of another version is refused.
 pub(super) const SCHEMA_VERSION: u64 = 2;
@@ -74,6 +74,22 @@ pub(super) struct Envelope {
 pub(super) struct StoredRequest<'a> {
     pub envelope: Envelope,
     pub body: &'a [u8],
+}
+
+impl StoredRequest<'_> {
+    /// The request as it arrived.
+    pub fn into_request(self) -> RawRequest {
+        let envelope = self.envelope;
+        RawRequest {
+            method: envelope.method,
+            path: envelope.path,
+            query: envelope.query,
+            headers: envelope.headers,
+            body: self.body.to_vec(),
+            remote_addr: envelope.remote_addr,
+            received_at: from_ms(envelope.received_at_ms),
+        }
+    }
 }
 
 impl Envelope {

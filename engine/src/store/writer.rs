@@ -38,9 +38,7 @@ use super::tables::{
     DEDUPE, DONE_BY_FLOW_STATUS, DONE_BY_STATUS, Envelope, FLOW_VERSIONS, LIVE, OUTCOMES, Outcome,
     REQUESTS, RUNS_BY_FLOW, STEPS, State, TOKENS, encode, run_of, state_of,
 };
-use super::types::{
-    Accepted, NewRun, RawRequest, Run, RunId, RunOutcome, RunStatus, StepRecord, from_ms, to_ms,
-};
+use super::types::{Run, RunId, RunOutcome, RunStatus, StepRecord, to_ms};
 
 /// The longest time progress writes stay unsynced while the writer is kept busy.
 pub(super) const MAX_UNSYNCED: Duration = Duration::from_secs(1);
@@ -60,19 +58,36 @@ const MAX_PROGRESS: usize = 64;
 /// A batch stops growing once its request bodies add up to this, to bound its memory.
 const MAX_BATCH_BYTES: usize = 64 << 20;
 
+/// An accept as the writer takes it: encoded by the caller, so the one writer thread only
+/// inserts.
+pub(super) struct Prepared {
+    pub flow_id: String,
+    pub dedupe_key: Option<String>,
+    /// The [`REQUESTS`] value: see [`Envelope::encode`].
+    pub bytes: Vec<u8>,
+}
+
+/// What the writer did with an accept.
+pub(super) enum AcceptAnswer {
+    /// Stored under this new id.
+    New(RunId),
+    /// A duplicate of this run, already stored under the same dedupe key.
+    Duplicate(Run),
+}
+
 /// Where the writer sends an op's answer.
 pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 /// A write for the writer thread.
 pub(super) enum Op {
     Accept {
-        run: Box<NewRun>,
+        run: Box<Prepared>,
         permit: AcceptPermit,
-        reply: Reply<Accepted>,
+        reply: Reply<AcceptAnswer>,
     },
     Start {
         id: RunId,
-        reply: Reply<(Run, RawRequest)>,
+        reply: Reply<(State, Vec<u8>)>,
     },
     Step {
         id: RunId,
@@ -119,7 +134,7 @@ impl Op {
     /// Roughly how many bytes this op adds to a transaction.
     fn weight(&self) -> usize {
         match self {
-            Op::Accept { run, .. } => run.request.body.len() + 512,
+            Op::Accept { run, .. } => run.bytes.len(),
             Op::Step { .. } => 1024,
             Op::FlowVersion { source, .. } => source.len(),
             _ => 64,
@@ -257,16 +272,6 @@ impl<'t> WriteTables<'t> {
             flow_versions: txn.open_table(FLOW_VERSIONS)?,
             tokens: txn.open_table(TOKENS)?,
         })
-    }
-
-    /// The run's envelope and body; `NotFound` for an unknown run.
-    fn load_request(&self, id: RunId) -> Result<(Envelope, Vec<u8>), OpError> {
-        let guard = self
-            .requests
-            .get(id.as_u128())?
-            .ok_or_else(|| StoreError::NotFound(format!("run {id}")))?;
-        let stored = Envelope::decode(id, guard.value())?;
-        Ok((stored.envelope, stored.body.to_vec()))
     }
 
     /// The run's state; `NotFound` for an unknown run.
@@ -543,53 +548,29 @@ impl Writer {
         RunId::from(self.last_id)
     }
 
-    fn accept(&mut self, t: &mut WriteTables<'_>, new: NewRun) -> Result<Accepted, OpError> {
+    fn accept(&mut self, t: &mut WriteTables<'_>, new: Prepared) -> Result<AcceptAnswer, OpError> {
         if let Some(key) = &new.dedupe_key
             && let Some(first) = t.dedupe.get((new.flow_id.as_str(), key.as_str()))?
         {
             let id = RunId::from(first.value());
             drop(first);
             match t.load_run(id) {
-                Ok(run) => {
-                    return Ok(Accepted {
-                        run,
-                        duplicate: true,
-                    });
-                }
+                Ok(run) => return Ok(AcceptAnswer::Duplicate(run)),
                 // The first run was deleted (retention): accept this one as new.
                 Err(OpError::Op(StoreError::NotFound(_))) => {}
                 Err(err) => return Err(err),
             }
         }
-
-        let request = new.request;
-        let envelope = Envelope {
-            flow_id: new.flow_id,
-            flow_version: new.flow_version,
-            method: request.method,
-            path: request.path,
-            query: request.query,
-            headers: request.headers,
-            remote_addr: request.remote_addr,
-            received_at_ms: to_ms(request.received_at),
-            dedupe_key: new.dedupe_key,
-        };
-        let bytes = envelope.encode(&request.body)?;
-        let state = State::queued();
-
         let id = self.next_id();
         let key = id.as_u128();
-        t.requests.insert(key, bytes.as_slice())?;
-        t.live.insert(key, state.to_live())?;
-        t.by_flow.insert((envelope.flow_id.as_str(), key), ())?;
-        if let Some(dedupe_key) = &envelope.dedupe_key {
+        t.requests.insert(key, new.bytes.as_slice())?;
+        t.live.insert(key, State::queued().to_live())?;
+        t.by_flow.insert((new.flow_id.as_str(), key), ())?;
+        if let Some(dedupe_key) = &new.dedupe_key {
             t.dedupe
-                .insert((envelope.flow_id.as_str(), dedupe_key.as_str()), key)?;
+                .insert((new.flow_id.as_str(), dedupe_key.as_str()), key)?;
         }
-        Ok(Accepted {
-            run: state.to_run(id, &envelope, request.body.len()),
-            duplicate: false,
-        })
+        Ok(AcceptAnswer::New(id))
     }
 }
 
@@ -625,9 +606,9 @@ fn live_state(t: &WriteTables<'_>, id: RunId, action: &str) -> Result<State, OpE
     Ok(state)
 }
 
-/// Queued → Running: the run and its request, to execute. Clears the steps of an earlier,
-/// interrupted attempt.
-fn start(t: &mut WriteTables<'_>, id: RunId) -> Result<(Run, RawRequest), OpError> {
+/// Queued → Running: the run's new state and its stored request, to execute. Clears the
+/// steps of an earlier, interrupted attempt.
+fn start(t: &mut WriteTables<'_>, id: RunId) -> Result<(State, Vec<u8>), OpError> {
     let mut state = live_state(t, id, "start")?;
     if state.status != RunStatus::Queued {
         return Err(StoreError::Conflict(format!(
@@ -636,27 +617,21 @@ fn start(t: &mut WriteTables<'_>, id: RunId) -> Result<(Run, RawRequest), OpErro
         ))
         .into());
     }
-    let (envelope, body) = t.load_request(id)?;
+    let key = id.as_u128();
+    let bytes = t
+        .requests
+        .get(key)?
+        .ok_or_else(|| StoreError::Corrupt(format!("run {id} is live but has no request")))?
+        .value()
+        .to_vec();
     state.status = RunStatus::Running;
     state.started_at_ms = Some(now_ms());
-
-    let key = id.as_u128();
     t.live.insert(key, state.to_live())?;
     if state.attempt > 1 {
         t.steps
             .retain_in((key, 0)..=(key, u32::MAX), |_, _| false)?;
     }
-    let run = state.to_run(id, &envelope, body.len());
-    let request = RawRequest {
-        method: envelope.method,
-        path: envelope.path,
-        query: envelope.query,
-        headers: envelope.headers,
-        body,
-        remote_addr: envelope.remote_addr,
-        received_at: from_ms(envelope.received_at_ms),
-    };
-    Ok((run, request))
+    Ok((state, bytes))
 }
 
 /// Stores a step of a running run, replacing one with the same index.

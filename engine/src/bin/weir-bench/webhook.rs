@@ -274,6 +274,8 @@ pub fn bench() -> anyhow::Result<()> {
             wait_drained(&weir).await?;
             let before = get_json(weir.admin, "/api/health").await?["store"].clone();
             let (weir_cpu, bench_cpu) = (cpu_seconds(weir.child.id()), cpu_seconds(std::process::id()));
+            // For profilers: `perf record -p <pid>` can start on this line.
+            eprintln!("weir phase, c={concurrency}: weir pid {}", weir.child.id());
             let started = Instant::now();
             let ours = load(weir.webhook, &hook_path, concurrency).await?;
             let accepted_for = started.elapsed();
