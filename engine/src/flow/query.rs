@@ -75,11 +75,39 @@ impl Query {
     /// The nodes the query selects in `document`, in the order RFC 9535 gives them (an empty
     /// list when it selects nothing).
     pub fn select<'a>(&self, document: &'a Value) -> Vec<&'a Value> {
+        if self.is_singular() {
+            return self.select_singular(document).into_iter().collect();
+        }
         // The library only fails when a query's result is a computed value rather than nodes,
         // which the queries `parse` accepts do not produce; treat that as selecting nothing.
         jsonpath_rust::query::js_path_process(&self.ast, document)
             .map(|nodes| nodes.into_iter().map(|node| node.val).collect())
             .unwrap_or_default()
+    }
+
+    /// A singular query's node, found by walking the document: the common mapping
+    /// (`$.webhook.body.issue.number`) needs no allocation. RFC 9535 §2.3.1.2 and §2.3.3.2: a
+    /// name selects an object's member, an index an array's element (negative from the end),
+    /// anything else selects nothing.
+    fn select_singular<'a>(&self, document: &'a Value) -> Option<&'a Value> {
+        self.ast
+            .segments
+            .iter()
+            .try_fold(document, |node, segment| match segment {
+                Segment::Selector(Selector::Name(name)) => node.as_object()?.get(name),
+                Segment::Selector(Selector::Index(index)) => {
+                    let array = node.as_array()?;
+                    let at = if *index < 0 {
+                        usize::try_from(index.unsigned_abs())
+                            .ok()
+                            .and_then(|back| array.len().checked_sub(back))?
+                    } else {
+                        usize::try_from(*index).ok()?
+                    };
+                    array.get(at)
+                }
+                _ => None,
+            })
     }
 
     /// The member names selected by segment `index` (0 is the first after `$`), when that

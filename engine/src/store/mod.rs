@@ -186,6 +186,7 @@ impl Store {
             last_id,
             unsynced_since: None::<Instant>,
             deferred: Default::default(),
+            last_accept: None,
         };
         let handle = std::thread::Builder::new()
             .name("weir-store-writer".into())
@@ -274,9 +275,12 @@ impl Store {
     ///
     /// Not fsync'd on its own (see [`Options::sync_progress`]); visible to reads at once.
     pub async fn record_step(&self, id: RunId, step: StepRecord) -> Result<(), StoreError> {
+        let (index, step_id, bytes) = encode_step(&step)?;
         self.call(|reply| Op::Step {
             id,
-            step: Box::new(step),
+            index,
+            step_id,
+            bytes,
             reply,
         })
         .await
@@ -287,11 +291,16 @@ impl Store {
     /// logged by the writer. For the executor, which must not wait a commit per step.
     pub fn record_step_detached(&self, id: RunId, step: StepRecord) {
         let (reply, _answer) = oneshot::channel();
-        if let Err(e) = self.send(Op::Step {
-            id,
-            step: Box::new(step),
-            reply,
-        }) {
+        let sent = encode_step(&step).and_then(|(index, step_id, bytes)| {
+            self.send(Op::Step {
+                id,
+                index,
+                step_id,
+                bytes,
+                reply,
+            })
+        });
+        if let Err(e) = sent {
             tracing::warn!(run = %id, error = %e, "cannot record a step");
         }
     }
@@ -404,6 +413,12 @@ impl std::fmt::Debug for Store {
 
 /// Creates the tables of a new file, checks the schema version of an old one, and returns the
 /// largest run id stored.
+/// A step's index, id and stored form, made on the caller's thread rather than the writer's.
+fn encode_step(step: &StepRecord) -> Result<(u32, String, Vec<u8>), StoreError> {
+    let bytes = tables::encode("step", step)?;
+    Ok((step.index, step.step_id.clone(), bytes))
+}
+
 fn prepare(db: &Database) -> Result<u128, StoreError> {
     let txn = db.begin_write()?;
     let last_id;

@@ -38,7 +38,7 @@ use super::tables::{
     DEDUPE, DONE_BY_FLOW_STATUS, DONE_BY_STATUS, Envelope, FLOW_VERSIONS, LIVE, OUTCOMES, Outcome,
     REQUESTS, RUNS_BY_FLOW, STEPS, State, TOKENS, encode, run_of, state_of,
 };
-use super::types::{Run, RunId, RunOutcome, RunStatus, StepRecord, to_ms};
+use super::types::{Run, RunId, RunOutcome, RunStatus, to_ms};
 
 /// The longest time progress writes stay unsynced while the writer is kept busy.
 pub(super) const MAX_UNSYNCED: Duration = Duration::from_secs(1);
@@ -51,9 +51,17 @@ const IDLE_SYNC_DELAY: Duration = Duration::from_millis(100);
 /// accepts; see [`Writer::schedule`].
 const PROGRESS_BESIDE_ACCEPTS: usize = 8;
 
-/// The most run progress writes in one transaction, so that an accept arriving meanwhile never
-/// waits behind a long commit.
-const MAX_PROGRESS: usize = 64;
+/// The most run progress writes in a transaction without accepts while webhooks are arriving
+/// (one was accepted within [`BURST_WINDOW`]), so that the next accepts never wait behind a
+/// long commit.
+const PROGRESS_IN_BURST: usize = 32;
+
+/// The most run progress writes in one transaction once webhooks stopped arriving: big
+/// transactions drain the queue fastest.
+const MAX_PROGRESS: usize = 256;
+
+/// How long after an accept the writer still expects more, and keeps its transactions small.
+const BURST_WINDOW: Duration = Duration::from_millis(50);
 
 /// A batch stops growing once its request bodies add up to this, to bound its memory.
 const MAX_BATCH_BYTES: usize = 64 << 20;
@@ -91,7 +99,11 @@ pub(super) enum Op {
     },
     Step {
         id: RunId,
-        step: Box<StepRecord>,
+        index: u32,
+        /// For error messages.
+        step_id: String,
+        /// The `StepRecord`'s JSON, encoded by the caller.
+        bytes: Vec<u8>,
         reply: Reply<()>,
     },
     Finish {
@@ -135,7 +147,7 @@ impl Op {
     fn weight(&self) -> usize {
         match self {
             Op::Accept { run, .. } => run.bytes.len(),
-            Op::Step { .. } => 1024,
+            Op::Step { bytes, .. } => bytes.len(),
             Op::FlowVersion { source, .. } => source.len(),
             _ => 64,
         }
@@ -311,6 +323,8 @@ pub(super) struct Writer {
     pub unsynced_since: Option<Instant>,
     /// Run progress waiting its turn, oldest first (see [`Writer::schedule`]).
     pub deferred: VecDeque<Op>,
+    /// When the last transaction with accepts was put together.
+    pub last_accept: Option<Instant>,
 }
 
 impl Writer {
@@ -376,8 +390,9 @@ impl Writer {
 
     /// The next transaction's ops: everything that arrived, except that run progress (start,
     /// step, finish) goes through [`Writer::deferred`] in arrival order, and only
-    /// [`PROGRESS_BESIDE_ACCEPTS`] of it joins a transaction that holds accepts, and at most
-    /// [`MAX_PROGRESS`] any other. Accepts are
+    /// [`PROGRESS_BESIDE_ACCEPTS`] of it joins a transaction that holds accepts,
+    /// [`PROGRESS_IN_BURST`] one without while webhooks keep arriving, and [`MAX_PROGRESS`] any
+    /// other. Accepts are
     /// what senders wait on; progress can wait (the runs are safe on disk), so under a burst
     /// the commits stay small and quick and the runs catch up once the burst is over.
     fn schedule(&mut self, incoming: Vec<Op>) -> Vec<Op> {
@@ -393,8 +408,15 @@ impl Writer {
             .iter()
             .filter(|op| matches!(op, Op::Accept { .. }))
             .count();
+        let now = Instant::now();
         let budget = if accepts > 0 {
+            self.last_accept = Some(now);
             PROGRESS_BESIDE_ACCEPTS
+        } else if self
+            .last_accept
+            .is_some_and(|at| now.duration_since(at) < BURST_WINDOW)
+        {
+            PROGRESS_IN_BURST
         } else {
             MAX_PROGRESS
         };
@@ -511,7 +533,18 @@ impl Writer {
                 settle(result, reply, permit, answers)
             }
             Op::Start { id, reply } => settle(start(t, id), reply, (), answers),
-            Op::Step { id, step, reply } => settle(record_step(t, id, &step), reply, (), answers),
+            Op::Step {
+                id,
+                index,
+                step_id,
+                bytes,
+                reply,
+            } => settle(
+                record_step(t, id, index, &step_id, &bytes),
+                reply,
+                (),
+                answers,
+            ),
             Op::Finish {
                 id,
                 outcome,
@@ -635,18 +668,22 @@ fn start(t: &mut WriteTables<'_>, id: RunId) -> Result<(State, Vec<u8>), OpError
 }
 
 /// Stores a step of a running run, replacing one with the same index.
-fn record_step(t: &mut WriteTables<'_>, id: RunId, step: &StepRecord) -> Result<(), OpError> {
-    let state = live_state(t, id, &format!("record step {:?}", step.step_id))?;
+fn record_step(
+    t: &mut WriteTables<'_>,
+    id: RunId,
+    index: u32,
+    step_id: &str,
+    bytes: &[u8],
+) -> Result<(), OpError> {
+    let state = live_state(t, id, &format!("record step {step_id:?}"))?;
     if state.status != RunStatus::Running {
         return Err(StoreError::Conflict(format!(
-            "cannot record step {:?} of run {id}: it is {}, not running",
-            step.step_id, state.status
+            "cannot record step {step_id:?} of run {id}: it is {}, not running",
+            state.status
         ))
         .into());
     }
-    let bytes = encode("step", step)?;
-    t.steps
-        .insert((id.as_u128(), step.index), bytes.as_slice())?;
+    t.steps.insert((id.as_u128(), index), bytes)?;
     Ok(())
 }
 
