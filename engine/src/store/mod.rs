@@ -248,7 +248,7 @@ impl Store {
                 duplicate: false,
             },
             AcceptAnswer::Duplicate(run) => Accepted {
-                run,
+                run: *run,
                 duplicate: true,
             },
         })

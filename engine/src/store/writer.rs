@@ -80,7 +80,7 @@ pub(super) enum AcceptAnswer {
     /// Stored under this new id.
     New(RunId),
     /// A duplicate of this run, already stored under the same dedupe key.
-    Duplicate(Run),
+    Duplicate(Box<Run>),
 }
 
 /// Where the writer sends an op's answer.
@@ -588,7 +588,7 @@ impl Writer {
             let id = RunId::from(first.value());
             drop(first);
             match t.load_run(id) {
-                Ok(run) => return Ok(AcceptAnswer::Duplicate(run)),
+                Ok(run) => return Ok(AcceptAnswer::Duplicate(Box::new(run))),
                 // The first run was deleted (retention): accept this one as new.
                 Err(OpError::Op(StoreError::NotFound(_))) => {}
                 Err(err) => return Err(err),
