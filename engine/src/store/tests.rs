@@ -450,6 +450,62 @@ async fn recover_requeues_interrupted_runs_with_the_attempt_counted() {
     assert_eq!(store.get_run(interrupted).unwrap().unwrap().attempt, 3);
 }
 
+/// Accepts go before run progress in the writer, but a steady stream of them never stops a run
+/// from starting, recording its steps and finishing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_of_accepts_does_not_starve_run_progress() {
+    let (_dir, path) = temp();
+    let store = Store::open(&path).unwrap();
+    let id = store.accept(new_run("f", b"{}")).await.unwrap().run.id;
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let senders: Vec<_> = (0..32)
+        .map(|_| {
+            let (store, stop, accepted) = (store.clone(), stop.clone(), accepted.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    store.accept(new_run("g", &[b'x'; 512])).await.unwrap();
+                    accepted.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    // Let the stream get going before the run moves.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while accepted.load(Ordering::Relaxed) < 200 {
+        assert!(Instant::now() < deadline, "the accepts never got going");
+        tokio::task::yield_now().await;
+    }
+
+    let before = accepted.load(Ordering::Relaxed);
+    let progress = async {
+        store.start_run(id).await.unwrap();
+        for index in 0..20 {
+            store.record_step(id, step(index, "s")).await.unwrap();
+        }
+        store
+            .finish_run(id, RunOutcome::Succeeded, None)
+            .await
+            .unwrap()
+    };
+    let finished = tokio::time::timeout(Duration::from_secs(30), progress)
+        .await
+        .expect("the run's progress was starved by the accepts");
+    let during = accepted.load(Ordering::Relaxed) - before;
+    stop.store(true, Ordering::Relaxed);
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    assert_eq!(finished.status, RunStatus::Succeeded);
+    assert_eq!(store.get_steps(id).unwrap().len(), 20);
+    // The accepts really were flowing the whole time the run progressed.
+    assert!(
+        during > 22,
+        "only {during} accepts while the run progressed"
+    );
+}
+
 #[tokio::test]
 async fn tokens_are_random_url_safe_and_stable_across_reopen() {
     let (_dir, path) = temp();

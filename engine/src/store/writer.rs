@@ -787,3 +787,108 @@ fn recover(t: &mut WriteTables<'_>) -> Result<Vec<RunId>, OpError> {
     }
     Ok(ids)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writer() -> (tempfile::TempDir, Writer) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Database::create(dir.path().join("w.redb")).expect("database");
+        let (_ops, receiver) = std::sync::mpsc::channel();
+        let writer = Writer {
+            db: Arc::new(db),
+            ops: receiver,
+            config: WriterConfig {
+                max_batch: 512,
+                sync_progress: false,
+            },
+            counters: Arc::default(),
+            last_id: 0,
+            unsynced_since: None,
+            deferred: VecDeque::new(),
+            last_accept: None,
+        };
+        (dir, writer)
+    }
+
+    fn accept(waiting: &Arc<AtomicUsize>) -> Op {
+        Op::Accept {
+            run: Box::new(Prepared {
+                flow_id: "f".into(),
+                dedupe_key: None,
+                bytes: Vec::new(),
+            }),
+            permit: AcceptPermit::try_acquire(waiting, usize::MAX).expect("permit"),
+            reply: oneshot::channel().0,
+        }
+    }
+
+    fn step(index: u32) -> Op {
+        Op::Step {
+            id: RunId::from(1),
+            index,
+            step_id: format!("s{index}"),
+            bytes: Vec::new(),
+            reply: oneshot::channel().0,
+        }
+    }
+
+    /// The step indexes of a batch's progress ops, in order, and its number of accepts.
+    fn shape(batch: &[Op]) -> (Vec<u32>, usize) {
+        let steps = batch
+            .iter()
+            .filter_map(|op| match op {
+                Op::Step { index, .. } => Some(*index),
+                _ => None,
+            })
+            .collect();
+        let accepts = batch
+            .iter()
+            .filter(|op| matches!(op, Op::Accept { .. }))
+            .count();
+        (steps, accepts)
+    }
+
+    #[test]
+    fn accepts_go_first_and_progress_follows_in_order() {
+        let (_dir, mut writer) = writer();
+        let waiting = Arc::new(AtomicUsize::new(0));
+
+        // A burst: every accept joins the transaction, progress only up to its share.
+        let mut incoming: Vec<Op> = (0..600).map(step).collect();
+        incoming.extend((0..40).map(|_| accept(&waiting)));
+        let (steps, accepts) = shape(&writer.schedule(incoming));
+        assert_eq!(accepts, 40);
+        assert_eq!(
+            steps,
+            (0..PROGRESS_BESIDE_ACCEPTS as u32).collect::<Vec<_>>()
+        );
+
+        // More accepts keep coming: progress still moves, a share at a time, in order.
+        let (steps, accepts) = shape(&writer.schedule(vec![accept(&waiting)]));
+        assert_eq!(accepts, 1);
+        let next = PROGRESS_BESIDE_ACCEPTS as u32;
+        assert_eq!(steps, (next..2 * next).collect::<Vec<_>>());
+
+        // A gap between accepts: a small transaction of progress alone.
+        let (steps, _) = shape(&writer.schedule(Vec::new()));
+        assert_eq!(steps.len(), PROGRESS_IN_BURST);
+        assert_eq!(steps[0], 2 * next);
+
+        // The burst is over: large transactions drain what is left.
+        writer.last_accept = Some(Instant::now() - BURST_WINDOW * 2);
+        let left = writer.deferred.len();
+        let (steps, _) = shape(&writer.schedule(Vec::new()));
+        assert_eq!(steps.len(), MAX_PROGRESS.min(left));
+        assert!(steps.windows(2).all(|w| w[0] + 1 == w[1]));
+        let mut rest = Vec::new();
+        while !writer.deferred.is_empty() {
+            rest.extend(shape(&writer.schedule(Vec::new())).0);
+        }
+        assert_eq!(rest.len(), left - steps.len());
+        assert_eq!(rest.first(), steps.last().map(|last| last + 1).as_ref());
+        assert_eq!(rest.last(), Some(&599));
+        assert!(writer.deferred.is_empty());
+    }
+}
