@@ -147,7 +147,7 @@ async fn execute(catalog: &Catalog, store: &Store, id: RunId) {
         }
     };
     let finish = |outcome, error: Option<String>| async move {
-        if let Err(e) = store.finish_run(id, outcome, error).await {
+        if let Err(e) = store.finish(id, outcome, error).await {
             tracing::error!(run = %id, error = %e, "recording the end of a run");
         }
     };

@@ -316,6 +316,18 @@ impl Store {
         outcome: RunOutcome,
         error: Option<String>,
     ) -> Result<Run, StoreError> {
+        self.finish(id, outcome, error).await?;
+        self.get_run(id)?
+            .ok_or_else(|| StoreError::NotFound(format!("run {id}")))
+    }
+
+    /// [`Store::finish_run`] without reading the finished run back: what the executor uses.
+    pub async fn finish(
+        &self,
+        id: RunId,
+        outcome: RunOutcome,
+        error: Option<String>,
+    ) -> Result<(), StoreError> {
         self.call(|reply| Op::Finish {
             id,
             outcome,

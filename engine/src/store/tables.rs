@@ -93,34 +93,60 @@ impl StoredRequest<'_> {
 }
 
 impl Envelope {
-    /// The stored value: the envelope's JSON length as 4 bytes little-endian, the JSON, then the
-    /// body's bytes as they arrived, so the body is neither escaped nor copied to be read.
+    /// The stored value: the flow id's length (2 bytes little-endian) and the flow id, the
+    /// envelope's JSON length (4 bytes little-endian) and the JSON, then the body's bytes as they
+    /// arrived. The body is neither escaped nor copied to be read, and finishing a run reads
+    /// its flow id without parsing the JSON.
     pub fn encode(&self, body: &[u8]) -> Result<Vec<u8>, StoreError> {
-        let mut out = Vec::with_capacity(4 + 256 + body.len());
+        let flow = self.flow_id.as_bytes();
+        let flow_len = u16::try_from(flow.len())
+            .map_err(|_| StoreError::Storage("a flow id is longer than 64 KiB".into()))?;
+        let mut out = Vec::with_capacity(6 + flow.len() + 256 + body.len());
+        out.extend_from_slice(&flow_len.to_le_bytes());
+        out.extend_from_slice(flow);
+        let at = out.len();
         out.extend_from_slice(&[0; 4]);
         serde_json::to_writer(&mut out, self)
             .map_err(|e| StoreError::Storage(format!("encoding a request: {e}")))?;
-        let len = u32::try_from(out.len() - 4)
+        let len = u32::try_from(out.len() - at - 4)
             .map_err(|_| StoreError::Storage("a request's headers exceed 4 GiB".into()))?;
-        out[..4].copy_from_slice(&len.to_le_bytes());
+        out[at..at + 4].copy_from_slice(&len.to_le_bytes());
         out.extend_from_slice(body);
         Ok(out)
     }
 
+    /// The flow id of a stored value, without decoding the rest.
+    pub fn flow_of(id: RunId, bytes: &[u8]) -> Result<&str, StoreError> {
+        Ok(split(id, bytes)?.0)
+    }
+
     /// The inverse of [`Envelope::encode`].
     pub fn decode(id: RunId, bytes: &[u8]) -> Result<StoredRequest<'_>, StoreError> {
-        let corrupt = |why: &str| StoreError::Corrupt(format!("request of run {id}: {why}"));
-        let (len, rest) = bytes
-            .split_first_chunk::<4>()
-            .ok_or_else(|| corrupt("too short"))?;
-        let len = u32::from_le_bytes(*len) as usize;
-        if rest.len() < len {
-            return Err(corrupt("truncated"));
-        }
-        let (json, body) = rest.split_at(len);
+        let (_, json, body) = split(id, bytes)?;
         let envelope = decode(format_args!("request of run {id}"), json)?;
         Ok(StoredRequest { envelope, body })
     }
+}
+
+/// A stored request's flow id, envelope JSON and body.
+fn split(id: RunId, bytes: &[u8]) -> Result<(&str, &[u8], &[u8]), StoreError> {
+    let corrupt = |why: &str| StoreError::Corrupt(format!("request of run {id}: {why}"));
+    let (flow_len, rest) = bytes
+        .split_first_chunk::<2>()
+        .ok_or_else(|| corrupt("too short"))?;
+    let flow_len = usize::from(u16::from_le_bytes(*flow_len));
+    let (flow, rest) = rest
+        .split_at_checked(flow_len)
+        .ok_or_else(|| corrupt("truncated flow id"))?;
+    let flow = std::str::from_utf8(flow).map_err(|_| corrupt("the flow id is not UTF-8"))?;
+    let (json_len, rest) = rest
+        .split_first_chunk::<4>()
+        .ok_or_else(|| corrupt("too short"))?;
+    let json_len = u32::from_le_bytes(*json_len) as usize;
+    let (json, body) = rest
+        .split_at_checked(json_len)
+        .ok_or_else(|| corrupt("truncated"))?;
+    Ok((flow, json, body))
 }
 
 /// How a finished run ended.

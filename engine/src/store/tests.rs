@@ -655,7 +655,7 @@ async fn a_record_that_cannot_be_decoded_is_reported_corrupt() {
         let txn = db.begin_write().unwrap();
         txn.open_table(REQUESTS)
             .unwrap()
-            .insert(id.as_u128(), b"\x08\0\0\0not json".as_slice())
+            .insert(id.as_u128(), b"\x01\0f\x08\0\0\0not json".as_slice())
             .unwrap();
         txn.commit().unwrap();
         assert!(db.begin_read().is_ok());

@@ -110,7 +110,7 @@ pub(super) enum Op {
         id: RunId,
         outcome: RunOutcome,
         error: Option<String>,
-        reply: Reply<Run>,
+        reply: Reply<()>,
     },
     Token {
         flow_id: String,
@@ -694,39 +694,32 @@ fn finish(
     id: RunId,
     outcome: RunOutcome,
     error: Option<String>,
-) -> Result<Run, OpError> {
-    let mut state = live_state(t, id, "finish")?;
-    let (envelope, body) = {
-        let guard = t
-            .requests
-            .get(id.as_u128())?
-            .ok_or_else(|| StoreError::Corrupt(format!("run {id} is live but has no request")))?;
-        let stored = Envelope::decode(id, guard.value())?;
-        (stored.envelope, stored.body.len())
-    };
-    state.status = outcome.into();
-    let finished_at_ms = now_ms();
-    state.finished_at_ms = Some(finished_at_ms);
-    state.error = error;
+) -> Result<(), OpError> {
+    let state = live_state(t, id, "finish")?;
+    let key = id.as_u128();
+    let guard = t
+        .requests
+        .get(key)?
+        .ok_or_else(|| StoreError::Corrupt(format!("run {id} is live but has no request")))?;
+    let flow_id = Envelope::flow_of(id, guard.value())?.to_owned();
+    drop(guard);
+    let status = RunStatus::from(outcome);
     let bytes = encode(
         "outcome",
         &Outcome {
-            status: state.status,
+            status,
             attempt: state.attempt,
             started_at_ms: state.started_at_ms,
-            finished_at_ms,
-            error: state.error.clone(),
+            finished_at_ms: now_ms(),
+            error,
         },
     )?;
-
-    let key = id.as_u128();
-    let code = state.status.code();
     t.outcomes.insert(key, bytes.as_slice())?;
     t.live.remove(key)?;
-    t.done_by_status.insert((code, key), ())?;
+    t.done_by_status.insert((status.code(), key), ())?;
     t.done_by_flow_status
-        .insert((envelope.flow_id.as_str(), code, key), ())?;
-    Ok(state.to_run(id, &envelope, body))
+        .insert((flow_id.as_str(), status.code(), key), ())?;
+    Ok(())
 }
 
 /// The flow's token, made on first use: 128 random bits, base64url without padding.

@@ -281,8 +281,11 @@ pub fn bench() -> anyhow::Result<()> {
             let accepted_for = started.elapsed();
             let weir_cpu = cpu_seconds(weir.child.id()) - weir_cpu;
             let bench_cpu = cpu_seconds(std::process::id()) - bench_cpu;
+            let at_end = get_json(weir.admin, "/api/health").await?["store"].clone();
+            let drain_cpu = cpu_seconds(weir.child.id());
             wait_drained(&weir).await?;
             let drained = started.elapsed();
+            let drain_cpu = cpu_seconds(weir.child.id()) - drain_cpu;
             for (name, l) in [(format!("bare warp, c={concurrency}"), &base), (format!("weir (durable accept), c={concurrency}"), &ours)] {
                 println!("{name:<34} {:>10.0} {:>9.2} {:>9.2} {:>8}", l.rps(), l.percentile_ms(0.5), l.percentile_ms(0.99), l.refused);
             }
@@ -294,15 +297,22 @@ pub fn bench() -> anyhow::Result<()> {
                 bench_cpu
             );
             let after = get_json(weir.admin, "/api/health").await?["store"].clone();
-            let delta = |key: &str| after[key].as_f64().unwrap_or(0.0) - before[key].as_f64().unwrap_or(0.0);
-            let commits = delta("commits").max(1.0);
+            for (what, from, to) in [("during the phase", &before, &at_end), ("draining after it", &at_end, &after)] {
+                let delta = |key: &str| to[key].as_f64().unwrap_or(0.0) - from[key].as_f64().unwrap_or(0.0);
+                let commits = delta("commits").max(1.0);
+                println!(
+                    "  store {what}: {:.0} commits ({:.0} fsync'd), {:.1} writes each, {:.2} ms applying + {:.2} ms committing each",
+                    commits,
+                    delta("durable_commits"),
+                    delta("writes") / commits,
+                    delta("apply_us") / commits / 1e3,
+                    delta("commit_us") / commits / 1e3,
+                );
+            }
             println!(
-                "  store, accepts and runs: {:.0} commits ({:.0} fsync'd), {:.1} writes each, {:.2} ms applying + {:.2} ms committing each",
-                commits,
-                delta("durable_commits"),
-                delta("writes") / commits,
-                delta("apply_us") / commits / 1e3,
-                delta("commit_us") / commits / 1e3,
+                "  draining: {:.1} s, weir CPU {:.2} s",
+                (drained - accepted_for).as_secs_f64(),
+                drain_cpu
             );
             completion = Some((ours.ok, accepted_for, drained));
         }
