@@ -193,7 +193,7 @@ fn scan(
                     let guard = requests.get(id.as_u128())?.ok_or_else(|| {
                         StoreError::Corrupt(format!("run {id} is live but has no request"))
                     })?;
-                    if Envelope::decode(id, guard.value())?.envelope.flow_id != flow {
+                    if Envelope::flow_of(id, guard.value())? != flow {
                         continue;
                     }
                 }
