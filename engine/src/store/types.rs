@@ -62,7 +62,8 @@ impl<'de> Deserialize<'de> for RunId {
 
 /// Where a run is in its life.
 ///
-/// `Queued` and `Running` are live (the run is in the queue table); the other three are final.
+/// `Queued` and `Running` are live (the run has an entry in the `live` table); the other three
+/// are final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
@@ -88,7 +89,7 @@ impl RunStatus {
         RunStatus::Filtered,
     ];
 
-    /// Whether the run is over (it is no longer in the queue).
+    /// Whether the run is over (it has left the `live` table).
     pub fn is_final(self) -> bool {
         !matches!(self, RunStatus::Queued | RunStatus::Running)
     }

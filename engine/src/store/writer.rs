@@ -4,6 +4,10 @@
 //! whatever is waiting (up to a batch cap), applies it all in one write transaction, commits
 //! once, and only then answers each caller: many concurrent accepts share one fsync.
 //!
+//! Accepts come first: run progress (start, step, finish) waits in [`Writer::deferred`] and
+//! only a small share of it joins a transaction that holds accepts (see [`Writer::schedule`]),
+//! so a burst of webhooks is answered at the speed of small commits and its runs catch up.
+//!
 //! Within a batch, an op that fails on its own (unknown run, wrong status, undecodable record)
 //! is answered with its error and leaves no trace, because each op reads and checks everything
 //! before it writes anything. A failure of the database itself (begin, write or commit) aborts
@@ -18,8 +22,8 @@
 //! without work, or once writes have been unsynced for [`MAX_UNSYNCED`] under steady load.
 //! redb commits are ordered, so after a crash the file holds a prefix of the commits that
 //! contains every acknowledged accept and start. What may be lost is the latest step records
-//! and final statuses; such a run is still in the queue, marked running, so it runs again with
-//! its attempt counted (at-least-once).
+//! and final statuses; such a run is still in the `live` table, marked running, so it runs
+//! again with its attempt counted (at-least-once).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
