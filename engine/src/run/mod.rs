@@ -138,17 +138,27 @@ impl StepSink for StoreSink<'_> {
 
 /// Runs one accepted run to its end.
 async fn execute(catalog: &Catalog, store: &Store, id: RunId) {
-    let (run, request) = match store.claim_run(id).await {
-        Ok(claimed) => claimed,
-        Err(StoreError::Conflict(_)) => return, // already started or finished: a duplicate submit
-        Err(e) => {
-            tracing::error!(run = %id, error = %e, "cannot start run; it stays queued");
-            return;
-        }
-    };
     let finish = |outcome, error: Option<String>| async move {
         if let Err(e) = store.finish(id, outcome, error).await {
             tracing::error!(run = %id, error = %e, "recording the end of a run");
+        }
+    };
+    let (run, request) = match store.claim_run(id).await {
+        Ok(claimed) => claimed,
+        Err(StoreError::Conflict(_)) => return, // already started or finished: a duplicate submit
+        Err(StoreError::Corrupt(message)) => {
+            // The run is marked running but its stored request cannot be read: end it, with
+            // the reason shown, rather than retry it at every start.
+            tracing::error!(run = %id, error = %message, "cannot read the run's request");
+            return finish(
+                RunOutcome::Failed,
+                Some(format!("reading the request: {message}")),
+            )
+            .await;
+        }
+        Err(e) => {
+            tracing::error!(run = %id, error = %e, "cannot start run; it stays queued");
+            return;
         }
     };
     let live = match catalog.flow_version(&run.flow_id, &run.flow_version).await {

@@ -264,6 +264,9 @@ impl Store {
 
     /// [`Store::start_run`], also answering with the run's request: what the executor needs to
     /// run it, read in the same transaction.
+    ///
+    /// The request is decoded after the run is marked running, so a [`StoreError::Corrupt`]
+    /// answer leaves the run running: finish it as failed.
     pub async fn claim_run(&self, id: RunId) -> Result<(Run, RawRequest), StoreError> {
         let (state, bytes) = self.call(|reply| Op::Start { id, reply }).await?;
         let stored = Envelope::decode(id, &bytes)?;

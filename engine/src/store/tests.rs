@@ -672,6 +672,12 @@ async fn a_record_that_cannot_be_decoded_is_reported_corrupt() {
     ));
     // Recovery still finds it (its state is intact); only reading the request fails.
     assert_eq!(store.recover().await.unwrap(), vec![id]);
+    // Claiming marked it running, so the executor can end it as failed, for good.
+    store
+        .finish(id, RunOutcome::Failed, Some("reading the request".into()))
+        .await
+        .unwrap();
+    assert_eq!(store.queue_len().unwrap(), 0);
     // The writer is still serving.
     store.accept(new_run("f", b"")).await.unwrap();
 }
