@@ -462,7 +462,7 @@ fn prepare(db: &Database) -> Result<u128, StoreError> {
         txn.open_table(FLOW_VERSIONS)?;
         txn.open_table(TOKENS)?;
         let requests = txn.open_table(REQUESTS)?;
-        last_id = requests.last()?.map_or(0, |(key, _)| key.value());
+        last_id = tables::bundle::last_id(&requests)?.unwrap_or(0);
     }
     txn.commit()?;
     Ok(last_id)

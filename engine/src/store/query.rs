@@ -12,7 +12,7 @@ use super::Store;
 use super::error::StoreError;
 use super::tables::{
     DONE_BY_FLOW_STATUS, DONE_BY_STATUS, Envelope, FLOW_VERSIONS, LIVE, OUTCOMES, REQUESTS,
-    RUNS_BY_FLOW, STEPS, State, TOKENS, decode, run_of,
+    RUNS_BY_FLOW, STEPS, State, TOKENS, bundle, decode, run_of,
 };
 use super::types::{Page, RawRequest, Run, RunFilter, RunId, RunStatus, StepRecord};
 
@@ -46,10 +46,10 @@ impl Store {
     pub fn get_request(&self, id: RunId) -> Result<Option<RawRequest>, StoreError> {
         let txn = self.inner.db.begin_read()?;
         let requests = txn.open_table(REQUESTS)?;
-        let Some(guard) = requests.get(id.as_u128())? else {
+        let Some(found) = bundle::find(&requests, id)? else {
             return Ok(None);
         };
-        Ok(Some(Envelope::decode(id, guard.value())?.into_request()))
+        Ok(Some(Envelope::decode(id, found.bytes())?.into_request()))
     }
 
     /// The source of a stored flow version.
@@ -132,7 +132,8 @@ impl Store {
     ) -> Result<u64, StoreError> {
         let txn = self.inner.db.begin_read()?;
         if flow.is_none() && status.is_none() {
-            return Ok(txn.open_table(REQUESTS)?.len()?);
+            // Every run is either live or finished.
+            return Ok(txn.open_table(LIVE)?.len()? + txn.open_table(OUTCOMES)?.len()?);
         }
         let mut count = 0;
         scan(&txn, flow, status, None, &mut |_| {
@@ -160,11 +161,19 @@ fn scan(
 ) -> Result<(), StoreError> {
     match (flow, status) {
         (None, None) => {
+            // Bundles hold increasing ids, so newest first is bundles from the last, each
+            // read backwards.
             let table = txn.open_table(REQUESTS)?;
             let upper = before.map_or(Bound::Unbounded, Bound::Excluded);
             for entry in table.range::<u128>((Bound::Unbounded, upper))?.rev() {
-                if !found(entry?.0.value()) {
-                    break;
+                let (first, value) = entry?;
+                for id in bundle::ids(first.value(), value.value())?.rev() {
+                    if before.is_some_and(|before| id >= before) {
+                        continue;
+                    }
+                    if !found(id) {
+                        return Ok(());
+                    }
                 }
             }
         }
@@ -190,10 +199,10 @@ fn scan(
                     continue;
                 }
                 if let Some(flow) = flow {
-                    let guard = requests.get(id.as_u128())?.ok_or_else(|| {
+                    let request = bundle::find(&requests, id)?.ok_or_else(|| {
                         StoreError::Corrupt(format!("run {id} is live but has no request"))
                     })?;
-                    if Envelope::flow_of(id, guard.value())? != flow {
+                    if Envelope::flow_of(id, request.bytes())? != flow {
                         continue;
                     }
                 }

@@ -6,9 +6,14 @@
 //! The layout is shaped by the write path, because one writer thread commits everything:
 //!
 //! - Accepting a webhook writes three entries: the request with its body and the run's
-//!   unchanging facts in one value ([`REQUESTS`]), the run's live state ([`LIVE`]) and the flow
-//!   index ([`RUNS_BY_FLOW`]). The ids are increasing, so all three append at the right edge of
+//!   unchanging facts ([`REQUESTS`]), the run's live state ([`LIVE`]) and the flow index
+//!   ([`RUNS_BY_FLOW`]). The ids are increasing, so all three append at the right edge of
 //!   their B-trees.
+//! - The requests of one transaction are stored together, as one value: a [`bundle`]. The
+//!   cost of an fsync grows with the number of scattered pages it writes, and a bundle is one
+//!   contiguous run of pages where one value per request would be one or more pages each,
+//!   spread over the file. A group commit of 32 webhooks of 1.4 KB writes about 13 pages
+//!   instead of 30.
 //! - While a run is queued or running, its changing state is a fixed 13-byte value in [`LIVE`].
 //! - When it ends, it leaves [`LIVE`], its outcome goes to [`OUTCOMES`], and the status indexes
 //!   ([`DONE_BY_STATUS`], [`DONE_BY_FLOW_STATUS`]) get their one entry. Final statuses never
@@ -24,13 +29,14 @@ use super::error::StoreError;
 use super::types::{RawRequest, Run, RunId, RunStatus, format_ms, from_ms};
 
 /// Bumped when the layout changes incompatibly; a file of another version is refused.
-pub(super) const SCHEMA_VERSION: u64 = 2;
+pub(super) const SCHEMA_VERSION: u64 = 3;
 /// Key of [`META`] holding [`SCHEMA_VERSION`].
 pub(super) const SCHEMA_KEY: &str = "schema_version";
 
 /// Store-wide facts, e.g. the schema version.
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-/// run id → the accepted request and the run's unchanging facts: see [`Envelope::encode`].
+/// id of a bundle's first run → a [`bundle`] of accepted requests, each with its run's
+/// unchanging facts (see [`Envelope::encode`]).
 pub(super) const REQUESTS: TableDefinition<u128, &[u8]> = TableDefinition::new("requests");
 /// run id → (status code, attempt, started at ms or 0) of every queued or running run.
 pub(super) const LIVE: TableDefinition<u128, (u8, u32, u64)> = TableDefinition::new("live");
@@ -147,6 +153,178 @@ fn split(id: RunId, bytes: &[u8]) -> Result<(&str, &[u8], &[u8]), StoreError> {
         .split_at_checked(json_len)
         .ok_or_else(|| corrupt("truncated"))?;
     Ok((flow, json, body))
+}
+
+/// Bundles: the requests accepted in one transaction, stored as one value.
+///
+/// Layout: the number of requests `n` (4 bytes), then `n` entries of (run id: 16 bytes,
+/// end offset of its record: 4 bytes), then the records one after another. All numbers are
+/// little-endian; ids are increasing within a bundle and from one bundle to the next, so a
+/// run's bundle is the last one whose key (its first id) is not above the run's id.
+pub(super) mod bundle {
+    use std::ops::Range;
+
+    use redb::{AccessGuard, ReadableTable};
+
+    use super::super::error::StoreError;
+    use super::super::types::RunId;
+
+    const ENTRY: usize = 20;
+
+    /// A bundle is closed once its records reach this size; a larger request is stored alone.
+    /// It bounds what reading one run's request reads.
+    pub const TARGET_BYTES: usize = 64 << 10;
+
+    /// Requests being put together into one bundle.
+    #[derive(Default)]
+    pub struct Builder {
+        entries: Vec<(u128, u32)>,
+        records: Vec<u8>,
+    }
+
+    impl Builder {
+        pub fn is_empty(&self) -> bool {
+            self.entries.is_empty()
+        }
+
+        /// Whether `len` more bytes still fit, by [`TARGET_BYTES`]; an empty bundle takes any.
+        pub fn fits(&self, len: usize) -> bool {
+            self.is_empty() || self.records.len() + len <= TARGET_BYTES
+        }
+
+        /// Adds a record; ids must be increasing.
+        pub fn push(&mut self, id: u128, record: &[u8]) -> Result<(), StoreError> {
+            debug_assert!(self.entries.last().is_none_or(|(last, _)| *last < id));
+            let end = u32::try_from(self.records.len() + record.len())
+                .map_err(|_| StoreError::Storage("a request exceeds 4 GiB".into()))?;
+            self.records.extend_from_slice(record);
+            self.entries.push((id, end));
+            Ok(())
+        }
+
+        /// The key (first id) and value of the bundle; the builder is empty afterwards.
+        pub fn take(&mut self) -> Option<(u128, Vec<u8>)> {
+            let first = self.entries.first()?.0;
+            let mut out = Vec::with_capacity(4 + self.entries.len() * ENTRY + self.records.len());
+            // At most 4 GiB of records of at least 0 bytes each; never more than u32 of them in
+            // practice, as each one is a request.
+            out.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
+            for (id, end) in &self.entries {
+                out.extend_from_slice(&id.to_le_bytes());
+                out.extend_from_slice(&end.to_le_bytes());
+            }
+            out.extend_from_slice(&self.records);
+            self.entries.clear();
+            self.records.clear();
+            Some((first, out))
+        }
+    }
+
+    /// Reads a bundle's directory.
+    struct Directory<'a> {
+        entries: &'a [u8],
+        records_at: usize,
+    }
+
+    impl<'a> Directory<'a> {
+        fn read(key: u128, bundle: &'a [u8]) -> Result<Self, StoreError> {
+            let corrupt = || StoreError::Corrupt(format!("bundle {}: truncated", RunId::from(key)));
+            let (count, rest) = bundle.split_first_chunk::<4>().ok_or_else(corrupt)?;
+            let count = u32::from_le_bytes(*count) as usize;
+            let entries = rest.get(..count * ENTRY).ok_or_else(corrupt)?;
+            Ok(Directory {
+                entries,
+                records_at: 4 + count * ENTRY,
+            })
+        }
+
+        fn len(&self) -> usize {
+            self.entries.len() / ENTRY
+        }
+
+        fn id(&self, index: usize) -> u128 {
+            let at = index * ENTRY;
+            let mut bytes = [0; 16];
+            bytes.copy_from_slice(&self.entries[at..at + 16]);
+            u128::from_le_bytes(bytes)
+        }
+
+        fn end(&self, index: usize) -> usize {
+            let at = index * ENTRY + 16;
+            let mut bytes = [0; 4];
+            bytes.copy_from_slice(&self.entries[at..at + 4]);
+            u32::from_le_bytes(bytes) as usize
+        }
+
+        /// Where record `index` lies in the bundle.
+        fn range(&self, index: usize, bundle_len: usize) -> Option<Range<usize>> {
+            let start = if index == 0 { 0 } else { self.end(index - 1) };
+            let range = self.records_at + start..self.records_at + self.end(index);
+            (range.start <= range.end && range.end <= bundle_len).then_some(range)
+        }
+    }
+
+    /// Every run id of a bundle, in order.
+    pub fn ids(
+        key: u128,
+        bundle: &[u8],
+    ) -> Result<impl DoubleEndedIterator<Item = u128> + '_, StoreError> {
+        let directory = Directory::read(key, bundle)?;
+        Ok((0..directory.len()).map(move |index| directory.id(index)))
+    }
+
+    /// One run's stored request, borrowed from its bundle.
+    pub struct Found<'a> {
+        guard: AccessGuard<'a, &'static [u8]>,
+        range: Range<usize>,
+    }
+
+    impl Found<'_> {
+        pub fn bytes(&self) -> &[u8] {
+            &self.guard.value()[self.range.clone()]
+        }
+    }
+
+    /// The stored request of run `id`, or `None` when no bundle holds it.
+    pub fn find<'a>(
+        table: &'a impl ReadableTable<u128, &'static [u8]>,
+        id: RunId,
+    ) -> Result<Option<Found<'a>>, StoreError> {
+        let key = id.as_u128();
+        let Some(entry) = table.range(..=key)?.next_back() else {
+            return Ok(None);
+        };
+        let (first, guard) = entry?;
+        let bundle = guard.value();
+        let directory = Directory::read(first.value(), bundle)?;
+        let (mut low, mut high) = (0, directory.len());
+        while low < high {
+            let middle = low + (high - low) / 2;
+            if directory.id(middle) < key {
+                low = middle + 1;
+            } else {
+                high = middle;
+            }
+        }
+        if low == directory.len() || directory.id(low) != key {
+            return Ok(None);
+        }
+        let index = low;
+        let range = directory.range(index, bundle.len()).ok_or_else(|| {
+            StoreError::Corrupt(format!("bundle of run {id}: a record lies outside it"))
+        })?;
+        Ok(Some(Found { guard, range }))
+    }
+
+    /// The largest run id stored, if any.
+    pub fn last_id(
+        table: &impl ReadableTable<u128, &'static [u8]>,
+    ) -> Result<Option<u128>, StoreError> {
+        let Some((first, guard)) = table.last()? else {
+            return Ok(None);
+        };
+        Ok(ids(first.value(), guard.value())?.next_back())
+    }
 }
 
 /// How a finished run ended.
@@ -284,10 +462,10 @@ pub(super) fn run_of(
     outcomes: &impl ReadableTable<u128, &'static [u8]>,
     id: RunId,
 ) -> Result<Option<Run>, StoreError> {
-    let Some(bytes) = requests.get(id.as_u128())? else {
+    let Some(found) = bundle::find(requests, id)? else {
         return Ok(None);
     };
-    let stored = Envelope::decode(id, bytes.value())?;
+    let stored = Envelope::decode(id, found.bytes())?;
     let state = state_of(live, outcomes, id)?.ok_or_else(|| {
         StoreError::Corrupt(format!("run {id} has neither a live state nor an outcome"))
     })?;

@@ -652,10 +652,16 @@ async fn a_record_that_cannot_be_decoded_is_reported_corrupt() {
     drop(store);
     {
         let db = Database::create(&path).unwrap();
+        let mut bundle = super::tables::bundle::Builder::default();
+        bundle
+            .push(id.as_u128(), b"\x01\0f\x08\0\0\0not json")
+            .unwrap();
+        let (key, value) = bundle.take().unwrap();
+        assert_eq!(key, id.as_u128());
         let txn = db.begin_write().unwrap();
         txn.open_table(REQUESTS)
             .unwrap()
-            .insert(id.as_u128(), b"\x01\0f\x08\0\0\0not json".as_slice())
+            .insert(key, value.as_slice())
             .unwrap();
         txn.commit().unwrap();
         assert!(db.begin_read().is_ok());
@@ -948,4 +954,97 @@ fn acknowledged_accepts_survive_a_crash() {
         .run
         .id;
     assert!(next > newest);
+}
+
+/// The requests of one group commit are stored as bundles: each reads back byte for byte,
+/// a large one is stored alone, pages of runs cross bundles without gaps or repeats, a
+/// redelivery within the same commit is recognised, and ids keep growing after a reopen.
+#[tokio::test]
+async fn requests_committed_together_read_back_exactly() {
+    let (_dir, path) = temp();
+    let store = Store::open(&path).unwrap();
+    let body = |i: usize| -> Vec<u8> {
+        let len = match i % 10 {
+            3 => 30_000,
+            7 => 200_000,
+            _ => i * 37,
+        };
+        (0..len).map(|b| (b * 31 + i) as u8).collect()
+    };
+    let with_key = |key: &str| NewRun {
+        dedupe_key: Some(key.into()),
+        ..new_run("a", b"keyed")
+    };
+
+    let accepted: Vec<Accepted> = {
+        let pause = store.pause_writer().await.unwrap();
+        let accepts = futures_util::future::join_all(
+            (0..40)
+                .map(|i| new_run(if i % 2 == 0 { "a" } else { "b" }, &body(i)))
+                .chain([with_key("delivery-1"), with_key("delivery-1")])
+                .map(|run| store.accept(run)),
+        );
+        let mut accepts = pin!(accepts);
+        assert!(poll_once(accepts.as_mut()).is_pending());
+        assert_eq!(store.stats().waiting_accepts, 42);
+        drop(pause);
+        accepts.await.into_iter().map(Result::unwrap).collect()
+    };
+
+    // The redelivery is answered with the first delivery's run.
+    let (accepted, keyed) = accepted.split_at(40);
+    assert!(!keyed[0].duplicate && keyed[1].duplicate);
+    assert_eq!(keyed[0].run.id, keyed[1].run.id);
+    assert_eq!(store.count_runs(None, None).unwrap(), 41);
+
+    for (i, accepted) in accepted.iter().enumerate() {
+        let request = store.get_request(accepted.run.id).unwrap().unwrap();
+        assert_eq!(request.body, body(i), "body of request {i}");
+        assert_eq!(request, self::request(&body(i)));
+        let run = store.get_run(accepted.run.id).unwrap().unwrap();
+        assert_eq!(run.body_size, body(i).len() as u64);
+    }
+    // One commit, several bundles: the large bodies do not share theirs.
+    let bundles = {
+        let db = &store.inner.db;
+        let txn = db.begin_read().unwrap();
+        let table = txn.open_table(REQUESTS).unwrap();
+        redb::ReadableTableMetadata::len(&table).unwrap()
+    };
+    assert!(
+        (5..41).contains(&bundles),
+        "{bundles} bundles for 41 requests"
+    );
+
+    // Newest first, in pages that cross bundles.
+    let mut ids: Vec<RunId> = accepted.iter().map(|a| a.run.id).collect();
+    ids.push(keyed[0].run.id);
+    ids.sort();
+    ids.reverse();
+    let mut listed = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .list_runs(&RunFilter {
+                limit: 7,
+                cursor,
+                ..RunFilter::default()
+            })
+            .unwrap();
+        listed.extend(page.runs.iter().map(|run| run.id));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(listed, ids);
+
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    let later = store.accept(new_run("a", b"later")).await.unwrap().run.id;
+    assert!(later > ids[0]);
+    assert_eq!(
+        store.get_request(ids[0]).unwrap().unwrap().body,
+        b"keyed".to_vec()
+    );
 }

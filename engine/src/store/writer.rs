@@ -40,7 +40,7 @@ use ulid::Ulid;
 use super::error::StoreError;
 use super::tables::{
     DEDUPE, DONE_BY_FLOW_STATUS, DONE_BY_STATUS, Envelope, FLOW_VERSIONS, LIVE, OUTCOMES, Outcome,
-    REQUESTS, RUNS_BY_FLOW, STEPS, State, TOKENS, encode, run_of, state_of,
+    REQUESTS, RUNS_BY_FLOW, STEPS, State, TOKENS, bundle, encode, run_of, state_of,
 };
 use super::types::{Run, RunId, RunOutcome, RunStatus, to_ms};
 
@@ -272,6 +272,8 @@ struct WriteTables<'t> {
     dedupe: Table<'t, (&'static str, &'static str), u128>,
     flow_versions: Table<'t, (&'static str, &'static str), &'static str>,
     tokens: Table<'t, &'static str, &'static str>,
+    /// The requests accepted in this transaction and not yet stored.
+    bundle: bundle::Builder,
 }
 
 impl<'t> WriteTables<'t> {
@@ -287,7 +289,30 @@ impl<'t> WriteTables<'t> {
             dedupe: txn.open_table(DEDUPE)?,
             flow_versions: txn.open_table(FLOW_VERSIONS)?,
             tokens: txn.open_table(TOKENS)?,
+            bundle: bundle::Builder::default(),
         })
+    }
+
+    /// Stores the requests accepted so far as one bundle. Called before the transaction
+    /// commits and before anything reads [`REQUESTS`] in it.
+    fn flush_bundle(&mut self) -> Result<(), redb::StorageError> {
+        if let Some((key, value)) = self.bundle.take() {
+            self.requests.insert(key, value.as_slice())?;
+        }
+        Ok(())
+    }
+
+    /// What `read` makes of a live run's stored request.
+    fn with_request<R>(
+        &mut self,
+        id: RunId,
+        read: impl FnOnce(&[u8]) -> Result<R, StoreError>,
+    ) -> Result<R, OpError> {
+        self.flush_bundle()?;
+        let found = bundle::find(&self.requests, id)
+            .map_err(fatal_if_storage)?
+            .ok_or_else(|| StoreError::Corrupt(format!("run {id} is live but has no request")))?;
+        Ok(read(found.bytes())?)
     }
 
     /// The run's state; `NotFound` for an unknown run.
@@ -492,6 +517,7 @@ impl Writer {
                     return Err(fatal);
                 }
             }
+            tables.flush_bundle()?;
         }
         let applied = Instant::now();
         txn.commit()?;
@@ -586,11 +612,17 @@ impl Writer {
     }
 
     fn accept(&mut self, t: &mut WriteTables<'_>, new: Prepared) -> Result<AcceptAnswer, OpError> {
-        if let Some(key) = &new.dedupe_key
-            && let Some(first) = t.dedupe.get((new.flow_id.as_str(), key.as_str()))?
-        {
-            let id = RunId::from(first.value());
-            drop(first);
+        let first = match &new.dedupe_key {
+            Some(key) => t
+                .dedupe
+                .get((new.flow_id.as_str(), key.as_str()))?
+                .map(|guard| guard.value()),
+            None => None,
+        };
+        if let Some(first) = first {
+            let id = RunId::from(first);
+            // The first run may be in this transaction's bundle.
+            t.flush_bundle()?;
             match t.load_run(id) {
                 Ok(run) => return Ok(AcceptAnswer::Duplicate(Box::new(run))),
                 // The first run was deleted (retention): accept this one as new.
@@ -600,7 +632,10 @@ impl Writer {
         }
         let id = self.next_id();
         let key = id.as_u128();
-        t.requests.insert(key, new.bytes.as_slice())?;
+        if !t.bundle.fits(new.bytes.len()) {
+            t.flush_bundle()?;
+        }
+        t.bundle.push(key, &new.bytes)?;
         t.live.insert(key, State::queued().to_live())?;
         t.by_flow.insert((new.flow_id.as_str(), key), ())?;
         if let Some(dedupe_key) = &new.dedupe_key {
@@ -655,12 +690,7 @@ fn start(t: &mut WriteTables<'_>, id: RunId) -> Result<(State, Vec<u8>), OpError
         .into());
     }
     let key = id.as_u128();
-    let bytes = t
-        .requests
-        .get(key)?
-        .ok_or_else(|| StoreError::Corrupt(format!("run {id} is live but has no request")))?
-        .value()
-        .to_vec();
+    let bytes = t.with_request(id, |bytes| Ok(bytes.to_vec()))?;
     state.status = RunStatus::Running;
     state.started_at_ms = Some(now_ms());
     t.live.insert(key, state.to_live())?;
@@ -701,12 +731,7 @@ fn finish(
 ) -> Result<(), OpError> {
     let state = live_state(t, id, "finish")?;
     let key = id.as_u128();
-    let guard = t
-        .requests
-        .get(key)?
-        .ok_or_else(|| StoreError::Corrupt(format!("run {id} is live but has no request")))?;
-    let flow_id = Envelope::flow_of(id, guard.value())?.to_owned();
-    drop(guard);
+    let flow_id = t.with_request(id, |bytes| Ok(Envelope::flow_of(id, bytes)?.to_owned()))?;
     let status = RunStatus::from(outcome);
     let bytes = encode(
         "outcome",
