@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::store::{RawRequest, Run};
 
@@ -105,19 +105,32 @@ pub fn headers_to_json(headers: &[(String, String)]) -> Value {
 }
 
 /// The webhook step's output: what `$.webhook` holds in the run context.
+///
+/// Built field by field: `json!` would copy each `Value` (the body above all) through
+/// serde's serializer.
 pub fn webhook_document(run_id: &str, request: &RawRequest) -> Value {
     let content_type = request.header("content-type");
-    json!({
-        "run_id": run_id,
-        "method": request.method,
-        "path": request.path,
-        "query": form_to_json(request.query.as_bytes()),
-        "headers": headers_to_json(&request.headers),
-        "content_type": content_type,
-        "body": Body::decode(content_type, &request.body).into_value(),
-        "received_at": humantime::format_rfc3339_millis(request.received_at).to_string(),
-        "remote_addr": request.remote_addr,
-    })
+    let text = |value: &str| Value::String(value.to_owned());
+    let mut document = Map::with_capacity(9);
+    document.insert("run_id".into(), text(run_id));
+    document.insert("method".into(), text(&request.method));
+    document.insert("path".into(), text(&request.path));
+    document.insert("query".into(), form_to_json(request.query.as_bytes()));
+    document.insert("headers".into(), headers_to_json(&request.headers));
+    document.insert("content_type".into(), content_type.map_or(Value::Null, text));
+    document.insert(
+        "body".into(),
+        Body::decode(content_type, &request.body).into_value(),
+    );
+    document.insert(
+        "received_at".into(),
+        Value::String(humantime::format_rfc3339_millis(request.received_at).to_string()),
+    );
+    document.insert(
+        "remote_addr".into(),
+        request.remote_addr.as_deref().map_or(Value::Null, text),
+    );
+    Value::Object(document)
 }
 
 /// The webhook step's output for a stored run.
@@ -127,6 +140,8 @@ pub fn webhook_document_for(run: &Run, request: &RawRequest) -> Value {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]

@@ -3,7 +3,7 @@
 use std::sync::{Arc, LazyLock};
 use std::time::{Instant, SystemTime};
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 
 use crate::catalog::LiveFlow;
@@ -49,7 +49,11 @@ pub async fn execute_steps(
     sink: &mut impl StepSink,
 ) -> Outcome {
     let flow = &live.flow;
-    let mut context = json!({ "webhook": webhook, "steps": {} });
+    // Not `json!`, which would copy the webhook document through serde's serializer.
+    let mut context = Map::with_capacity(2);
+    context.insert("webhook".into(), webhook);
+    context.insert("steps".into(), Value::Object(Map::new()));
+    let mut context = Value::Object(context);
     for (index, step) in flow.steps.iter().enumerate() {
         let started_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
         let started = Instant::now();
