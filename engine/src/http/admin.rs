@@ -60,14 +60,14 @@ pub fn routes(
     let runs = warp::path!("api" / "runs")
         .and(warp::query::<HashMap<String, String>>())
         .and(with.clone())
-        .map(list_runs);
+        .then(|query, admin| blocking(move || list_runs(query, admin)));
     let run = warp::path!("api" / "runs" / String)
         .and(with.clone())
-        .map(get_run);
+        .then(|id, admin| blocking(move || get_run(id, admin)));
     let payload = warp::path!("api" / "runs" / String / "payload")
         .and(warp::query::<HashMap<String, String>>())
         .and(with.clone())
-        .map(get_payload);
+        .then(|id, query, admin| blocking(move || get_payload(id, query, admin)));
 
     warp::get()
         .and(auth)
@@ -120,6 +120,15 @@ fn check_token(admin: &Admin, header: Option<&str>) -> Result<()> {
             "a valid admin token is required (Authorization: Bearer …)",
         ))
     }
+}
+
+/// Runs a handler that reads the store on tokio's blocking pool. Reads are synchronous redb
+/// transactions, and a page of 500 runs or a large body would otherwise hold a runtime worker
+/// that also answers webhooks.
+async fn blocking(handler: impl FnOnce() -> Result<Response> + Send + 'static) -> Result<Response> {
+    tokio::task::spawn_blocking(handler)
+        .await
+        .unwrap_or_else(|e| Err(ApiError::internal(format!("the read failed: {e}"))))
 }
 
 fn json_ok(value: &Value) -> Result<Response> {

@@ -117,7 +117,10 @@ pub fn webhook_document(run_id: &str, request: &RawRequest) -> Value {
     document.insert("path".into(), text(&request.path));
     document.insert("query".into(), form_to_json(request.query.as_bytes()));
     document.insert("headers".into(), headers_to_json(&request.headers));
-    document.insert("content_type".into(), content_type.map_or(Value::Null, text));
+    document.insert(
+        "content_type".into(),
+        content_type.map_or(Value::Null, text),
+    );
     document.insert(
         "body".into(),
         Body::decode(content_type, &request.body).into_value(),
