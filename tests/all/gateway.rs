@@ -2,7 +2,7 @@
 //! end, and shown by the admin API; refusals (404, 404, 405, 413) store nothing.
 
 use serde_json::json;
-use weir_tests::{FlowDir, Weir, send};
+use weir_tests::{FlowDir, Weir, post_with, send};
 
 fn github_issue() -> serde_json::Value {
     json!({
@@ -306,4 +306,47 @@ fn a_store_that_cannot_keep_up_answers_503_with_retry_after_and_loses_nothing() 
     }
     assert_eq!(running.store.count_runs(None, None).unwrap(), 2);
     runtime.block_on(running.shutdown());
+}
+
+#[test]
+fn a_redelivered_webhook_is_answered_with_its_first_run_and_not_run_again() {
+    // The GitHub example dedupes on the X-GitHub-Delivery header.
+    let flows = FlowDir::examples();
+    let data = tempfile::tempdir().unwrap();
+    let weir = Weir::start(flows.path(), &data.path().join("weir.redb"));
+    let url = weir.webhook_url("github-issues");
+    let body = serde_json::to_vec(&github_issue()).unwrap();
+    let deliver = |delivery: Option<&str>| {
+        let headers: Vec<(&str, &str)> = delivery
+            .map(|id| ("x-github-delivery", id))
+            .into_iter()
+            .collect();
+        let answer = post_with(&url, "application/json", &body, &headers);
+        let json = answer.json();
+        (
+            answer.status,
+            json["run_id"].as_str().unwrap().to_owned(),
+            json["duplicate"].clone(),
+        )
+    };
+
+    let (status, first, duplicate) = deliver(Some("delivery-1"));
+    assert_eq!((status, duplicate), (202, json!(false)));
+    let (status, again, duplicate) = deliver(Some("delivery-1"));
+    assert_eq!((status, duplicate), (200, json!(true)));
+    assert_eq!(again, first);
+    let (status, other, _) = deliver(Some("delivery-2"));
+    assert_eq!(status, 202);
+    assert_ne!(other, first);
+    // Without the header there is nothing to dedupe on: every delivery is a run.
+    let (status, bare_a, _) = deliver(None);
+    assert_eq!(status, 202);
+    let (status, bare_b, _) = deliver(None);
+    assert_eq!(status, 202);
+    assert_ne!(bare_a, bare_b);
+
+    for id in [&first, &other, &bare_a, &bare_b] {
+        assert_eq!(weir.wait_run(id)["run"]["status"], "succeeded");
+    }
+    assert_eq!(weir.count_runs(), 4);
 }

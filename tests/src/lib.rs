@@ -184,6 +184,21 @@ pub fn send(method: &str, url: &str, content_type: &str, body: &[u8]) -> Result<
     answer(agent().run(request))
 }
 
+/// POSTs `body` with a content type and extra headers.
+pub fn post_with(url: &str, content_type: &str, body: &[u8], headers: &[(&str, &str)]) -> Answer {
+    let mut request = ureq::http::Request::builder()
+        .method("POST")
+        .uri(url)
+        .header("content-type", content_type);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request
+        .body(body.to_vec())
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    answer(agent().run(request)).unwrap_or_else(|e| panic!("POST {url}: {e}"))
+}
+
 /// POSTs `body` as JSON.
 pub fn post_json(url: &str, body: &serde_json::Value) -> Answer {
     send("POST", url, "application/json", body.to_string().as_bytes())

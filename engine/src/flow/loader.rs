@@ -28,7 +28,7 @@ use super::{
 type Item<'i> = Spanned<DeValue<'i>>;
 
 const TOP_KEYS: &[&str] = &["name", "description", "webhook", "steps"];
-const WEBHOOK_KEYS: &[&str] = &["methods", "max_body"];
+const WEBHOOK_KEYS: &[&str] = &["methods", "max_body", "dedupe"];
 const STEP_KEYS: &[&str] = &[
     "id", "plugin", "when", "input", "config", "timeout", "memory",
 ];
@@ -290,10 +290,59 @@ impl Loader<'_, '_> {
             None => Some(DEFAULT_MAX_BODY),
             Some(item) => self.size(item, "max_body", 1, MAX_MAX_BODY),
         };
+        let dedupe = match table.get("dedupe") {
+            None => Some(None),
+            Some(item) => self.dedupe(item).map(Some),
+        };
         Some(WebhookSpec {
             methods: methods?,
             max_body: max_body?,
+            dedupe: dedupe?,
         })
+    }
+
+    /// `dedupe`: a singular query on `$.webhook`, read when the webhook arrives.
+    fn dedupe(&mut self, item: &Item<'_>) -> Option<Query> {
+        let text = self.string(item, "dedupe")?;
+        let start = item.span().start;
+        if !text.starts_with('$') || text.starts_with("$$") {
+            self.error(
+                start,
+                "`dedupe` must be a JSONPath query starting with `$.webhook`, such as \
+                 \"$.webhook.headers['x-github-delivery']\"",
+            );
+            return None;
+        }
+        let roots = Query::parse(text)
+            .ok()
+            .and_then(|query| query.segment_names(0).map(|names| names == ["webhook"]));
+        if roots == Some(false) {
+            self.error(
+                start,
+                format!(
+                    "`dedupe` is read when the webhook arrives, before any step runs: \
+                     `{text}` must start with `$.webhook`"
+                ),
+            );
+            return None;
+        }
+        // Reports a query that does not parse, where it stops.
+        let no_steps = Scope {
+            index: 0,
+            written: &[],
+        };
+        let query = self.query(text, item.span(), &no_steps)?;
+        if !query.is_singular() {
+            self.error(
+                start,
+                format!(
+                    "`dedupe` must select at most one value (names and indexes only), \
+                     and `{text}` can select several"
+                ),
+            );
+            return None;
+        }
+        Some(query)
     }
 
     fn methods(&mut self, item: &Item<'_>) -> Option<Vec<String>> {

@@ -17,6 +17,7 @@
 //! [webhook]                # optional
 //! methods = ["POST"]       # default ["POST"]
 //! max_body = "1 MiB"       # default 1 MiB, at most 64 MiB
+//! dedupe = "$.webhook.headers['x-github-delivery']"  # optional; a redelivery starts no run
 //!
 //! [[steps]]
 //! id = "opened"                          # unique; `webhook` is reserved
@@ -94,6 +95,24 @@ pub struct WebhookSpec {
     pub methods: Vec<String>,
     /// The largest accepted request body, in bytes.
     pub max_body: u64,
+    /// A singular query on `$.webhook` whose value identifies a delivery: a webhook whose
+    /// value was already accepted for this flow is answered with the first run and starts
+    /// none. A webhook where it selects nothing (or `null`) is never a duplicate.
+    pub dedupe: Option<Query>,
+}
+
+impl WebhookSpec {
+    /// The dedupe key of a webhook whose run context is `context` (`{"webhook": …}`): the
+    /// selected string, or the JSON text of any other value; `None` when it selects nothing
+    /// or `null`, or when the flow has no `dedupe`.
+    pub fn dedupe_key(&self, context: &Value) -> Option<String> {
+        let query = self.dedupe.as_ref()?;
+        match query.select(context).first()? {
+            Value::Null => None,
+            Value::String(text) => Some(text.clone()),
+            other => Some(other.to_string()),
+        }
+    }
 }
 
 impl Default for WebhookSpec {
@@ -101,6 +120,7 @@ impl Default for WebhookSpec {
         WebhookSpec {
             methods: DEFAULT_METHODS.iter().map(|m| (*m).to_owned()).collect(),
             max_body: DEFAULT_MAX_BODY,
+            dedupe: None,
         }
     }
 }

@@ -140,6 +140,8 @@ impl PartialEq for Query {
     }
 }
 
+impl Eq for Query {}
+
 fn query_error(text: &str, err: JsonPathError) -> QueryError {
     let (reason, offset) = match err {
         JsonPathError::PestError(pest_error) => {

@@ -196,7 +196,7 @@ input.name = { "$path" = "$.webhook.body.name", "$default" = "n", "$dflt" = 1 }
         errors(source),
         vec![
             "2:1: unknown key `colour` at the top level; allowed keys: name, description, webhook, steps",
-            "5:1: unknown key `respond` in [webhook]; allowed keys: methods, max_body",
+            "5:1: unknown key `respond` in [webhook]; allowed keys: methods, max_body, dedupe",
             "10:1: in step 'a': unknown key `tiemout` in a step; allowed keys: id, plugin, when, input, config, timeout, memory",
             "11:67: in step 'a': unknown key `$dflt` in a mapping with a default; allowed keys: $path, $default",
         ]
@@ -910,4 +910,65 @@ fn contact_form_example_maps_form_fields() {
         .evaluate(&context(json!({"email": "a@b.c"}), &[]))
         .unwrap_err();
     assert!(err.to_string().contains("input.message"), "{err}");
+}
+
+#[test]
+fn dedupe_reads_one_value_of_the_webhook() {
+    let flow = load(
+        r#"name = "x"
+[webhook]
+dedupe = "$.webhook.headers['x-github-delivery']"
+"#,
+    );
+    let spec = &flow.webhook;
+    let key = |webhook: Value| spec.dedupe_key(&json!({ "webhook": webhook }));
+    assert_eq!(
+        key(json!({"headers": {"x-github-delivery": "d-1"}})),
+        Some("d-1".into())
+    );
+    assert_eq!(
+        key(json!({"headers": {"x-github-delivery": 42}})),
+        Some("42".into())
+    );
+    // Nothing selected, or null: never a duplicate.
+    assert_eq!(key(json!({"headers": {}})), None);
+    assert_eq!(key(json!({"headers": {"x-github-delivery": null}})), None);
+    assert_eq!(load(MINIMAL).webhook.dedupe_key(&json!({})), None);
+}
+
+#[test]
+fn dedupe_must_be_a_singular_query_on_the_webhook() {
+    let source = r#"name = "x"
+[webhook]
+dedupe = "$.steps.a.output"
+
+[[steps]]
+id = "a"
+plugin = "transform"
+"#;
+    assert_eq!(
+        errors(source),
+        vec![
+            "3:10: `dedupe` is read when the webhook arrives, before any step runs: \
+             `$.steps.a.output` must start with `$.webhook`"
+        ]
+    );
+    assert_eq!(
+        errors("name = \"x\"\n[webhook]\ndedupe = \"$.webhook.body.items[*].id\"\n"),
+        vec![
+            "3:10: `dedupe` must select at most one value (names and indexes only), \
+             and `$.webhook.body.items[*].id` can select several"
+        ]
+    );
+    assert_eq!(
+        errors("name = \"x\"\n[webhook]\ndedupe = \"delivery\"\n"),
+        vec![
+            "3:10: `dedupe` must be a JSONPath query starting with `$.webhook`, such as \
+             \"$.webhook.headers['x-github-delivery']\""
+        ]
+    );
+    assert_eq!(
+        errors("name = \"x\"\n[webhook]\ndedupe = \"$.webhook[\"\n").len(),
+        1
+    );
 }

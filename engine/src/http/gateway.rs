@@ -5,7 +5,9 @@
 //! a method the flow does not accept gets 405 with `Allow`; a body over the flow's `max_body`
 //! gets 413 (counted over the stream, so chunked bodies are limited too). Then the request and
 //! its run are committed to the store, and only then does the sender get 202 with the run id.
-//! When the store cannot take it, the answer is 503 with `Retry-After`, never a 2xx.
+//! When the store cannot take it, the answer is 503 with `Retry-After`, never a 2xx. A flow
+//! with `dedupe` answers a redelivery (same dedupe value) 200 with the first delivery's run,
+//! and starts no run.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,7 +15,7 @@ use std::time::SystemTime;
 
 use bytes::Buf;
 use futures_util::{Stream, StreamExt};
-use serde_json::json;
+use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 use warp::Filter;
 use warp::http::{HeaderMap, Method, StatusCode};
@@ -21,7 +23,7 @@ use warp::reply::{Reply, Response};
 
 use super::error::ApiError;
 use crate::catalog::Catalog;
-use crate::run::Executor;
+use crate::run::{Executor, payload};
 use crate::store::{NewRun, RawRequest, Store, StoreError};
 
 /// What the gateway needs.
@@ -142,19 +144,29 @@ where
             )
         })
         .collect();
+    let request = RawRequest {
+        method: req.method.as_str().to_owned(),
+        path: req.path,
+        query: req.query,
+        headers,
+        body,
+        remote_addr: req.remote.map(|a| a.to_string()),
+        received_at,
+    };
+    // Only a flow with `dedupe` pays for decoding the body here.
+    let dedupe_key = spec.dedupe.as_ref().and_then(|_| {
+        let mut context = serde_json::Map::new();
+        context.insert(
+            "webhook".into(),
+            Value::Object(payload::request_document(&request)),
+        );
+        spec.dedupe_key(&Value::Object(context))
+    });
     let new_run = NewRun {
         flow_id: req.flow_id.clone(),
         flow_version: live.flow.version.clone(),
-        request: RawRequest {
-            method: req.method.as_str().to_owned(),
-            path: req.path,
-            query: req.query,
-            headers,
-            body,
-            remote_addr: req.remote.map(|a| a.to_string()),
-            received_at,
-        },
-        dedupe_key: None,
+        request,
+        dedupe_key,
     };
     match gateway.store.accept(new_run).await {
         Ok(accepted) => {
@@ -168,10 +180,14 @@ where
                 "status": accepted.run.status,
                 "duplicate": accepted.duplicate,
             });
-            Ok(
-                warp::reply::with_status(warp::reply::json(&body), StatusCode::ACCEPTED)
-                    .into_response(),
-            )
+            // A redelivery is answered 200 with the first delivery's run: nothing new was
+            // accepted, and the sender stops retrying either way.
+            let status = if accepted.duplicate {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            };
+            Ok(warp::reply::with_status(warp::reply::json(&body), status).into_response())
         }
         Err(StoreError::Overloaded) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

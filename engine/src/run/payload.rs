@@ -109,10 +109,17 @@ pub fn headers_to_json(headers: &[(String, String)]) -> Value {
 /// Built field by field: `json!` would copy each `Value` (the body above all) through
 /// serde's serializer.
 pub fn webhook_document(run_id: &str, request: &RawRequest) -> Value {
+    let mut document = request_document(request);
+    document.insert("run_id".into(), Value::String(run_id.to_owned()));
+    Value::Object(document)
+}
+
+/// [`webhook_document`] without the run id: what a flow's `dedupe` reads, before there is a
+/// run.
+pub fn request_document(request: &RawRequest) -> Map<String, Value> {
     let content_type = request.header("content-type");
     let text = |value: &str| Value::String(value.to_owned());
-    let mut document = Map::with_capacity(9);
-    document.insert("run_id".into(), text(run_id));
+    let mut document = Map::new();
     document.insert("method".into(), text(&request.method));
     document.insert("path".into(), text(&request.path));
     document.insert("query".into(), form_to_json(request.query.as_bytes()));
@@ -133,7 +140,7 @@ pub fn webhook_document(run_id: &str, request: &RawRequest) -> Value {
         "remote_addr".into(),
         request.remote_addr.as_deref().map_or(Value::Null, text),
     );
-    Value::Object(document)
+    document
 }
 
 /// The webhook step's output for a stored run.
