@@ -350,3 +350,87 @@ fn a_redelivered_webhook_is_answered_with_its_first_run_and_not_run_again() {
     }
     assert_eq!(weir.count_runs(), 4);
 }
+
+/// `respond = "result"`: the sender waits for the run and gets its result: the last step's
+/// output (200), nothing for a filtered run (204), the error for a failed one (500), and the
+/// usual 202 when the run takes longer than `respond_timeout`.
+#[test]
+fn a_flow_that_responds_with_its_result() {
+    let flows = FlowDir::empty();
+    flows.write(
+        "greet.toml",
+        r#"name = "Greet"
+[webhook]
+respond = "result"
+
+[[steps]]
+id = "asked"
+plugin = "filter"
+input = "$.webhook.body.action"
+config.equals = "greet"
+
+[[steps]]
+id = "greeting"
+plugin = "template"
+input.name = "$.webhook.body.name"
+input.times = "$.webhook.body.times"
+config.template = "Hello {{ name }} x{{ times }}"
+"#,
+    );
+    flows.write(
+        "slow.toml",
+        &format!(
+            r#"name = "Slow"
+[webhook]
+respond = "result"
+respond_timeout = "200ms"
+
+[[steps]]
+id = "spin"
+plugin = "{}"
+config = {{ mode = "spin", ms = 1500 }}
+"#,
+            weir_tests::HOSTILE_WASM
+        ),
+    );
+    let data = tempfile::tempdir().unwrap();
+    let weir = Weir::start(flows.path(), &data.path().join("weir.redb"));
+    let greet = weir.webhook_url("greet");
+
+    let ok = weir_tests::post_json(
+        &greet,
+        &json!({"action": "greet", "name": "Ada", "times": 2}),
+    );
+    assert_eq!(ok.status, 200, "{:?}", String::from_utf8_lossy(&ok.body));
+    assert_eq!(ok.json(), json!("Hello Ada x2"));
+    assert_eq!(ok.header("x-weir-run-status"), Some("succeeded"));
+    let id = ok.header("x-weir-run-id").unwrap().to_owned();
+    assert_eq!(weir.wait_run(&id)["run"]["status"], "succeeded");
+
+    let filtered = weir_tests::post_json(&greet, &json!({"action": "wave"}));
+    assert_eq!(filtered.status, 204);
+    assert_eq!(filtered.header("x-weir-run-status"), Some("filtered"));
+
+    let failed = weir_tests::post_json(&greet, &json!({"action": "greet", "name": "Ada"}));
+    assert_eq!(failed.status, 500);
+    let error = failed.json();
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(message.contains("$.webhook.body.times"), "{message}");
+    assert_eq!(
+        weir.wait_run(error["run_id"].as_str().unwrap())["run"]["status"],
+        "failed"
+    );
+
+    // Slower than its respond_timeout: 202 now, the run finishes later.
+    let started = std::time::Instant::now();
+    let slow = weir_tests::post_json(&weir.webhook_url("slow"), &json!({}));
+    assert_eq!(
+        slow.status,
+        202,
+        "{:?}",
+        String::from_utf8_lossy(&slow.body)
+    );
+    assert!(started.elapsed() < std::time::Duration::from_millis(1500));
+    let id = slow.json()["run_id"].as_str().unwrap().to_owned();
+    assert_eq!(weir.wait_run(&id)["run"]["status"], "succeeded");
+}

@@ -21,14 +21,20 @@ use super::id::{FlowId, StepId};
 use super::mapping::{Mapping, Node, Selection, place_index, place_key};
 use super::query::Query;
 use super::{
-    DEFAULT_MAX_BODY, Flow, LoadContext, MAX_MAX_BODY, MAX_MEMORY, MAX_TIMEOUT, MIN_MEMORY,
-    PluginRef, Step, WebhookSpec,
+    DEFAULT_MAX_BODY, DEFAULT_RESPOND_TIMEOUT, Flow, LoadContext, MAX_MAX_BODY, MAX_MEMORY,
+    MAX_RESPOND_TIMEOUT, MAX_TIMEOUT, MIN_MEMORY, PluginRef, Respond, Step, WebhookSpec,
 };
 
 type Item<'i> = Spanned<DeValue<'i>>;
 
 const TOP_KEYS: &[&str] = &["name", "description", "webhook", "steps"];
-const WEBHOOK_KEYS: &[&str] = &["methods", "max_body", "dedupe"];
+const WEBHOOK_KEYS: &[&str] = &[
+    "methods",
+    "max_body",
+    "dedupe",
+    "respond",
+    "respond_timeout",
+];
 const STEP_KEYS: &[&str] = &[
     "id", "plugin", "when", "input", "config", "timeout", "memory",
 ];
@@ -294,11 +300,51 @@ impl Loader<'_, '_> {
             None => Some(None),
             Some(item) => self.dedupe(item).map(Some),
         };
+        let respond = self.respond(table.get("respond"), table.get("respond_timeout"));
         Some(WebhookSpec {
             methods: methods?,
             max_body: max_body?,
             dedupe: dedupe?,
+            respond: respond?,
         })
+    }
+
+    /// `respond` and `respond_timeout`, which only goes with `respond = "result"`.
+    fn respond(
+        &mut self,
+        respond: Option<&Item<'_>>,
+        timeout: Option<&Item<'_>>,
+    ) -> Option<Respond> {
+        let result = match respond {
+            None => false,
+            Some(item) => match self.string(item, "respond")? {
+                "accepted" => false,
+                "result" => true,
+                other => {
+                    self.error(
+                        item.span().start,
+                        format!("`respond` = \"{other}\" is not one of \"accepted\", \"result\""),
+                    );
+                    return None;
+                }
+            },
+        };
+        match (result, timeout) {
+            (false, None) => Some(Respond::Accepted),
+            (false, Some(item)) => {
+                self.error(
+                    item.span().start,
+                    "`respond_timeout` only applies with `respond = \"result\"`",
+                );
+                None
+            }
+            (true, None) => Some(Respond::Result {
+                timeout: DEFAULT_RESPOND_TIMEOUT,
+            }),
+            (true, Some(item)) => Some(Respond::Result {
+                timeout: self.duration(item, "respond_timeout", MAX_RESPOND_TIMEOUT)?,
+            }),
+        }
     }
 
     /// `dedupe`: a singular query on `$.webhook`, read when the webhook arrives.

@@ -18,6 +18,8 @@
 //! methods = ["POST"]       # default ["POST"]
 //! max_body = "1 MiB"       # default 1 MiB, at most 64 MiB
 //! dedupe = "$.webhook.headers['x-github-delivery']"  # optional; a redelivery starts no run
+//! respond = "accepted"     # default; or "result": answer with the last step's output
+//! respond_timeout = "10s"  # with "result": how long to wait before answering 202 (max 5m)
 //!
 //! [[steps]]
 //! id = "opened"                          # unique; `webhook` is reserved
@@ -99,7 +101,25 @@ pub struct WebhookSpec {
     /// value was already accepted for this flow is answered with the first run and starts
     /// none. A webhook where it selects nothing (or `null`) is never a duplicate.
     pub dedupe: Option<Query>,
+    /// What the sender is answered.
+    pub respond: Respond,
 }
+
+/// What a webhook's sender is answered (`[webhook] respond`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Respond {
+    /// `202` with the run id as soon as the webhook is stored; the run follows.
+    #[default]
+    Accepted,
+    /// The run's result: the sender waits until the run ends, up to this long, then gets the
+    /// `202` of [`Respond::Accepted`] while the run goes on.
+    Result { timeout: Duration },
+}
+
+/// How long a `respond = "result"` webhook waits for its run when the flow does not say.
+pub const DEFAULT_RESPOND_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest `respond_timeout`: senders and proxies rarely wait longer.
+pub const MAX_RESPOND_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl WebhookSpec {
     /// The dedupe key of a webhook whose run context is `context` (`{"webhook": …}`): the
@@ -121,6 +141,7 @@ impl Default for WebhookSpec {
             methods: DEFAULT_METHODS.iter().map(|m| (*m).to_owned()).collect(),
             max_body: DEFAULT_MAX_BODY,
             dedupe: None,
+            respond: Respond::Accepted,
         }
     }
 }

@@ -184,7 +184,7 @@ fn unknown_keys_list_the_allowed_ones() {
 colour = "blue"
 
 [webhook]
-respond = "result"
+respnd = "result"
 
 [[steps]]
 id = "a"
@@ -196,7 +196,7 @@ input.name = { "$path" = "$.webhook.body.name", "$default" = "n", "$dflt" = 1 }
         errors(source),
         vec![
             "2:1: unknown key `colour` at the top level; allowed keys: name, description, webhook, steps",
-            "5:1: unknown key `respond` in [webhook]; allowed keys: methods, max_body, dedupe",
+            "5:1: unknown key `respnd` in [webhook]; allowed keys: methods, max_body, dedupe, respond, respond_timeout",
             "10:1: in step 'a': unknown key `tiemout` in a step; allowed keys: id, plugin, when, input, config, timeout, memory",
             "11:67: in step 'a': unknown key `$dflt` in a mapping with a default; allowed keys: $path, $default",
         ]
@@ -970,5 +970,45 @@ plugin = "transform"
     assert_eq!(
         errors("name = \"x\"\n[webhook]\ndedupe = \"$.webhook[\"\n").len(),
         1
+    );
+}
+
+#[test]
+fn respond_is_accepted_unless_the_flow_asks_for_its_result() {
+    use crate::flow::{DEFAULT_RESPOND_TIMEOUT, Respond};
+    assert_eq!(load(MINIMAL).webhook.respond, Respond::Accepted);
+    let with = |webhook: &str| {
+        load(&format!("name = \"x\"\n[webhook]\n{webhook}\n"))
+            .webhook
+            .respond
+    };
+    assert_eq!(with("respond = \"accepted\""), Respond::Accepted);
+    assert_eq!(
+        with("respond = \"result\""),
+        Respond::Result {
+            timeout: DEFAULT_RESPOND_TIMEOUT
+        }
+    );
+    assert_eq!(
+        with("respond = \"result\"\nrespond_timeout = \"1m 30s\""),
+        Respond::Result {
+            timeout: std::time::Duration::from_secs(90)
+        }
+    );
+
+    let errors_of = |webhook: &str| errors(&format!("name = \"x\"\n[webhook]\n{webhook}\n"));
+    assert_eq!(
+        errors_of("respond = \"sync\""),
+        vec!["3:11: `respond` = \"sync\" is not one of \"accepted\", \"result\""]
+    );
+    assert_eq!(
+        errors_of("respond_timeout = \"5s\""),
+        vec!["3:19: `respond_timeout` only applies with `respond = \"result\"`"]
+    );
+    let too_long = errors_of("respond = \"result\"\nrespond_timeout = \"1h\"");
+    assert_eq!(too_long.len(), 1);
+    assert!(
+        too_long[0].starts_with("4:19: `respond_timeout` must be at most"),
+        "{too_long:?}"
     );
 }

@@ -7,7 +7,8 @@
 //! its run are committed to the store, and only then does the sender get 202 with the run id.
 //! When the store cannot take it, the answer is 503 with `Retry-After`, never a 2xx. A flow
 //! with `dedupe` answers a redelivery (same dedupe value) 200 with the first delivery's run,
-//! and starts no run.
+//! and starts no run. A flow with `respond = "result"` answers with its run's result once the
+//! run ends, or 202 after `respond_timeout`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,8 +24,9 @@ use warp::reply::{Reply, Response};
 
 use super::error::ApiError;
 use crate::catalog::Catalog;
-use crate::run::{Executor, payload};
-use crate::store::{NewRun, RawRequest, Store, StoreError};
+use crate::flow::Respond;
+use crate::run::{Executor, RunResult, payload};
+use crate::store::{NewRun, RawRequest, RunId, RunOutcome, RunStatus, Store, StoreError};
 
 /// What the gateway needs.
 pub struct Gateway {
@@ -173,7 +175,16 @@ where
             let id = accepted.run.id;
             tracing::debug!(flow = %req.flow_id, run = %id, "webhook accepted");
             if !accepted.duplicate {
-                gateway.executor.submit(id);
+                match spec.respond {
+                    Respond::Accepted => gateway.executor.submit(id),
+                    Respond::Result { timeout } => {
+                        let result = gateway.executor.submit_and_wait(id);
+                        if let Ok(Ok(result)) = tokio::time::timeout(timeout, result).await {
+                            return Ok(result_response(id, result));
+                        }
+                        // Too slow: the sender gets the usual 202, the run goes on.
+                    }
+                }
             }
             let body = json!({
                 "run_id": id.to_string(),
@@ -203,6 +214,39 @@ where
             .with_header("retry-after", "5"))
         }
     }
+}
+
+/// The answer of a `respond = "result"` webhook whose run ended in time: `200` with the last
+/// step's output as JSON when it succeeded, `204` when it was filtered, `500` with the error
+/// when it failed. `x-weir-run-id` and `x-weir-run-status` say which run and how it ended.
+fn result_response(id: RunId, result: RunResult) -> Response {
+    let mut response = match result.outcome {
+        RunOutcome::Succeeded => {
+            warp::reply::with_status(warp::reply::json(&result.output), StatusCode::OK)
+                .into_response()
+        }
+        RunOutcome::Filtered => StatusCode::NO_CONTENT.into_response(),
+        RunOutcome::Failed => {
+            let message = result.error.unwrap_or_else(|| "the run failed".into());
+            let body = json!({
+                "error": { "status": 500, "message": format!("run {id} failed: {message}") },
+                "run_id": id.to_string(),
+            });
+            warp::reply::with_status(warp::reply::json(&body), StatusCode::INTERNAL_SERVER_ERROR)
+                .into_response()
+        }
+    };
+    let status = RunStatus::from(result.outcome);
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("x-weir-run-id", id.to_string()),
+        ("x-weir-run-status", status.to_string()),
+    ] {
+        if let Ok(value) = warp::http::HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
+    response
 }
 
 /// Reads the body; `None` as soon as it passes `max` bytes.

@@ -11,9 +11,11 @@
 pub mod payload;
 mod steps;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
-use tokio::sync::{Semaphore, mpsc};
+use serde_json::Value;
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::catalog::Catalog;
 use crate::store::{RunId, RunOutcome, StepRecord, Store, StoreError};
@@ -24,7 +26,51 @@ pub use steps::{Outcome, RunInfo, StepSink, execute_steps};
 #[derive(Clone)]
 pub struct Executor {
     queue: mpsc::UnboundedSender<RunId>,
+    waiters: Arc<Waiters>,
     _runtime: Arc<RunRuntime>,
+}
+
+/// How a run ended, for a sender waiting for it (`respond = "result"`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunResult {
+    pub outcome: RunOutcome,
+    pub error: Option<String>,
+    /// The output of the flow's last step (`null` when it was skipped or did not run).
+    pub output: Value,
+}
+
+/// Senders waiting for their run's result, by run.
+#[derive(Default)]
+struct Waiters(Mutex<HashMap<RunId, oneshot::Sender<RunResult>>>);
+
+impl Waiters {
+    fn add(&self, id: RunId) -> oneshot::Receiver<RunResult> {
+        let (sender, receiver) = oneshot::channel();
+        self.lock().insert(id, sender);
+        receiver
+    }
+
+    /// Hands the result to the run's waiter, if one is still there.
+    fn notify(&self, id: RunId, result: RunResult) {
+        let waiter = {
+            let mut waiters = self.lock();
+            if waiters.is_empty() {
+                return;
+            }
+            waiters.remove(&id)
+        };
+        if let Some(waiter) = waiter {
+            // The sender may have given up (timeout, disconnect): nothing to do then.
+            let _ = waiter.send(result);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RunId, oneshot::Sender<RunResult>>> {
+        // The map stays consistent whatever panicked while holding it.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// The executor's own tokio runtime, so that its threads (and the blocking threads that call
@@ -60,22 +106,35 @@ impl Executor {
             .build()?;
         let (queue, mut incoming) = mpsc::unbounded_channel::<RunId>();
         let slots = Arc::new(Semaphore::new(concurrency.max(1)));
+        let waiters = Arc::new(Waiters::default());
+        let notify = waiters.clone();
         runtime.spawn(async move {
             while let Some(id) = incoming.recv().await {
                 let Ok(slot) = slots.clone().acquire_owned().await else {
                     return;
                 };
-                let (catalog, store) = (catalog.clone(), store.clone());
+                let (catalog, store, notify) = (catalog.clone(), store.clone(), notify.clone());
                 tokio::spawn(async move {
-                    execute(&catalog, &store, id).await;
+                    if let Some(result) = execute(&catalog, &store, id).await {
+                        notify.notify(id, result);
+                    }
                     drop(slot);
                 });
             }
         });
         Ok(Executor {
             queue,
+            waiters,
             _runtime: Arc::new(RunRuntime(Some(runtime))),
         })
+    }
+
+    /// Queues a run and returns where its result will come once it ends. Dropping the
+    /// receiver gives up waiting; the run goes on either way.
+    pub fn submit_and_wait(&self, id: RunId) -> oneshot::Receiver<RunResult> {
+        let receiver = self.waiters.add(id);
+        self.submit(id);
+        receiver
     }
 
     /// Queues a run that the store has accepted.
@@ -136,16 +195,22 @@ impl StepSink for StoreSink<'_> {
     }
 }
 
-/// Runs one accepted run to its end.
-async fn execute(catalog: &Catalog, store: &Store, id: RunId) {
-    let finish = |outcome, error: Option<String>| async move {
-        if let Err(e) = store.finish(id, outcome, error).await {
+/// Runs one accepted run to its end; its result, or `None` when it did not run here.
+async fn execute(catalog: &Catalog, store: &Store, id: RunId) -> Option<RunResult> {
+    let finish = |outcome, error: Option<String>, output| async move {
+        if let Err(e) = store.finish(id, outcome, error.clone()).await {
             tracing::error!(run = %id, error = %e, "recording the end of a run");
         }
+        Some(RunResult {
+            outcome,
+            error,
+            output,
+        })
     };
     let (run, request) = match store.claim_run(id).await {
         Ok(claimed) => claimed,
-        Err(StoreError::Conflict(_)) => return, // already started or finished: a duplicate submit
+        // Already started or finished: a duplicate submit.
+        Err(StoreError::Conflict(_)) => return None,
         Err(StoreError::Corrupt(message)) => {
             // The run is marked running but its stored request cannot be read: end it, with
             // the reason shown, rather than retry it at every start.
@@ -153,25 +218,35 @@ async fn execute(catalog: &Catalog, store: &Store, id: RunId) {
             return finish(
                 RunOutcome::Failed,
                 Some(format!("reading the request: {message}")),
+                Value::Null,
             )
             .await;
         }
         Err(e) => {
             tracing::error!(run = %id, error = %e, "cannot start run; it stays queued");
-            return;
+            return None;
         }
     };
     let live = match catalog.flow_version(&run.flow_id, &run.flow_version).await {
         Ok(live) => live,
-        Err(message) => return finish(RunOutcome::Failed, Some(message)).await,
+        Err(message) => return finish(RunOutcome::Failed, Some(message), Value::Null).await,
     };
+    let last_step = live.flow.steps.last().map(|step| step.id.to_string());
     let webhook = payload::webhook_document_for(&run, &request);
     let info = RunInfo {
         run_id: id.to_string(),
         attempt: run.attempt,
     };
     let mut sink = StoreSink { store, id };
-    let outcome = execute_steps(live, webhook, &info, &mut sink).await;
+    let mut outcome = execute_steps(live, webhook, &info, &mut sink).await;
     tracing::debug!(run = %id, flow = %run.flow_id, outcome = ?outcome.outcome, "run finished");
-    finish(outcome.outcome, outcome.error).await;
+    let output = last_step
+        .and_then(|step| {
+            outcome
+                .context
+                .pointer_mut(&format!("/steps/{step}/output"))
+        })
+        .map(Value::take)
+        .unwrap_or(Value::Null);
+    finish(outcome.outcome, outcome.error, output).await
 }
