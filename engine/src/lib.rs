@@ -11,3 +11,4 @@ pub mod run;
 pub mod scaffold;
 pub mod server;
 pub mod store;
+pub mod verify;

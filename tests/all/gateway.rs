@@ -434,3 +434,83 @@ config = {{ mode = "spin", ms = 1500 }}
     let id = slow.json()["run_id"].as_str().unwrap().to_owned();
     assert_eq!(weir.wait_run(&id)["run"]["status"], "succeeded");
 }
+
+/// `verify`: a GitHub-signed webhook is accepted; unsigned, wrongly signed or tampered ones get
+/// 401 with the reason and store nothing. The secret comes from the environment.
+#[test]
+fn a_webhook_that_fails_its_signature_check_is_refused_and_not_stored() {
+    use hmac::{KeyInit as _, Mac as _};
+    let sign = |secret: &[u8], body: &[u8]| {
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+        mac.update(body);
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    };
+    let flows = FlowDir::empty();
+    flows.write(
+        "signed.toml",
+        r#"name = "Signed"
+[webhook]
+verify = { scheme = "github", secret = "${SIGNED_SECRET}" }
+
+[[steps]]
+id = "echo"
+plugin = "transform"
+input = "$.webhook.body"
+"#,
+    );
+    let data = tempfile::tempdir().unwrap();
+    let weir = Weir::start_with_env(
+        flows.path(),
+        &data.path().join("weir.redb"),
+        &[],
+        &[("SIGNED_SECRET", "It's a Secret to Everybody")],
+    );
+    let url = weir.webhook_url("signed");
+    let body = br#"{"zen":"Keep it logically awesome."}"#;
+    let post =
+        |headers: &[(&str, &str)], body: &[u8]| post_with(&url, "application/json", body, headers);
+
+    let unsigned = post(&[], body);
+    assert_eq!(unsigned.status, 401);
+    let message = unsigned.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains("x-hub-signature-256 header is missing"),
+        "{message}"
+    );
+
+    let wrong = sign(b"not the secret", body);
+    let answer = post(&[("x-hub-signature-256", &wrong)], body);
+    assert_eq!(answer.status, 401);
+    assert!(
+        answer.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not match")
+    );
+
+    let good = sign(b"It's a Secret to Everybody", body);
+    let tampered = post(
+        &[("x-hub-signature-256", &good)],
+        br#"{"zen":"Keep it logically awesome!"}"#,
+    );
+    assert_eq!(tampered.status, 401);
+    assert_eq!(weir.count_runs(), 0);
+
+    let signed = post(&[("x-hub-signature-256", &good)], body);
+    assert_eq!(
+        signed.status,
+        202,
+        "{:?}",
+        String::from_utf8_lossy(&signed.body)
+    );
+    let run = weir.wait_run(signed.json()["run_id"].as_str().unwrap());
+    assert_eq!(run["run"]["status"], "succeeded");
+    assert_eq!(
+        run["steps"][0]["output"],
+        json!({"zen": "Keep it logically awesome."})
+    );
+    assert_eq!(weir.count_runs(), 1);
+}

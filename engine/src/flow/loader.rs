@@ -24,6 +24,7 @@ use super::{
     DEFAULT_MAX_BODY, DEFAULT_RESPOND_TIMEOUT, Flow, LoadContext, MAX_MAX_BODY, MAX_MEMORY,
     MAX_RESPOND_TIMEOUT, MAX_TIMEOUT, MIN_MEMORY, PluginRef, Respond, Step, WebhookSpec,
 };
+use crate::verify::{self, Encoding, TokenPlace, Verify};
 
 type Item<'i> = Spanned<DeValue<'i>>;
 
@@ -34,11 +35,33 @@ const WEBHOOK_KEYS: &[&str] = &[
     "dedupe",
     "respond",
     "respond_timeout",
+    "verify",
 ];
 const STEP_KEYS: &[&str] = &[
     "id", "plugin", "when", "input", "config", "timeout", "memory",
 ];
 const DEFAULT_KEYS: &[&str] = &["$path", "$default"];
+
+/// The `verify` schemes and the keys each takes.
+const SCHEMES_KEYS: &[(&str, &[&str])] = &[
+    ("github", &["scheme", "secret"]),
+    ("stripe", &["scheme", "secret", "tolerance"]),
+    ("slack", &["scheme", "secret", "tolerance"]),
+    ("standard-webhooks", &["scheme", "secret", "tolerance"]),
+    (
+        "hmac",
+        &["scheme", "secret", "header", "prefix", "encoding"],
+    ),
+    ("token", &["scheme", "token", "header", "query"]),
+    ("basic", &["scheme", "username", "password"]),
+];
+fn scheme_names() -> String {
+    let names: Vec<&str> = SCHEMES_KEYS.iter().map(|(name, _)| *name).collect();
+    names.join(", ")
+}
+
+/// The widest `tolerance` of a signed timestamp.
+const MAX_TOLERANCE: Duration = Duration::from_secs(24 * 3600);
 
 /// The id reserved for the request that starts a run (`$.webhook`).
 const WEBHOOK_STEP: &str = "webhook";
@@ -301,12 +324,154 @@ impl Loader<'_, '_> {
             Some(item) => self.dedupe(item).map(Some),
         };
         let respond = self.respond(table.get("respond"), table.get("respond_timeout"));
+        let verify = match table.get("verify") {
+            None => Some(None),
+            Some(item) => self.verify(item).map(Some),
+        };
         Some(WebhookSpec {
             methods: methods?,
             max_body: max_body?,
             dedupe: dedupe?,
             respond: respond?,
+            verify: verify?,
         })
+    }
+
+    /// `verify = { scheme = "…", … }`: see [`crate::verify`].
+    fn verify(&mut self, item: &Item<'_>) -> Option<Verify> {
+        let DeValue::Table(table) = item.get_ref() else {
+            self.wrong_type(
+                item,
+                "verify",
+                "a table such as { scheme = \"github\", secret = \"${GITHUB_WEBHOOK_SECRET}\" }",
+            );
+            return None;
+        };
+        let Some(scheme_item) = table.get("scheme") else {
+            self.error(
+                item.span().start,
+                format!("`verify` needs a `scheme`: one of {}", scheme_names()),
+            );
+            return None;
+        };
+        let scheme = self.string(scheme_item, "scheme")?;
+        let Some((_, keys)) = SCHEMES_KEYS.iter().find(|(name, _)| *name == scheme) else {
+            self.error(
+                scheme_item.span().start,
+                format!(
+                    "`verify` scheme \"{scheme}\" is not one of {}",
+                    scheme_names()
+                ),
+            );
+            return None;
+        };
+        self.unknown_keys(table, keys, &format!("in verify (scheme \"{scheme}\")"));
+        let at = item.span().start;
+        let text = |loader: &mut Self, key: &str, required: bool| -> Option<Option<String>> {
+            match table.get(key) {
+                Some(value) => loader.secret(value, key).map(Some),
+                None if required => {
+                    loader.error(
+                        at,
+                        format!("`verify` with scheme \"{scheme}\" needs `{key}`"),
+                    );
+                    None
+                }
+                None => Some(None),
+            }
+        };
+        let tolerance = match table.get("tolerance") {
+            None => Some(verify::DEFAULT_TOLERANCE),
+            Some(item) => self.duration(item, "tolerance", MAX_TOLERANCE),
+        };
+        let verify = match scheme {
+            "github" => Verify::Github {
+                secret: text(self, "secret", true)??,
+            },
+            "stripe" => Verify::Stripe {
+                secret: text(self, "secret", true)??,
+                tolerance: tolerance?,
+            },
+            "slack" => Verify::Slack {
+                secret: text(self, "secret", true)??,
+                tolerance: tolerance?,
+            },
+            "standard-webhooks" => {
+                let secret = text(self, "secret", true)??;
+                let key = match verify::standard_webhooks_key(&secret) {
+                    Ok(key) => key,
+                    Err(message) => {
+                        self.error(table.get("secret").map_or(at, |s| s.span().start), message);
+                        return None;
+                    }
+                };
+                Verify::StandardWebhooks {
+                    key,
+                    tolerance: tolerance?,
+                }
+            }
+            "hmac" => {
+                let encoding = match text(self, "encoding", false)?.as_deref() {
+                    None | Some("hex") => Encoding::Hex,
+                    Some("base64") => Encoding::Base64,
+                    Some(other) => {
+                        self.error(
+                            table.get("encoding").map_or(at, |e| e.span().start),
+                            format!("`encoding` = \"{other}\" is not one of \"hex\", \"base64\""),
+                        );
+                        return None;
+                    }
+                };
+                Verify::Hmac {
+                    secret: text(self, "secret", true)??,
+                    header: text(self, "header", true)??.to_ascii_lowercase(),
+                    prefix: text(self, "prefix", false)?.unwrap_or_default(),
+                    encoding,
+                }
+            }
+            "token" => {
+                let token = text(self, "token", true)??;
+                let header = text(self, "header", false)?;
+                let query = text(self, "query", false)?;
+                let place = match (header, query) {
+                    (None, None) => TokenPlace::Bearer,
+                    (Some(header), None) => TokenPlace::Header(header.to_ascii_lowercase()),
+                    (None, Some(query)) => TokenPlace::Query(query),
+                    (Some(_), Some(_)) => {
+                        self.error(at, "`verify` takes the token from a `header` or a `query` parameter, not both");
+                        return None;
+                    }
+                };
+                Verify::Token { token, place }
+            }
+            // "basic", the last of SCHEMES_KEYS.
+            _ => Verify::Basic {
+                username: text(self, "username", true)??,
+                password: text(self, "password", true)??,
+            },
+        };
+        Some(verify)
+    }
+
+    /// A string of `verify`, with `${ENV}` values; never empty, so that an unset-but-empty
+    /// variable cannot turn a check off.
+    fn secret(&mut self, item: &Item<'_>, what: &str) -> Option<String> {
+        let text = self.string(item, what)?;
+        let value = match interpolate(text, self.ctx.env) {
+            Ok(interpolated) => interpolated.value,
+            Err(problems) => {
+                for problem in problems {
+                    let offset = self.offset_in_string(item.span(), text, problem.offset());
+                    self.error(offset, problem.message());
+                }
+                return None;
+            }
+        };
+        if value.is_empty() {
+            self.error(item.span().start, format!("`{what}` is empty"));
+            return None;
+        }
+        Some(value)
     }
 
     /// `respond` and `respond_timeout`, which only goes with `respond = "result"`.

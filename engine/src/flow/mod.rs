@@ -20,6 +20,7 @@
 //! dedupe = "$.webhook.headers['x-github-delivery']"  # optional; a redelivery starts no run
 //! respond = "accepted"     # default; or "result": answer with the last step's output
 //! respond_timeout = "10s"  # with "result": how long to wait before answering 202 (max 5m)
+//! verify = { scheme = "github", secret = "${GITHUB_WEBHOOK_SECRET}" }  # see `crate::verify`
 //!
 //! [[steps]]
 //! id = "opened"                          # unique; `webhook` is reserved
@@ -103,6 +104,8 @@ pub struct WebhookSpec {
     pub dedupe: Option<Query>,
     /// What the sender is answered.
     pub respond: Respond,
+    /// How a request proves it comes from the sender; checked before anything is stored.
+    pub verify: Option<crate::verify::Verify>,
 }
 
 /// What a webhook's sender is answered (`[webhook] respond`).
@@ -142,6 +145,7 @@ impl Default for WebhookSpec {
             max_body: DEFAULT_MAX_BODY,
             dedupe: None,
             respond: Respond::Accepted,
+            verify: None,
         }
     }
 }

@@ -13,6 +13,7 @@ fn env(name: &str) -> Option<String> {
     match name {
         "SLACK_URL" => Some("https://hooks.slack.example/T000/B000".to_owned()),
         "API_TOKEN" => Some("s3cret".to_owned()),
+        "EMPTY" => Some(String::new()),
         _ => None,
     }
 }
@@ -196,7 +197,7 @@ input.name = { "$path" = "$.webhook.body.name", "$default" = "n", "$dflt" = 1 }
         errors(source),
         vec![
             "2:1: unknown key `colour` at the top level; allowed keys: name, description, webhook, steps",
-            "5:1: unknown key `respnd` in [webhook]; allowed keys: methods, max_body, dedupe, respond, respond_timeout",
+            "5:1: unknown key `respnd` in [webhook]; allowed keys: methods, max_body, dedupe, respond, respond_timeout, verify",
             "10:1: in step 'a': unknown key `tiemout` in a step; allowed keys: id, plugin, when, input, config, timeout, memory",
             "11:67: in step 'a': unknown key `$dflt` in a mapping with a default; allowed keys: $path, $default",
         ]
@@ -1010,5 +1011,113 @@ fn respond_is_accepted_unless_the_flow_asks_for_its_result() {
     assert!(
         too_long[0].starts_with("4:19: `respond_timeout` must be at most"),
         "{too_long:?}"
+    );
+}
+
+#[test]
+fn verify_reads_each_scheme_with_secrets_from_the_environment() {
+    use crate::verify::{DEFAULT_TOLERANCE, Encoding, TokenPlace, Verify};
+    let with = |verify: &str| {
+        load(&format!("name = \"x\"\n[webhook]\nverify = {verify}\n"))
+            .webhook
+            .verify
+            .expect("a verify")
+    };
+    assert_eq!(
+        with(r#"{ scheme = "github", secret = "${API_TOKEN}" }"#),
+        Verify::Github {
+            secret: "s3cret".into()
+        }
+    );
+    assert_eq!(
+        with(r#"{ scheme = "stripe", secret = "whsec_x", tolerance = "10m" }"#),
+        Verify::Stripe {
+            secret: "whsec_x".into(),
+            tolerance: std::time::Duration::from_secs(600)
+        }
+    );
+    assert_eq!(
+        with(r#"{ scheme = "slack", secret = "x" }"#),
+        Verify::Slack {
+            secret: "x".into(),
+            tolerance: DEFAULT_TOLERANCE
+        }
+    );
+    assert_eq!(
+        with(
+            r#"{ scheme = "hmac", secret = "k", header = "X-Signature", prefix = "sha256=", encoding = "base64" }"#
+        ),
+        Verify::Hmac {
+            secret: "k".into(),
+            header: "x-signature".into(),
+            prefix: "sha256=".into(),
+            encoding: Encoding::Base64
+        }
+    );
+    assert_eq!(
+        with(r#"{ scheme = "token", token = "t", query = "key" }"#),
+        Verify::Token {
+            token: "t".into(),
+            place: TokenPlace::Query("key".into())
+        }
+    );
+    assert_eq!(
+        with(r#"{ scheme = "token", token = "t" }"#),
+        Verify::Token {
+            token: "t".into(),
+            place: TokenPlace::Bearer
+        }
+    );
+    assert!(matches!(
+        with(
+            r#"{ scheme = "standard-webhooks", secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" }"#
+        ),
+        Verify::StandardWebhooks { .. }
+    ));
+    assert!(matches!(
+        with(r#"{ scheme = "basic", username = "u", password = "p" }"#),
+        Verify::Basic { .. }
+    ));
+}
+
+#[test]
+fn verify_problems_are_reported_where_they_are() {
+    let errors_of = |verify: &str| errors(&format!("name = \"x\"\n[webhook]\nverify = {verify}\n"));
+    assert_eq!(
+        errors_of(r#"{ scheme = "gitlab", secret = "x" }"#),
+        vec![
+            "3:21: `verify` scheme \"gitlab\" is not one of github, stripe, slack, standard-webhooks, hmac, token, basic"
+        ]
+    );
+    assert_eq!(
+        errors_of(r#"{ scheme = "github" }"#),
+        vec!["3:10: `verify` with scheme \"github\" needs `secret`"]
+    );
+    assert_eq!(
+        errors_of(r#"{ scheme = "github", secret = "${EMPTY}" }"#),
+        vec!["3:40: `secret` is empty"]
+    );
+    let missing = errors_of(r#"{ scheme = "github", secret = "${NOT_SET}" }"#);
+    assert_eq!(missing.len(), 1);
+    assert!(missing[0].contains("`NOT_SET` is not set"), "{missing:?}");
+    assert_eq!(
+        errors_of(r#"{ scheme = "github", secret = "x", tolerance = "1m" }"#),
+        vec![
+            "3:45: unknown key `tolerance` in verify (scheme \"github\"); allowed keys: scheme, secret"
+        ]
+    );
+    assert_eq!(
+        errors_of(r#"{ scheme = "token", token = "t", header = "x-t", query = "t" }"#),
+        vec!["3:10: `verify` takes the token from a `header` or a `query` parameter, not both"]
+    );
+    assert_eq!(
+        errors_of(r#"{ scheme = "standard-webhooks", secret = "whsec_***" }"#),
+        vec!["3:51: a standard-webhooks secret is `whsec_` followed by base64"]
+    );
+    assert_eq!(
+        errors_of(r#""github""#),
+        vec![
+            "3:10: `verify` must be a table such as { scheme = \"github\", secret = \"${GITHUB_WEBHOOK_SECRET}\" }, found string"
+        ]
     );
 }

@@ -3,7 +3,8 @@
 //! A request is checked in this order, and none of the refusals stores anything: an unknown
 //! flow and a wrong token get the same 404 (so a URL cannot be probed for which flows exist);
 //! a method the flow does not accept gets 405 with `Allow`; a body over the flow's `max_body`
-//! gets 413 (counted over the stream, so chunked bodies are limited too). Then the request and
+//! gets 413 (counted over the stream, so chunked bodies are limited too); a request that fails
+//! the flow's `verify` gets 401 with the reason. Then the request and
 //! its run are committed to the store, and only then does the sender get 202 with the run id.
 //! When the store cannot take it, the answer is 503 with `Retry-After`, never a 2xx. A flow
 //! with `dedupe` answers a redelivery (same dedupe value) 200 with the first delivery's run,
@@ -27,6 +28,7 @@ use crate::catalog::Catalog;
 use crate::flow::Respond;
 use crate::run::{Executor, RunResult, payload};
 use crate::store::{NewRun, RawRequest, RunId, RunOutcome, RunStatus, Store, StoreError};
+use crate::verify;
 
 /// What the gateway needs.
 pub struct Gateway {
@@ -155,6 +157,23 @@ where
         remote_addr: req.remote.map(|a| a.to_string()),
         received_at,
     };
+    if let Some(verify) = &spec.verify {
+        let signed = verify::Request {
+            headers: &request.headers,
+            query: &request.query,
+            body: &request.body,
+        };
+        if let Err(refusal) = verify.check(&signed, SystemTime::now()) {
+            tracing::warn!(flow = %req.flow_id, scheme = verify.scheme(), %refusal, "webhook refused");
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                format!(
+                    "the webhook failed its {} check: {refusal}",
+                    verify.scheme()
+                ),
+            ));
+        }
+    }
     // Only a flow with `dedupe` pays for decoding the body here.
     let dedupe_key = spec.dedupe.as_ref().and_then(|_| {
         let mut context = serde_json::Map::new();

@@ -1,0 +1,517 @@
+//! Webhook authenticity: a flow's `[webhook] verify` checks each request before it is stored.
+//!
+//! Schemes, each the way its sender signs:
+//!
+//! - `github`: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>`.
+//! - `stripe`: `Stripe-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "t.body">` (any `v1` may
+//!   match, so secrets can be rolled), within `tolerance` of now.
+//! - `slack`: `X-Slack-Signature: v0=<hex HMAC-SHA256 of "v0:ts:body">` with
+//!   `X-Slack-Request-Timestamp: ts`, within `tolerance`.
+//! - `standard-webhooks` (Svix and others): `webhook-signature: v1,<base64 HMAC-SHA256 of
+//!   "id.ts.body">` (space-separated list) with `webhook-id` and `webhook-timestamp`; the
+//!   secret is `whsec_<base64 key>`.
+//! - `hmac`: any sender that signs the body with HMAC-SHA256: the `header`, an optional
+//!   `prefix` before the signature, `hex` or `base64`.
+//! - `token`: a shared token in a `header` (default `Authorization: Bearer <token>`) or a
+//!   `query` parameter.
+//! - `basic`: HTTP Basic authentication.
+//!
+//! Every comparison of a secret value is constant-time. A request that fails is refused with
+//! `401` and the reason (never the expected value), and nothing is stored.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, KeyInit as _, Mac as _};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+use thiserror::Error;
+
+/// How far a signed timestamp may be from now, when the flow does not say: 5 minutes, what
+/// Stripe, Slack and Standard Webhooks recommend.
+pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
+
+/// A flow's `verify`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verify {
+    Github {
+        secret: String,
+    },
+    Stripe {
+        secret: String,
+        tolerance: Duration,
+    },
+    Slack {
+        secret: String,
+        tolerance: Duration,
+    },
+    StandardWebhooks {
+        key: Vec<u8>,
+        tolerance: Duration,
+    },
+    Hmac {
+        secret: String,
+        /// Lower-case header name.
+        header: String,
+        prefix: String,
+        encoding: Encoding,
+    },
+    Token {
+        token: String,
+        place: TokenPlace,
+    },
+    Basic {
+        username: String,
+        password: String,
+    },
+}
+
+/// How an `hmac` signature is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Hex,
+    Base64,
+}
+
+/// Where a `token` is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenPlace {
+    /// `Authorization: Bearer <token>`.
+    Bearer,
+    /// The whole value of this (lower-case) header.
+    Header(String),
+    /// The value of this query parameter.
+    Query(String),
+}
+
+/// Why a request is not authentic.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum Refusal {
+    #[error("the {0} header is missing")]
+    Missing(String),
+    #[error("the {0} header is malformed: {1}")]
+    Malformed(String, &'static str),
+    #[error("the signature does not match")]
+    Mismatch,
+    #[error("the signed timestamp is more than {} from now", humantime::format_duration(*.0))]
+    Stale(Duration),
+    #[error("the credentials do not match")]
+    Credentials,
+}
+
+/// What a request brings to be verified.
+pub struct Request<'a> {
+    /// Names in lower case, as the gateway stores them.
+    pub headers: &'a [(String, String)],
+    pub query: &'a str,
+    pub body: &'a [u8],
+}
+
+impl Request<'_> {
+    fn header(&self, name: &str) -> Result<&str, Refusal> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.trim())
+            .ok_or_else(|| Refusal::Missing(name.to_owned()))
+    }
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The HMAC-SHA256 of the parts, in order.
+fn hmac(key: &[u8], parts: &[&[u8]]) -> HmacSha256 {
+    // HMAC takes keys of any length.
+    let mut mac = HmacSha256::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+    for part in parts {
+        mac.update(part);
+    }
+    mac
+}
+
+/// Whether `signature` is the MAC of `parts` (constant-time).
+fn matches(key: &[u8], parts: &[&[u8]], signature: &[u8]) -> bool {
+    hmac(key, parts).verify_slice(signature).is_ok()
+}
+
+fn within(
+    timestamp: &str,
+    header: &str,
+    tolerance: Duration,
+    now: SystemTime,
+) -> Result<(), Refusal> {
+    let seconds: u64 = timestamp
+        .parse()
+        .map_err(|_| Refusal::Malformed(header.to_owned(), "the timestamp is not a number"))?;
+    let now = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    if now.abs_diff(seconds) > tolerance.as_secs() {
+        return Err(Refusal::Stale(tolerance));
+    }
+    Ok(())
+}
+
+impl Verify {
+    /// The scheme's name, as written in flows.
+    pub fn scheme(&self) -> &'static str {
+        match self {
+            Verify::Github { .. } => "github",
+            Verify::Stripe { .. } => "stripe",
+            Verify::Slack { .. } => "slack",
+            Verify::StandardWebhooks { .. } => "standard-webhooks",
+            Verify::Hmac { .. } => "hmac",
+            Verify::Token { .. } => "token",
+            Verify::Basic { .. } => "basic",
+        }
+    }
+
+    /// Checks a request as of `now`.
+    pub fn check(&self, request: &Request<'_>, now: SystemTime) -> Result<(), Refusal> {
+        match self {
+            Verify::Github { secret } => {
+                let name = "x-hub-signature-256";
+                let hex_signature =
+                    request
+                        .header(name)?
+                        .strip_prefix("sha256=")
+                        .ok_or_else(|| {
+                            Refusal::Malformed(name.into(), "it does not start with sha256=")
+                        })?;
+                let signature = hex::decode(hex_signature)
+                    .map_err(|_| Refusal::Malformed(name.into(), "the signature is not hex"))?;
+                ok_if(matches(secret.as_bytes(), &[request.body], &signature))
+            }
+            Verify::Stripe { secret, tolerance } => {
+                let name = "stripe-signature";
+                let header = request.header(name)?;
+                let mut timestamp = None;
+                let mut signatures = Vec::new();
+                for item in header.split(',') {
+                    match item.trim().split_once('=') {
+                        Some(("t", value)) => timestamp = Some(value),
+                        Some(("v1", value)) => signatures.push(value),
+                        _ => {}
+                    }
+                }
+                let timestamp = timestamp
+                    .ok_or_else(|| Refusal::Malformed(name.into(), "it has no t= timestamp"))?;
+                if signatures.is_empty() {
+                    return Err(Refusal::Malformed(name.into(), "it has no v1= signature"));
+                }
+                // The signature first: a stale request with a wrong signature is a forgery.
+                let signed: [&[u8]; 3] = [timestamp.as_bytes(), b".", request.body];
+                let good = signatures.iter().any(|hex_signature| {
+                    hex::decode(hex_signature)
+                        .is_ok_and(|signature| matches(secret.as_bytes(), &signed, &signature))
+                });
+                ok_if(good)?;
+                within(timestamp, name, *tolerance, now)
+            }
+            Verify::Slack { secret, tolerance } => {
+                let name = "x-slack-signature";
+                let timestamp = request.header("x-slack-request-timestamp")?;
+                let hex_signature = request
+                    .header(name)?
+                    .strip_prefix("v0=")
+                    .ok_or_else(|| Refusal::Malformed(name.into(), "it does not start with v0="))?;
+                let signature = hex::decode(hex_signature)
+                    .map_err(|_| Refusal::Malformed(name.into(), "the signature is not hex"))?;
+                let signed: [&[u8]; 4] = [b"v0:", timestamp.as_bytes(), b":", request.body];
+                ok_if(matches(secret.as_bytes(), &signed, &signature))?;
+                within(timestamp, "x-slack-request-timestamp", *tolerance, now)
+            }
+            Verify::StandardWebhooks { key, tolerance } => {
+                let id = request.header("webhook-id")?;
+                let timestamp = request.header("webhook-timestamp")?;
+                let list = request.header("webhook-signature")?;
+                let signed: [&[u8]; 5] = [
+                    id.as_bytes(),
+                    b".",
+                    timestamp.as_bytes(),
+                    b".",
+                    request.body,
+                ];
+                let good = list.split_whitespace().any(|item| {
+                    item.strip_prefix("v1,")
+                        .and_then(|b64| STANDARD.decode(b64).ok())
+                        .is_some_and(|signature| matches(key, &signed, &signature))
+                });
+                ok_if(good)?;
+                within(timestamp, "webhook-timestamp", *tolerance, now)
+            }
+            Verify::Hmac {
+                secret,
+                header,
+                prefix,
+                encoding,
+            } => {
+                let value = request.header(header)?;
+                let text = value
+                    .strip_prefix(prefix.as_str())
+                    .ok_or_else(|| Refusal::Malformed(header.clone(), "the prefix is missing"))?;
+                let signature = match encoding {
+                    Encoding::Hex => hex::decode(text).ok(),
+                    Encoding::Base64 => STANDARD.decode(text).ok(),
+                }
+                .ok_or_else(|| {
+                    Refusal::Malformed(header.clone(), "the signature does not decode")
+                })?;
+                ok_if(matches(secret.as_bytes(), &[request.body], &signature))
+            }
+            Verify::Token { token, place } => {
+                let given = match place {
+                    TokenPlace::Bearer => request
+                        .header("authorization")?
+                        .strip_prefix("Bearer ")
+                        .ok_or_else(|| {
+                            Refusal::Malformed("authorization".into(), "it is not Bearer <token>")
+                        })?
+                        .to_owned(),
+                    TokenPlace::Header(name) => request.header(name)?.to_owned(),
+                    TokenPlace::Query(name) => form_urlencoded::parse(request.query.as_bytes())
+                        .find(|(key, _)| key == name)
+                        .map(|(_, value)| value.into_owned())
+                        .ok_or(Refusal::Credentials)?,
+                };
+                credentials_ok(given.as_bytes().ct_eq(token.as_bytes()).into())
+            }
+            Verify::Basic { username, password } => {
+                let encoded = request
+                    .header("authorization")?
+                    .strip_prefix("Basic ")
+                    .ok_or_else(|| Refusal::Malformed("authorization".into(), "it is not Basic"))?;
+                let decoded = STANDARD
+                    .decode(encoded)
+                    .map_err(|_| Refusal::Malformed("authorization".into(), "not base64"))?;
+                let expected = format!("{username}:{password}");
+                credentials_ok(decoded.ct_eq(expected.as_bytes()).into())
+            }
+        }
+    }
+}
+
+fn ok_if(good: bool) -> Result<(), Refusal> {
+    if good { Ok(()) } else { Err(Refusal::Mismatch) }
+}
+
+fn credentials_ok(good: bool) -> Result<(), Refusal> {
+    if good {
+        Ok(())
+    } else {
+        Err(Refusal::Credentials)
+    }
+}
+
+/// The key of a Standard Webhooks secret (`whsec_<base64>`).
+pub fn standard_webhooks_key(secret: &str) -> Result<Vec<u8>, &'static str> {
+    STANDARD
+        .decode(secret.strip_prefix("whsec_").unwrap_or(secret))
+        .map_err(|_| "a standard-webhooks secret is `whsec_` followed by base64")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BODY: &[u8] = br#"{"id":"evt_1"}"#;
+
+    fn now() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_750_000_000)
+    }
+
+    fn check(verify: &Verify, headers: &[(&str, &str)], query: &str) -> Result<(), Refusal> {
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect();
+        verify.check(
+            &Request {
+                headers: &headers,
+                query,
+                body: BODY,
+            },
+            now(),
+        )
+    }
+
+    fn hex_mac(key: &[u8], parts: &[&[u8]]) -> String {
+        hex::encode(hmac(key, parts).finalize().into_bytes())
+    }
+
+    /// The example in GitHub's "Validating webhook deliveries" documentation.
+    #[test]
+    fn github_matches_its_documented_example() {
+        assert_eq!(
+            hex_mac(b"It's a Secret to Everybody", &[b"Hello, World!"]),
+            "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+        );
+    }
+
+    #[test]
+    fn github() {
+        let verify = Verify::Github {
+            secret: "s3cret".into(),
+        };
+        let good = format!("sha256={}", hex_mac(b"s3cret", &[BODY]));
+        assert_eq!(
+            check(&verify, &[("x-hub-signature-256", &good)], ""),
+            Ok(())
+        );
+        let wrong = format!("sha256={}", hex_mac(b"other", &[BODY]));
+        assert_eq!(
+            check(&verify, &[("x-hub-signature-256", &wrong)], ""),
+            Err(Refusal::Mismatch)
+        );
+        assert_eq!(
+            check(&verify, &[], ""),
+            Err(Refusal::Missing("x-hub-signature-256".into()))
+        );
+        assert!(matches!(
+            check(&verify, &[("x-hub-signature-256", "sha1=00")], ""),
+            Err(Refusal::Malformed(..))
+        ));
+    }
+
+    #[test]
+    fn stripe_checks_the_signature_then_the_time() {
+        let verify = Verify::Stripe {
+            secret: "whsec_test".into(),
+            tolerance: DEFAULT_TOLERANCE,
+        };
+        let t = "1750000000";
+        let good = hex_mac(b"whsec_test", &[t.as_bytes(), b".", BODY]);
+        // A rolled secret: one of several v1 signatures matches.
+        let header = format!("t={t},v1={},v1={good},v0=ignored", "ab".repeat(32));
+        assert_eq!(check(&verify, &[("stripe-signature", &header)], ""), Ok(()));
+
+        let old = "1749999000";
+        let stale = format!(
+            "t={old},v1={}",
+            hex_mac(b"whsec_test", &[old.as_bytes(), b".", BODY])
+        );
+        assert_eq!(
+            check(&verify, &[("stripe-signature", &stale)], ""),
+            Err(Refusal::Stale(DEFAULT_TOLERANCE))
+        );
+        // Moving the timestamp breaks the signature.
+        let moved = format!("t=1750000001,v1={good}");
+        assert_eq!(
+            check(&verify, &[("stripe-signature", &moved)], ""),
+            Err(Refusal::Mismatch)
+        );
+    }
+
+    #[test]
+    fn slack() {
+        let verify = Verify::Slack {
+            secret: "8f742231b10e8888abcd99yyyzzz85a5".into(),
+            tolerance: DEFAULT_TOLERANCE,
+        };
+        let ts = "1750000010";
+        let good = format!(
+            "v0={}",
+            hex_mac(
+                b"8f742231b10e8888abcd99yyyzzz85a5",
+                &[b"v0:", ts.as_bytes(), b":", BODY]
+            )
+        );
+        let headers = [
+            ("x-slack-request-timestamp", ts),
+            ("x-slack-signature", good.as_str()),
+        ];
+        assert_eq!(check(&verify, &headers, ""), Ok(()));
+        let headers = [
+            ("x-slack-request-timestamp", "1750000011"),
+            ("x-slack-signature", good.as_str()),
+        ];
+        assert_eq!(check(&verify, &headers, ""), Err(Refusal::Mismatch));
+    }
+
+    #[test]
+    fn standard_webhooks() {
+        let key = standard_webhooks_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let verify = Verify::StandardWebhooks {
+            key: key.clone(),
+            tolerance: DEFAULT_TOLERANCE,
+        };
+        let (id, ts) = ("msg_p5jXN8AQM9LWM0D4loKWxJek", "1750000000");
+        let signature = STANDARD.encode(
+            hmac(&key, &[id.as_bytes(), b".", ts.as_bytes(), b".", BODY])
+                .finalize()
+                .into_bytes(),
+        );
+        let list = format!("v1,bm90IGl0 v1,{signature}");
+        let headers = [
+            ("webhook-id", id),
+            ("webhook-timestamp", ts),
+            ("webhook-signature", list.as_str()),
+        ];
+        assert_eq!(check(&verify, &headers, ""), Ok(()));
+        let headers = [
+            ("webhook-id", "msg_other"),
+            ("webhook-timestamp", ts),
+            ("webhook-signature", list.as_str()),
+        ];
+        assert_eq!(check(&verify, &headers, ""), Err(Refusal::Mismatch));
+        assert!(standard_webhooks_key("whsec_***").is_err());
+    }
+
+    #[test]
+    fn generic_hmac_with_prefix_and_base64() {
+        let verify = Verify::Hmac {
+            secret: "k".into(),
+            header: "x-signature".into(),
+            prefix: "sha256=".into(),
+            encoding: Encoding::Base64,
+        };
+        let good = format!(
+            "sha256={}",
+            STANDARD.encode(hmac(b"k", &[BODY]).finalize().into_bytes())
+        );
+        assert_eq!(check(&verify, &[("x-signature", &good)], ""), Ok(()));
+        let hex = format!("sha256={}", hex_mac(b"k", &[BODY]));
+        assert!(matches!(
+            check(&verify, &[("x-signature", &hex)], ""),
+            Err(Refusal::Malformed(..) | Refusal::Mismatch)
+        ));
+    }
+
+    #[test]
+    fn tokens_and_basic_auth() {
+        let bearer = Verify::Token {
+            token: "t0ken".into(),
+            place: TokenPlace::Bearer,
+        };
+        assert_eq!(
+            check(&bearer, &[("authorization", "Bearer t0ken")], ""),
+            Ok(())
+        );
+        assert_eq!(
+            check(&bearer, &[("authorization", "Bearer t0ke")], ""),
+            Err(Refusal::Credentials)
+        );
+        let query = Verify::Token {
+            token: "a b".into(),
+            place: TokenPlace::Query("key".into()),
+        };
+        assert_eq!(check(&query, &[], "x=1&key=a+b"), Ok(()));
+        assert_eq!(check(&query, &[], "x=1"), Err(Refusal::Credentials));
+        let header = Verify::Token {
+            token: "t".into(),
+            place: TokenPlace::Header("x-token".into()),
+        };
+        assert_eq!(check(&header, &[("x-token", "t")], ""), Ok(()));
+
+        let basic = Verify::Basic {
+            username: "hook".into(),
+            password: "pa:ss".into(),
+        };
+        let good = format!("Basic {}", STANDARD.encode("hook:pa:ss"));
+        assert_eq!(check(&basic, &[("authorization", &good)], ""), Ok(()));
+        let bad = format!("Basic {}", STANDARD.encode("hook:pass"));
+        assert_eq!(
+            check(&basic, &[("authorization", &bad)], ""),
+            Err(Refusal::Credentials)
+        );
+    }
+}
