@@ -82,6 +82,10 @@ struct ServeArgs {
     /// when the CPU is short; accepted runs wait safely on disk. 0 runs flows at full priority.
     #[arg(long, default_value_t = 10, env = "WEIR_RUN_NICE", value_parser = clap::value_parser!(i32).range(0..=19))]
     run_nice: i32,
+    /// On SIGTERM or Ctrl-C, how long to let executing runs finish before exiting; runs cut off
+    /// run again at the next start.
+    #[arg(long, default_value = "10s", env = "WEIR_SHUTDOWN_GRACE", value_parser = humantime::parse_duration)]
+    shutdown_grace: std::time::Duration,
 }
 
 #[derive(Subcommand)]
@@ -242,6 +246,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             concurrency: args.concurrency,
             accept_queue: args.accept_queue,
             run_nice: args.run_nice,
+            shutdown_grace: args.shutdown_grace,
             cache_dir: HostConfig::default_cache_dir(),
         })
         .await?;

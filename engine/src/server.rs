@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use tokio::sync::watch;
@@ -29,6 +30,8 @@ pub struct ServeConfig {
     pub concurrency: usize,
     /// The niceness of the threads that execute runs (0–19); see `Executor::start`.
     pub run_nice: i32,
+    /// How long a stop waits for executing runs to finish; see `Executor::drain`.
+    pub shutdown_grace: Duration,
     /// Webhooks that may wait to be written before the gateway answers 503.
     pub accept_queue: usize,
     pub cache_dir: Option<PathBuf>,
@@ -42,15 +45,26 @@ pub struct Running {
     pub store: Store,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    executor: Executor,
+    shutdown_grace: Duration,
     _watcher: crate::catalog::Watcher,
 }
 
 impl Running {
-    /// Stops the listeners and waits for them.
+    /// Stops the listeners and waits for them, then lets executing runs finish (up to the
+    /// grace period). Runs still queued stay in the store for the next start.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         for task in self.tasks {
             let _ = task.await;
+        }
+        let cut = self.executor.drain(self.shutdown_grace).await;
+        if cut > 0 {
+            tracing::warn!(
+                runs = cut,
+                grace = %humantime::format_duration(self.shutdown_grace),
+                "runs still executing at the end of the grace period; they run again at the next start"
+            );
         }
     }
 }
@@ -120,7 +134,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     let gateway = Arc::new(Gateway {
         catalog: catalog.clone(),
         store: store.clone(),
-        executor,
+        executor: executor.clone(),
     });
     let admin = Arc::new(Admin {
         catalog: catalog.clone(),
@@ -147,6 +161,8 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         store,
         stop,
         tasks,
+        executor,
+        shutdown_grace: config.shutdown_grace,
         _watcher: watcher,
     })
 }

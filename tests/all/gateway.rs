@@ -272,6 +272,7 @@ fn a_store_that_cannot_keep_up_answers_503_with_retry_after_and_loses_nothing() 
             concurrency: 4,
             accept_queue: 2,
             run_nice: 0,
+            shutdown_grace: std::time::Duration::from_secs(10),
             cache_dir: Some(weir_tests::target_dir().join("test-plugin-cache")),
         }))
         .unwrap();

@@ -186,3 +186,65 @@ fn a_run_cut_off_while_running_runs_again_with_its_attempt_raised() {
         "only the last attempt's steps: {run:#}"
     );
 }
+
+#[test]
+fn a_graceful_stop_lets_executing_runs_finish_and_leaves_queued_ones_for_the_next_start() {
+    let flows = FlowDir::empty();
+    flows.write("slow.toml", &slow_flow(1000));
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("weir.redb");
+    let weir = Weir::start_with(flows.path(), &db, &["--concurrency", "1"]);
+    let url = weir.webhook_url("slow");
+    let executing = post_json(&url, &json!({ "n": 1 })).json()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let queued = post_json(&url, &json!({ "n": 2 })).json()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_for(Duration::from_secs(30), "the first run to start", || {
+        (weir.api(&format!("/api/runs/{executing}")).json()["run"]["status"] == "running")
+            .then_some(())
+    });
+    assert!(weir.stop().success(), "a graceful stop exits 0");
+
+    // The executing run finished before the exit, in its first attempt; the queued one was
+    // left queued and runs after the restart.
+    let weir = Weir::start_with(flows.path(), &db, &["--concurrency", "1"]);
+    let run = weir.api(&format!("/api/runs/{executing}")).json();
+    assert_eq!(run["run"]["status"], "succeeded", "{run:#}");
+    assert_eq!(run["run"]["attempt"], 1, "{run:#}");
+    let run = weir.wait_run(&queued);
+    assert_eq!(run["run"]["status"], "succeeded", "{run:#}");
+    assert_eq!(run["run"]["attempt"], 1, "{run:#}");
+}
+
+#[test]
+fn a_run_longer_than_the_shutdown_grace_is_cut_off_and_runs_again() {
+    let flows = FlowDir::empty();
+    flows.write("slow.toml", &slow_flow(3000));
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("weir.redb");
+    let weir = Weir::start_with(flows.path(), &db, &["--shutdown-grace", "100ms"]);
+    let id = post_json(&weir.webhook_url("slow"), &json!({ "n": 1 })).json()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_for(Duration::from_secs(30), "the run to start", || {
+        (weir.api(&format!("/api/runs/{id}")).json()["run"]["status"] == "running").then_some(())
+    });
+    let logs = weir.stderr.clone();
+    assert!(weir.stop().success());
+    wait_for(Duration::from_secs(10), "the cut-off warning", || {
+        let logs = logs.lock().unwrap_or_else(|e| e.into_inner());
+        logs.contains("still executing at the end of the grace period")
+            .then_some(())
+    });
+
+    // Cut off, not finished: it runs again, its attempt counted.
+    let weir = Weir::start(flows.path(), &db);
+    let run = weir.wait_run(&id);
+    assert_eq!(run["run"]["status"], "succeeded", "{run:#}");
+    assert_eq!(run["run"]["attempt"], 2, "{run:#}");
+}

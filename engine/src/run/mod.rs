@@ -13,9 +13,10 @@ mod steps;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 use crate::catalog::Catalog;
 use crate::store::{RunId, RunOutcome, StepRecord, Store, StoreError};
@@ -27,6 +28,11 @@ pub use steps::{Outcome, RunInfo, StepSink, execute_steps};
 pub struct Executor {
     queue: mpsc::UnboundedSender<RunId>,
     waiters: Arc<Waiters>,
+    /// One permit per run that may execute at once; a run holds one while it executes.
+    slots: Arc<Semaphore>,
+    concurrency: u32,
+    /// Tells the dispatcher to start no more runs.
+    closing: watch::Sender<bool>,
     _runtime: Arc<RunRuntime>,
 }
 
@@ -105,13 +111,31 @@ impl Executor {
             .on_thread_start(move || lower_priority(nice))
             .build()?;
         let (queue, mut incoming) = mpsc::unbounded_channel::<RunId>();
-        let slots = Arc::new(Semaphore::new(concurrency.max(1)));
+        // Semaphore permits are u32; more runs at once than that would not fit in memory anyway.
+        let concurrency = u32::try_from(concurrency.max(1)).unwrap_or(u32::MAX);
+        let slots = Arc::new(Semaphore::new(concurrency as usize));
         let waiters = Arc::new(Waiters::default());
+        let (closing, mut closed) = watch::channel(false);
         let notify = waiters.clone();
+        let dispatch = slots.clone();
         runtime.spawn(async move {
-            while let Some(id) = incoming.recv().await {
-                let Ok(slot) = slots.clone().acquire_owned().await else {
-                    return;
+            loop {
+                let id = tokio::select! {
+                    biased;
+                    _ = closed.wait_for(|closing| *closing) => return,
+                    id = incoming.recv() => match id {
+                        Some(id) => id,
+                        None => return,
+                    },
+                };
+                let slot = tokio::select! {
+                    biased;
+                    // The run stays queued in the store; it runs at the next start.
+                    _ = closed.wait_for(|closing| *closing) => return,
+                    slot = dispatch.clone().acquire_owned() => match slot {
+                        Ok(slot) => slot,
+                        Err(_) => return,
+                    },
                 };
                 let (catalog, store, notify) = (catalog.clone(), store.clone(), notify.clone());
                 tokio::spawn(async move {
@@ -125,8 +149,24 @@ impl Executor {
         Ok(Executor {
             queue,
             waiters,
+            slots,
+            concurrency,
+            closing,
             _runtime: Arc::new(RunRuntime(Some(runtime))),
         })
+    }
+
+    /// For a graceful stop: starts no more runs and waits up to `grace` for the runs already
+    /// executing to finish. Returns how many were still executing when `grace` ran out; those
+    /// are cut off when the executor is dropped and run again at the next start (their attempt
+    /// counted), like queued runs that never started.
+    pub async fn drain(&self, grace: Duration) -> usize {
+        let _ = self.closing.send(true);
+        let all = self.slots.acquire_many(self.concurrency);
+        match tokio::time::timeout(grace, all).await {
+            Ok(_) => 0,
+            Err(_) => (self.concurrency as usize).saturating_sub(self.slots.available_permits()),
+        }
     }
 
     /// Queues a run and returns where its result will come once it ends. Dropping the
