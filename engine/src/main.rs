@@ -422,7 +422,29 @@ fn run_flow(
         remote_addr: None,
         received_at: std::time::SystemTime::now(),
     };
+    // What the gateway would check before storing the webhook.
+    if let Some(verify) = &flow.webhook.verify {
+        let signed = weir::verify::Request {
+            headers: &request.headers,
+            query: &request.query,
+            body: &request.body,
+        };
+        if let Err(refusal) = verify.check(&signed, request.received_at) {
+            bail!(
+                "the webhook would be refused with 401: it fails its {} check: {refusal}",
+                verify.scheme()
+            );
+        }
+        eprintln!("verify: the {} check passes", verify.scheme());
+    }
     let webhook = weir::run::payload::webhook_document("local", &request);
+    if flow.webhook.dedupe.is_some() {
+        let context = serde_json::json!({ "webhook": &webhook });
+        match flow.webhook.dedupe_key(&context) {
+            Some(key) => eprintln!("dedupe key: {key}"),
+            None => eprintln!("dedupe key: none (the query selects nothing; never a duplicate)"),
+        }
+    }
     let live = std::sync::Arc::new(weir::catalog::LiveFlow { flow, plugins });
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let outcome = runtime.block_on(weir::run::execute_steps(

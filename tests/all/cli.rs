@@ -110,3 +110,51 @@ fn run_exits_1_when_a_step_fails() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("$.webhook.body.missing"));
 }
+
+/// `weir run` applies the flow's `verify` as the gateway would, and shows the dedupe key.
+#[test]
+fn run_checks_the_signature_and_shows_the_dedupe_key() {
+    let flows = FlowDir::empty();
+    flows.write(
+        "f.toml",
+        "name = \"f\"\n[webhook]\ndedupe = \"$.webhook.body.id\"\n\
+         verify = { scheme = \"token\", token = \"${RUN_TOKEN}\", header = \"x-token\" }\n\
+         [[steps]]\nid = \"t\"\nplugin = \"transform\"\ninput = \"$.webhook.body.id\"\n",
+    );
+    let payload = flows.path().join("p.json");
+    std::fs::write(&payload, r#"{"id":"evt_9"}"#).unwrap();
+    let run = |token: &str| {
+        weir_command()
+            .arg("run")
+            .arg(flows.path().join("f.toml"))
+            .arg("--payload")
+            .arg(&payload)
+            .args(["--header", &format!("X-Token: {token}")])
+            .env("RUN_TOKEN", "t0ken")
+            .env(
+                "WEIR_CACHE_DIR",
+                weir_tests::target_dir().join("test-plugin-cache"),
+            )
+            .output()
+            .unwrap()
+    };
+    let good = run("t0ken");
+    let stderr = String::from_utf8_lossy(&good.stderr);
+    assert!(good.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("verify: the token check passes"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("dedupe key: evt_9"), "{stderr}");
+
+    let bad = run("guess");
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "would be refused with 401: it fails its token check: the credentials do not match"
+        ),
+        "{stderr}"
+    );
+    assert!(bad.stdout.is_empty(), "no step ran");
+}
