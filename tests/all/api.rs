@@ -181,6 +181,12 @@ fn secrets_from_the_environment_never_reach_the_api_or_stored_runs() {
         "secret.toml",
         "name = \"secret\"\n[[steps]]\nid = \"render\"\nplugin = \"template\"\ninput.who = \"$.webhook.body.who\"\nconfig.template = \"key ${WEIR_TEST_API_KEY} for {{ who }}\"\n",
     );
+    flows.write(
+        "signed.toml",
+        "name = \"signed\"\n[webhook]\ndedupe = \"$.webhook.headers['x-github-delivery']\"\n\
+         respond = \"result\"\nrespond_timeout = \"2s\"\n\
+         verify = { scheme = \"github\", secret = \"${WEIR_TEST_API_KEY}\" }\n",
+    );
     let data = tempfile::tempdir().unwrap();
     let weir = Weir::start_with_env(
         flows.path(),
@@ -194,6 +200,21 @@ fn secrets_from_the_environment_never_reach_the_api_or_stored_runs() {
         !flow.to_string().contains("sk_live_very_secret"),
         "{flow:#}"
     );
+    // A flow's webhook settings show, its verify secret does not.
+    let signed = weir.flow("signed");
+    assert_eq!(signed["status"], "ok", "{signed:#}");
+    assert_eq!(signed["verify"], "github");
+    assert_eq!(signed["dedupe"], "$.webhook.headers['x-github-delivery']");
+    assert_eq!(
+        signed["respond"],
+        json!({"mode": "result", "timeout_ms": 2000})
+    );
+    assert!(
+        !signed.to_string().contains("sk_live_very_secret"),
+        "{signed:#}"
+    );
+    assert_eq!(flow["respond"], json!({"mode": "accepted"}));
+    assert_eq!(flow["verify"], json!(null));
     let id = post_json(&weir.webhook_url("secret"), &json!({"who": "ada"})).json()["run_id"]
         .as_str()
         .unwrap()

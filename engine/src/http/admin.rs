@@ -19,6 +19,7 @@ use warp::reply::{Reply, Response};
 
 use super::error::ApiError;
 use crate::catalog::{Catalog, FlowEntry};
+use crate::flow::Respond;
 use crate::run::payload::{Body, form_to_json, headers_to_json};
 use crate::store::{RawRequest, RunFilter, RunId, RunStatus, Store};
 
@@ -162,6 +163,16 @@ fn flow_json(catalog: &Catalog, entry: &FlowEntry) -> Value {
         "file": entry.file.display().to_string(),
         "methods": live.map(|f| f.webhook.methods.clone()),
         "max_body": live.map(|f| f.webhook.max_body),
+        "dedupe": live.and_then(|f| f.webhook.dedupe.as_ref().map(|q| q.as_str().to_owned())),
+        "respond": live.map(|f| match f.webhook.respond {
+            Respond::Accepted => json!({ "mode": "accepted" }),
+            Respond::Result { timeout } => json!({
+                "mode": "result",
+                "timeout_ms": u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            }),
+        }),
+        // The scheme only: secrets never leave the flow.
+        "verify": live.and_then(|f| f.webhook.verify.as_ref().map(|v| v.scheme())),
         "steps": live.map(|f| f.steps.iter().map(|s| json!({
             "id": s.id.to_string(),
             "plugin": match &s.plugin {
