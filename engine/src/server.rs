@@ -66,6 +66,11 @@ impl Running {
                 "runs still executing at the end of the grace period; they run again at the next start"
             );
         }
+        // The runs that finished are on disk before the process exits, whoever still holds a
+        // store handle.
+        if let Err(e) = self.store.sync().await {
+            tracing::error!(error = %e, "syncing the store at shutdown");
+        }
     }
 }
 

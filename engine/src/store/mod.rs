@@ -392,6 +392,12 @@ impl Store {
         }
     }
 
+    /// Makes every write answered so far durable (one fsync'd commit), for a clean stop:
+    /// progress writes are otherwise synced only after the writer has been idle a moment.
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        self.call(|reply| Op::Sync { reply }).await
+    }
+
     /// Test hook: stops the writer until the returned guard is dropped, so tests can fill the
     /// queue and see `Overloaded` (e.g. the gateway's 503). Writes sent meanwhile wait.
     /// Dropping the last `Store` while a pause is held never returns.

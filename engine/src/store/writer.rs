@@ -129,6 +129,10 @@ pub(super) enum Op {
     Recover {
         reply: Reply<Vec<RunId>>,
     },
+    /// A durable commit of nothing: every write answered before it is on disk after it.
+    Sync {
+        reply: Reply<()>,
+    },
     /// Holds the writer until `resume` is dropped (see `Store::pause_writer`).
     Pause {
         paused: oneshot::Sender<()>,
@@ -168,6 +172,7 @@ impl Op {
             }
             Op::Token { reply, .. } => pending(reply, Err(unanswered()), ()),
             Op::Recover { reply } => pending(reply, Err(unanswered()), ()),
+            Op::Sync { reply } => pending(reply, Err(unanswered()), ()),
             Op::Pause { .. } => Box::new(|_| {}),
         }
     }
@@ -594,6 +599,7 @@ impl Writer {
                 answers,
             ),
             Op::Recover { reply } => settle(recover(t), reply, (), answers),
+            Op::Sync { reply } => settle(Ok(()), reply, (), answers),
             Op::Pause { paused, resume } => {
                 let _ = paused.send(());
                 // Returns once the pause guard's sender is dropped.
