@@ -197,11 +197,21 @@ where
                 match spec.respond {
                     Respond::Accepted => gateway.executor.submit(id),
                     Respond::Result { timeout } => {
-                        let result = gateway.executor.submit_and_wait(id);
-                        if let Ok(Ok(result)) = tokio::time::timeout(timeout, result).await {
-                            return Ok(result_response(id, result));
+                        match gateway.executor.submit_and_wait(id) {
+                            Some(mut waiting) => {
+                                if let Ok(Some(result)) =
+                                    tokio::time::timeout(timeout, waiting.result()).await
+                                {
+                                    return Ok(result_response(id, result));
+                                }
+                                // Too slow: the sender gets the usual 202, the run goes on.
+                            }
+                            None => tracing::warn!(
+                                flow = %req.flow_id,
+                                run = %id,
+                                "too many senders wait for their results; answering 202"
+                            ),
                         }
-                        // Too slow: the sender gets the usual 202, the run goes on.
                     }
                 }
             }

@@ -45,25 +45,56 @@ pub struct RunResult {
     pub output: Value,
 }
 
-/// Senders waiting for their run's result, by run.
-#[derive(Default)]
-struct Waiters(Mutex<HashMap<RunId, oneshot::Sender<RunResult>>>);
+/// The most senders of `respond = "result"` flows that may wait for their runs at once. Past
+/// it, a sender gets the usual `202` at once: a waiting sender holds a connection and a task,
+/// and a flood of them must not exhaust either.
+pub const MAX_WAITING_SENDERS: usize = 4096;
+
+/// Senders waiting for their run's result, by run; at most `capacity` at once.
+struct Waiters {
+    senders: Mutex<HashMap<RunId, oneshot::Sender<RunResult>>>,
+    capacity: usize,
+}
 
 impl Waiters {
-    fn add(&self, id: RunId) -> oneshot::Receiver<RunResult> {
+    fn new(capacity: usize) -> Waiters {
+        Waiters {
+            senders: Mutex::new(HashMap::new()),
+            capacity,
+        }
+    }
+
+    /// Registers a sender for `id`'s result; `None` when `capacity` senders already wait.
+    fn add(self: &Arc<Self>, id: RunId) -> Option<Waiting> {
         let (sender, receiver) = oneshot::channel();
-        self.lock().insert(id, sender);
-        receiver
+        {
+            let mut senders = self.lock();
+            if senders.len() >= self.capacity {
+                return None;
+            }
+            senders.insert(id, sender);
+        }
+        Some(Waiting {
+            id,
+            receiver,
+            waiters: Arc::clone(self),
+        })
+    }
+
+    /// Whether a sender waits for `id`'s result.
+    fn is_waiting(&self, id: RunId) -> bool {
+        let senders = self.lock();
+        !senders.is_empty() && senders.contains_key(&id)
     }
 
     /// Hands the result to the run's waiter, if one is still there.
     fn notify(&self, id: RunId, result: RunResult) {
         let waiter = {
-            let mut waiters = self.lock();
-            if waiters.is_empty() {
+            let mut senders = self.lock();
+            if senders.is_empty() {
                 return;
             }
-            waiters.remove(&id)
+            senders.remove(&id)
         };
         if let Some(waiter) = waiter {
             // The sender may have given up (timeout, disconnect): nothing to do then.
@@ -71,11 +102,39 @@ impl Waiters {
         }
     }
 
+    /// Drops `id`'s waiter, if any: its sender stops waiting at once.
+    fn forget(&self, id: RunId) {
+        let waiter = self.lock().remove(&id);
+        drop(waiter);
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RunId, oneshot::Sender<RunResult>>> {
         // The map stays consistent whatever panicked while holding it.
-        self.0
+        self.senders
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A sender's wait for its run's result. Dropping it (the sender timed out or hung up) frees
+/// its place among the [`MAX_WAITING_SENDERS`].
+pub struct Waiting {
+    id: RunId,
+    receiver: oneshot::Receiver<RunResult>,
+    waiters: Arc<Waiters>,
+}
+
+impl Waiting {
+    /// The run's result once it ends; `None` when the run will not end in this process (it
+    /// was already started elsewhere, or the executor is stopping).
+    pub async fn result(&mut self) -> Option<RunResult> {
+        (&mut self.receiver).await.ok()
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.waiters.forget(self.id);
     }
 }
 
@@ -114,7 +173,7 @@ impl Executor {
         // Semaphore permits are u32; more runs at once than that would not fit in memory anyway.
         let concurrency = u32::try_from(concurrency.max(1)).unwrap_or(u32::MAX);
         let slots = Arc::new(Semaphore::new(concurrency as usize));
-        let waiters = Arc::new(Waiters::default());
+        let waiters = Arc::new(Waiters::new(MAX_WAITING_SENDERS));
         let (closing, mut closed) = watch::channel(false);
         let notify = waiters.clone();
         let dispatch = slots.clone();
@@ -139,8 +198,10 @@ impl Executor {
                 };
                 let (catalog, store, notify) = (catalog.clone(), store.clone(), notify.clone());
                 tokio::spawn(async move {
-                    if let Some(result) = execute(&catalog, &store, id).await {
-                        notify.notify(id, result);
+                    match execute(&catalog, &store, id, &notify).await {
+                        Some(result) => notify.notify(id, result),
+                        // Not run here: a sender waiting for it gets its 202 at once.
+                        None => notify.forget(id),
                     }
                     drop(slot);
                 });
@@ -169,12 +230,13 @@ impl Executor {
         }
     }
 
-    /// Queues a run and returns where its result will come once it ends. Dropping the
-    /// receiver gives up waiting; the run goes on either way.
-    pub fn submit_and_wait(&self, id: RunId) -> oneshot::Receiver<RunResult> {
-        let receiver = self.waiters.add(id);
+    /// Queues a run and returns where its result will come once it ends, or `None` when
+    /// [`MAX_WAITING_SENDERS`] already wait (the run is queued all the same). Dropping the
+    /// [`Waiting`] gives up waiting; the run goes on either way.
+    pub fn submit_and_wait(&self, id: RunId) -> Option<Waiting> {
+        let waiting = self.waiters.add(id);
         self.submit(id);
-        receiver
+        waiting
     }
 
     /// Queues a run that the store has accepted.
@@ -235,8 +297,14 @@ impl StepSink for StoreSink<'_> {
     }
 }
 
-/// Runs one accepted run to its end; its result, or `None` when it did not run here.
-async fn execute(catalog: &Catalog, store: &Store, id: RunId) -> Option<RunResult> {
+/// Runs one accepted run to its end; its result, or `None` when it did not run here. The
+/// result carries the last step's output only when a sender waits for it.
+async fn execute(
+    catalog: &Catalog,
+    store: &Store,
+    id: RunId,
+    waiters: &Waiters,
+) -> Option<RunResult> {
     let finish = |outcome, error: Option<String>, output| async move {
         if let Err(e) = store.finish(id, outcome, error.clone()).await {
             tracing::error!(run = %id, error = %e, "recording the end of a run");
@@ -271,7 +339,7 @@ async fn execute(catalog: &Catalog, store: &Store, id: RunId) -> Option<RunResul
         Ok(live) => live,
         Err(message) => return finish(RunOutcome::Failed, Some(message), Value::Null).await,
     };
-    let last_step = live.flow.steps.last().map(|step| step.id.to_string());
+    let flow = Arc::clone(&live);
     let webhook = payload::webhook_document_for(&run, &request);
     let info = RunInfo {
         run_id: id.to_string(),
@@ -280,13 +348,69 @@ async fn execute(catalog: &Catalog, store: &Store, id: RunId) -> Option<RunResul
     let mut sink = StoreSink { store, id };
     let mut outcome = execute_steps(live, webhook, &info, &mut sink).await;
     tracing::debug!(run = %id, flow = %run.flow_id, outcome = ?outcome.outcome, "run finished");
-    let output = last_step
-        .and_then(|step| {
-            outcome
-                .context
-                .pointer_mut(&format!("/steps/{step}/output"))
-        })
-        .map(Value::take)
-        .unwrap_or(Value::Null);
+    let output = match flow.flow.steps.last() {
+        Some(last) if waiters.is_waiting(id) => outcome
+            .context
+            .get_mut("steps")
+            .and_then(|steps| steps.get_mut(last.id.as_str()))
+            .and_then(|step| step.get_mut("output"))
+            .map(Value::take)
+            .unwrap_or(Value::Null),
+        _ => Value::Null,
+    };
     finish(outcome.outcome, outcome.error, output).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(outcome: RunOutcome) -> RunResult {
+        RunResult {
+            outcome,
+            error: None,
+            output: Value::Null,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_waiting_sender_gets_its_runs_result() {
+        let waiters = Arc::new(Waiters::new(8));
+        let (a, b) = (RunId::from(1u128), RunId::from(2u128));
+        let mut waiting = waiters.add(a).expect("room to wait");
+        assert!(waiters.is_waiting(a));
+        assert!(!waiters.is_waiting(b));
+        waiters.notify(b, result(RunOutcome::Failed));
+        waiters.notify(a, result(RunOutcome::Succeeded));
+        assert_eq!(
+            waiting.result().await.map(|r| r.outcome),
+            Some(RunOutcome::Succeeded)
+        );
+        assert!(!waiters.is_waiting(a), "a notified waiter is gone");
+    }
+
+    #[tokio::test]
+    async fn a_run_that_does_not_run_here_releases_its_sender_at_once() {
+        let waiters = Arc::new(Waiters::new(8));
+        let id = RunId::from(7u128);
+        let mut waiting = waiters.add(id).expect("room to wait");
+        waiters.forget(id);
+        let released = tokio::time::timeout(Duration::from_secs(5), waiting.result()).await;
+        assert_eq!(released.map(|r| r.is_none()), Ok(true));
+    }
+
+    #[test]
+    fn senders_past_the_cap_are_not_kept_and_giving_up_frees_a_place() {
+        let waiters = Arc::new(Waiters::new(2));
+        let first = waiters.add(RunId::from(1u128)).expect("first place");
+        let _second = waiters.add(RunId::from(2u128)).expect("second place");
+        assert!(waiters.add(RunId::from(3u128)).is_none(), "the cap holds");
+        // The first sender times out or hangs up.
+        drop(first);
+        assert!(!waiters.is_waiting(RunId::from(1u128)));
+        assert!(
+            waiters.add(RunId::from(3u128)).is_some(),
+            "its place is free again"
+        );
+    }
 }
