@@ -190,7 +190,7 @@ fn scan(
         }
         (flow, Some(status)) if !status.is_final() => {
             let live = txn.open_table(LIVE)?;
-            let requests = txn.open_table(REQUESTS)?;
+            let by_flow = txn.open_table(RUNS_BY_FLOW)?;
             let upper = before.map_or(Bound::Unbounded, Bound::Excluded);
             for entry in live.range::<u128>((Bound::Unbounded, upper))?.rev() {
                 let (key, value) = entry?;
@@ -198,13 +198,11 @@ fn scan(
                 if State::from_live(id, value.value())?.status != status {
                     continue;
                 }
-                if let Some(flow) = flow {
-                    let request = bundle::find(&requests, id)?.ok_or_else(|| {
-                        StoreError::Corrupt(format!("run {id} is live but has no request"))
-                    })?;
-                    if Envelope::flow_of(id, request.bytes())? != flow {
-                        continue;
-                    }
+                // A point lookup in the flow index, rather than reading the run's request.
+                if let Some(flow) = flow
+                    && by_flow.get((flow, key.value()))?.is_none()
+                {
+                    continue;
                 }
                 if !found(id.as_u128()) {
                     break;
