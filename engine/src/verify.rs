@@ -10,8 +10,9 @@
 //! - `standard-webhooks` (Svix and others): `webhook-signature: v1,<base64 HMAC-SHA256 of
 //!   "id.ts.body">` (space-separated list) with `webhook-id` and `webhook-timestamp`; the
 //!   secret is `whsec_<base64 key>`.
-//! - `hmac`: any sender that signs the body with HMAC-SHA256: the `header`, an optional
-//!   `prefix` before the signature, `hex` or `base64`.
+//! - `hmac`: any sender that signs the body with HMAC: the `header`, an optional `prefix`
+//!   before the signature, `hex` or `base64`, and the `algorithm`: `sha256` (the default),
+//!   `sha512`, or `sha1` for older senders.
 //! - `token`: a shared token in a `header` (default `Authorization: Bearer <token>`) or a
 //!   `query` parameter.
 //! - `basic`: HTTP Basic authentication.
@@ -24,7 +25,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, KeyInit as _, Mac as _};
-use sha2::Sha256;
+use sha1::Sha1;
+use sha2::{Sha256, Sha512};
 use subtle::ConstantTimeEq;
 use thiserror::Error;
 
@@ -56,6 +58,7 @@ pub enum Verify {
         header: String,
         prefix: String,
         encoding: Encoding,
+        algorithm: Algorithm,
     },
     Token {
         token: String,
@@ -65,6 +68,33 @@ pub enum Verify {
         username: String,
         password: String,
     },
+}
+
+/// The hash of an `hmac` signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    Sha1,
+    Sha256,
+    Sha512,
+}
+
+impl Algorithm {
+    /// Whether `signature` is the HMAC of `body` under `key` (constant-time).
+    fn matches(self, key: &[u8], body: &[u8], signature: &[u8]) -> bool {
+        fn check<M: hmac::Mac + hmac::KeyInit>(key: &[u8], body: &[u8], signature: &[u8]) -> bool {
+            // HMAC takes keys of any length.
+            let Ok(mut mac) = <M as hmac::KeyInit>::new_from_slice(key) else {
+                return false;
+            };
+            mac.update(body);
+            mac.verify_slice(signature).is_ok()
+        }
+        match self {
+            Algorithm::Sha1 => check::<Hmac<Sha1>>(key, body, signature),
+            Algorithm::Sha256 => check::<Hmac<Sha256>>(key, body, signature),
+            Algorithm::Sha512 => check::<Hmac<Sha512>>(key, body, signature),
+        }
+    }
 }
 
 /// How an `hmac` signature is written.
@@ -244,6 +274,7 @@ impl Verify {
                 header,
                 prefix,
                 encoding,
+                algorithm,
             } => {
                 let value = request.header(header)?;
                 let text = value
@@ -256,7 +287,7 @@ impl Verify {
                 .ok_or_else(|| {
                     Refusal::Malformed(header.clone(), "the signature does not decode")
                 })?;
-                ok_if(matches(secret.as_bytes(), &[request.body], &signature))
+                ok_if(algorithm.matches(secret.as_bytes(), request.body, &signature))
             }
             Verify::Token { token, place } => {
                 let given = match place {
@@ -463,6 +494,7 @@ mod tests {
             header: "x-signature".into(),
             prefix: "sha256=".into(),
             encoding: Encoding::Base64,
+            algorithm: Algorithm::Sha256,
         };
         let good = format!(
             "sha256={}",
@@ -474,6 +506,53 @@ mod tests {
             check(&verify, &[("x-signature", &hex)], ""),
             Err(Refusal::Malformed(..) | Refusal::Mismatch)
         ));
+    }
+
+    /// RFC 4231 test case 2 (SHA-256, SHA-512) and RFC 2202 test case 2 (SHA-1): key "Jefe".
+    #[test]
+    fn generic_hmac_with_each_algorithm() {
+        let signed = |verify: &Verify, signature: &str| {
+            let headers = vec![("x-signature".to_owned(), signature.to_owned())];
+            verify.check(
+                &Request {
+                    headers: &headers,
+                    query: "",
+                    body: b"what do ya want for nothing?",
+                },
+                now(),
+            )
+        };
+        let cases = [
+            (Algorithm::Sha1, "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79"),
+            (
+                Algorithm::Sha256,
+                "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+            ),
+            (
+                Algorithm::Sha512,
+                "164b7a7bfcf819e2e395fbe73b56e0a387bd64222e831fd610270cd7ea2505549758bf75c05a994a6d034f65f8f0e6fdcaeab1a34d4a6b4b636e070a38bce737",
+            ),
+        ];
+        for (algorithm, expected) in cases {
+            let verify = Verify::Hmac {
+                secret: "Jefe".into(),
+                header: "x-signature".into(),
+                prefix: String::new(),
+                encoding: Encoding::Hex,
+                algorithm,
+            };
+            assert_eq!(signed(&verify, expected), Ok(()), "{algorithm:?}");
+            // Another algorithm's signature of the same body does not pass.
+            for (other, signature) in cases {
+                if other != algorithm {
+                    assert_eq!(
+                        signed(&verify, signature),
+                        Err(Refusal::Mismatch),
+                        "{algorithm:?} given {other:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -24,7 +24,7 @@ use super::{
     DEFAULT_MAX_BODY, DEFAULT_RESPOND_TIMEOUT, Flow, LoadContext, MAX_MAX_BODY, MAX_MEMORY,
     MAX_RESPOND_TIMEOUT, MAX_TIMEOUT, MIN_MEMORY, PluginRef, Respond, Step, WebhookSpec,
 };
-use crate::verify::{self, Encoding, TokenPlace, Verify};
+use crate::verify::{self, Algorithm, Encoding, TokenPlace, Verify};
 
 type Item<'i> = Spanned<DeValue<'i>>;
 
@@ -50,7 +50,14 @@ const SCHEMES_KEYS: &[(&str, &[&str])] = &[
     ("standard-webhooks", &["scheme", "secret", "tolerance"]),
     (
         "hmac",
-        &["scheme", "secret", "header", "prefix", "encoding"],
+        &[
+            "scheme",
+            "secret",
+            "header",
+            "prefix",
+            "encoding",
+            "algorithm",
+        ],
     ),
     ("token", &["scheme", "token", "header", "query"]),
     ("basic", &["scheme", "username", "password"]),
@@ -422,11 +429,26 @@ impl Loader<'_, '_> {
                         return None;
                     }
                 };
+                let algorithm = match text(self, "algorithm", false)?.as_deref() {
+                    None | Some("sha256") => Algorithm::Sha256,
+                    Some("sha512") => Algorithm::Sha512,
+                    Some("sha1") => Algorithm::Sha1,
+                    Some(other) => {
+                        self.error(
+                            table.get("algorithm").map_or(at, |e| e.span().start),
+                            format!(
+                                "`algorithm` = \"{other}\" is not one of \"sha256\", \"sha512\", \"sha1\""
+                            ),
+                        );
+                        return None;
+                    }
+                };
                 Verify::Hmac {
                     secret: text(self, "secret", true)??,
                     header: text(self, "header", true)??.to_ascii_lowercase(),
                     prefix: text(self, "prefix", false)?.unwrap_or_default(),
                     encoding,
+                    algorithm,
                 }
             }
             "token" => {

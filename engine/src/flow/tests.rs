@@ -1016,7 +1016,7 @@ fn respond_is_accepted_unless_the_flow_asks_for_its_result() {
 
 #[test]
 fn verify_reads_each_scheme_with_secrets_from_the_environment() {
-    use crate::verify::{DEFAULT_TOLERANCE, Encoding, TokenPlace, Verify};
+    use crate::verify::{Algorithm, DEFAULT_TOLERANCE, Encoding, TokenPlace, Verify};
     let with = |verify: &str| {
         load(&format!("name = \"x\"\n[webhook]\nverify = {verify}\n"))
             .webhook
@@ -1051,7 +1051,20 @@ fn verify_reads_each_scheme_with_secrets_from_the_environment() {
             secret: "k".into(),
             header: "x-signature".into(),
             prefix: "sha256=".into(),
-            encoding: Encoding::Base64
+            encoding: Encoding::Base64,
+            algorithm: Algorithm::Sha256,
+        }
+    );
+    assert_eq!(
+        with(
+            r#"{ scheme = "hmac", secret = "k", header = "X-Hub-Signature", prefix = "sha1=", algorithm = "sha1" }"#
+        ),
+        Verify::Hmac {
+            secret: "k".into(),
+            header: "x-hub-signature".into(),
+            prefix: "sha1=".into(),
+            encoding: Encoding::Hex,
+            algorithm: Algorithm::Sha1,
         }
     );
     assert_eq!(
@@ -1113,6 +1126,10 @@ fn verify_problems_are_reported_where_they_are() {
     assert_eq!(
         errors_of(r#"{ scheme = "standard-webhooks", secret = "whsec_***" }"#),
         vec!["3:51: a standard-webhooks secret is `whsec_` followed by base64"]
+    );
+    assert_eq!(
+        errors_of(r#"{ scheme = "hmac", secret = "k", header = "x-s", algorithm = "md5" }"#),
+        vec!["3:71: `algorithm` = \"md5\" is not one of \"sha256\", \"sha512\", \"sha1\""]
     );
     assert_eq!(
         errors_of(r#""github""#),
