@@ -2,7 +2,7 @@
 //! noisy shared machine shows up in both.
 //!
 //!     cargo run --release -p weir --bin weir-bench -- plugin
-//!     cargo run --release -p weir --bin weir-bench -- webhook
+//!     cargo run --release -p weir --bin weir-bench -- webhook [--rounds N]
 
 /// mimalloc: allocations on the gateway's threads are freed on the store writer's, which
 /// glibc's malloc makes contend on its arenas.
@@ -17,10 +17,22 @@ use anyhow::Context as _;
 use weir::plugin::{CallContext, HostConfig, Limits, Plugin, PluginHost};
 
 fn main() -> anyhow::Result<()> {
-    let which = std::env::args().nth(1).unwrap_or_else(|| "plugin".into());
-    match which.as_str() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let which = args.first().map_or("plugin", String::as_str);
+    match which {
         "plugin" => bench_plugin(),
-        "webhook" => webhook::bench(),
+        "webhook" => {
+            let rounds = match args.get(1..) {
+                None | Some([]) => 3,
+                Some([flag, n]) if flag == "--rounds" => n
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .with_context(|| format!("--rounds takes a whole number above 0, not {n:?}"))?,
+                Some(other) => anyhow::bail!("unknown arguments {other:?}: use --rounds N"),
+            };
+            webhook::bench(rounds)
+        }
         other => anyhow::bail!("unknown benchmark '{other}': use plugin or webhook"),
     }
 }

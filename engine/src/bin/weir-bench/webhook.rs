@@ -255,7 +255,31 @@ fn peak_memory_mib(pid: u32) -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-pub fn bench() -> anyhow::Result<()> {
+/// What one round of one concurrency measured.
+struct Round {
+    bare: f64,
+    weir: f64,
+    weir_p99: f64,
+    /// Runs accepted in the round divided by the time until all of them had finished.
+    runs_per_s: f64,
+}
+
+fn median(values: impl Iterator<Item = f64>) -> (f64, f64, f64) {
+    let mut values: Vec<f64> = values.collect();
+    values.sort_by(f64::total_cmp);
+    if values.is_empty() {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    (
+        values[values.len() / 2],
+        values[0],
+        values[values.len() - 1],
+    )
+}
+
+/// `rounds` rounds at each concurrency, each a bare phase then a Weir phase, so that the noise
+/// of a shared machine falls on both; then the median of the rounds.
+pub fn bench(rounds: usize) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let bare = bare_server().await?;
@@ -266,67 +290,121 @@ pub fn bench() -> anyhow::Result<()> {
             .split_once("/hooks/")
             .map(|(_, rest)| format!("/hooks/{rest}"))
             .context("webhook path")?;
-        println!("webhook benchmark: {}-byte JSON POSTs over keep-alive connections, {} s per phase", payload().len(), PHASE.as_secs());
-        println!("{:<34} {:>10} {:>9} {:>9} {:>8}", "", "req/s", "p50 ms", "p99 ms", "non-2xx");
-        let mut completion = None;
+        println!(
+            "webhook benchmark: {}-byte JSON POSTs over keep-alive connections, {} s per phase, {rounds} round(s) per concurrency",
+            payload().len(),
+            PHASE.as_secs()
+        );
+        let mut summary = Vec::new();
         for concurrency in [16, 64] {
-            let base = load(bare, "/hook", concurrency).await?;
-            wait_drained(&weir).await?;
-            let before = get_json(weir.admin, "/api/health").await?["store"].clone();
-            let (weir_cpu, bench_cpu) = (cpu_seconds(weir.child.id()), cpu_seconds(std::process::id()));
-            // For profilers: `perf record -p <pid>` can start on this line.
-            eprintln!("weir phase, c={concurrency}: weir pid {}", weir.child.id());
-            let started = Instant::now();
-            let ours = load(weir.webhook, &hook_path, concurrency).await?;
-            let accepted_for = started.elapsed();
-            let weir_cpu = cpu_seconds(weir.child.id()) - weir_cpu;
-            let bench_cpu = cpu_seconds(std::process::id()) - bench_cpu;
-            let at_end = get_json(weir.admin, "/api/health").await?["store"].clone();
-            let drain_cpu = cpu_seconds(weir.child.id());
-            wait_drained(&weir).await?;
-            let drained = started.elapsed();
-            let drain_cpu = cpu_seconds(weir.child.id()) - drain_cpu;
-            for (name, l) in [(format!("bare warp, c={concurrency}"), &base), (format!("weir (durable accept), c={concurrency}"), &ours)] {
-                println!("{name:<34} {:>10.0} {:>9.2} {:>9.2} {:>8}", l.rps(), l.percentile_ms(0.5), l.percentile_ms(0.99), l.refused);
+            let mut measured = Vec::new();
+            for round in 1..=rounds {
+                println!("-- c={concurrency}, round {round} of {rounds}");
+                println!("{:<34} {:>10} {:>9} {:>9} {:>8}", "", "req/s", "p50 ms", "p99 ms", "non-2xx");
+                measured.push(weir_round(&weir, bare, &hook_path, concurrency).await?);
             }
-            println!("{:<34} {:>10.2}", format!("  ratio weir / bare, c={concurrency}"), ours.rps() / base.rps());
-            println!(
-                "  CPU during the weir phase: weir {:.2} s ({:.0} µs per accepted webhook), load generator {:.2} s",
-                weir_cpu,
-                weir_cpu * 1e6 / ours.ok.max(1) as f64,
-                bench_cpu
-            );
-            let after = get_json(weir.admin, "/api/health").await?["store"].clone();
-            for (what, from, to) in [("during the phase", &before, &at_end), ("draining after it", &at_end, &after)] {
-                let delta = |key: &str| to[key].as_f64().unwrap_or(0.0) - from[key].as_f64().unwrap_or(0.0);
-                let commits = delta("commits").max(1.0);
-                println!(
-                    "  store {what}: {:.0} commits ({:.0} fsync'd), {:.1} writes each, {:.2} ms applying + {:.2} ms committing each",
-                    commits,
-                    delta("durable_commits"),
-                    delta("writes") / commits,
-                    delta("apply_us") / commits / 1e3,
-                    delta("commit_us") / commits / 1e3,
-                );
-            }
-            println!(
-                "  draining: {:.1} s, weir CPU {:.2} s",
-                (drained - accepted_for).as_secs_f64(),
-                drain_cpu
-            );
-            completion = Some((ours.ok, accepted_for, drained));
+            summary.push((concurrency, measured));
         }
-        if let Some((runs, accepted_for, drained)) = completion {
+        println!("== median of {rounds} round(s) (lowest–highest)");
+        for (concurrency, measured) in &summary {
+            let (bare, bare_lo, bare_hi) = median(measured.iter().map(|r| r.bare));
+            let (weir, weir_lo, weir_hi) = median(measured.iter().map(|r| r.weir));
+            let (ratio, ratio_lo, ratio_hi) = median(measured.iter().map(|r| r.weir / r.bare));
+            let (p99, p99_lo, p99_hi) = median(measured.iter().map(|r| r.weir_p99));
+            let (runs, runs_lo, runs_hi) = median(measured.iter().map(|r| r.runs_per_s));
             println!(
-                "completed one-step runs (c=64 phase): {runs} runs accepted in {:.1} s, all finished after {:.1} s: {:.0} runs/s",
-                accepted_for.as_secs_f64(),
-                drained.as_secs_f64(),
-                runs as f64 / drained.as_secs_f64()
+                "c={concurrency}: bare {bare:.0} req/s ({bare_lo:.0}–{bare_hi:.0}), weir {weir:.0} ({weir_lo:.0}–{weir_hi:.0}), \
+                 ratio {ratio:.2} ({ratio_lo:.2}–{ratio_hi:.2}), weir p99 {p99:.2} ms ({p99_lo:.2}–{p99_hi:.2}), \
+                 completed runs {runs:.0}/s ({runs_lo:.0}–{runs_hi:.0})"
             );
         }
         let health = get_json(weir.admin, "/api/health").await?;
         println!("weir peak memory (VmHWM): {:.1} MiB; runs still queued: {}", peak_memory_mib(weir.child.id()), health["runs_in_queue"]);
         println!("targets: weir >= 0.5 x bare req/s, p99 <= 10 ms at c=64, >= 5,000 runs/s, < 150 MiB");
         anyhow::Ok(())
+    })
+}
+
+/// A bare phase, then a Weir phase at the same concurrency, then Weir finishing every run it
+/// accepted; prints what each did.
+async fn weir_round(
+    weir: &WeirProcess,
+    bare: SocketAddr,
+    hook_path: &str,
+    concurrency: usize,
+) -> anyhow::Result<Round> {
+    let base = load(bare, "/hook", concurrency).await?;
+    wait_drained(weir).await?;
+    let before = get_json(weir.admin, "/api/health").await?["store"].clone();
+    let (weir_cpu, bench_cpu) = (
+        cpu_seconds(weir.child.id()),
+        cpu_seconds(std::process::id()),
+    );
+    // For profilers: `perf record -p <pid>` can start on this line.
+    eprintln!("weir phase, c={concurrency}: weir pid {}", weir.child.id());
+    let started = Instant::now();
+    let ours = load(weir.webhook, hook_path, concurrency).await?;
+    let accepted_for = started.elapsed();
+    let weir_cpu = cpu_seconds(weir.child.id()) - weir_cpu;
+    let bench_cpu = cpu_seconds(std::process::id()) - bench_cpu;
+    let at_end = get_json(weir.admin, "/api/health").await?["store"].clone();
+    let drain_cpu = cpu_seconds(weir.child.id());
+    wait_drained(weir).await?;
+    let drained = started.elapsed();
+    let drain_cpu = cpu_seconds(weir.child.id()) - drain_cpu;
+    for (name, l) in [
+        (format!("bare warp, c={concurrency}"), &base),
+        (format!("weir (durable accept), c={concurrency}"), &ours),
+    ] {
+        println!(
+            "{name:<34} {:>10.0} {:>9.2} {:>9.2} {:>8}",
+            l.rps(),
+            l.percentile_ms(0.5),
+            l.percentile_ms(0.99),
+            l.refused
+        );
+    }
+    println!(
+        "{:<34} {:>10.2}",
+        format!("  ratio weir / bare, c={concurrency}"),
+        ours.rps() / base.rps()
+    );
+    println!(
+        "  CPU during the weir phase: weir {:.2} s ({:.0} µs per accepted webhook), load generator {:.2} s",
+        weir_cpu,
+        weir_cpu * 1e6 / ours.ok.max(1) as f64,
+        bench_cpu
+    );
+    let after = get_json(weir.admin, "/api/health").await?["store"].clone();
+    for (what, from, to) in [
+        ("during the phase", &before, &at_end),
+        ("draining after it", &at_end, &after),
+    ] {
+        let delta = |key: &str| to[key].as_f64().unwrap_or(0.0) - from[key].as_f64().unwrap_or(0.0);
+        let commits = delta("commits").max(1.0);
+        println!(
+            "  store {what}: {:.0} commits ({:.0} fsync'd), {:.1} writes each, {:.2} ms applying + {:.2} ms committing each",
+            commits,
+            delta("durable_commits"),
+            delta("writes") / commits,
+            delta("apply_us") / commits / 1e3,
+            delta("commit_us") / commits / 1e3,
+        );
+    }
+    let runs_per_s = ours.ok as f64 / drained.as_secs_f64();
+    println!(
+        "  draining: {:.1} s, weir CPU {:.2} s; {} runs accepted in {:.1} s, all finished after {:.1} s: {:.0} runs/s",
+        (drained - accepted_for).as_secs_f64(),
+        drain_cpu,
+        ours.ok,
+        accepted_for.as_secs_f64(),
+        drained.as_secs_f64(),
+        runs_per_s
+    );
+    Ok(Round {
+        bare: base.rps(),
+        weir: ours.rps(),
+        weir_p99: ours.percentile_ms(0.99),
+        runs_per_s,
     })
 }
