@@ -229,6 +229,17 @@ fn a_stripe_payment_renders_a_receipt_with_a_default_email() {
         run["steps"][2]["output"],
         "Payment pi_1: 2000 (minor units) eur from cus_9 <no e-mail on file>"
     );
+    // The example dedupes on the event id in the body: Stripe's retry of the same event is
+    // answered with the first run, another event is a new run.
+    let retry = weir_tests::post_json(&weir.webhook_url("stripe-payments"), &event);
+    assert_eq!(retry.status, 200);
+    assert_eq!(retry.json()["duplicate"], true);
+    assert_eq!(retry.json()["run_id"], answer.json()["run_id"]);
+    let mut other = event.clone();
+    other["id"] = json!("evt_2");
+    let other = weir_tests::post_json(&weir.webhook_url("stripe-payments"), &other);
+    assert_eq!(other.status, 202);
+    assert_eq!(weir.count_runs(), 2);
 }
 
 #[test]

@@ -174,14 +174,22 @@ where
             ));
         }
     }
-    // Only a flow with `dedupe` pays for decoding the body here.
+    // Only a flow with `dedupe` reads the request here, and most dedupe on a header: the body
+    // is decoded only when the query selects nothing without it. A singular query selects the
+    // same node, or none, once the body is added, so this only saves work.
     let dedupe_key = spec.dedupe.as_ref().and_then(|_| {
         let mut context = serde_json::Map::new();
         context.insert(
             "webhook".into(),
-            Value::Object(payload::request_document(&request)),
+            Value::Object(payload::request_head(&request)),
         );
-        spec.dedupe_key(&Value::Object(context))
+        let mut context = Value::Object(context);
+        spec.dedupe_key(&context).or_else(|| {
+            if let Some(webhook) = context.get_mut("webhook").and_then(Value::as_object_mut) {
+                webhook.insert("body".into(), payload::request_body(&request));
+            }
+            spec.dedupe_key(&context)
+        })
     });
     let new_run = NewRun {
         flow_id: req.flow_id.clone(),

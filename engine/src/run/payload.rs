@@ -117,7 +117,13 @@ pub fn webhook_document(run_id: &str, request: &RawRequest) -> Value {
 /// [`webhook_document`] without the run id: what a flow's `dedupe` reads, before there is a
 /// run.
 pub fn request_document(request: &RawRequest) -> Map<String, Value> {
-    let content_type = request.header("content-type");
+    let mut document = request_head(request);
+    document.insert("body".into(), request_body(request));
+    document
+}
+
+/// [`request_document`] without the body, which is the costly part to decode.
+pub fn request_head(request: &RawRequest) -> Map<String, Value> {
     let text = |value: &str| Value::String(value.to_owned());
     let mut document = Map::new();
     document.insert("method".into(), text(&request.method));
@@ -126,11 +132,7 @@ pub fn request_document(request: &RawRequest) -> Map<String, Value> {
     document.insert("headers".into(), headers_to_json(&request.headers));
     document.insert(
         "content_type".into(),
-        content_type.map_or(Value::Null, text),
-    );
-    document.insert(
-        "body".into(),
-        Body::decode(content_type, &request.body).into_value(),
+        request.header("content-type").map_or(Value::Null, text),
     );
     document.insert(
         "received_at".into(),
@@ -141,6 +143,11 @@ pub fn request_document(request: &RawRequest) -> Map<String, Value> {
         request.remote_addr.as_deref().map_or(Value::Null, text),
     );
     document
+}
+
+/// The body as `$.webhook.body` holds it.
+pub fn request_body(request: &RawRequest) -> Value {
+    Body::decode(request.header("content-type"), &request.body).into_value()
 }
 
 /// The webhook step's output for a stored run.
