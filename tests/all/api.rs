@@ -1,7 +1,7 @@
 //! The admin API as an admin uses it: flows, runs filtered and paged, errors as JSON, and the
 //! token when one is configured.
 
-use serde_json::json;
+use serde_json::{Value, json};
 use weir_tests::{FlowDir, Weir, get_with, post_json, weir_command};
 
 #[test]
@@ -184,7 +184,7 @@ fn secrets_from_the_environment_never_reach_the_api_or_stored_runs() {
     flows.write(
         "signed.toml",
         "name = \"signed\"\n[webhook]\ndedupe = \"$.webhook.headers['x-github-delivery']\"\n\
-         respond = \"result\"\nrespond_timeout = \"2s\"\n\
+         dedupe_window = \"3d\"\nrespond = \"result\"\nrespond_timeout = \"2s\"\n\
          verify = { scheme = \"github\", secret = \"${WEIR_TEST_API_KEY}\" }\n",
     );
     let data = tempfile::tempdir().unwrap();
@@ -205,6 +205,8 @@ fn secrets_from_the_environment_never_reach_the_api_or_stored_runs() {
     assert_eq!(signed["status"], "ok", "{signed:#}");
     assert_eq!(signed["verify"], "github");
     assert_eq!(signed["dedupe"], "$.webhook.headers['x-github-delivery']");
+    assert_eq!(signed["dedupe_window_ms"], 3 * 24 * 3600 * 1000);
+    assert_eq!(weir.flow("secret")["dedupe_window_ms"], Value::Null);
     assert_eq!(
         signed["respond"],
         json!({"mode": "result", "timeout_ms": 2000})

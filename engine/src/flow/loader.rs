@@ -21,8 +21,9 @@ use super::id::{FlowId, StepId};
 use super::mapping::{Mapping, Node, Selection, place_index, place_key};
 use super::query::Query;
 use super::{
-    DEFAULT_MAX_BODY, DEFAULT_RESPOND_TIMEOUT, Flow, LoadContext, MAX_MAX_BODY, MAX_MEMORY,
-    MAX_RESPOND_TIMEOUT, MAX_TIMEOUT, MIN_MEMORY, PluginRef, Respond, Step, WebhookSpec,
+    DEFAULT_MAX_BODY, DEFAULT_RESPOND_TIMEOUT, Flow, LoadContext, MAX_DEDUPE_WINDOW, MAX_MAX_BODY,
+    MAX_MEMORY, MAX_RESPOND_TIMEOUT, MAX_TIMEOUT, MIN_MEMORY, PluginRef, Respond, Step,
+    WebhookSpec,
 };
 use crate::verify::{self, Algorithm, Encoding, TokenPlace, Verify};
 
@@ -33,6 +34,7 @@ const WEBHOOK_KEYS: &[&str] = &[
     "methods",
     "max_body",
     "dedupe",
+    "dedupe_window",
     "respond",
     "respond_timeout",
     "verify",
@@ -330,6 +332,19 @@ impl Loader<'_, '_> {
             None => Some(None),
             Some(item) => self.dedupe(item).map(Some),
         };
+        let dedupe_window = match (table.get("dedupe"), table.get("dedupe_window")) {
+            (_, None) => Some(None),
+            (None, Some(item)) => {
+                self.error(
+                    item.span().start,
+                    "`dedupe_window` only applies with `dedupe`",
+                );
+                None
+            }
+            (Some(_), Some(item)) => self
+                .duration(item, "dedupe_window", MAX_DEDUPE_WINDOW)
+                .map(Some),
+        };
         let respond = self.respond(table.get("respond"), table.get("respond_timeout"));
         let verify = match table.get("verify") {
             None => Some(None),
@@ -339,6 +354,7 @@ impl Loader<'_, '_> {
             methods: methods?,
             max_body: max_body?,
             dedupe: dedupe?,
+            dedupe_window: dedupe_window?,
             respond: respond?,
             verify: verify?,
         })

@@ -18,6 +18,7 @@
 //! methods = ["POST"]       # default ["POST"]
 //! max_body = "1 MiB"       # default 1 MiB, at most 64 MiB
 //! dedupe = "$.webhook.headers['x-github-delivery']"  # optional; a redelivery starts no run
+//! dedupe_window = "3d"     # with dedupe: how long a value holds (default: as long as runs are kept)
 //! respond = "accepted"     # default; or "result": answer with the last step's output
 //! respond_timeout = "10s"  # with "result": how long to wait before answering 202 (max 5m)
 //! verify = { scheme = "github", secret = "${GITHUB_WEBHOOK_SECRET}" }  # see `crate::verify`
@@ -102,6 +103,9 @@ pub struct WebhookSpec {
     /// value was already accepted for this flow is answered with the first run and starts
     /// none. A webhook where it selects nothing (or `null`) is never a duplicate.
     pub dedupe: Option<Query>,
+    /// How long a dedupe value holds (`dedupe_window`): a delivery whose first run came
+    /// longer ago than this is a new run. `None`: for as long as the first run is kept.
+    pub dedupe_window: Option<Duration>,
     /// What the sender is answered.
     pub respond: Respond,
     /// How a request proves it comes from the sender; checked before anything is stored.
@@ -123,6 +127,8 @@ pub enum Respond {
 pub const DEFAULT_RESPOND_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest `respond_timeout`: senders and proxies rarely wait longer.
 pub const MAX_RESPOND_TIMEOUT: Duration = Duration::from_secs(300);
+/// The longest `dedupe_window`: a year; leave it out to dedupe for as long as runs are kept.
+pub const MAX_DEDUPE_WINDOW: Duration = Duration::from_secs(365 * 24 * 3600);
 
 impl WebhookSpec {
     /// The dedupe key of a webhook whose run context is `context` (`{"webhook": …}`): the
@@ -144,6 +150,7 @@ impl Default for WebhookSpec {
             methods: DEFAULT_METHODS.iter().map(|m| (*m).to_owned()).collect(),
             max_body: DEFAULT_MAX_BODY,
             dedupe: None,
+            dedupe_window: None,
             respond: Respond::Accepted,
             verify: None,
         }

@@ -197,7 +197,7 @@ input.name = { "$path" = "$.webhook.body.name", "$default" = "n", "$dflt" = 1 }
         errors(source),
         vec![
             "2:1: unknown key `colour` at the top level; allowed keys: name, description, webhook, steps",
-            "5:1: unknown key `respnd` in [webhook]; allowed keys: methods, max_body, dedupe, respond, respond_timeout, verify",
+            "5:1: unknown key `respnd` in [webhook]; allowed keys: methods, max_body, dedupe, dedupe_window, respond, respond_timeout, verify",
             "10:1: in step 'a': unknown key `tiemout` in a step; allowed keys: id, plugin, when, input, config, timeout, memory",
             "11:67: in step 'a': unknown key `$dflt` in a mapping with a default; allowed keys: $path, $default",
         ]
@@ -935,6 +935,38 @@ dedupe = "$.webhook.headers['x-github-delivery']"
     assert_eq!(key(json!({"headers": {}})), None);
     assert_eq!(key(json!({"headers": {"x-github-delivery": null}})), None);
     assert_eq!(load(MINIMAL).webhook.dedupe_key(&json!({})), None);
+    assert_eq!(
+        spec.dedupe_window, None,
+        "by default a value holds for good"
+    );
+}
+
+#[test]
+fn dedupe_window_is_a_duration_that_goes_with_dedupe() {
+    let flow = load(
+        r#"name = "x"
+[webhook]
+dedupe = "$.webhook.body.id"
+dedupe_window = "3d"
+"#,
+    );
+    assert_eq!(
+        flow.webhook.dedupe_window,
+        Some(Duration::from_secs(3 * 24 * 3600))
+    );
+    assert_eq!(
+        errors("name = \"x\"\n[webhook]\ndedupe_window = \"1h\"\n"),
+        vec!["3:17: `dedupe_window` only applies with `dedupe`"]
+    );
+    assert_eq!(
+        errors(
+            "name = \"x\"\n[webhook]\ndedupe = \"$.webhook.body.id\"\ndedupe_window = \"soon\"\n"
+        ),
+        vec![
+            "4:17: `dedupe_window` = \"soon\" is not a duration (expected number at 0); \
+             write it like \"5s\" or \"2m 30s\""
+        ]
+    );
 }
 
 #[test]

@@ -164,6 +164,8 @@ fn flow_json(catalog: &Catalog, entry: &FlowEntry) -> Value {
         "methods": live.map(|f| f.webhook.methods.clone()),
         "max_body": live.map(|f| f.webhook.max_body),
         "dedupe": live.and_then(|f| f.webhook.dedupe.as_ref().map(|q| q.as_str().to_owned())),
+        "dedupe_window_ms": live.and_then(|f| f.webhook.dedupe_window)
+            .map(|w| u64::try_from(w.as_millis()).unwrap_or(u64::MAX)),
         "respond": live.map(|f| match f.webhook.respond {
             Respond::Accepted => json!({ "mode": "accepted" }),
             Respond::Result { timeout } => json!({

@@ -196,6 +196,7 @@ where
         flow_version: live.flow.version.clone(),
         request,
         dedupe_key,
+        dedupe_window: spec.dedupe_window,
     };
     match gateway.store.accept(new_run).await {
         Ok(accepted) => {

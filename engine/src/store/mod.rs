@@ -232,6 +232,7 @@ impl Store {
         let prepared = Prepared {
             flow_id: envelope.flow_id.clone(),
             dedupe_key: envelope.dedupe_key.clone(),
+            dedupe_window: run.dedupe_window,
             bytes: envelope.encode(&request.body)?,
         };
         drop(request.body);

@@ -32,6 +32,7 @@ fn new_run(flow: &str, body: &[u8]) -> NewRun {
         flow_version: "v1".into(),
         request: request(body),
         dedupe_key: None,
+        dedupe_window: None,
     }
 }
 
@@ -606,6 +607,52 @@ async fn a_redelivered_webhook_is_not_queued_twice() {
     );
     assert_eq!(store.count_runs(Some("gh"), None).unwrap(), 1);
     assert_eq!(store.queue_len().unwrap(), 2);
+}
+
+#[tokio::test]
+async fn a_dedupe_key_holds_for_its_window_then_names_the_new_run() {
+    let (_dir, path) = temp();
+    let store = Store::open(&path).unwrap();
+    let with_window = |window: Duration| NewRun {
+        dedupe_key: Some("evt_1".into()),
+        dedupe_window: Some(window),
+        ..new_run("stripe", b"{}")
+    };
+    let first = store
+        .accept(with_window(Duration::from_millis(50)))
+        .await
+        .unwrap();
+    assert!(!first.duplicate);
+    // Within a window of an hour, the same key is the first run.
+    let within = store
+        .accept(with_window(Duration::from_secs(3600)))
+        .await
+        .unwrap();
+    assert!(within.duplicate);
+    assert_eq!(within.run.id, first.run.id);
+    // Once the first run is older than the window, the delivery is a new run.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let later = loop {
+        let answer = store
+            .accept(with_window(Duration::from_millis(50)))
+            .await
+            .unwrap();
+        if !answer.duplicate {
+            break answer;
+        }
+        assert_eq!(answer.run.id, first.run.id);
+        assert!(Instant::now() < deadline, "the window never ended");
+        tokio::task::yield_now().await;
+    };
+    assert_ne!(later.run.id, first.run.id);
+    // And the key now names the new run.
+    let again = store
+        .accept(with_window(Duration::from_secs(3600)))
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.run.id, later.run.id);
+    assert_eq!(store.count_runs(Some("stripe"), None).unwrap(), 2);
 }
 
 #[tokio::test]

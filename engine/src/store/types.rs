@@ -213,6 +213,11 @@ pub struct NewRun {
     /// same `(flow_id, dedupe_key)` stores nothing and answers with the first run.
     #[serde(default)]
     pub dedupe_key: Option<String>,
+    /// How long a dedupe key holds: a delivery whose first run was accepted longer ago than
+    /// this is a new run (and the key then names it). `None`: for as long as the first run is
+    /// kept.
+    #[serde(default)]
+    pub dedupe_window: Option<Duration>,
 }
 
 /// What `accept` did.

@@ -75,6 +75,8 @@ const MAX_BATCH_BYTES: usize = 64 << 20;
 pub(super) struct Prepared {
     pub flow_id: String,
     pub dedupe_key: Option<String>,
+    /// See [`crate::store::NewRun::dedupe_window`].
+    pub dedupe_window: Option<Duration>,
     /// The [`REQUESTS`] value: see [`Envelope::encode`].
     pub bytes: Vec<u8>,
 }
@@ -625,7 +627,13 @@ impl Writer {
                 .map(|guard| guard.value()),
             None => None,
         };
-        if let Some(first) = first {
+        // A first run accepted before the window is history: this delivery is a new run.
+        let cutoff = new
+            .dedupe_window
+            .and_then(|window| SystemTime::now().checked_sub(window));
+        if let Some(first) = first
+            && cutoff.is_none_or(|cutoff| RunId::from(first).timestamp() >= cutoff)
+        {
             let id = RunId::from(first);
             // The first run may be in this transaction's bundle.
             t.flush_bundle()?;
@@ -845,6 +853,7 @@ mod tests {
             run: Box::new(Prepared {
                 flow_id: "f".into(),
                 dedupe_key: None,
+                dedupe_window: None,
                 bytes: Vec::new(),
             }),
             permit: AcceptPermit::try_acquire(waiting, usize::MAX).expect("permit"),
