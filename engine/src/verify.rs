@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use hmac::{Hmac, KeyInit as _, Mac as _};
+use hmac::{Hmac, KeyInit, Mac};
 use sha1::Sha1;
 use sha2::{Sha256, Sha512};
 use subtle::ConstantTimeEq;
@@ -79,20 +79,12 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
-    /// Whether `signature` is the HMAC of `body` under `key` (constant-time).
-    fn matches(self, key: &[u8], body: &[u8], signature: &[u8]) -> bool {
-        fn check<M: hmac::Mac + hmac::KeyInit>(key: &[u8], body: &[u8], signature: &[u8]) -> bool {
-            // HMAC takes keys of any length.
-            let Ok(mut mac) = <M as hmac::KeyInit>::new_from_slice(key) else {
-                return false;
-            };
-            mac.update(body);
-            mac.verify_slice(signature).is_ok()
-        }
+    /// Whether `signature` is the HMAC of `parts` under `key` (constant-time).
+    fn matches(self, key: &[u8], parts: &[&[u8]], signature: &[u8]) -> bool {
         match self {
-            Algorithm::Sha1 => check::<Hmac<Sha1>>(key, body, signature),
-            Algorithm::Sha256 => check::<Hmac<Sha256>>(key, body, signature),
-            Algorithm::Sha512 => check::<Hmac<Sha512>>(key, body, signature),
+            Algorithm::Sha1 => mac_matches::<Hmac<Sha1>>(key, parts, signature),
+            Algorithm::Sha256 => mac_matches::<Hmac<Sha256>>(key, parts, signature),
+            Algorithm::Sha512 => mac_matches::<Hmac<Sha512>>(key, parts, signature),
         }
     }
 }
@@ -148,21 +140,21 @@ impl Request<'_> {
     }
 }
 
-type HmacSha256 = Hmac<Sha256>;
-
-/// The HMAC-SHA256 of the parts, in order.
-fn hmac(key: &[u8], parts: &[&[u8]]) -> HmacSha256 {
-    // HMAC takes keys of any length.
-    let mut mac = HmacSha256::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+/// Whether `signature` is the MAC `M` of `parts`, in order, under `key` (constant-time).
+fn mac_matches<M: Mac + KeyInit>(key: &[u8], parts: &[&[u8]], signature: &[u8]) -> bool {
+    // HMAC takes keys of any length, so this never fails for the HMACs used here.
+    let Ok(mut mac) = <M as KeyInit>::new_from_slice(key) else {
+        return false;
+    };
     for part in parts {
         mac.update(part);
     }
-    mac
+    mac.verify_slice(signature).is_ok()
 }
 
-/// Whether `signature` is the MAC of `parts` (constant-time).
+/// Whether `signature` is the HMAC-SHA256 of `parts`: what the named schemes sign with.
 fn matches(key: &[u8], parts: &[&[u8]], signature: &[u8]) -> bool {
-    hmac(key, parts).verify_slice(signature).is_ok()
+    Algorithm::Sha256.matches(key, parts, signature)
 }
 
 fn within(
@@ -287,7 +279,7 @@ impl Verify {
                 .ok_or_else(|| {
                     Refusal::Malformed(header.clone(), "the signature does not decode")
                 })?;
-                ok_if(algorithm.matches(secret.as_bytes(), request.body, &signature))
+                ok_if(algorithm.matches(secret.as_bytes(), &[request.body], &signature))
             }
             Verify::Token { token, place } => {
                 let given = match place {
@@ -363,6 +355,15 @@ mod tests {
             },
             now(),
         )
+    }
+
+    /// The HMAC-SHA256 of the parts, in order, to sign test requests with.
+    fn hmac(key: &[u8], parts: &[&[u8]]) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
+        for part in parts {
+            mac.update(part);
+        }
+        mac
     }
 
     fn hex_mac(key: &[u8], parts: &[&[u8]]) -> String {

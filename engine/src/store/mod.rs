@@ -18,7 +18,8 @@
 //!   `Durability::Immediate` before the answer was sent.
 //! - The step records of a run are those of its latest attempt: `start_run` clears earlier ones.
 //! - A flow's token never changes once made; a flow version's source never changes once stored.
-//! - A dedupe entry `(flow, key)` names the run first accepted under that key.
+//! - A dedupe entry `(flow, key)` names the run first accepted under that key, or, with a
+//!   `dedupe_window`, the first one accepted after the previous one's window ended.
 //!
 //! # Life of a run
 //!
