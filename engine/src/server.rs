@@ -144,6 +144,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     let admin = Arc::new(Admin {
         catalog: catalog.clone(),
         store: store.clone(),
+        executor: executor.clone(),
         token: config.admin_token.clone(),
     });
     let tasks = vec![

@@ -29,7 +29,12 @@ fn flows_show_their_url_status_and_version() {
         assert!(url.starts_with(&prefix), "{url}");
         assert_eq!(url.len(), prefix.len() + 22, "a 128-bit token: {url}");
     }
-    assert_eq!(weir.api("/api/health").json()["status"], "ok");
+    let health = weir.api("/api/health").json();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(
+        health["senders_waiting_for_results"],
+        json!({"waiting": 0, "turned_away": 0})
+    );
     let missing = weir.api("/api/flows/nope");
     assert_eq!(missing.status, 404);
     assert_eq!(missing.json()["error"]["status"], 404);

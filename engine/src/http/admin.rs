@@ -20,6 +20,7 @@ use warp::reply::{Reply, Response};
 use super::error::ApiError;
 use crate::catalog::{Catalog, FlowEntry};
 use crate::flow::Respond;
+use crate::run::Executor;
 use crate::run::payload::{Body, form_to_json, headers_to_json};
 use crate::store::{RawRequest, RunFilter, RunId, RunStatus, Store};
 
@@ -27,6 +28,7 @@ use crate::store::{RawRequest, RunFilter, RunId, RunStatus, Store};
 pub struct Admin {
     pub catalog: Catalog,
     pub store: Store,
+    pub executor: Executor,
     /// Required as a bearer token when set.
     pub token: Option<String>,
 }
@@ -146,6 +148,7 @@ fn health(admin: Arc<Admin>) -> Result<Response> {
         "flows_with_errors": snapshot.flows.values().filter(|e| !e.errors.is_empty()).count(),
         "runs_in_queue": queued,
         "store": admin.store.stats(),
+        "senders_waiting_for_results": admin.executor.wait_stats(),
     }))
 }
 

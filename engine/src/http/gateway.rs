@@ -206,21 +206,15 @@ where
                 match spec.respond {
                     Respond::Accepted => gateway.executor.submit(id),
                     Respond::Result { timeout } => {
-                        match gateway.executor.submit_and_wait(id) {
-                            Some(mut waiting) => {
-                                if let Ok(Some(result)) =
-                                    tokio::time::timeout(timeout, waiting.result()).await
-                                {
-                                    return Ok(result_response(id, result));
-                                }
-                                // Too slow: the sender gets the usual 202, the run goes on.
-                            }
-                            None => tracing::warn!(
-                                flow = %req.flow_id,
-                                run = %id,
-                                "too many senders wait for their results; answering 202"
-                            ),
+                        // `None`: too many senders wait already (the executor counts and
+                        // warns), so this one gets the usual 202.
+                        if let Some(mut waiting) = gateway.executor.submit_and_wait(id)
+                            && let Ok(Some(result)) =
+                                tokio::time::timeout(timeout, waiting.result()).await
+                        {
+                            return Ok(result_response(id, result));
                         }
+                        // Too slow: the sender gets the usual 202, the run goes on.
                     }
                 }
             }

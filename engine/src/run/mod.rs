@@ -12,8 +12,9 @@ pub mod payload;
 mod steps;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
@@ -50,10 +51,18 @@ pub struct RunResult {
 /// and a flood of them must not exhaust either.
 pub const MAX_WAITING_SENDERS: usize = 4096;
 
+/// The least time between two warnings that senders were turned away, so that a flood of
+/// them logs a line per interval with a count rather than a line per webhook.
+const TURNED_AWAY_WARNING_EVERY: Duration = Duration::from_secs(10);
+
 /// Senders waiting for their run's result, by run; at most `capacity` at once.
 struct Waiters {
     senders: Mutex<HashMap<RunId, oneshot::Sender<RunResult>>>,
     capacity: usize,
+    /// Senders answered `202` at once because `capacity` others were waiting.
+    turned_away: AtomicU64,
+    /// When the last warning about them was logged, and the count it reported.
+    warned: Mutex<Option<(Instant, u64)>>,
 }
 
 impl Waiters {
@@ -61,6 +70,8 @@ impl Waiters {
         Waiters {
             senders: Mutex::new(HashMap::new()),
             capacity,
+            turned_away: AtomicU64::new(0),
+            warned: Mutex::new(None),
         }
     }
 
@@ -70,6 +81,8 @@ impl Waiters {
         {
             let mut senders = self.lock();
             if senders.len() >= self.capacity {
+                drop(senders);
+                self.turn_away(id);
                 return None;
             }
             senders.insert(id, sender);
@@ -79,6 +92,29 @@ impl Waiters {
             receiver,
             waiters: Arc::clone(self),
         })
+    }
+
+    /// Counts a sender turned away, and warns at most once per
+    /// [`TURNED_AWAY_WARNING_EVERY`].
+    fn turn_away(&self, id: RunId) {
+        let total = self.turned_away.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut warned = self
+            .warned
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let since = match *warned {
+            Some((at, _)) if at.elapsed() < TURNED_AWAY_WARNING_EVERY => return,
+            Some((_, count)) => total - count,
+            None => total,
+        };
+        *warned = Some((Instant::now(), total));
+        tracing::warn!(
+            run = %id,
+            turned_away = since,
+            waiting = self.capacity,
+            "too many senders wait for their results; answering 202 at once (a count since the \
+             last such warning)"
+        );
     }
 
     /// Whether a sender waits for `id`'s result.
@@ -108,12 +144,28 @@ impl Waiters {
         drop(waiter);
     }
 
+    fn stats(&self) -> WaitStats {
+        WaitStats {
+            waiting: self.lock().len(),
+            turned_away: self.turned_away.load(Ordering::Relaxed),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RunId, oneshot::Sender<RunResult>>> {
         // The map stays consistent whatever panicked while holding it.
         self.senders
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// Senders of `respond = "result"` flows, for `GET /api/health`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct WaitStats {
+    /// Waiting for their run's result now.
+    pub waiting: usize,
+    /// Answered `202` at once since the start, because [`MAX_WAITING_SENDERS`] others waited.
+    pub turned_away: u64,
 }
 
 /// A sender's wait for its run's result. Dropping it (the sender timed out or hung up) frees
@@ -237,6 +289,11 @@ impl Executor {
         let waiting = self.waiters.add(id);
         self.submit(id);
         waiting
+    }
+
+    /// How many senders wait for their runs' results, and how many were turned away.
+    pub fn wait_stats(&self) -> WaitStats {
+        self.waiters.stats()
     }
 
     /// Queues a run that the store has accepted.
@@ -405,12 +462,23 @@ mod tests {
         let first = waiters.add(RunId::from(1u128)).expect("first place");
         let _second = waiters.add(RunId::from(2u128)).expect("second place");
         assert!(waiters.add(RunId::from(3u128)).is_none(), "the cap holds");
+        assert!(waiters.add(RunId::from(4u128)).is_none(), "the cap holds");
+        assert_eq!(
+            waiters.stats(),
+            WaitStats {
+                waiting: 2,
+                turned_away: 2
+            },
+            "the senders turned away are counted"
+        );
         // The first sender times out or hangs up.
         drop(first);
         assert!(!waiters.is_waiting(RunId::from(1u128)));
+        assert_eq!(waiters.stats().waiting, 1);
         assert!(
             waiters.add(RunId::from(3u128)).is_some(),
             "its place is free again"
         );
+        assert_eq!(waiters.stats().turned_away, 2);
     }
 }
