@@ -166,6 +166,30 @@ fn a_new_file_that_is_broken_from_the_start_shows_its_errors_and_serves_nothing(
 }
 
 #[test]
+fn a_plugin_that_fails_to_load_is_reported_where_the_flow_names_it() {
+    let flows = FlowDir::empty();
+    std::fs::write(flows.path().join("broken.wasm"), b"not a component").unwrap();
+    // The id in single quotes, and the same id as text elsewhere: the position comes from
+    // the parsed file, not from searching its text.
+    flows.write(
+        "uses-broken.toml",
+        "name = \"id = 'shape'\"\n[[steps]]\nid = 'shape'\n  plugin = \"./broken.wasm\"\n",
+    );
+    let data = tempfile::tempdir().unwrap();
+    let weir = Weir::start(flows.path(), &data.path().join("weir.redb"));
+    let flow = weir.flow("uses-broken");
+    assert_eq!(flow["status"], "error", "{flow:#}");
+    let errors = flow["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{flow:#}");
+    assert_eq!(
+        (&errors[0]["line"], &errors[0]["column"]),
+        (&json!(4), &json!(12))
+    );
+    let message = errors[0]["message"].as_str().unwrap();
+    assert!(message.contains("in step 'shape'"), "{message}");
+}
+
+#[test]
 fn runs_accepted_before_an_edit_run_the_version_they_were_accepted_with() {
     let flow = |channel: &str| {
         format!(

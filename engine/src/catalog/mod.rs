@@ -257,7 +257,7 @@ impl Catalog {
         let flow = flow::parse_flow(&file, &source, &env, &builtin)
             .map_err(|d| format!("flow '{id}' version {version} no longer loads: {d}"))?;
         let plugins = self
-            .load_plugins(&flow, &file, &source)
+            .load_plugins(&flow, &file)
             .map_err(|d| format!("flow '{id}' version {version}: {}", flow::Diagnostics(d)))?;
         let live = Arc::new(LiveFlow { flow, plugins });
         self.inner
@@ -310,7 +310,7 @@ impl Catalog {
                 return self.failed_entry(old, id, file, hash, diagnostics.0).await;
             }
         };
-        let plugins = match self.load_plugins(&flow, file, source) {
+        let plugins = match self.load_plugins(&flow, file) {
             Ok(plugins) => plugins,
             Err(errors) => return self.failed_entry(old, id, file, hash, errors).await,
         };
@@ -352,12 +352,7 @@ impl Catalog {
     }
 
     /// Loads each step's plugin; built-ins are compiled once per process.
-    fn load_plugins(
-        &self,
-        flow: &Flow,
-        file: &Path,
-        source: &str,
-    ) -> Result<Vec<Plugin>, Vec<Diagnostic>> {
+    fn load_plugins(&self, flow: &Flow, file: &Path) -> Result<Vec<Plugin>, Vec<Diagnostic>> {
         let mut plugins = Vec::with_capacity(flow.steps.len());
         let mut errors = Vec::new();
         for step in &flow.steps {
@@ -380,7 +375,7 @@ impl Catalog {
             match loaded {
                 Ok(plugin) => plugins.push(plugin),
                 Err(e) => {
-                    let (line, column) = locate(source, step.id.as_str());
+                    let (line, column) = step.plugin_at;
                     errors.push(Diagnostic {
                         file: file.to_owned(),
                         line,
@@ -396,19 +391,6 @@ impl Catalog {
             Err(errors)
         }
     }
-}
-
-/// Where the step's id is written in the source, for an error found after parsing.
-fn locate(source: &str, step_id: &str) -> (usize, usize) {
-    let needle = format!("\"{step_id}\"");
-    for (i, line) in source.lines().enumerate() {
-        if line.trim_start().starts_with("id")
-            && let Some(col) = line.find(&needle)
-        {
-            return (i + 1, col + 1);
-        }
-    }
-    (1, 1)
 }
 
 /// The `*.toml` files of the folder, by flow id (the file stem). Hidden files and editor

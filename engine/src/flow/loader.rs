@@ -126,6 +126,7 @@ struct WrittenId {
 struct StepDraft {
     id: Option<StepId>,
     plugin: Option<PluginRef>,
+    plugin_at: (usize, usize),
     when: Option<Query>,
     input: Node,
     config: Value,
@@ -209,6 +210,7 @@ impl Loader<'_, '_> {
                 let step = draft.id?;
                 Some(Step {
                     plugin: draft.plugin?,
+                    plugin_at: draft.plugin_at,
                     when: draft.when,
                     input: Mapping::new(id.clone(), step.clone(), draft.input),
                     config: draft.config,
@@ -777,6 +779,9 @@ impl Loader<'_, '_> {
             }
             Some(item) => self.step_id(item, index, written),
         };
+        let plugin_at = self
+            .lines
+            .line_col(table.get("plugin").map_or(start, |item| item.span().start));
         let plugin = match table.get("plugin") {
             None => {
                 self.error(
@@ -811,6 +816,7 @@ impl Loader<'_, '_> {
         Some(StepDraft {
             id,
             plugin,
+            plugin_at,
             when: when?,
             input,
             config,

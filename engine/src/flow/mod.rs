@@ -174,6 +174,9 @@ pub struct Step {
     pub id: StepId,
     /// What runs.
     pub plugin: PluginRef,
+    /// Line and column (1-based) of the `plugin` value in the flow file, for problems found
+    /// only when the plugin is loaded (a `.wasm` file that does not compile).
+    pub plugin_at: (usize, usize),
     /// The step runs only when this query selects at least one node (any node, even `false` or
     /// `null`); no condition means it always runs.
     pub when: Option<Query>,
