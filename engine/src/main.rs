@@ -307,6 +307,43 @@ fn flow_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// Compiles the `.wasm` files the flow's steps name, as `serve` would, so that a file that is
+/// not a valid step component fails validation rather than the first load. One error per step
+/// whose plugin does not load, at its `plugin` value.
+fn compile_plugin_files(
+    flow: &weir::flow::Flow,
+    file: &Path,
+    host: &mut Option<Result<PluginHost, String>>,
+) -> Vec<weir::flow::Diagnostic> {
+    let mut errors = Vec::new();
+    for step in &flow.steps {
+        let weir::flow::PluginRef::Path(path) = &step.plugin else {
+            continue;
+        };
+        let host = host.get_or_insert_with(|| {
+            PluginHost::new(HostConfig {
+                cache_dir: HostConfig::default_cache_dir(),
+                no_pooling: false,
+            })
+            .map_err(|e| format!("cannot start the plugin host: {e}"))
+        });
+        let problem = match host {
+            Ok(host) => host.load_file(path).err().map(|e| e.to_string()),
+            Err(e) => Some(e.clone()),
+        };
+        if let Some(problem) = problem {
+            let (line, column) = step.plugin_at;
+            errors.push(weir::flow::Diagnostic {
+                file: file.to_owned(),
+                line,
+                column,
+                message: format!("in step '{}': {problem}", step.id),
+            });
+        }
+    }
+    errors
+}
+
 fn load_flow(path: &Path) -> Result<weir::flow::Flow, String> {
     let source = std::fs::read_to_string(path)
         .map_err(|e| format!("{}: error: cannot read: {e}", path.display()))?;
@@ -328,8 +365,18 @@ fn validate(paths: &[PathBuf]) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let mut failed = 0;
+    // Built only if a flow names a `.wasm` file: built-in plugins come with the binary.
+    let mut host = None;
     for file in &files {
-        match load_flow(file) {
+        let checked = load_flow(file).and_then(|flow| {
+            let errors = compile_plugin_files(&flow, file, &mut host);
+            if errors.is_empty() {
+                Ok(flow)
+            } else {
+                Err(weir::flow::Diagnostics(errors).to_string())
+            }
+        });
+        match checked {
             Ok(flow) => println!(
                 "ok: {} ({} steps, version {})",
                 file.display(),

@@ -52,6 +52,39 @@ fn validate_reports_every_error_with_file_line_and_column_and_exits_1() {
 }
 
 #[test]
+fn validate_compiles_the_wasm_files_flows_name() {
+    let flows = FlowDir::empty();
+    std::fs::write(flows.path().join("broken.wasm"), b"not a component").unwrap();
+    flows.write(
+        "uses-broken.toml",
+        "name = \"b\"\n[[steps]]\nid = 'shape'\n  plugin = \"./broken.wasm\"\n",
+    );
+    flows.write(
+        "builtin.toml",
+        "name = \"ok\"\n[[steps]]\nid = \"shape\"\nplugin = \"transform\"\n",
+    );
+    let out = weir_command()
+        .arg("validate")
+        .arg(flows.path())
+        .env(
+            "WEIR_CACHE_DIR",
+            weir_tests::target_dir().join("test-plugin-cache"),
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let broken = flows.path().join("uses-broken.toml").display().to_string();
+    assert!(
+        stderr.contains(&format!("{broken}:4:12: error: in step 'shape'")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("1 of 2 flow files have errors"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("builtin.toml"), "{stdout}");
+}
+
+#[test]
 fn run_executes_a_flow_locally_and_prints_each_step() {
     let work = tempfile::tempdir().unwrap();
     let payload = work.path().join("issue.json");

@@ -195,7 +195,11 @@ impl PluginHost {
         };
         let (component, cached) = loaded.map_err(|e| PluginError::Invalid {
             plugin: name.to_owned(),
-            message: format!("{e:#}"),
+            // One line: wasmparser's messages can span several (byte arrays).
+            message: format!("{e:#}")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
         })?;
         let pre = self
             .linker
