@@ -15,6 +15,45 @@ use crate::plugin::{HostConfig, PluginHost};
 use crate::run::Executor;
 use crate::store::{Options as StoreOptions, Store};
 
+/// How often the dedupe values that outlived their flow's `dedupe_window` are forgotten.
+const DEDUPE_SWEEP_EVERY: Duration = Duration::from_secs(600);
+
+/// Forgets, now and every [`DEDUPE_SWEEP_EVERY`] until `stopped`, the dedupe values of each
+/// flow with a `dedupe_window` that are older than it (see `Store::prune_dedupe`). Values of
+/// flows without a window hold for good, so they stay.
+async fn sweep_dedupe(
+    catalog: Catalog,
+    store: Store,
+    stopped: impl std::future::Future<Output = ()>,
+) {
+    let mut stopped = std::pin::pin!(stopped);
+    loop {
+        let windows: Vec<(String, Duration)> = catalog
+            .snapshot()
+            .flows
+            .values()
+            .filter_map(|entry| {
+                let webhook = &entry.live.as_ref()?.flow.webhook;
+                webhook.dedupe.as_ref()?;
+                Some((entry.id.clone(), webhook.dedupe_window?))
+            })
+            .collect();
+        for (flow, window) in windows {
+            match store.prune_dedupe(&flow, window).await {
+                Ok(0) => {}
+                Ok(forgotten) => {
+                    tracing::info!(%flow, forgotten, "forgot dedupe values older than the window")
+                }
+                Err(e) => tracing::warn!(%flow, error = %e, "sweeping dedupe values failed"),
+            }
+        }
+        tokio::select! {
+            () = &mut stopped => return,
+            () = tokio::time::sleep(DEDUPE_SWEEP_EVERY) => {}
+        }
+    }
+}
+
 /// How to serve.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -150,6 +189,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     let tasks = vec![
         tokio::spawn(http::serve_gateway(gateway, webhook_listener, signal())),
         tokio::spawn(http::serve_admin(admin, admin_listener, signal())),
+        tokio::spawn(sweep_dedupe(catalog.clone(), store.clone(), signal())),
     ];
     for entry in catalog.snapshot().flows.values() {
         match catalog.webhook_url(entry) {

@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableTable};
 use tokio::sync::oneshot;
@@ -147,6 +147,9 @@ impl Drop for Inner {
 pub struct WriterPause {
     _resume: mpsc::Sender<()>,
 }
+
+/// The most dedupe entries one write forgets, so that a sweep never holds the writer long.
+const FORGET_BATCH: usize = 1000;
 
 fn writer_gone() -> StoreError {
     StoreError::Unavailable("the store's writer has stopped".into())
@@ -377,6 +380,42 @@ impl Store {
     /// this answers); queued runs are returned as they are.
     pub async fn recover(&self) -> Result<Vec<RunId>, StoreError> {
         self.call(|reply| Op::Recover { reply }).await
+    }
+
+    /// Forgets the dedupe values of `flow_id` whose first run was accepted longer than `window`
+    /// ago. Under that window they dedupe nothing any more (a delivery that carries one again
+    /// is a new run, which then takes the value over), so forgetting them changes no answer;
+    /// it keeps the table from growing by one entry per delivery for good. Returns how many
+    /// were forgotten.
+    ///
+    /// The flow's entries are read in a read transaction, away from the writer; the writer
+    /// only deletes, [`FORGET_BATCH`] at a time behind waiting accepts, each entry only if it
+    /// still names the run it was read with.
+    pub async fn prune_dedupe(&self, flow_id: &str, window: Duration) -> Result<u64, StoreError> {
+        let mut forgotten = 0;
+        let mut after = None;
+        loop {
+            let (store, flow) = (self.clone(), flow_id.to_owned());
+            let (entries, next) = tokio::task::spawn_blocking(move || {
+                store.expired_dedupe(&flow, window, after.as_deref(), FORGET_BATCH)
+            })
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("the dedupe sweep stopped: {e}")))??;
+            if !entries.is_empty() {
+                let flow_id = flow_id.to_owned();
+                forgotten += self
+                    .call(|reply| Op::ForgetDedupe {
+                        flow_id,
+                        entries,
+                        reply,
+                    })
+                    .await?;
+            }
+            match next {
+                Some(key) => after = Some(key),
+                None => return Ok(forgotten),
+            }
+        }
     }
 
     /// What the writer has done so far: commits versus writes shows how well group commit

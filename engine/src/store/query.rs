@@ -5,16 +5,20 @@
 //! run with many steps).
 
 use std::ops::Bound;
+use std::time::{Duration, SystemTime};
 
 use redb::{ReadTransaction, ReadableDatabase, ReadableTableMetadata};
 
 use super::Store;
 use super::error::StoreError;
 use super::tables::{
-    DONE_BY_FLOW_STATUS, DONE_BY_STATUS, Envelope, FLOW_VERSIONS, LIVE, OUTCOMES, REQUESTS,
+    DEDUPE, DONE_BY_FLOW_STATUS, DONE_BY_STATUS, Envelope, FLOW_VERSIONS, LIVE, OUTCOMES, REQUESTS,
     RUNS_BY_FLOW, STEPS, State, TOKENS, bundle, decode, run_of,
 };
 use super::types::{Page, RawRequest, Run, RunFilter, RunId, RunStatus, StepRecord};
+
+/// A dedupe value of a flow and the run it names.
+pub(super) type DedupeEntry = (String, u128);
 
 impl Store {
     /// The run, or `None` if there is no such run.
@@ -141,6 +145,43 @@ impl Store {
             true
         })?;
         Ok(count)
+    }
+
+    /// Up to `limit` dedupe entries of the flow, as (value, run), whose run was accepted
+    /// longer than `window` ago, in key order after the key `after`; and the key to go on after
+    /// when `limit` was reached.
+    pub(super) fn expired_dedupe(
+        &self,
+        flow_id: &str,
+        window: Duration,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<DedupeEntry>, Option<String>), StoreError> {
+        let Some(cutoff) = SystemTime::now().checked_sub(window) else {
+            return Ok((Vec::new(), None));
+        };
+        let txn = self.inner.db.begin_read()?;
+        let table = txn.open_table(DEDUPE)?;
+        let lower = match after {
+            Some(key) => Bound::Excluded((flow_id, key)),
+            None => Bound::Included((flow_id, "")),
+        };
+        let mut expired = Vec::new();
+        for entry in table.range::<(&str, &str)>((lower, Bound::Unbounded))? {
+            let (key, run) = entry?;
+            let (flow, value) = key.value();
+            if flow != flow_id {
+                break;
+            }
+            // The accept's test, negated: a first run at or after the cutoff still dedupes.
+            if RunId::from(run.value()).timestamp() < cutoff {
+                expired.push((value.to_owned(), run.value()));
+                if expired.len() >= limit {
+                    return Ok((expired, Some(value.to_owned())));
+                }
+            }
+        }
+        Ok((expired, None))
     }
 
     /// How many runs are live (queued or running).

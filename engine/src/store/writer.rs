@@ -131,6 +131,13 @@ pub(super) enum Op {
     Recover {
         reply: Reply<Vec<RunId>>,
     },
+    /// Deletes these dedupe entries of the flow, each only if it still names that run (a
+    /// newer delivery may have taken the value over since it was read). Answers how many.
+    ForgetDedupe {
+        flow_id: String,
+        entries: Vec<(String, u128)>,
+        reply: Reply<u64>,
+    },
     /// A durable commit of nothing: every write answered before it is on disk after it.
     Sync {
         reply: Reply<()>,
@@ -143,14 +150,22 @@ pub(super) enum Op {
 }
 
 impl Op {
-    /// Whether this op records a run's progress, which may wait behind accepts.
+    /// Whether this op may wait behind accepts: a run's progress, and housekeeping.
     fn is_progress(&self) -> bool {
-        matches!(self, Op::Start { .. } | Op::Step { .. } | Op::Finish { .. })
+        matches!(
+            self,
+            Op::Start { .. } | Op::Step { .. } | Op::Finish { .. } | Op::ForgetDedupe { .. }
+        )
     }
 
     /// Whether the batch holding this op must be committed with an fsync before answering.
+    /// Forgetting expired dedupe entries need not: an entry that comes back after a crash is
+    /// expired still, and is forgotten again.
     fn needs_sync(&self) -> bool {
-        !matches!(self, Op::Step { .. } | Op::Finish { .. } | Op::Pause { .. })
+        !matches!(
+            self,
+            Op::Step { .. } | Op::Finish { .. } | Op::Pause { .. } | Op::ForgetDedupe { .. }
+        )
     }
 
     /// Roughly how many bytes this op adds to a transaction.
@@ -174,6 +189,7 @@ impl Op {
             }
             Op::Token { reply, .. } => pending(reply, Err(unanswered()), ()),
             Op::Recover { reply } => pending(reply, Err(unanswered()), ()),
+            Op::ForgetDedupe { reply, .. } => pending(reply, Err(unanswered()), ()),
             Op::Sync { reply } => pending(reply, Err(unanswered()), ()),
             Op::Pause { .. } => Box::new(|_| {}),
         }
@@ -601,6 +617,11 @@ impl Writer {
                 answers,
             ),
             Op::Recover { reply } => settle(recover(t), reply, (), answers),
+            Op::ForgetDedupe {
+                flow_id,
+                entries,
+                reply,
+            } => settle(forget_dedupe(t, &flow_id, &entries), reply, (), answers),
             Op::Sync { reply } => settle(Ok(()), reply, (), answers),
             Op::Pause { paused, resume } => {
                 let _ = paused.send(());
@@ -802,6 +823,22 @@ fn flow_version(
 }
 
 /// Every live run, oldest first; interrupted (running) ones go back to queued, attempt + 1.
+fn forget_dedupe(
+    t: &mut WriteTables<'_>,
+    flow_id: &str,
+    entries: &[(String, u128)],
+) -> Result<u64, OpError> {
+    let mut forgotten = 0;
+    for (key, run) in entries {
+        let names = t.dedupe.get((flow_id, key.as_str()))?.map(|v| v.value());
+        if names == Some(*run) {
+            t.dedupe.remove((flow_id, key.as_str()))?;
+            forgotten += 1;
+        }
+    }
+    Ok(forgotten)
+}
+
 fn recover(t: &mut WriteTables<'_>) -> Result<Vec<RunId>, OpError> {
     let mut ids = Vec::new();
     let mut interrupted = Vec::new();
