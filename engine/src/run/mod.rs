@@ -104,7 +104,7 @@ impl Waiters {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let since = match *warned {
             Some((at, _)) if at.elapsed() < TURNED_AWAY_WARNING_EVERY => return,
-            Some((_, count)) => total - count,
+            Some((_, count)) => total.saturating_sub(count),
             None => total,
         };
         *warned = Some((Instant::now(), total));

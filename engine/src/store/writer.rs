@@ -16,8 +16,8 @@
 //!
 //! Durability: a batch that holds anything acknowledged to the outside world or that recovery
 //! depends on (accept, start_run, recover, tokens, flow versions) is committed with
-//! `Durability::Immediate`. A batch of only `record_step`/`finish_run` is committed with
-//! `Durability::None` unless `Options::sync_progress` is set. The next durable commit carries
+//! `Durability::Immediate`. A batch of only `record_step`/`finish_run` (and forgetting expired
+//! dedupe values) is committed with `Durability::None` unless `Options::sync_progress` is set. The next durable commit carries
 //! it to disk; without one, the writer makes an empty durable commit after [`IDLE_SYNC_DELAY`]
 //! without work, or once writes have been unsynced for [`MAX_UNSYNCED`] under steady load.
 //! redb commits are ordered, so after a crash the file holds a prefix of the commits that
@@ -38,6 +38,7 @@ use tokio::sync::oneshot;
 use ulid::Ulid;
 
 use super::error::StoreError;
+use super::query::DedupeEntry;
 use super::tables::{
     DEDUPE, DONE_BY_FLOW_STATUS, DONE_BY_STATUS, Envelope, FLOW_VERSIONS, LIVE, OUTCOMES, Outcome,
     REQUESTS, RUNS_BY_FLOW, STEPS, State, TOKENS, bundle, encode, run_of, state_of,
@@ -135,7 +136,7 @@ pub(super) enum Op {
     /// newer delivery may have taken the value over since it was read). Answers how many.
     ForgetDedupe {
         flow_id: String,
-        entries: Vec<(String, u128)>,
+        entries: Vec<DedupeEntry>,
         reply: Reply<u64>,
     },
     /// A durable commit of nothing: every write answered before it is on disk after it.
@@ -822,11 +823,12 @@ fn flow_version(
     Ok(())
 }
 
-/// Every live run, oldest first; interrupted (running) ones go back to queued, attempt + 1.
+/// Deletes the flow's dedupe entries that still name the run they were read with; answers
+/// how many.
 fn forget_dedupe(
     t: &mut WriteTables<'_>,
     flow_id: &str,
-    entries: &[(String, u128)],
+    entries: &[DedupeEntry],
 ) -> Result<u64, OpError> {
     let mut forgotten = 0;
     for (key, run) in entries {
@@ -839,6 +841,7 @@ fn forget_dedupe(
     Ok(forgotten)
 }
 
+/// Every live run, oldest first; interrupted (running) ones go back to queued, attempt + 1.
 fn recover(t: &mut WriteTables<'_>) -> Result<Vec<RunId>, OpError> {
     let mut ids = Vec::new();
     let mut interrupted = Vec::new();
