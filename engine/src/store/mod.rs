@@ -9,11 +9,13 @@
 //!
 //! - Run ids are strictly increasing ULIDs, also across restarts (the writer never hands out
 //!   an id below the largest stored one), so id order is acceptance order.
-//! - Every run has a request (with the run's flow and version) and an entry in `runs_by_flow`.
+//! - Every run has a request (with the run's flow and version).
 //! - A run has a `live` entry iff its status is `queued` or `running`, and an outcome plus one
-//!   entry in each of `done_by_status` and `done_by_flow_status` iff it finished; never both.
-//! - A run's request, live state and flow index entry are written in the same transaction, so
-//!   a run is either wholly there or not at all; the same holds for finishing.
+//!   entry in each of `runs_by_flow`, `done_by_status` and `done_by_flow_status` iff it
+//!   finished; never both (except that stores written before the flow index moved to the end
+//!   of a run also index live runs by flow, which listing allows for).
+//! - A run's request and live state are written in the same transaction, so a run is either
+//!   wholly there or not at all; the same holds for finishing.
 //! - Every accept that was answered `Ok` is on disk: its batch was committed with
 //!   `Durability::Immediate` before the answer was sent.
 //! - The step records of a run are those of its latest attempt: `start_run` clears earlier ones.

@@ -7,7 +7,7 @@
 use std::ops::Bound;
 use std::time::{Duration, SystemTime};
 
-use redb::{ReadTransaction, ReadableDatabase, ReadableTableMetadata};
+use redb::{ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTableMetadata};
 
 use super::Store;
 use super::error::StoreError;
@@ -74,9 +74,10 @@ impl Store {
 
     /// Runs, newest first, filtered by flow and/or status, one page at a time.
     ///
-    /// Without a filter, by flow, and by a final status, a page costs `limit` index lookups
-    /// whatever the number of runs. Queued and running runs are found by scanning the live
-    /// runs (only unfinished ones), newest first. Pages follow one another by `cursor` without
+    /// Without a filter and by a final status, a page costs `limit` index lookups whatever the
+    /// number of runs. Queued and running runs are found by scanning the live runs (only
+    /// unfinished ones), newest first; by flow, a page merges that flow's finished runs (an
+    /// index) with its live runs (that scan, reading each live run's flow). Pages follow one another by `cursor` without
     /// duplicates or gaps; runs accepted after the first page are newer than every cursor, so
     /// they never shift later pages.
     pub fn list_runs(&self, filter: &RunFilter) -> Result<Page, StoreError> {
@@ -127,8 +128,9 @@ impl Store {
         Ok(Page { runs, next_cursor })
     }
 
-    /// How many runs match: constant without a filter; linear in the answer for a flow or a
-    /// final status; linear in the live runs for `queued` or `running`.
+    /// How many runs match: constant without a filter; linear in the answer for a final
+    /// status; linear in the live runs for `queued` or `running`, and for a flow, plus its
+    /// finished runs.
     pub fn count_runs(
         &self,
         flow: Option<&str>,
@@ -219,33 +221,57 @@ fn scan(
             }
         }
         (Some(flow), None) => {
-            let table = txn.open_table(RUNS_BY_FLOW)?;
+            // Finished runs are in the flow index; live ones are not yet (it is written when
+            // a run ends, so that accepting one appends to no per-flow page). Both come newest
+            // first; a store written before that change also indexes live runs, hence the
+            // equal ids.
+            let index = txn.open_table(RUNS_BY_FLOW)?;
             let upper = before.map_or(Bound::Included((flow, u128::MAX)), |id| {
                 Bound::Excluded((flow, id))
             });
-            for entry in table.range((Bound::Included((flow, 0)), upper))?.rev() {
-                if !found(entry?.0.value().1) {
+            let mut finished = index
+                .range((Bound::Included((flow, 0)), upper))?
+                .rev()
+                .map(|entry| entry.map(|(key, _)| key.value().1));
+            let (live, requests) = (txn.open_table(LIVE)?, txn.open_table(REQUESTS)?);
+            let mut live =
+                live_of_flow(&live, &requests, flow, before)?.map(|r| r.map(|(id, _)| id));
+            let mut next_finished = finished.next().transpose()?;
+            let mut next_live = live.next().transpose()?;
+            loop {
+                let newest = match (next_finished, next_live) {
+                    (Some(f), Some(l)) => f.max(l),
+                    (Some(f), None) => f,
+                    (None, Some(l)) => l,
+                    (None, None) => break,
+                };
+                if next_finished == Some(newest) {
+                    next_finished = finished.next().transpose()?;
+                }
+                if next_live == Some(newest) {
+                    next_live = live.next().transpose()?;
+                }
+                if !found(newest) {
                     break;
                 }
             }
         }
-        (flow, Some(status)) if !status.is_final() => {
+        (None, Some(status)) if !status.is_final() => {
             let live = txn.open_table(LIVE)?;
-            let by_flow = txn.open_table(RUNS_BY_FLOW)?;
             let upper = before.map_or(Bound::Unbounded, Bound::Excluded);
             for entry in live.range::<u128>((Bound::Unbounded, upper))?.rev() {
                 let (key, value) = entry?;
                 let id = RunId::from(key.value());
-                if State::from_live(id, value.value())?.status != status {
-                    continue;
+                if State::from_live(id, value.value())?.status == status && !found(id.as_u128()) {
+                    break;
                 }
-                // A point lookup in the flow index, rather than reading the run's request.
-                if let Some(flow) = flow
-                    && by_flow.get((flow, key.value()))?.is_none()
-                {
-                    continue;
-                }
-                if !found(id.as_u128()) {
+            }
+        }
+        (Some(flow), Some(status)) if !status.is_final() => {
+            let (live, requests) = (txn.open_table(LIVE)?, txn.open_table(REQUESTS)?);
+            for entry in live_of_flow(&live, &requests, flow, before)? {
+                let (id, value) = entry?;
+                if State::from_live(RunId::from(id), value)?.status == status && !found(id) {
                     break;
                 }
             }
@@ -279,4 +305,32 @@ fn scan(
         }
     }
     Ok(())
+}
+
+/// A live run's id and its [`LIVE`] value.
+type LiveRun = (u128, (u8, u32, u64));
+
+/// The live runs of `flow` older than `before`, newest first, with their [`LIVE`] values. The
+/// flow of each is read from its request: live runs are few, and this keeps the accept from
+/// writing a per-flow index entry.
+fn live_of_flow<'a>(
+    live: &'a ReadOnlyTable<u128, (u8, u32, u64)>,
+    requests: &'a ReadOnlyTable<u128, &'static [u8]>,
+    flow: &'a str,
+    before: Option<u128>,
+) -> Result<impl Iterator<Item = Result<LiveRun, StoreError>> + 'a, StoreError> {
+    let upper = before.map_or(Bound::Unbounded, Bound::Excluded);
+    let runs = live.range::<u128>((Bound::Unbounded, upper))?.rev();
+    Ok(runs.filter_map(move |entry| {
+        let of_flow = || -> Result<Option<LiveRun>, StoreError> {
+            let (key, value) = entry?;
+            let id = RunId::from(key.value());
+            let request = bundle::find(requests, id)?.ok_or_else(|| {
+                StoreError::Corrupt(format!("run {id} is live but has no request"))
+            })?;
+            Ok((Envelope::flow_of(id, request.bytes())? == flow)
+                .then(|| (key.value(), value.value())))
+        };
+        of_flow().transpose()
+    }))
 }

@@ -5,21 +5,24 @@
 //!
 //! The layout is shaped by the write path, because one writer thread commits everything:
 //!
-//! - Accepting a webhook writes three entries: the request with its body and the run's
-//!   unchanging facts ([`REQUESTS`]), the run's live state ([`LIVE`]) and the flow index
-//!   ([`RUNS_BY_FLOW`]). The ids are increasing, so all three append at the right edge of
-//!   their B-trees.
+//! - Accepting a webhook writes two entries: the request with its body and the run's
+//!   unchanging facts ([`REQUESTS`]), and the run's live state ([`LIVE`]). The ids are
+//!   increasing, so both append at the right edge of their B-trees, whatever the flow: an
+//!   index keyed by flow would add one scattered page per busy flow to every durable commit
+//!   (about a third of the accept throughput with 8 flows, `accept_throughput`).
 //! - The requests of one transaction are stored together, as one value: a [`bundle`]. The
 //!   cost of an fsync grows with the number of scattered pages it writes, and a bundle is one
 //!   contiguous run of pages where one value per request would be one or more pages each,
 //!   spread over the file. A group commit of 32 webhooks of 1.4 KB writes about 13 pages
 //!   instead of 30.
 //! - While a run is queued or running, its changing state is a fixed 13-byte value in [`LIVE`].
-//! - When it ends, it leaves [`LIVE`], its outcome goes to [`OUTCOMES`], and the status indexes
-//!   ([`DONE_BY_STATUS`], [`DONE_BY_FLOW_STATUS`]) get their one entry. Final statuses never
-//!   change, so the indexes are written once and never moved.
+//! - When it ends, it leaves [`LIVE`], its outcome goes to [`OUTCOMES`], and the indexes
+//!   ([`RUNS_BY_FLOW`], [`DONE_BY_STATUS`], [`DONE_BY_FLOW_STATUS`]) get their one entry.
+//!   Final statuses never change, so the indexes are written once and never moved; and
+//!   finishing is progress, mostly committed without an fsync.
 //!
-//! Queued and running runs are listed by scanning [`LIVE`], which only holds unfinished runs.
+//! Queued and running runs are listed by scanning [`LIVE`], which only holds unfinished runs;
+//! a flow's live runs are found there too, by the flow id at the head of each request.
 
 use redb::{ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
@@ -44,7 +47,8 @@ pub(super) const LIVE: TableDefinition<u128, (u8, u32, u64)> = TableDefinition::
 pub(super) const OUTCOMES: TableDefinition<u128, &[u8]> = TableDefinition::new("outcomes");
 /// (run id, step index) → `StepRecord` (JSON), of the run's latest attempt.
 pub(super) const STEPS: TableDefinition<(u128, u32), &[u8]> = TableDefinition::new("steps");
-/// (flow id, run id) for every run.
+/// (flow id, run id) for every finished run; also for live runs in a store written by an
+/// earlier Weir, which indexed runs when it accepted them.
 pub(super) const RUNS_BY_FLOW: TableDefinition<(&str, u128), ()> =
     TableDefinition::new("runs_by_flow");
 /// (final status code, run id) for every finished run.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use redb::{Database, ReadableDatabase};
 
-use super::tables::REQUESTS;
+use super::tables::{REQUESTS, RUNS_BY_FLOW};
 use super::*;
 
 fn request(body: &[u8]) -> RawRequest {
@@ -653,6 +653,39 @@ async fn a_dedupe_key_holds_for_its_window_then_names_the_new_run() {
     assert!(again.duplicate);
     assert_eq!(again.run.id, later.run.id);
     assert_eq!(store.count_runs(Some("stripe"), None).unwrap(), 2);
+}
+
+#[tokio::test]
+async fn a_flow_lists_its_live_runs_once_also_from_a_store_that_indexed_them_at_accept() {
+    let (_dir, path) = temp();
+    let store = Store::open(&path).unwrap();
+    let mut ids = Vec::new();
+    for flow in ["a", "b", "a", "a"] {
+        ids.push(store.accept(new_run(flow, b"{}")).await.unwrap().run.id);
+    }
+    store.start_run(ids[0]).await.unwrap();
+    store
+        .finish_run(ids[0], RunOutcome::Succeeded, None)
+        .await
+        .unwrap();
+    // Stores written before the flow index moved to the end of a run also hold live runs.
+    {
+        let txn = store.inner.db.begin_write().unwrap();
+        txn.open_table(RUNS_BY_FLOW)
+            .unwrap()
+            .insert(("a", ids[2].as_u128()), ())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let filter = RunFilter {
+        flow: Some("a".into()),
+        status: None,
+        limit: 1,
+        cursor: None,
+    };
+    assert_eq!(all_pages(&store, filter), vec![ids[3], ids[2], ids[0]]);
+    assert_eq!(store.count_runs(Some("a"), None).unwrap(), 3);
+    assert_eq!(store.count_runs(Some("b"), None).unwrap(), 1);
 }
 
 /// The dedupe entries of a flow, by reading the table.

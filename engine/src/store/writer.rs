@@ -673,7 +673,6 @@ impl Writer {
         }
         t.bundle.push(key, &new.bytes)?;
         t.live.insert(key, State::queued().to_live())?;
-        t.by_flow.insert((new.flow_id.as_str(), key), ())?;
         if let Some(dedupe_key) = &new.dedupe_key {
             t.dedupe
                 .insert((new.flow_id.as_str(), dedupe_key.as_str()), key)?;
@@ -784,6 +783,7 @@ fn finish(
     t.done_by_status.insert((status.code(), key), ())?;
     t.done_by_flow_status
         .insert((flow_id.as_str(), status.code(), key), ())?;
+    t.by_flow.insert((flow_id.as_str(), key), ())?;
     Ok(())
 }
 
