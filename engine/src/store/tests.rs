@@ -949,6 +949,22 @@ async fn accept_throughput() {
         started.elapsed()
     );
     assert_eq!(page.runs.len(), 50);
+    // The worst case of a flow's listing: it reads the flow of every live run.
+    let started = Instant::now();
+    let page = store
+        .list_runs(&RunFilter {
+            flow: Some("no-runs".into()),
+            status: None,
+            limit: 50,
+            cursor: None,
+        })
+        .unwrap();
+    println!(
+        "list a flow with no runs among {} live runs: {:?}",
+        store.queue_len().unwrap(),
+        started.elapsed()
+    );
+    assert!(page.runs.is_empty());
 }
 
 /// `cargo test --release -- --ignored --nocapture progress_throughput`
