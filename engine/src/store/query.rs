@@ -321,15 +321,15 @@ fn live_of_flow<'a>(
 ) -> Result<impl Iterator<Item = Result<LiveRun, StoreError>> + 'a, StoreError> {
     let upper = before.map_or(Bound::Unbounded, Bound::Excluded);
     let runs = live.range::<u128>((Bound::Unbounded, upper))?.rev();
+    let mut stored = bundle::Descending::new(requests);
     Ok(runs.filter_map(move |entry| {
         let of_flow = || -> Result<Option<LiveRun>, StoreError> {
             let (key, value) = entry?;
             let id = RunId::from(key.value());
-            let request = bundle::find(requests, id)?.ok_or_else(|| {
+            let request = stored.find(id)?.ok_or_else(|| {
                 StoreError::Corrupt(format!("run {id} is live but has no request"))
             })?;
-            Ok((Envelope::flow_of(id, request.bytes())? == flow)
-                .then(|| (key.value(), value.value())))
+            Ok((Envelope::flow_of(id, request)? == flow).then(|| (key.value(), value.value())))
         };
         of_flow().transpose()
     }))

@@ -294,13 +294,22 @@ pub(super) mod bundle {
         table: &'a impl ReadableTable<u128, &'static [u8]>,
         id: RunId,
     ) -> Result<Option<Found<'a>>, StoreError> {
-        let key = id.as_u128();
-        let Some(entry) = table.range(..=key)?.next_back() else {
+        let Some(entry) = table.range(..=id.as_u128())?.next_back() else {
             return Ok(None);
         };
         let (first, guard) = entry?;
-        let bundle = guard.value();
-        let directory = Directory::read(first.value(), bundle)?;
+        let range = record_of(id, first.value(), guard.value())?;
+        Ok(range.map(|range| Found { guard, range }))
+    }
+
+    /// Where run `id`'s record lies in the bundle whose first id is `first`, if it is there.
+    fn record_of(
+        id: RunId,
+        first: u128,
+        bundle: &[u8],
+    ) -> Result<Option<Range<usize>>, StoreError> {
+        let key = id.as_u128();
+        let directory = Directory::read(first, bundle)?;
         let (mut low, mut high) = (0, directory.len());
         while low < high {
             let middle = low + (high - low) / 2;
@@ -313,11 +322,49 @@ pub(super) mod bundle {
         if low == directory.len() || directory.id(low) != key {
             return Ok(None);
         }
-        let index = low;
-        let range = directory.range(index, bundle.len()).ok_or_else(|| {
+        let range = directory.range(low, bundle.len()).ok_or_else(|| {
             StoreError::Corrupt(format!("bundle of run {id}: a record lies outside it"))
         })?;
-        Ok(Some(Found { guard, range }))
+        Ok(Some(range))
+    }
+
+    /// Finds the stored requests of runs asked for newest first, looking each bundle up once
+    /// for all of its runs rather than once per run.
+    pub struct Descending<'a, T> {
+        table: &'a T,
+        /// The bundle of the last run asked for: its first id, and the bundle.
+        current: Option<(u128, AccessGuard<'a, &'static [u8]>)>,
+    }
+
+    impl<'a, T: ReadableTable<u128, &'static [u8]>> Descending<'a, T> {
+        pub fn new(table: &'a T) -> Self {
+            Descending {
+                table,
+                current: None,
+            }
+        }
+
+        /// The stored request of run `id`, which must be older than every run asked for
+        /// before; `None` when no bundle holds it.
+        pub fn find(&mut self, id: RunId) -> Result<Option<&[u8]>, StoreError> {
+            let key = id.as_u128();
+            // Bundles hold consecutive id ranges, so an older run is in the current bundle
+            // as long as it is not older than the bundle's first run.
+            if !matches!(&self.current, Some((first, _)) if *first <= key) {
+                self.current = match self.table.range(..=key)?.next_back() {
+                    Some(entry) => {
+                        let (first, guard) = entry?;
+                        Some((first.value(), guard))
+                    }
+                    None => None,
+                };
+            }
+            let Some((first, guard)) = &self.current else {
+                return Ok(None);
+            };
+            let bundle = guard.value();
+            Ok(record_of(id, *first, bundle)?.map(|range| &bundle[range]))
+        }
     }
 
     /// The largest run id stored, if any.

@@ -1242,6 +1242,22 @@ async fn requests_committed_together_read_back_exactly() {
         }
     }
     assert_eq!(listed, ids);
+    // A flow's runs, all live: found by reading each one's flow in those bundles.
+    let of_a: Vec<RunId> = {
+        let mut of_a: Vec<RunId> = accepted.iter().step_by(2).map(|a| a.run.id).collect();
+        of_a.push(keyed[0].run.id);
+        of_a.sort();
+        of_a.reverse();
+        of_a
+    };
+    for limit in [1, 3, 50] {
+        let filter = RunFilter {
+            flow: Some("a".into()),
+            limit,
+            ..RunFilter::default()
+        };
+        assert_eq!(all_pages(&store, filter), of_a, "pages of {limit}");
+    }
 
     drop(store);
     let store = Store::open(&path).unwrap();
