@@ -196,10 +196,7 @@ fn plugin_run(
         Some(path) => read_json(&path.display().to_string(), "config")?,
         None => "{}".to_owned(),
     };
-    let host = PluginHost::new(HostConfig {
-        cache_dir: HostConfig::default_cache_dir(),
-        no_pooling: false,
-    })?;
+    let host = local_host()?;
     let loaded = if plugin.ends_with(".wasm") || Path::new(plugin).exists() {
         host.load_file(Path::new(plugin))?
     } else {
@@ -307,6 +304,15 @@ fn flow_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// The plugin host of the commands that run without a server (`step`, `run`, `validate`):
+/// the default compile cache, pooling where it works.
+fn local_host() -> Result<PluginHost, weir::plugin::PluginError> {
+    PluginHost::new(HostConfig {
+        cache_dir: HostConfig::default_cache_dir(),
+        no_pooling: false,
+    })
+}
+
 /// Compiles the `.wasm` files the flow's steps name, as `serve` would, so that a file that is
 /// not a valid step component fails validation rather than the first load. One error per step
 /// whose plugin does not load, at its `plugin` value.
@@ -321,11 +327,7 @@ fn compile_plugin_files(
             continue;
         };
         let host = host.get_or_insert_with(|| {
-            PluginHost::new(HostConfig {
-                cache_dir: HostConfig::default_cache_dir(),
-                no_pooling: false,
-            })
-            .map_err(|e| format!("cannot start the plugin host: {e}"))
+            local_host().map_err(|e| format!("cannot start the plugin host: {e}"))
         });
         let problem = match host {
             Ok(host) => host.load_file(path).err().map(|e| e.to_string()),
@@ -448,10 +450,7 @@ fn run_flow(
     if !header_list.iter().any(|(n, _)| n == "content-type") {
         header_list.push(("content-type".into(), "application/json".into()));
     }
-    let host = PluginHost::new(HostConfig {
-        cache_dir: HostConfig::default_cache_dir(),
-        no_pooling: false,
-    })?;
+    let host = local_host()?;
     let mut plugins = Vec::new();
     for step in &flow.steps {
         let plugin = match &step.plugin {
