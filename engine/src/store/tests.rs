@@ -36,6 +36,15 @@ fn new_run(flow: &str, body: &[u8]) -> NewRun {
     }
 }
 
+/// A run of `flow` with the dedupe `key`, held for `window` (for good without one).
+fn keyed_run(flow: &str, key: &str, window: Option<Duration>) -> NewRun {
+    NewRun {
+        dedupe_key: Some(key.into()),
+        dedupe_window: window,
+        ..new_run(flow, b"{}")
+    }
+}
+
 fn step(index: u32, id: &str) -> StepRecord {
     StepRecord {
         index,
@@ -613,11 +622,7 @@ async fn a_redelivered_webhook_is_not_queued_twice() {
 async fn a_dedupe_key_holds_for_its_window_then_names_the_new_run() {
     let (_dir, path) = temp();
     let store = Store::open(&path).unwrap();
-    let with_window = |window: Duration| NewRun {
-        dedupe_key: Some("evt_1".into()),
-        dedupe_window: Some(window),
-        ..new_run("stripe", b"{}")
-    };
+    let with_window = |window: Duration| keyed_run("stripe", "evt_1", Some(window));
     let first = store
         .accept(with_window(Duration::from_millis(50)))
         .await
@@ -712,10 +717,7 @@ async fn expired_dedupe_values_are_forgotten_in_batches_and_only_those() {
         },
     )
     .unwrap();
-    let keyed = |flow: &str, key: String| NewRun {
-        dedupe_key: Some(key),
-        ..new_run(flow, b"{}")
-    };
+    let keyed = |flow: &str, key: String| keyed_run(flow, &key, None);
     // More than one batch of them, accepted together.
     let accepts = (0..count).map(|i| store.accept(keyed("stripe", format!("evt_{i}"))));
     for accepted in futures_util::future::join_all(accepts).await {
@@ -757,11 +759,7 @@ async fn expired_dedupe_values_are_forgotten_in_batches_and_only_those() {
 async fn an_entry_taken_over_after_it_was_read_is_not_forgotten() {
     let (_dir, path) = temp();
     let store = Store::open(&path).unwrap();
-    let keyed = |window: Duration| NewRun {
-        dedupe_key: Some("evt".into()),
-        dedupe_window: Some(window),
-        ..new_run("stripe", b"{}")
-    };
+    let keyed = |window: Duration| keyed_run("stripe", "evt", Some(window));
     let first = store.accept(keyed(Duration::from_millis(1))).await.unwrap();
     // Read as expired once the first run is older than the window...
     let deadline = Instant::now() + Duration::from_secs(10);
