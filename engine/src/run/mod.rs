@@ -2,8 +2,8 @@
 //! restart.
 //!
 //! The gateway hands each accepted run's id to [`Executor::submit`]. A dispatcher starts a
-//! task per run while fewer than `concurrency` runs are in flight; plugin calls go to tokio's
-//! blocking pool (they are synchronous wasmtime calls). Each run is marked running (durably,
+//! task per run while fewer than `concurrency` runs are in flight; plugin calls (synchronous
+//! wasmtime calls) run on the executor's workers, one per core at most. Each run is marked running (durably,
 //! so a crash from then on counts as an attempt), its steps execute in order and are recorded
 //! as they finish, and its final status is written. At startup, [`Executor::recover`] submits
 //! every run the store still has queued or running.
@@ -190,8 +190,8 @@ impl Drop for Waiting {
     }
 }
 
-/// The executor's own tokio runtime, so that its threads (and the blocking threads that call
-/// plugins) can run at a lower priority than the gateway's.
+/// The executor's own tokio runtime, so that its threads, which also call the plugins, can run
+/// at a lower priority than the gateway's.
 struct RunRuntime(Option<tokio::runtime::Runtime>);
 
 impl Drop for RunRuntime {
@@ -216,7 +216,10 @@ impl Executor {
         concurrency: usize,
         nice: i32,
     ) -> std::io::Result<Executor> {
+        // Plugin calls run on these workers (see `steps::CALL_SLOTS`), at most one per core; the
+        // one more worker takes claims, records and finishes while every core runs wasm.
         let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(steps::cores() + 1)
             .thread_name("weir-run")
             .enable_time()
             .on_thread_start(move || lower_priority(nice))

@@ -11,12 +11,15 @@ use crate::flow::Step;
 use crate::plugin::{CallContext, Limits, LogLevel, StepFailure};
 use crate::store::{LogLine, RunOutcome, StepErrorRecord, StepRecord, StepStatus};
 
-/// Plugin calls running at once, process-wide: wasm is CPU work, so more calls than cores only
-/// add memory (each holds a pooled instance) and latency. Runs waiting here hold no thread.
-static CALL_SLOTS: LazyLock<Semaphore> = LazyLock::new(|| {
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    Semaphore::new(cores * 2)
-});
+/// Plugin calls running at once, process-wide: one per core. Wasm is CPU work, so more calls
+/// than cores only add memory (each holds a pooled instance) and latency. Calls run on the
+/// caller's thread; runs waiting here hold none.
+static CALL_SLOTS: LazyLock<Semaphore> = LazyLock::new(|| Semaphore::new(cores()));
+
+/// The machine's cores, as the OS reports them (2 when it cannot say).
+pub(super) fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
 
 /// Where step records go as they are made: the store for a served run, the terminal for
 /// `weir run`.
@@ -108,27 +111,36 @@ pub async fn execute_steps(
         let input_text = input.to_string();
         let config_text = step.config.to_string();
         let slot = CALL_SLOTS.acquire().await;
-        let call = tokio::task::spawn_blocking(move || {
+        // Called on this thread, not handed to a blocking pool: a call is tens of
+        // microseconds of CPU, and the two thread hand-offs around it cost a fifth of a one-step
+        // run's CPU (`weir-bench webhook`). The executor's runtime keeps a worker for
+        // everything else (see `Executor::start`). A panic in the host is caught here, as a
+        // blocking task's would have been, and fails the step rather than the run's task.
+        let call = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             plugin.call(&call_ctx, &input_text, &config_text, &limits)
-        })
-        .await;
+        }));
         drop(slot);
         record.input = Some(input);
         record.duration_us = micros(started);
         let call = match call {
             Ok(call) => call,
-            Err(e) => {
-                // The blocking task itself died (the runtime is shutting down): not the step's
-                // fault; the run stays live and runs again after a restart.
+            Err(panic) => {
+                // A bug in the host, not the step's fault.
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                tracing::error!(step = %step.id, %message, "the plugin host panicked");
                 record.status = StepStatus::Failed;
                 record.error = Some(StepErrorRecord {
                     kind: "internal".into(),
-                    message: format!("the worker stopped: {e}"),
+                    message: format!("the plugin host failed: {message}"),
                 });
                 sink.record(record).await;
                 return Outcome {
                     outcome: RunOutcome::Failed,
-                    error: Some(format!("step '{}' failed: the worker stopped", step.id)),
+                    error: Some(format!("step '{}' failed: the plugin host failed", step.id)),
                     context,
                 };
             }
