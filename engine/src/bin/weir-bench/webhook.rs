@@ -21,22 +21,57 @@ const PHASE: Duration = Duration::from_secs(5);
 struct Load {
     ok: usize,
     refused: usize,
-    latencies: Vec<Duration>,
+    /// When each request was sent (from the start of the phase) and how long its answer took.
+    latencies: Vec<(Duration, Duration)>,
     elapsed: Duration,
 }
+
+/// The slice of a phase in which [`Load::tail`] counts the slowest requests.
+const TAIL_WINDOW: Duration = Duration::from_millis(100);
 
 impl Load {
     fn rps(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64()
     }
 
-    fn percentile_ms(&self, p: f64) -> f64 {
-        let mut sorted = self.latencies.clone();
+    fn sorted(&self) -> Vec<Duration> {
+        let mut sorted: Vec<Duration> = self.latencies.iter().map(|(_, took)| *took).collect();
         sorted.sort();
+        sorted
+    }
+
+    fn percentile_ms(&self, p: f64) -> f64 {
+        let sorted = self.sorted();
         if sorted.is_empty() {
             return f64::NAN;
         }
         sorted[((sorted.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3
+    }
+
+    /// Where the slowest 1% of requests were sent: in how many of the phase's
+    /// [`TAIL_WINDOW`]s, out of how many, and the largest share of them in one window. A tail
+    /// spread over every window comes from steady queueing; one bunched in a few windows comes
+    /// from stalls (a slow commit, a thread kept off the CPU).
+    fn tail(&self) -> (usize, usize, f64) {
+        let sorted = self.sorted();
+        let Some(&p99) = sorted.get((sorted.len().saturating_sub(1)) * 99 / 100) else {
+            return (0, 0, 0.0);
+        };
+        let window = |sent: Duration| (sent.as_micros() / TAIL_WINDOW.as_micros()) as usize;
+        let windows = window(self.elapsed) + 1;
+        let mut slow = vec![0usize; windows];
+        for (sent, took) in &self.latencies {
+            if *took >= p99 {
+                slow[window(*sent).min(windows - 1)] += 1;
+            }
+        }
+        let total: usize = slow.iter().sum();
+        let busiest = slow.iter().copied().max().unwrap_or(0);
+        (
+            slow.iter().filter(|n| **n > 0).count(),
+            windows,
+            busiest as f64 / total.max(1) as f64,
+        )
     }
 }
 
@@ -73,7 +108,7 @@ async fn load(addr: SocketAddr, path: &str, concurrency: usize) -> anyhow::Resul
                 let response = sender.send_request(request).await?;
                 let status = response.status();
                 response.into_body().collect().await?;
-                latencies.push(sent.elapsed());
+                latencies.push((sent - start, sent.elapsed()));
                 if status.is_success() {
                     ok += 1;
                 } else {
@@ -368,6 +403,12 @@ async fn weir_round(
         "{:<34} {:>10.2}",
         format!("  ratio weir / bare, c={concurrency}"),
         ours.rps() / base.rps()
+    );
+    let (with_slow, windows, busiest) = ours.tail();
+    println!(
+        "  slowest 1% of weir's answers: sent in {with_slow} of the phase's {windows} {} ms windows, {:.0}% of them in the busiest one",
+        TAIL_WINDOW.as_millis(),
+        busiest * 100.0
     );
     println!(
         "  CPU during the weir phase: weir {:.2} s ({:.0} µs per accepted webhook), load generator {:.2} s",
