@@ -111,11 +111,12 @@ pub async fn execute_steps(
         let input_text = input.to_string();
         let config_text = step.config.to_string();
         let slot = CALL_SLOTS.acquire().await;
-        // Called on this thread, not handed to a blocking pool: a call is tens of
-        // microseconds of CPU, and the two thread hand-offs around it cost a fifth of a one-step
-        // run's CPU (`weir-bench webhook`). The executor's runtime keeps a worker for
-        // everything else (see `Executor::start`). A panic in the host is caught here, as a
-        // blocking task's would have been, and fails the step rather than the run's task.
+        // Called on this thread, not handed to a blocking pool: most calls take tens of
+        // microseconds, and the two thread hand-offs around each cost a fifth of a one-step
+        // run's CPU (`weir-bench webhook`). A long call holds this worker until it ends or
+        // times out, but at most one call per core runs, and the executor's runtime has one
+        // worker more than that for everything else (see `Executor::start`). A panic in the
+        // host is caught here, as a blocking task's would have been, and fails the step.
         let call = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             plugin.call(&call_ctx, &input_text, &config_text, &limits)
         }));
@@ -131,7 +132,7 @@ pub async fn execute_steps(
                     .map(|s| (*s).to_owned())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "unknown panic".into());
-                tracing::error!(step = %step.id, %message, "the plugin host panicked");
+                tracing::error!(run = %info.run_id, step = %step.id, %message, "the plugin host panicked");
                 record.status = StepStatus::Failed;
                 record.error = Some(StepErrorRecord {
                     kind: "internal".into(),
