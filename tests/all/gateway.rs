@@ -526,3 +526,64 @@ input = "$.webhook.body"
     );
     assert_eq!(weir.count_runs(), 1);
 }
+
+#[test]
+fn a_run_that_calls_no_plugin_finishes_while_every_core_runs_a_slow_one() {
+    // Plugin calls run on the executor's workers, one per core at most; the one worker more
+    // must still claim and finish the runs that need no call.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let flows = FlowDir::empty();
+    flows.write(
+        "slow.toml",
+        &format!(
+            "name = \"slow\"\n[[steps]]\nid = \"spin\"\nplugin = \"{}\"\n\
+             config = {{ mode = \"spin\", ms = 8000 }}\n",
+            weir_tests::HOSTILE_WASM
+        ),
+    );
+    flows.write(
+        "skip.toml",
+        "name = \"skip\"\n[[steps]]\nid = \"never\"\nplugin = \"transform\"\n\
+         when = \"$.webhook.body.never\"\ninput = \"$.webhook.body\"\n",
+    );
+    let data = tempfile::tempdir().unwrap();
+    let weir = Weir::start(flows.path(), &data.path().join("weir.redb"));
+    let slow: Vec<String> = (0..cores)
+        .map(|n| {
+            weir_tests::post_json(&weir.webhook_url("slow"), &json!({ "n": n })).json()["run_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let status = |id: &str| {
+        weir.api(&format!("/api/runs/{id}")).json()["run"]["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    weir_tests::wait_for(
+        std::time::Duration::from_secs(30),
+        "every slow run to start",
+        || slow.iter().all(|id| status(id) == "running").then_some(()),
+    );
+
+    let skip =
+        weir_tests::post_json(&weir.webhook_url("skip"), &json!({ "n": 1 })).json()["run_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let ended = weir_tests::wait_for(
+        std::time::Duration::from_secs(30),
+        "the run without a call to end",
+        || Some(status(&skip)).filter(|s| s != "queued" && s != "running"),
+    );
+    assert_eq!(ended, "succeeded", "its only step is skipped by `when`");
+    for id in &slow {
+        assert_eq!(
+            status(id),
+            "running",
+            "the run that called no plugin waited for a slow call to end"
+        );
+    }
+}
