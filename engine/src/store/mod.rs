@@ -29,6 +29,7 @@
 //! After a crash, `recover` puts running runs back to queued with `attempt + 1`.
 
 mod error;
+pub mod journal;
 mod query;
 mod tables;
 mod types;
@@ -70,13 +71,18 @@ pub struct Options {
     /// The most writes committed in one transaction. Larger batches share an fsync among more
     /// callers but make each of them wait for a longer transaction.
     pub max_batch: usize,
-    /// Also fsync batches that hold only step records and final statuses. Off by default:
-    /// those are synced as soon as the writer is idle (and at least every second), and losing
-    /// them in a crash only makes the run run again.
+    /// Also make step records and final statuses durable before answering. Off by default:
+    /// they are synced with the next journal frame (without the journal: as soon as the
+    /// writer is idle, and at least every second), and losing them in a crash only makes the
+    /// run run again.
     pub sync_progress: bool,
     /// redb's page cache, in bytes. Runs are written once and read rarely, so a small cache
     /// keeps the process small without slowing accepts.
     pub cache_size: usize,
+    /// Make commits durable through the journal (see [`journal`]) rather than an fsync of
+    /// redb's pages. On by default; off, every accept waits for redb's own fsync. A journal
+    /// left by an earlier run is applied at open either way.
+    pub journal: bool,
 }
 
 impl Default for Options {
@@ -86,6 +92,7 @@ impl Default for Options {
             max_batch: 512,
             sync_progress: false,
             cache_size: 32 << 20,
+            journal: true,
         }
     }
 }
@@ -176,8 +183,45 @@ impl Store {
             .map_err(|e| {
                 StoreError::Storage(format!("cannot open the store {}: {e}", path.display()))
             })?;
-        let last_id = prepare(&db)?;
+        prepare(&db)?;
+        let journal_path = journal::path_for(path);
+        let (journal_file, journal_data) = journal::open(&journal_path)?;
+        let (applied, seq) = writer::replay(&db, &journal::frames(&journal_data), &journal_path)?;
+        drop(journal_data);
+        if seq > applied {
+            tracing::info!(
+                commits = seq - applied,
+                journal = %journal_path.display(),
+                "applied the journal's commits that the store did not hold"
+            );
+        }
+        let last_id = last_id(&db)?;
         let db = Arc::new(db);
+        let journal = if options.journal {
+            let (to_syncer, incoming) = mpsc::channel();
+            let shared = Arc::new(journal::Shared::default());
+            let syncer = journal::Syncer {
+                file: journal_file,
+                path: journal_path,
+                incoming,
+                shared: Arc::clone(&shared),
+                offset: 0,
+            };
+            let handle = std::thread::Builder::new()
+                .name("weir-store-journal".into())
+                .spawn(move || syncer.run())
+                .map_err(|e| {
+                    StoreError::Unavailable(format!("cannot start the journal syncer: {e}"))
+                })?;
+            Some(writer::JournalLink {
+                to_syncer,
+                shared,
+                syncer: Some(handle),
+                seq,
+            })
+        } else {
+            None
+        };
 
         let (ops, receiver) = mpsc::channel();
         let counters = Arc::new(Counters::default());
@@ -193,6 +237,8 @@ impl Store {
             unsynced_since: None::<Instant>,
             deferred: Default::default(),
             last_accept: None,
+            journal,
+            redo: Default::default(),
         };
         let handle = std::thread::Builder::new()
             .name("weir-store-writer".into())
@@ -483,9 +529,8 @@ fn encode_step(step: &StepRecord) -> Result<(u32, String, Vec<u8>), StoreError> 
     Ok((step.index, step.step_id.clone(), bytes))
 }
 
-fn prepare(db: &Database) -> Result<u128, StoreError> {
+fn prepare(db: &Database) -> Result<(), StoreError> {
     let txn = db.begin_write()?;
-    let last_id;
     {
         let mut meta = txn.open_table(META)?;
         let stored = meta.get(SCHEMA_KEY)?.map(|guard| guard.value());
@@ -510,9 +555,15 @@ fn prepare(db: &Database) -> Result<u128, StoreError> {
         txn.open_table(DEDUPE)?;
         txn.open_table(FLOW_VERSIONS)?;
         txn.open_table(TOKENS)?;
-        let requests = txn.open_table(REQUESTS)?;
-        last_id = tables::bundle::last_id(&requests)?.unwrap_or(0);
+        txn.open_table(REQUESTS)?;
     }
     txn.commit()?;
-    Ok(last_id)
+    Ok(())
+}
+
+/// The largest run id stored.
+fn last_id(db: &Database) -> Result<u128, StoreError> {
+    let txn = redb::ReadableDatabase::begin_read(db)?;
+    let requests = txn.open_table(REQUESTS)?;
+    Ok(tables::bundle::last_id(&requests)?.unwrap_or(0))
 }

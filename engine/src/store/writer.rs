@@ -14,16 +14,25 @@
 //! the whole transaction, and every op of the batch is answered with that error: nothing is
 //! ever reported written that was not committed.
 //!
-//! Durability: a batch that holds anything acknowledged to the outside world or that recovery
-//! depends on (accept, start_run, recover, tokens, flow versions) is committed with
-//! `Durability::Immediate`. A batch of only `record_step`/`finish_run` (and forgetting expired
-//! dedupe values) is committed with `Durability::None` unless `Options::sync_progress` is set. The next durable commit carries
-//! it to disk; without one, the writer makes an empty durable commit after [`IDLE_SYNC_DELAY`]
-//! without work, or once writes have been unsynced for [`MAX_UNSYNCED`] under steady load.
-//! redb commits are ordered, so after a crash the file holds a prefix of the commits that
-//! contains every acknowledged accept and start. What may be lost is the latest step records
-//! and final statuses; such a run is still in the `live` table, marked running, so it runs
-//! again with its attempt counted (at-least-once).
+//! Durability, with the journal (the default, see [`super::journal`]): every commit is a
+//! `Durability::None` commit, visible to readers at once, and its changes go to the journal as
+//! one frame. The callers that need durability (accept, start_run) are answered once the
+//! syncer has synced that frame; step records and final statuses are answered at once and
+//! synced with the next frame. The rare ops that are not journaled (tokens, flow versions,
+//! recover, sync) are committed with `Durability::Immediate`: a checkpoint, which also lets
+//! the journal start again. So are commits once the journal is large, and an empty commit
+//! after [`IDLE_SYNC_DELAY`] without work. After a crash, redb holds the last checkpoint and
+//! the journal the commits after it, so every acknowledged accept and start is kept. What may
+//! be lost is the latest step records and final statuses; such a run is still in the `live`
+//! table, marked running, so it runs again with its attempt counted (at-least-once).
+//!
+//! Without the journal (`Options::journal` off, or after the journal failed to write): a batch
+//! that holds anything acknowledged to the outside world or that recovery depends on is
+//! committed with `Durability::Immediate`. A batch of only `record_step`/`finish_run` (and
+//! forgetting expired dedupe values) is committed with `Durability::None` unless
+//! `Options::sync_progress` is set; the next durable commit carries it to disk, or an empty
+//! durable commit after [`IDLE_SYNC_DELAY`] without work, or once writes have been unsynced for
+//! [`MAX_UNSYNCED`] under steady load.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -38,10 +47,11 @@ use tokio::sync::oneshot;
 use ulid::Ulid;
 
 use super::error::StoreError;
+use super::journal::{self, Entry, Pending, Redo, Shared, ToSyncer};
 use super::query::DedupeEntry;
 use super::tables::{
-    DEDUPE, DONE_BY_FLOW_STATUS, DONE_BY_STATUS, Envelope, FLOW_VERSIONS, LIVE, OUTCOMES, Outcome,
-    REQUESTS, RUNS_BY_FLOW, STEPS, State, TOKENS, bundle, encode, run_of, state_of,
+    DEDUPE, DONE_BY_FLOW_STATUS, DONE_BY_STATUS, Envelope, FLOW_VERSIONS, LIVE, META, OUTCOMES,
+    Outcome, REQUESTS, RUNS_BY_FLOW, STEPS, State, TOKENS, bundle, encode, run_of, state_of,
 };
 use super::types::{Run, RunId, RunOutcome, RunStatus, to_ms};
 
@@ -159,7 +169,16 @@ impl Op {
         )
     }
 
-    /// Whether the batch holding this op must be committed with an fsync before answering.
+    /// Whether this op is not journaled, so the batch holding it is committed with an fsync
+    /// of redb itself (a checkpoint). All are rare.
+    fn needs_checkpoint(&self) -> bool {
+        matches!(
+            self,
+            Op::Token { .. } | Op::FlowVersion { .. } | Op::Recover { .. } | Op::Sync { .. }
+        )
+    }
+
+    /// Whether the batch holding this op must be durable before answering.
     /// Forgetting expired dedupe entries need not: an entry that comes back after a crash is
     /// expired still, and is forgotten again.
     fn needs_sync(&self) -> bool {
@@ -242,8 +261,6 @@ pub(super) struct WriterConfig {
 
 /// The answer to one op, sent once the batch's fate is known: `None` when the batch committed,
 /// the batch's error otherwise.
-type Pending = Box<dyn FnOnce(Option<StoreError>) + Send>;
-
 fn pending<T: Send + 'static>(
     reply: Reply<T>,
     result: Result<T, StoreError>,
@@ -378,6 +395,41 @@ pub(super) struct Writer {
     pub deferred: VecDeque<Op>,
     /// When the last transaction with accepts was put together.
     pub last_accept: Option<Instant>,
+    /// `None` when the store runs without a journal: every commit that needs to be durable
+    /// is then fsync'd by redb.
+    pub journal: Option<JournalLink>,
+    /// The journal entries of the transaction being written.
+    pub redo: Redo,
+}
+
+/// The writer's end of the journal.
+pub(super) struct JournalLink {
+    pub to_syncer: std::sync::mpsc::Sender<ToSyncer>,
+    pub shared: Arc<Shared>,
+    pub syncer: Option<std::thread::JoinHandle<()>>,
+    /// The `seq` of the last commit that changed something journaled.
+    pub seq: u64,
+}
+
+impl JournalLink {
+    fn working(&self) -> bool {
+        !self.shared.failed.load(Ordering::Relaxed)
+    }
+
+    fn send(&self, message: ToSyncer) {
+        if let Err(std::sync::mpsc::SendError(message)) = self.to_syncer.send(message) {
+            // The syncer thread is gone (it panicked): nobody will be answered from there.
+            tracing::error!("the journal syncer has stopped");
+            self.shared.failed.store(true, Ordering::Relaxed);
+            if let ToSyncer::Frame { answers, .. } = message {
+                for answer in answers {
+                    answer(Some(StoreError::Storage(
+                        "the journal syncer has stopped".into(),
+                    )));
+                }
+            }
+        }
+    }
 }
 
 impl Writer {
@@ -406,6 +458,18 @@ impl Writer {
         }
         if self.unsynced_since.is_some() {
             self.sync();
+        }
+        if let Some(JournalLink {
+            to_syncer, syncer, ..
+        }) = self.journal.take()
+        {
+            // The syncer answers what it still holds, then stops.
+            drop(to_syncer);
+            if let Some(handle) = syncer
+                && handle.join().is_err()
+            {
+                tracing::error!("the journal syncer panicked");
+            }
         }
         tracing::debug!("store writer stopped");
     }
@@ -478,27 +542,57 @@ impl Writer {
         batch
     }
 
+    /// Commits a batch. With a working journal, the commit is not fsync'd: the batch's
+    /// entries go to the journal, and the callers that need durability are answered by the
+    /// syncer once they are synced. Without one, or for ops that are not journaled, redb
+    /// fsyncs the commit (a checkpoint, which also lets the journal start again).
     fn commit(&mut self, batch: Vec<Op>) {
-        let durable = self.config.sync_progress
-            || batch.iter().any(Op::needs_sync)
-            || self
-                .unsynced_since
-                .is_some_and(|since| since.elapsed() >= MAX_UNSYNCED);
+        let journaled = self.journal.as_ref().is_some_and(JournalLink::working);
+        let durable = if journaled {
+            batch.iter().any(Op::needs_checkpoint)
+                || self
+                    .journal
+                    .as_ref()
+                    .is_some_and(|j| j.shared.want_checkpoint.load(Ordering::Relaxed))
+        } else {
+            self.config.sync_progress
+                || batch.iter().any(Op::needs_sync)
+                || self
+                    .unsynced_since
+                    .is_some_and(|since| since.elapsed() >= MAX_UNSYNCED)
+        };
+        let via_journal = journaled && !durable;
         let size = batch.len() as u64;
-        let mut answers = Vec::with_capacity(batch.len());
+        let mut now = Vec::with_capacity(batch.len());
+        let mut synced = Vec::new();
         let mut ops = batch.into_iter();
-        let result = self.write(&mut ops, durable, &mut answers);
-        answers.extend(ops.map(Op::unapplied));
+        self.redo.clear();
+        let result = self.write(&mut ops, durable, via_journal, &mut now, &mut synced);
+        now.extend(ops.map(Op::unapplied));
         match result {
             Ok(()) => {
                 self.count_commit(durable, size);
-                for answer in answers {
+                if let Some(journal) = &mut self.journal {
+                    if !self.redo.is_empty() {
+                        journal.seq += 1;
+                    }
+                    if via_journal {
+                        journal.send(ToSyncer::Frame {
+                            seq: journal.seq,
+                            payload: self.redo.take(),
+                            answers: synced,
+                        });
+                    } else if durable {
+                        journal.send(ToSyncer::Checkpointed);
+                    }
+                }
+                for answer in now {
                     answer(None);
                 }
             }
             Err(err) => {
                 tracing::error!(error = %err, writes = size, "group commit failed");
-                for answer in answers {
+                for answer in now.into_iter().chain(synced) {
                     answer(Some(err.clone()));
                 }
             }
@@ -520,11 +614,15 @@ impl Writer {
 
     /// Applies ops in one transaction and commits it. Stops at the first fatal error, leaving
     /// the rest of `ops` unapplied.
+    /// `via_journal`: the answers of ops that need durability go to `synced`, to be sent once
+    /// the journal holds them; all others go to `now`.
     fn write(
         &mut self,
         ops: &mut impl Iterator<Item = Op>,
         durable: bool,
-        answers: &mut Vec<Pending>,
+        via_journal: bool,
+        now: &mut Vec<Pending>,
+        synced: &mut Vec<Pending>,
     ) -> Result<(), StoreError> {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(if durable {
@@ -536,12 +634,23 @@ impl Writer {
         {
             let mut tables = WriteTables::open(&txn)?;
             for op in ops.by_ref() {
+                let answers = if via_journal && (op.needs_sync() || self.config.sync_progress) {
+                    &mut *synced
+                } else {
+                    &mut *now
+                };
                 if let Some(fatal) = self.apply(&mut tables, op, answers) {
                     // Dropping the transaction aborts it.
                     return Err(fatal);
                 }
             }
             tables.flush_bundle()?;
+            if let Some(journal) = &self.journal
+                && !self.redo.is_empty()
+            {
+                txn.open_table(META)?
+                    .insert(journal::SEQ_KEY, journal.seq + 1)?;
+            }
         }
         let applied = Instant::now();
         txn.commit()?;
@@ -564,7 +673,12 @@ impl Writer {
             .map_err(StoreError::from)
             .and_then(|txn| txn.commit().map_err(StoreError::from));
         match result {
-            Ok(()) => self.count_commit(true, 0),
+            Ok(()) => {
+                self.count_commit(true, 0);
+                if let Some(journal) = &self.journal {
+                    journal.send(ToSyncer::Checkpointed);
+                }
+            }
             Err(err) => {
                 // The next durable commit will try again; until then progress writes may be
                 // lost in a crash, which at-least-once tolerates.
@@ -583,28 +697,47 @@ impl Writer {
     ) -> Option<StoreError> {
         match op {
             Op::Accept { run, permit, reply } => {
-                let result = self.accept(t, *run);
+                let result = self.accept(t, &run);
+                if let Ok(AcceptAnswer::New(id)) = &result {
+                    self.redo
+                        .accept(*id, &run.flow_id, run.dedupe_key.as_deref(), &run.bytes);
+                }
                 settle(result, reply, permit, answers)
             }
-            Op::Start { id, reply } => settle(start(t, id), reply, (), answers),
+            Op::Start { id, reply } => {
+                let at_ms = now_ms();
+                let result = start(t, id, at_ms);
+                if result.is_ok() {
+                    self.redo.start(id, at_ms);
+                }
+                settle(result, reply, (), answers)
+            }
             Op::Step {
                 id,
                 index,
                 step_id,
                 bytes,
                 reply,
-            } => settle(
-                record_step(t, id, index, &step_id, &bytes),
-                reply,
-                (),
-                answers,
-            ),
+            } => {
+                let result = record_step(t, id, index, &step_id, &bytes);
+                if result.is_ok() {
+                    self.redo.step(id, index, &step_id, &bytes);
+                }
+                settle(result, reply, (), answers)
+            }
             Op::Finish {
                 id,
                 outcome,
                 error,
                 reply,
-            } => settle(finish(t, id, outcome, error), reply, (), answers),
+            } => {
+                let at_ms = now_ms();
+                let result = finish(t, id, outcome, error.clone(), at_ms);
+                if result.is_ok() {
+                    self.redo.finish(id, outcome, error.as_deref(), at_ms);
+                }
+                settle(result, reply, (), answers)
+            }
             Op::Token { flow_id, reply } => settle(token(t, &flow_id), reply, (), answers),
             Op::FlowVersion {
                 flow_id,
@@ -641,7 +774,7 @@ impl Writer {
         RunId::from(self.last_id)
     }
 
-    fn accept(&mut self, t: &mut WriteTables<'_>, new: Prepared) -> Result<AcceptAnswer, OpError> {
+    fn accept(&mut self, t: &mut WriteTables<'_>, new: &Prepared) -> Result<AcceptAnswer, OpError> {
         let first = match &new.dedupe_key {
             Some(key) => t
                 .dedupe
@@ -667,18 +800,97 @@ impl Writer {
             }
         }
         let id = self.next_id();
-        let key = id.as_u128();
-        if !t.bundle.fits(new.bytes.len()) {
-            t.flush_bundle()?;
-        }
-        t.bundle.push(key, &new.bytes)?;
-        t.live.insert(key, State::queued().to_live())?;
-        if let Some(dedupe_key) = &new.dedupe_key {
-            t.dedupe
-                .insert((new.flow_id.as_str(), dedupe_key.as_str()), key)?;
-        }
+        store_new(t, id, &new.flow_id, new.dedupe_key.as_deref(), &new.bytes)?;
         Ok(AcceptAnswer::New(id))
     }
+}
+
+/// Stores a new run, queued, with its request.
+fn store_new(
+    t: &mut WriteTables<'_>,
+    id: RunId,
+    flow_id: &str,
+    dedupe_key: Option<&str>,
+    bytes: &[u8],
+) -> Result<(), OpError> {
+    let key = id.as_u128();
+    if !t.bundle.fits(bytes.len()) {
+        t.flush_bundle()?;
+    }
+    t.bundle.push(key, bytes)?;
+    t.live.insert(key, State::queued().to_live())?;
+    if let Some(dedupe_key) = dedupe_key {
+        t.dedupe.insert((flow_id, dedupe_key), key)?;
+    }
+    Ok(())
+}
+
+/// Applies the journal's frames that the store does not hold yet, in one durable commit.
+/// Returns the store's `seq` before and after.
+pub(super) fn replay(
+    db: &Database,
+    frames: &[(u64, &[u8])],
+    journal: &std::path::Path,
+) -> Result<(u64, u64), StoreError> {
+    let txn = db.begin_write()?;
+    let applied = txn
+        .open_table(META)?
+        .get(journal::SEQ_KEY)?
+        .map_or(0, |guard| guard.value());
+    let mut last = applied;
+    {
+        let mut t = WriteTables::open(&txn)?;
+        for (seq, payload) in frames {
+            if *seq <= applied {
+                continue;
+            }
+            if *seq != last + 1 {
+                return Err(StoreError::Corrupt(format!(
+                    "the journal {} goes on from commit {seq}, but the store ends at commit {last}:                      it belongs to another copy of the store; move it away to open the store without it",
+                    journal.display()
+                )));
+            }
+            for entry in journal::decode(payload)? {
+                let result = match entry {
+                    Entry::Accept {
+                        id,
+                        flow_id,
+                        dedupe_key,
+                        bytes,
+                    } => store_new(&mut t, id, &flow_id, dedupe_key.as_deref(), &bytes),
+                    Entry::Start { id, at_ms } => start(&mut t, id, at_ms).map(|_| ()),
+                    Entry::Step {
+                        id,
+                        index,
+                        step_id,
+                        bytes,
+                    } => record_step(&mut t, id, index, &step_id, &bytes),
+                    Entry::Finish {
+                        id,
+                        outcome,
+                        error,
+                        at_ms,
+                    } => finish(&mut t, id, outcome, error, at_ms),
+                };
+                match result {
+                    Ok(()) => {}
+                    // Entries replay onto exactly the state they were first applied to, so
+                    // this does not happen; if it does, the rest is still worth keeping.
+                    Err(OpError::Op(err)) => {
+                        tracing::warn!(seq, error = %err, "a journal entry did not apply again")
+                    }
+                    Err(OpError::Fatal(err)) => return Err(err),
+                }
+            }
+            last = *seq;
+        }
+        t.flush_bundle()?;
+    }
+    if last > applied {
+        txn.open_table(META)?.insert(journal::SEQ_KEY, last)?;
+    }
+    txn.commit()?;
+    Ok((applied, last))
 }
 
 fn settle<T: Send + 'static>(
@@ -715,7 +927,7 @@ fn live_state(t: &WriteTables<'_>, id: RunId, action: &str) -> Result<State, OpE
 
 /// Queued → Running: the run's new state and its stored request, to execute. Clears the
 /// steps of an earlier, interrupted attempt.
-fn start(t: &mut WriteTables<'_>, id: RunId) -> Result<(State, Vec<u8>), OpError> {
+fn start(t: &mut WriteTables<'_>, id: RunId, at_ms: u64) -> Result<(State, Vec<u8>), OpError> {
     let mut state = live_state(t, id, "start")?;
     if state.status != RunStatus::Queued {
         return Err(StoreError::Conflict(format!(
@@ -727,7 +939,7 @@ fn start(t: &mut WriteTables<'_>, id: RunId) -> Result<(State, Vec<u8>), OpError
     let key = id.as_u128();
     let bytes = t.with_request(id, |bytes| Ok(bytes.to_vec()))?;
     state.status = RunStatus::Running;
-    state.started_at_ms = Some(now_ms());
+    state.started_at_ms = Some(at_ms);
     t.live.insert(key, state.to_live())?;
     if state.attempt > 1 {
         t.steps
@@ -763,6 +975,7 @@ fn finish(
     id: RunId,
     outcome: RunOutcome,
     error: Option<String>,
+    at_ms: u64,
 ) -> Result<(), OpError> {
     let state = live_state(t, id, "finish")?;
     let key = id.as_u128();
@@ -774,7 +987,7 @@ fn finish(
             status,
             attempt: state.attempt,
             started_at_ms: state.started_at_ms,
-            finished_at_ms: now_ms(),
+            finished_at_ms: at_ms,
             error,
         },
     )?;
@@ -884,6 +1097,8 @@ mod tests {
             unsynced_since: None,
             deferred: VecDeque::new(),
             last_accept: None,
+            journal: None,
+            redo: Redo::default(),
         };
         (dir, writer)
     }

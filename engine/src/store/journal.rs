@@ -1,0 +1,538 @@
+//! The journal: a redo log that makes the writer's commits durable with one sequential write
+//! and one `fdatasync`, instead of redb's fsync of every page a commit touched.
+//!
+//! Why: a redb commit writes 10 to 40 pages scattered over the file, and syncing scattered
+//! pages costs about 60 µs each on the disks Weir runs on (1.9 ms for 30 pages, against
+//! 0.2–0.4 ms for the same bytes written in one piece). With the journal, the writer commits to
+//! redb without an fsync (`Durability::None`, visible to readers at once) and hands the
+//! batch's redo record to the [`Syncer`] thread, which appends it and syncs while the writer
+//! goes on with the next batch. The callers of a batch are answered once its record is synced.
+//!
+//! A checkpoint is an ordinary durable redb commit. It makes every record before it redundant,
+//! so the journal then starts again at its beginning. The writer checkpoints when it is idle,
+//! when the journal passes [`CHECKPOINT_AFTER`] bytes, and for the rare writes that are not
+//! journaled (tokens, flow versions, recovery).
+//!
+//! The file is a sequence of frames: `len: u32`, `crc32: u32` (of the rest), `seq: u64`, then
+//! `len` bytes of entries. Each frame holds one redb commit; `seq` counts them, and the redb
+//! file keeps the `seq` of its last commit in [`META`](super::tables::META). At open, the
+//! frames that follow one another from the start of the file, with valid checksums and
+//! consecutive `seq`, are read; those after the store's `seq` are applied again. A torn last
+//! frame fails its checksum; frames left from before the journal restarted have smaller
+//! `seq` and end the chain.
+
+use std::fs::File;
+use std::io::Read as _;
+use std::os::unix::fs::FileExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
+
+use super::error::StoreError;
+use super::types::{RunId, RunOutcome};
+
+/// Once the journal holds this much, the writer checkpoints so it can start again.
+pub(super) const CHECKPOINT_AFTER: u64 = 64 << 20;
+
+/// The [`META`](super::tables::META) key holding the `seq` of the store's last commit.
+pub(super) const SEQ_KEY: &str = "journal_seq";
+
+const HEADER: usize = 16;
+
+/// The journal next to a store file: `weir.redb` → `weir.redb-journal`.
+pub fn path_for(store: &Path) -> PathBuf {
+    let mut name = store.file_name().unwrap_or_default().to_os_string();
+    name.push("-journal");
+    store.with_file_name(name)
+}
+
+/// One change, as the writer applied it.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Entry {
+    Accept {
+        id: RunId,
+        flow_id: String,
+        dedupe_key: Option<String>,
+        bytes: Vec<u8>,
+    },
+    Start {
+        id: RunId,
+        at_ms: u64,
+    },
+    Step {
+        id: RunId,
+        index: u32,
+        step_id: String,
+        bytes: Vec<u8>,
+    },
+    Finish {
+        id: RunId,
+        outcome: RunOutcome,
+        error: Option<String>,
+        at_ms: u64,
+    },
+}
+
+/// The entries of one commit, encoded as they are applied.
+#[derive(Default)]
+pub(super) struct Redo {
+    bytes: Vec<u8>,
+}
+
+impl Redo {
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+    }
+
+    pub fn take(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.bytes)
+    }
+
+    fn id(&mut self, tag: u8, id: RunId) {
+        self.bytes.push(tag);
+        self.bytes.extend_from_slice(&id.as_u128().to_le_bytes());
+    }
+
+    fn blob(&mut self, value: &[u8]) {
+        // Bodies are capped far below 4 GiB (max_body), as are step records.
+        let len = u32::try_from(value.len()).unwrap_or(u32::MAX);
+        self.bytes.extend_from_slice(&len.to_le_bytes());
+        self.bytes.extend_from_slice(&value[..len as usize]);
+    }
+
+    fn optional(&mut self, value: Option<&str>) {
+        match value {
+            None => self.bytes.push(0),
+            Some(value) => {
+                self.bytes.push(1);
+                self.blob(value.as_bytes());
+            }
+        }
+    }
+
+    pub fn accept(&mut self, id: RunId, flow_id: &str, dedupe_key: Option<&str>, bytes: &[u8]) {
+        self.id(1, id);
+        self.blob(flow_id.as_bytes());
+        self.optional(dedupe_key);
+        self.blob(bytes);
+    }
+
+    pub fn start(&mut self, id: RunId, at_ms: u64) {
+        self.id(2, id);
+        self.bytes.extend_from_slice(&at_ms.to_le_bytes());
+    }
+
+    pub fn step(&mut self, id: RunId, index: u32, step_id: &str, bytes: &[u8]) {
+        self.id(3, id);
+        self.bytes.extend_from_slice(&index.to_le_bytes());
+        self.blob(step_id.as_bytes());
+        self.blob(bytes);
+    }
+
+    pub fn finish(&mut self, id: RunId, outcome: RunOutcome, error: Option<&str>, at_ms: u64) {
+        self.id(4, id);
+        self.bytes.push(match outcome {
+            RunOutcome::Succeeded => 0,
+            RunOutcome::Failed => 1,
+            RunOutcome::Filtered => 2,
+        });
+        self.optional(error);
+        self.bytes.extend_from_slice(&at_ms.to_le_bytes());
+    }
+}
+
+/// Reads entries back; every read checks its bounds, since the frame's checksum is the only
+/// thing vouching for it.
+struct Cursor<'a>(&'a [u8]);
+
+impl Cursor<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], StoreError> {
+        if self.0.len() < n {
+            return Err(StoreError::Corrupt("a journal entry is cut short".into()));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn u8(&mut self) -> Result<u8, StoreError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, StoreError> {
+        let mut raw = [0; 4];
+        raw.copy_from_slice(self.take(4)?);
+        Ok(u32::from_le_bytes(raw))
+    }
+
+    fn u64(&mut self) -> Result<u64, StoreError> {
+        let mut raw = [0; 8];
+        raw.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(raw))
+    }
+
+    fn id(&mut self) -> Result<RunId, StoreError> {
+        let mut raw = [0; 16];
+        raw.copy_from_slice(self.take(16)?);
+        Ok(RunId::from(u128::from_le_bytes(raw)))
+    }
+
+    fn blob(&mut self) -> Result<Vec<u8>, StoreError> {
+        let len = self.u32()? as usize;
+        Ok(self.take(len)?.to_vec())
+    }
+
+    fn string(&mut self) -> Result<String, StoreError> {
+        String::from_utf8(self.blob()?)
+            .map_err(|_| StoreError::Corrupt("a journal entry holds invalid UTF-8".into()))
+    }
+
+    fn optional(&mut self) -> Result<Option<String>, StoreError> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => Ok(Some(self.string()?)),
+            other => Err(StoreError::Corrupt(format!(
+                "a journal entry has option tag {other}"
+            ))),
+        }
+    }
+
+    fn entry(&mut self) -> Result<Entry, StoreError> {
+        let tag = self.u8()?;
+        let id = self.id()?;
+        Ok(match tag {
+            1 => Entry::Accept {
+                id,
+                flow_id: self.string()?,
+                dedupe_key: self.optional()?,
+                bytes: self.blob()?,
+            },
+            2 => Entry::Start {
+                id,
+                at_ms: self.u64()?,
+            },
+            3 => Entry::Step {
+                id,
+                index: self.u32()?,
+                step_id: self.string()?,
+                bytes: self.blob()?,
+            },
+            4 => Entry::Finish {
+                id,
+                outcome: match self.u8()? {
+                    0 => RunOutcome::Succeeded,
+                    1 => RunOutcome::Failed,
+                    2 => RunOutcome::Filtered,
+                    other => {
+                        return Err(StoreError::Corrupt(format!(
+                            "a journal entry has outcome {other}"
+                        )));
+                    }
+                },
+                error: self.optional()?,
+                at_ms: self.u64()?,
+            },
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "a journal entry has kind {other}"
+                )));
+            }
+        })
+    }
+}
+
+/// The entries of a frame's payload.
+pub(super) fn decode(payload: &[u8]) -> Result<Vec<Entry>, StoreError> {
+    let mut cursor = Cursor(payload);
+    let mut entries = Vec::new();
+    while !cursor.0.is_empty() {
+        entries.push(cursor.entry()?);
+    }
+    Ok(entries)
+}
+
+fn checksum(seq: u64, payload: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&seq.to_le_bytes());
+    hasher.update(payload);
+    hasher.finalize()
+}
+
+/// Appends one frame to `out`.
+pub(super) fn frame(out: &mut Vec<u8>, seq: u64, payload: &[u8]) {
+    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&checksum(seq, payload).to_le_bytes());
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// The frames that follow one another from the start of `data`: `(seq, payload)`.
+pub(super) fn frames(data: &[u8]) -> Vec<(u64, &[u8])> {
+    let mut frames = Vec::new();
+    let mut at = 0;
+    let mut last: Option<u64> = None;
+    while data.len() - at >= HEADER {
+        let word = |from: usize| {
+            let mut raw = [0; 4];
+            raw.copy_from_slice(&data[at + from..at + from + 4]);
+            u32::from_le_bytes(raw)
+        };
+        let len = word(0) as usize;
+        let crc = word(4);
+        let mut raw = [0; 8];
+        raw.copy_from_slice(&data[at + 8..at + 16]);
+        let seq = u64::from_le_bytes(raw);
+        let Some(payload) = data.get(at + HEADER..at + HEADER + len) else {
+            break;
+        };
+        if checksum(seq, payload) != crc || last.is_some_and(|last| seq != last + 1) {
+            break;
+        }
+        frames.push((seq, payload));
+        last = Some(seq);
+        at += HEADER + len;
+    }
+    frames
+}
+
+/// Opens (creating if needed) the journal and reads its whole content.
+pub(super) fn open(path: &Path) -> Result<(File, Vec<u8>), StoreError> {
+    let io = |e: std::io::Error| {
+        StoreError::Storage(format!("cannot open the journal {}: {e}", path.display()))
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(io)?;
+    let mut data = Vec::new();
+    file.read_to_end(&mut data).map_err(io)?;
+    Ok((file, data))
+}
+
+/// A function that answers one caller once its writes are durable, or with the error.
+pub(super) type Pending = Box<dyn FnOnce(Option<StoreError>) + Send>;
+
+/// What the writer sends the syncer, in commit order.
+pub(super) enum ToSyncer {
+    /// A commit's frame (empty when the commit changed nothing that is journaled) and the
+    /// callers to answer once it, and every frame before it, is synced.
+    Frame {
+        seq: u64,
+        payload: Vec<u8>,
+        answers: Vec<Pending>,
+    },
+    /// redb holds everything up to here durably: the journal starts again.
+    Checkpointed,
+}
+
+/// What the writer and the syncer share.
+#[derive(Default)]
+pub(super) struct Shared {
+    /// The journal could not be written: the writer makes every commit durable in redb.
+    pub failed: AtomicBool,
+    /// The journal passed [`CHECKPOINT_AFTER`].
+    pub want_checkpoint: AtomicBool,
+}
+
+/// The thread that appends frames and syncs them.
+pub(super) struct Syncer {
+    pub file: File,
+    pub path: PathBuf,
+    pub incoming: Receiver<ToSyncer>,
+    pub shared: Arc<Shared>,
+    /// Where the next frame goes.
+    pub offset: u64,
+}
+
+/// The most bytes the syncer gathers for one write.
+const MAX_WRITE: usize = 16 << 20;
+
+impl Syncer {
+    pub fn run(mut self) {
+        let mut buffer = Vec::new();
+        let mut answers = Vec::new();
+        while let Ok(first) = self.incoming.recv() {
+            let mut next = Some(first);
+            while let Some(message) = next.take() {
+                match message {
+                    ToSyncer::Frame {
+                        seq,
+                        payload,
+                        answers: waiting,
+                    } => {
+                        if !payload.is_empty() {
+                            frame(&mut buffer, seq, &payload);
+                        }
+                        answers.extend(waiting);
+                    }
+                    ToSyncer::Checkpointed => {
+                        self.flush(&mut buffer, &mut answers);
+                        self.offset = 0;
+                        self.shared.want_checkpoint.store(false, Ordering::Relaxed);
+                    }
+                }
+                if buffer.len() < MAX_WRITE {
+                    next = self.incoming.try_recv().ok();
+                }
+            }
+            self.flush(&mut buffer, &mut answers);
+        }
+    }
+
+    /// Writes and syncs `buffer`, then answers everyone waiting.
+    fn flush(&mut self, buffer: &mut Vec<u8>, answers: &mut Vec<Pending>) {
+        let mut error = None;
+        if self.shared.failed.load(Ordering::Relaxed) {
+            error = Some(StoreError::Storage(
+                "the journal failed earlier; the store is read-only until restarted".into(),
+            ));
+        } else if !buffer.is_empty() {
+            let written = self
+                .file
+                .write_all_at(buffer, self.offset)
+                .and_then(|()| self.file.sync_data());
+            match written {
+                Ok(()) => {
+                    self.offset += buffer.len() as u64;
+                    if self.offset >= CHECKPOINT_AFTER {
+                        self.shared.want_checkpoint.store(true, Ordering::Relaxed);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(journal = %self.path.display(), error = %e, "writing the journal failed; commits now go to redb with an fsync each");
+                    self.shared.failed.store(true, Ordering::Relaxed);
+                    error = Some(StoreError::Storage(format!(
+                        "writing the journal {}: {e}",
+                        self.path.display()
+                    )));
+                }
+            }
+        }
+        buffer.clear();
+        for answer in answers.drain(..) {
+            answer(error.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries() -> Vec<Entry> {
+        vec![
+            Entry::Accept {
+                id: RunId::from(7),
+                flow_id: "github".into(),
+                dedupe_key: Some("abc".into()),
+                bytes: b"request bytes".to_vec(),
+            },
+            Entry::Start {
+                id: RunId::from(7),
+                at_ms: 42,
+            },
+            Entry::Step {
+                id: RunId::from(7),
+                index: 1,
+                step_id: "shape".into(),
+                bytes: b"{}".to_vec(),
+            },
+            Entry::Finish {
+                id: RunId::from(7),
+                outcome: RunOutcome::Failed,
+                error: Some("boom".into()),
+                at_ms: 43,
+            },
+        ]
+    }
+
+    fn encode(entries: &[Entry]) -> Vec<u8> {
+        let mut redo = Redo::default();
+        for entry in entries {
+            match entry {
+                Entry::Accept {
+                    id,
+                    flow_id,
+                    dedupe_key,
+                    bytes,
+                } => redo.accept(*id, flow_id, dedupe_key.as_deref(), bytes),
+                Entry::Start { id, at_ms } => redo.start(*id, *at_ms),
+                Entry::Step {
+                    id,
+                    index,
+                    step_id,
+                    bytes,
+                } => redo.step(*id, *index, step_id, bytes),
+                Entry::Finish {
+                    id,
+                    outcome,
+                    error,
+                    at_ms,
+                } => redo.finish(*id, *outcome, error.as_deref(), *at_ms),
+            }
+        }
+        redo.take()
+    }
+
+    #[test]
+    fn entries_read_back_as_written() {
+        let payload = encode(&entries());
+        assert_eq!(decode(&payload).unwrap(), entries());
+        // Cut anywhere, the payload reads as the entries before the cut or as an error, never
+        // as a panic or a wrong entry.
+        for cut in 0..payload.len() {
+            if let Ok(read) = decode(&payload[..cut]) {
+                assert_eq!(read[..], entries()[..read.len()], "cut at {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_chain_ends_at_a_torn_frame_or_one_left_from_before_a_restart() {
+        let payload = encode(&entries());
+        let mut data = Vec::new();
+        frame(&mut data, 5, &payload);
+        frame(&mut data, 6, b"");
+        let two = data.len();
+        frame(&mut data, 7, &payload);
+        let read: Vec<u64> = frames(&data).iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(read, [5, 6, 7]);
+
+        // A torn last frame fails its checksum.
+        let mut torn = data.clone();
+        let last = torn.len() - 3;
+        torn[last] ^= 0xff;
+        assert_eq!(frames(&torn).len(), 2);
+        assert_eq!(frames(&data[..data.len() - 1]).len(), 2);
+
+        // The journal restarted after seq 7: new frames 8 and 9 overwrite the start, and the
+        // old frame 7 that follows them does not belong to the chain.
+        let mut restarted = Vec::new();
+        frame(&mut restarted, 8, &payload);
+        frame(&mut restarted, 9, b"");
+        assert_eq!(restarted.len(), two);
+        restarted.extend_from_slice(&data[two..]);
+        let read: Vec<u64> = frames(&restarted).iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(read, [8, 9]);
+
+        // Zeros (a file extended but never written) are not a frame.
+        assert!(frames(&[0; 64]).is_empty());
+    }
+
+    #[test]
+    fn the_journal_sits_next_to_the_store() {
+        assert_eq!(
+            path_for(Path::new("/data/weir.redb")),
+            Path::new("/data/weir.redb-journal")
+        );
+    }
+}
