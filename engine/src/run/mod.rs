@@ -24,10 +24,82 @@ use crate::store::{RunId, RunOutcome, StepRecord, Store, StoreError};
 
 pub use steps::{Outcome, RunInfo, StepSink, execute_steps};
 
+/// Above this many webhooks in one [`BURST_WINDOW`] (1,000 a second), the gateway is taking
+/// a burst in, and runs wait for it to pass (see [`Executor::start`]).
+const BURST_WEBHOOKS: u64 = 100;
+
+/// The window over which [`BURST_WEBHOOKS`] are counted.
+const BURST_WINDOW: Duration = Duration::from_millis(100);
+
+/// The longest a run waits for a burst to pass before it runs beside it.
+pub const MAX_BURST_WAIT: Duration = Duration::from_secs(10);
+
+/// How often a run waiting for a burst to pass looks again.
+const BURST_POLL: Duration = Duration::from_millis(5);
+
+/// Counts webhooks in [`BURST_WINDOW`]s: the current one and the one before.
+struct Arrivals {
+    started: Instant,
+    window: AtomicU64,
+    current: AtomicU64,
+    previous: AtomicU64,
+}
+
+impl Arrivals {
+    fn new() -> Arrivals {
+        Arrivals {
+            started: Instant::now(),
+            window: AtomicU64::new(0),
+            current: AtomicU64::new(0),
+            previous: AtomicU64::new(0),
+        }
+    }
+
+    fn window_now(&self) -> u64 {
+        (self.started.elapsed().as_millis() / BURST_WINDOW.as_millis()) as u64
+    }
+
+    /// Counts one webhook. Racing callers may misplace a count at a window's edge; a burst is
+    /// hundreds of webhooks, so that does not change the verdict.
+    fn note(&self) {
+        let now = self.window_now();
+        let seen = self.window.load(Ordering::Relaxed);
+        if now != seen
+            && self
+                .window
+                .compare_exchange(seen, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let finished = self.current.swap(0, Ordering::Relaxed);
+            let previous = if now == seen + 1 { finished } else { 0 };
+            self.previous.store(previous, Ordering::Relaxed);
+        }
+        self.current.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether webhooks arrive at the rate of a burst: [`BURST_WEBHOOKS`] in the window now
+    /// or the one before it.
+    fn busy(&self) -> bool {
+        let now = self.window_now();
+        let seen = self.window.load(Ordering::Relaxed);
+        let current = self.current.load(Ordering::Relaxed);
+        if now == seen {
+            current.max(self.previous.load(Ordering::Relaxed)) >= BURST_WEBHOOKS
+        } else if now == seen + 1 {
+            current >= BURST_WEBHOOKS
+        } else {
+            false
+        }
+    }
+}
+
 /// The pool of workers that runs accepted runs.
 #[derive(Clone)]
 pub struct Executor {
     queue: mpsc::UnboundedSender<RunId>,
+    /// Runs whose sender waits for the result: they never wait for a burst to pass.
+    urgent: mpsc::UnboundedSender<RunId>,
+    arrivals: Arc<Arrivals>,
     waiters: Arc<Waiters>,
     /// One permit per run that may execute at once; a run holds one while it executes.
     slots: Arc<Semaphore>,
@@ -206,10 +278,13 @@ impl Drop for RunRuntime {
 impl Executor {
     /// Starts the dispatcher; at most `concurrency` runs execute at once.
     ///
-    /// Runs execute on threads of their own with the niceness `nice` (0 to 19, see
-    /// `setpriority(2)`): with a positive value, answering webhooks keeps priority over running
-    /// flows when the CPU is short, so a burst is taken in at full speed and its runs (safely
-    /// queued on disk) catch up afterwards. With the CPU to spare, priority changes nothing.
+    /// Webhooks go first. While they arrive at the rate of a burst (more than 1,000 a second,
+    /// see [`BURST_WEBHOOKS`]), queued runs wait for it to pass, for at most
+    /// [`MAX_BURST_WAIT`]: they are safe on disk, and every core is needed to answer the
+    /// senders. Runs of flows whose sender waits for the result (`respond = "result"`) never
+    /// wait. Beyond that, runs execute on threads of their own with the niceness `nice`
+    /// (0 to 19, see `setpriority(2)`), so that under a long burst webhooks keep priority
+    /// when the CPU is short. With the CPU to spare, priority changes nothing.
     pub fn start(
         catalog: Catalog,
         store: Store,
@@ -224,46 +299,27 @@ impl Executor {
             .enable_time()
             .on_thread_start(move || lower_priority(nice))
             .build()?;
-        let (queue, mut incoming) = mpsc::unbounded_channel::<RunId>();
+        let (queue, incoming) = mpsc::unbounded_channel::<RunId>();
+        let (urgent, urgent_incoming) = mpsc::unbounded_channel::<RunId>();
+        let arrivals = Arc::new(Arrivals::new());
         // Semaphore permits are u32; more runs at once than that would not fit in memory anyway.
         let concurrency = u32::try_from(concurrency.max(1)).unwrap_or(u32::MAX);
         let slots = Arc::new(Semaphore::new(concurrency as usize));
         let waiters = Arc::new(Waiters::new(MAX_WAITING_SENDERS));
-        let (closing, mut closed) = watch::channel(false);
-        let notify = waiters.clone();
-        let dispatch = slots.clone();
-        runtime.spawn(async move {
-            loop {
-                let id = tokio::select! {
-                    biased;
-                    _ = closed.wait_for(|closing| *closing) => return,
-                    id = incoming.recv() => match id {
-                        Some(id) => id,
-                        None => return,
-                    },
-                };
-                let slot = tokio::select! {
-                    biased;
-                    // The run stays queued in the store; it runs at the next start.
-                    _ = closed.wait_for(|closing| *closing) => return,
-                    slot = dispatch.clone().acquire_owned() => match slot {
-                        Ok(slot) => slot,
-                        Err(_) => return,
-                    },
-                };
-                let (catalog, store, notify) = (catalog.clone(), store.clone(), notify.clone());
-                tokio::spawn(async move {
-                    match execute(&catalog, &store, id, &notify).await {
-                        Some(result) => notify.notify(id, result),
-                        // Not run here: a sender waiting for it gets its 202 at once.
-                        None => notify.forget(id),
-                    }
-                    drop(slot);
-                });
-            }
-        });
+        let (closing, closed) = watch::channel(false);
+        let dispatcher = Dispatcher {
+            catalog,
+            store,
+            waiters: waiters.clone(),
+            slots: slots.clone(),
+            closed,
+            arrivals: Arc::clone(&arrivals),
+        };
+        runtime.spawn(dispatcher.run(incoming, urgent_incoming));
         Ok(Executor {
             queue,
+            urgent,
+            arrivals,
             waiters,
             slots,
             concurrency,
@@ -290,7 +346,15 @@ impl Executor {
     /// [`Waiting`] gives up waiting; the run goes on either way.
     pub fn submit_and_wait(&self, id: RunId) -> Option<Waiting> {
         let waiting = self.waiters.add(id);
-        self.submit(id);
+        self.arrivals.note();
+        let queue = if waiting.is_some() {
+            &self.urgent
+        } else {
+            &self.queue
+        };
+        if queue.send(id).is_err() {
+            tracing::debug!(run = %id, "executor stopped; run left queued");
+        }
         waiting
     }
 
@@ -299,8 +363,13 @@ impl Executor {
         self.waiters.stats()
     }
 
-    /// Queues a run that the store has accepted.
+    /// Queues a run that the store has just accepted.
     pub fn submit(&self, id: RunId) {
+        self.arrivals.note();
+        self.enqueue(id);
+    }
+
+    fn enqueue(&self, id: RunId) {
         if self.queue.send(id).is_err() {
             // Only when shutting down; the run stays queued in the store and resumes at the
             // next start.
@@ -313,13 +382,101 @@ impl Executor {
         let ids = store.recover().await?;
         let n = ids.len();
         for id in ids {
-            self.submit(id);
+            self.enqueue(id);
         }
         if n > 0 {
             tracing::info!(runs = n, "resuming runs left from before the restart");
         }
         Ok(n)
     }
+}
+
+/// Starts queued runs as slots free up.
+struct Dispatcher {
+    catalog: Catalog,
+    store: Store,
+    waiters: Arc<Waiters>,
+    slots: Arc<Semaphore>,
+    closed: watch::Receiver<bool>,
+    arrivals: Arc<Arrivals>,
+}
+
+impl Dispatcher {
+    /// Runs until the executor closes. A run stopped here stays queued in the store and runs
+    /// at the next start.
+    async fn run(
+        mut self,
+        mut incoming: mpsc::UnboundedReceiver<RunId>,
+        mut urgent: mpsc::UnboundedReceiver<RunId>,
+    ) {
+        loop {
+            let mut closed = self.closed.clone();
+            let (id, waits) = tokio::select! {
+                biased;
+                () = closing(&mut closed) => return,
+                Some(id) = urgent.recv() => (id, false),
+                id = incoming.recv() => match id {
+                    Some(id) => (id, true),
+                    None => return,
+                },
+            };
+            // Runs leave the queue in order, so only the first can have waited longest.
+            while waits && self.arrivals.busy() && waited(id) < MAX_BURST_WAIT {
+                tokio::select! {
+                    biased;
+                    () = closing(&mut closed) => return,
+                    Some(first) = urgent.recv() => {
+                        if !self.launch(first).await {
+                            return;
+                        }
+                    }
+                    () = tokio::time::sleep(BURST_POLL) => {}
+                }
+            }
+            if !self.launch(id).await {
+                return;
+            }
+        }
+    }
+
+    /// Starts `id` once a slot is free; false when the executor closed first.
+    async fn launch(&mut self, id: RunId) -> bool {
+        let slot = tokio::select! {
+            biased;
+            () = closing(&mut self.closed) => return false,
+            slot = self.slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => return false,
+            },
+        };
+        let (catalog, store, waiters) = (
+            self.catalog.clone(),
+            self.store.clone(),
+            self.waiters.clone(),
+        );
+        tokio::spawn(async move {
+            match execute(&catalog, &store, id, &waiters).await {
+                Some(result) => waiters.notify(id, result),
+                // Not run here: a sender waiting for it gets its 202 at once.
+                None => waiters.forget(id),
+            }
+            drop(slot);
+        });
+        true
+    }
+}
+
+/// Returns once the executor is closing.
+async fn closing(closed: &mut watch::Receiver<bool>) {
+    // An error means the executor is gone: closing too.
+    let _ = closed.wait_for(|closing| *closing).await;
+}
+
+/// How long ago the run was accepted.
+fn waited(id: RunId) -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(id.timestamp())
+        .unwrap_or_default()
 }
 
 /// Gives the calling thread the niceness `nice` (Linux; elsewhere a no-op).
