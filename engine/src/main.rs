@@ -82,6 +82,14 @@ struct ServeArgs {
     /// when the CPU is short; accepted runs wait safely on disk. 0 runs flows at full priority.
     #[arg(long, default_value_t = 10, env = "WEIR_RUN_NICE", value_parser = clap::value_parser!(i32).range(0..=19))]
     run_nice: i32,
+    /// Webhooks a second above which runs wait for the burst to pass (at most --burst-wait),
+    /// so that every core answers senders; 0: runs never wait. Runs of flows with
+    /// `respond = "result"` never wait.
+    #[arg(long, default_value_t = 1000, env = "WEIR_BURST_RATE")]
+    burst_rate: u64,
+    /// The longest a run waits for a burst of webhooks to pass.
+    #[arg(long, default_value = "10s", env = "WEIR_BURST_WAIT", value_parser = humantime::parse_duration)]
+    burst_wait: std::time::Duration,
     /// On SIGTERM or Ctrl-C, how long to let executing runs finish before exiting; runs cut off
     /// run again at the next start.
     #[arg(long, default_value = "10s", env = "WEIR_SHUTDOWN_GRACE", value_parser = humantime::parse_duration)]
@@ -243,6 +251,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             concurrency: args.concurrency,
             accept_queue: args.accept_queue,
             run_nice: args.run_nice,
+            burst: weir::run::Burst {
+                rate: args.burst_rate,
+                max_wait: args.burst_wait,
+            },
             shutdown_grace: args.shutdown_grace,
             cache_dir: HostConfig::default_cache_dir(),
         })

@@ -1,6 +1,8 @@
 //! Webhooks through real HTTP: accepted (202 + run id, committed before the answer), run to the
 //! end, and shown by the admin API; refusals (404, 404, 405, 413) store nothing.
 
+use std::time::Duration;
+
 use serde_json::json;
 use weir_tests::{FlowDir, Weir, post_with, send};
 
@@ -283,6 +285,7 @@ fn a_store_that_cannot_keep_up_answers_503_with_retry_after_and_loses_nothing() 
             concurrency: 4,
             accept_queue: 2,
             run_nice: 0,
+            burst: weir::run::Burst::default(),
             shutdown_grace: std::time::Duration::from_secs(10),
             cache_dir: Some(weir_tests::target_dir().join("test-plugin-cache")),
         }))
@@ -586,4 +589,97 @@ fn a_run_that_calls_no_plugin_finishes_while_every_core_runs_a_slow_one() {
             "the run that called no plugin waited for a slow call to end"
         );
     }
+}
+
+/// A burst of webhooks is taken in first: while webhooks arrive faster than `--burst-rate`, the
+/// runs they start wait in the queue; once the burst passes, they all run. A sender that waits
+/// for its run's result (`respond = "result"`) gets it during the burst all the same.
+#[test]
+fn runs_wait_for_a_burst_to_pass_but_a_sender_waiting_for_the_result_does_not() {
+    let flows = FlowDir::empty();
+    flows.write(
+        "burst.toml",
+        r#"name = "Burst"
+[[steps]]
+id = "shape"
+plugin = "transform"
+input = { n = "$.webhook.body.n" }
+"#,
+    );
+    flows.write(
+        "asks.toml",
+        r#"name = "Asks"
+[webhook]
+respond = "result"
+respond_timeout = "60s"
+
+[[steps]]
+id = "shape"
+plugin = "transform"
+input = { answer = "$.webhook.body.n" }
+"#,
+    );
+    let data = tempfile::tempdir().unwrap();
+    // Any webhook in the last 100–200 ms makes a burst, so four senders posting back to back
+    // keep it going; runs may wait for it far longer than this test takes.
+    let weir = Weir::start_with(
+        flows.path(),
+        &data.path().join("weir.redb"),
+        &["--burst-rate", "10", "--burst-wait", "120s"],
+    );
+    let burst = weir.webhook_url("burst");
+    let asks = weir.webhook_url("asks");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let sent = std::sync::Mutex::new(Vec::<String>::new());
+    std::thread::scope(|scope| {
+        for sender in 0..4 {
+            let (burst, stop, sent) = (&burst, &stop, &sent);
+            scope.spawn(move || {
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let answer =
+                        weir_tests::post_json(burst, &json!({ "n": sender * 1_000_000 + n }));
+                    assert_eq!(answer.status, 202);
+                    let id = answer.json()["run_id"].as_str().unwrap().to_owned();
+                    sent.lock().unwrap().push(id);
+                    n += 1;
+                }
+            });
+        }
+        let sent_so_far = |at_least: usize| {
+            weir_tests::wait_for(Duration::from_secs(60), "webhooks to be sent", || {
+                let sent = sent.lock().unwrap();
+                (sent.len() >= at_least).then(|| sent.last().cloned().unwrap())
+            })
+        };
+        // The senders stop however this ends, or a failed check would wait for them forever.
+        struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let _stop = StopOnDrop(&stop);
+        let during = sent_so_far(50);
+
+        let answer = weir_tests::post_json(&asks, &json!({ "n": 42 }));
+        assert_eq!(
+            answer.status,
+            200,
+            "{:?}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        assert_eq!(answer.json(), json!({ "answer": 42 }));
+
+        // Well after it was accepted, with the burst still going, the run still waits.
+        let count = sent.lock().unwrap().len();
+        sent_so_far(count + 100);
+        let run = weir.api(&format!("/api/runs/{during}")).json();
+        assert_eq!(run["run"]["status"], "queued", "{run}");
+    });
+    let sent = sent.into_inner().unwrap();
+    for id in &sent {
+        assert_eq!(weir.wait_run(id)["run"]["status"], "succeeded");
+    }
+    assert_eq!(weir.count_runs(), sent.len() + 1);
 }

@@ -24,21 +24,34 @@ use crate::store::{RunId, RunOutcome, StepRecord, Store, StoreError};
 
 pub use steps::{Outcome, RunInfo, StepSink, execute_steps};
 
-/// Above this many webhooks in one [`BURST_WINDOW`] (1,000 a second), the gateway is taking
-/// a burst in, and runs wait for it to pass (see [`Executor::start`]).
-const BURST_WEBHOOKS: u64 = 100;
+/// When runs wait for a burst of webhooks to pass (see [`Executor::start`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Burst {
+    /// Webhooks a second above which the gateway is taking a burst in; 0: runs never wait.
+    pub rate: u64,
+    /// The longest a run waits for a burst to pass before it runs beside it.
+    pub max_wait: Duration,
+}
 
-/// The window over which [`BURST_WEBHOOKS`] are counted.
+impl Default for Burst {
+    fn default() -> Self {
+        Burst {
+            rate: 1_000,
+            max_wait: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The window over which arrivals are counted against [`Burst::rate`].
 const BURST_WINDOW: Duration = Duration::from_millis(100);
-
-/// The longest a run waits for a burst to pass before it runs beside it.
-pub const MAX_BURST_WAIT: Duration = Duration::from_secs(10);
 
 /// How often a run waiting for a burst to pass looks again.
 const BURST_POLL: Duration = Duration::from_millis(5);
 
 /// Counts webhooks in [`BURST_WINDOW`]s: the current one and the one before.
 struct Arrivals {
+    /// Webhooks in a window that make a burst; 0: never.
+    threshold: u64,
     started: Instant,
     window: AtomicU64,
     current: AtomicU64,
@@ -46,8 +59,11 @@ struct Arrivals {
 }
 
 impl Arrivals {
-    fn new() -> Arrivals {
+    fn new(rate: u64) -> Arrivals {
+        let per_window = u128::from(rate) * BURST_WINDOW.as_millis();
         Arrivals {
+            // At least 1, so that any rate above 0 can make a burst.
+            threshold: u64::try_from(per_window.div_ceil(1000)).unwrap_or(u64::MAX),
             started: Instant::now(),
             window: AtomicU64::new(0),
             current: AtomicU64::new(0),
@@ -77,16 +93,19 @@ impl Arrivals {
         self.current.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Whether webhooks arrive at the rate of a burst: [`BURST_WEBHOOKS`] in the window now
+    /// Whether webhooks arrive at the rate of a burst: the threshold reached in the window now
     /// or the one before it.
     fn busy(&self) -> bool {
+        if self.threshold == 0 {
+            return false;
+        }
         let now = self.window_now();
         let seen = self.window.load(Ordering::Relaxed);
         let current = self.current.load(Ordering::Relaxed);
         if now == seen {
-            current.max(self.previous.load(Ordering::Relaxed)) >= BURST_WEBHOOKS
+            current.max(self.previous.load(Ordering::Relaxed)) >= self.threshold
         } else if now == seen + 1 {
-            current >= BURST_WEBHOOKS
+            current >= self.threshold
         } else {
             false
         }
@@ -278,10 +297,9 @@ impl Drop for RunRuntime {
 impl Executor {
     /// Starts the dispatcher; at most `concurrency` runs execute at once.
     ///
-    /// Webhooks go first. While they arrive at the rate of a burst (more than 1,000 a second,
-    /// see [`BURST_WEBHOOKS`]), queued runs wait for it to pass, for at most
-    /// [`MAX_BURST_WAIT`]: they are safe on disk, and every core is needed to answer the
-    /// senders. Runs of flows whose sender waits for the result (`respond = "result"`) never
+    /// Webhooks go first. While they arrive at the rate of a burst (`burst.rate` a second,
+    /// 1,000 by default), queued runs wait for it to pass, for at most `burst.max_wait`: they
+    /// are safe on disk, and every core is needed to answer the senders. Runs of flows whose sender waits for the result (`respond = "result"`) never
     /// wait. Beyond that, runs execute on threads of their own with the niceness `nice`
     /// (0 to 19, see `setpriority(2)`), so that under a long burst webhooks keep priority
     /// when the CPU is short. With the CPU to spare, priority changes nothing.
@@ -290,6 +308,7 @@ impl Executor {
         store: Store,
         concurrency: usize,
         nice: i32,
+        burst: Burst,
     ) -> std::io::Result<Executor> {
         // Plugin calls run on these workers (see `steps::CALL_SLOTS`), at most one per core; the
         // one more worker takes claims, records and finishes while every core runs wasm.
@@ -301,7 +320,7 @@ impl Executor {
             .build()?;
         let (queue, incoming) = mpsc::unbounded_channel::<RunId>();
         let (urgent, urgent_incoming) = mpsc::unbounded_channel::<RunId>();
-        let arrivals = Arc::new(Arrivals::new());
+        let arrivals = Arc::new(Arrivals::new(burst.rate));
         // Semaphore permits are u32; more runs at once than that would not fit in memory anyway.
         let concurrency = u32::try_from(concurrency.max(1)).unwrap_or(u32::MAX);
         let slots = Arc::new(Semaphore::new(concurrency as usize));
@@ -314,6 +333,7 @@ impl Executor {
             slots: slots.clone(),
             closed,
             arrivals: Arc::clone(&arrivals),
+            max_wait: burst.max_wait,
         };
         runtime.spawn(dispatcher.run(incoming, urgent_incoming));
         Ok(Executor {
@@ -399,6 +419,7 @@ struct Dispatcher {
     slots: Arc<Semaphore>,
     closed: watch::Receiver<bool>,
     arrivals: Arc<Arrivals>,
+    max_wait: Duration,
 }
 
 impl Dispatcher {
@@ -421,7 +442,7 @@ impl Dispatcher {
                 },
             };
             // Runs leave the queue in order, so only the first can have waited longest.
-            while waits && self.arrivals.busy() && waited(id) < MAX_BURST_WAIT {
+            while waits && self.arrivals.busy() && waited(id) < self.max_wait {
                 tokio::select! {
                     biased;
                     () = closing(&mut closed) => return,
