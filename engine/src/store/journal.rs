@@ -351,6 +351,7 @@ pub(super) struct Syncer {
     pub shared: Arc<Shared>,
     /// Where the next frame goes.
     pub offset: u64,
+    pub counters: Arc<super::writer::Counters>,
 }
 
 /// The most bytes the syncer gathers for one write.
@@ -396,12 +397,22 @@ impl Syncer {
                 "the journal failed earlier; the store is read-only until restarted".into(),
             ));
         } else if !buffer.is_empty() {
+            let started = std::time::Instant::now();
             let written = self
                 .file
                 .write_all_at(buffer, self.offset)
                 .and_then(|()| self.file.sync_data());
             match written {
                 Ok(()) => {
+                    let counters = &self.counters;
+                    counters.journal_syncs.fetch_add(1, Ordering::Relaxed);
+                    counters
+                        .journal_bytes
+                        .fetch_add(buffer.len() as u64, Ordering::Relaxed);
+                    counters.journal_sync_us.fetch_add(
+                        u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                        Ordering::Relaxed,
+                    );
                     self.offset += buffer.len() as u64;
                     if self.offset >= CHECKPOINT_AFTER {
                         self.shared.want_checkpoint.store(true, Ordering::Relaxed);

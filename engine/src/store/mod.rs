@@ -102,7 +102,7 @@ impl Default for Options {
 pub struct Stats {
     /// Write transactions committed.
     pub commits: u64,
-    /// Of those, the ones committed with an fsync.
+    /// Of those, the ones committed with an fsync of redb (checkpoints, when the journal is on).
     pub durable_commits: u64,
     /// Writes (accepts, steps, …) committed, across all transactions.
     pub writes: u64,
@@ -114,6 +114,12 @@ pub struct Stats {
     pub apply_us: u64,
     /// Time the writer spent committing (writing pages out and syncing), in microseconds.
     pub commit_us: u64,
+    /// Writes to the journal, each followed by an fsync.
+    pub journal_syncs: u64,
+    /// Bytes written to the journal.
+    pub journal_bytes: u64,
+    /// Time spent writing and syncing the journal, in microseconds.
+    pub journal_sync_us: u64,
 }
 
 /// A handle on the store; clones share the same file and writer.
@@ -196,6 +202,7 @@ impl Store {
             );
         }
         let last_id = last_id(&db)?;
+        let counters = Arc::new(Counters::default());
         let db = Arc::new(db);
         let journal = if options.journal {
             let (to_syncer, incoming) = mpsc::channel();
@@ -206,6 +213,7 @@ impl Store {
                 incoming,
                 shared: Arc::clone(&shared),
                 offset: 0,
+                counters: Arc::clone(&counters),
             };
             let handle = std::thread::Builder::new()
                 .name("weir-store-journal".into())
@@ -224,7 +232,6 @@ impl Store {
         };
 
         let (ops, receiver) = mpsc::channel();
-        let counters = Arc::new(Counters::default());
         let writer = Writer {
             db: Arc::clone(&db),
             ops: receiver,
@@ -478,6 +485,9 @@ impl Store {
             waiting_accepts: self.inner.waiting_accepts.load(Ordering::Relaxed),
             apply_us: c.apply_us.load(Ordering::Relaxed),
             commit_us: c.commit_us.load(Ordering::Relaxed),
+            journal_syncs: c.journal_syncs.load(Ordering::Relaxed),
+            journal_bytes: c.journal_bytes.load(Ordering::Relaxed),
+            journal_sync_us: c.journal_sync_us.load(Ordering::Relaxed),
         }
     }
 

@@ -1311,6 +1311,11 @@ async fn after_a_crash_the_journal_brings_back_every_answered_write() {
             .run
             .id;
         let (crashed, redb_only) = crash_copies(&store, &path).await;
+        let stats = store.stats();
+        assert!(
+            stats.journal_syncs > 0 && stats.journal_bytes > 0,
+            "{stats:?}"
+        );
 
         let redb_alone = Store::open_with(
             &redb_only,

@@ -250,6 +250,9 @@ pub(super) struct Counters {
     pub largest_batch: AtomicU64,
     pub apply_us: AtomicU64,
     pub commit_us: AtomicU64,
+    pub journal_syncs: AtomicU64,
+    pub journal_bytes: AtomicU64,
+    pub journal_sync_us: AtomicU64,
 }
 
 /// How the writer batches and syncs.

@@ -423,13 +423,18 @@ async fn weir_round(
     ] {
         let delta = |key: &str| to[key].as_f64().unwrap_or(0.0) - from[key].as_f64().unwrap_or(0.0);
         let commits = delta("commits").max(1.0);
+        let syncs = delta("journal_syncs").max(1.0);
         println!(
-            "  store {what}: {:.0} commits ({:.0} fsync'd), {:.1} writes each, {:.2} ms applying + {:.2} ms committing each",
+            "  store {what}: {:.0} commits ({:.0} checkpoints), {:.1} writes each, {:.2} ms applying + {:.2} ms committing each; \
+             {:.0} journal syncs of {:.1} KiB, {:.2} ms each",
             commits,
             delta("durable_commits"),
             delta("writes") / commits,
             delta("apply_us") / commits / 1e3,
             delta("commit_us") / commits / 1e3,
+            delta("journal_syncs"),
+            delta("journal_bytes") / syncs / 1024.0,
+            delta("journal_sync_us") / syncs / 1e3,
         );
     }
     let runs_per_s = ours.ok as f64 / drained.as_secs_f64();
