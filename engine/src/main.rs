@@ -87,7 +87,8 @@ struct ServeArgs {
     /// `respond = "result"` never wait.
     #[arg(long, default_value_t = 1000, env = "WEIR_BURST_RATE")]
     burst_rate: u64,
-    /// The longest a run waits for a burst of webhooks to pass.
+    /// The longest a run waits for a burst of webhooks to pass; past it, runs start beside the
+    /// burst, one per core at a time.
     #[arg(long, default_value = "10s", env = "WEIR_BURST_WAIT", value_parser = humantime::parse_duration)]
     burst_wait: std::time::Duration,
     /// On SIGTERM or Ctrl-C, how long to let executing runs finish before exiting; runs cut off

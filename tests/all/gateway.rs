@@ -627,40 +627,11 @@ input = { answer = "$.webhook.body.n" }
         &data.path().join("weir.redb"),
         &["--burst-rate", "10", "--burst-wait", "120s"],
     );
-    let burst = weir.webhook_url("burst");
     let asks = weir.webhook_url("asks");
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let sent = std::sync::Mutex::new(Vec::<String>::new());
-    std::thread::scope(|scope| {
-        for sender in 0..4 {
-            let (burst, stop, sent) = (&burst, &stop, &sent);
-            scope.spawn(move || {
-                let mut n = 0;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let answer =
-                        weir_tests::post_json(burst, &json!({ "n": sender * 1_000_000 + n }));
-                    assert_eq!(answer.status, 202);
-                    let id = answer.json()["run_id"].as_str().unwrap().to_owned();
-                    sent.lock().unwrap().push(id);
-                    n += 1;
-                }
-            });
-        }
-        let sent_so_far = |at_least: usize| {
-            weir_tests::wait_for(Duration::from_secs(60), "webhooks to be sent", || {
-                let sent = sent.lock().unwrap();
-                (sent.len() >= at_least).then(|| sent.last().cloned().unwrap())
-            })
-        };
-        // The senders stop however this ends, or a failed check would wait for them forever.
-        struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
-        impl Drop for StopOnDrop<'_> {
-            fn drop(&mut self) {
-                self.0.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
-        }
-        let _stop = StopOnDrop(&stop);
-        let during = sent_so_far(50);
+    let sent = keep_bursting(&weir.webhook_url("burst"), |sent_so_far| {
+        // Hundreds of runs ahead of it in the queue: a sender stalled for a moment (the
+        // burst paused) would not let the dispatcher reach it.
+        let (_, during) = sent_so_far(300);
 
         let answer = weir_tests::post_json(&asks, &json!({ "n": 42 }));
         assert_eq!(
@@ -672,14 +643,84 @@ input = { answer = "$.webhook.body.n" }
         assert_eq!(answer.json(), json!({ "answer": 42 }));
 
         // Well after it was accepted, with the burst still going, the run still waits.
-        let count = sent.lock().unwrap().len();
+        let (count, _) = sent_so_far(0);
         sent_so_far(count + 100);
         let run = weir.api(&format!("/api/runs/{during}")).json();
         assert_eq!(run["run"]["status"], "queued", "{run}");
     });
-    let sent = sent.into_inner().unwrap();
     for id in &sent {
         assert_eq!(weir.wait_run(id)["run"]["status"], "succeeded");
     }
     assert_eq!(weir.count_runs(), sent.len() + 1);
+}
+
+/// A burst longer than `--burst-wait` does not hold runs back for good: past their wait, they
+/// run beside it.
+#[test]
+fn past_the_burst_wait_runs_run_beside_the_burst() {
+    let flows = FlowDir::empty();
+    flows.write(
+        "burst.toml",
+        "name = \"Burst\"\n[[steps]]\nid = \"shape\"\nplugin = \"transform\"\ninput = { n = \"$.webhook.body.n\" }\n",
+    );
+    let data = tempfile::tempdir().unwrap();
+    let weir = Weir::start_with(
+        flows.path(),
+        &data.path().join("weir.redb"),
+        &["--burst-rate", "10", "--burst-wait", "300ms"],
+    );
+    keep_bursting(&weir.webhook_url("burst"), |sent_so_far| {
+        let (_, early) = sent_so_far(20);
+        // A run waits 300 ms, then takes milliseconds; without the wait's end, it waits for the
+        // burst to pause, which takes far longer.
+        weir_tests::wait_for(
+            Duration::from_secs(10),
+            "a run to end during the burst",
+            || {
+                let run = weir.api(&format!("/api/runs/{early}")).json();
+                (run["run"]["status"] == "succeeded").then_some(())
+            },
+        );
+    });
+}
+
+/// Four senders post to `url` back to back, each webhook a run, while `during` runs; it gets a
+/// way to wait until at least N webhooks were answered (returning the count and the last run
+/// id). Returns the ids of every run started.
+fn keep_bursting(url: &str, during: impl FnOnce(&dyn Fn(usize) -> (usize, String))) -> Vec<String> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = AtomicBool::new(false);
+    let sent = std::sync::Mutex::new(Vec::<String>::new());
+    std::thread::scope(|scope| {
+        for sender in 0..4 {
+            let (stop, sent) = (&stop, &sent);
+            scope.spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let answer =
+                        weir_tests::post_json(url, &json!({ "n": sender * 1_000_000 + n }));
+                    assert_eq!(answer.status, 202);
+                    let id = answer.json()["run_id"].as_str().unwrap().to_owned();
+                    sent.lock().unwrap().push(id);
+                    n += 1;
+                }
+            });
+        }
+        // The senders stop however `during` ends, or a failed check would wait for them
+        // forever.
+        struct StopOnDrop<'a>(&'a AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let _stop = StopOnDrop(&stop);
+        during(&|at_least| {
+            weir_tests::wait_for(Duration::from_secs(60), "webhooks to be sent", || {
+                let sent = sent.lock().unwrap();
+                (sent.len() >= at_least.max(1)).then(|| (sent.len(), sent.last().cloned().unwrap()))
+            })
+        });
+    });
+    sent.into_inner().unwrap()
 }

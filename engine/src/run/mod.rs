@@ -299,7 +299,8 @@ impl Executor {
     ///
     /// Webhooks go first. While they arrive at the rate of a burst (`burst.rate` a second,
     /// 1,000 by default), queued runs wait for it to pass, for at most `burst.max_wait`: they
-    /// are safe on disk, and every core is needed to answer the senders. Runs of flows whose sender waits for the result (`respond = "result"`) never
+    /// are safe on disk, and every core is needed to answer the senders. Past that wait, a run
+    /// starts beside the burst, but only while fewer runs than cores execute. Runs of flows whose sender waits for the result (`respond = "result"`) never
     /// wait. Beyond that, runs execute on threads of their own with the niceness `nice`
     /// (0 to 19, see `setpriority(2)`), so that under a long burst webhooks keep priority
     /// when the CPU is short. With the CPU to spare, priority changes nothing.
@@ -334,6 +335,7 @@ impl Executor {
             closed,
             arrivals: Arc::clone(&arrivals),
             max_wait: burst.max_wait,
+            concurrency,
         };
         runtime.spawn(dispatcher.run(incoming, urgent_incoming));
         Ok(Executor {
@@ -420,6 +422,7 @@ struct Dispatcher {
     closed: watch::Receiver<bool>,
     arrivals: Arc<Arrivals>,
     max_wait: Duration,
+    concurrency: u32,
 }
 
 impl Dispatcher {
@@ -441,8 +444,13 @@ impl Dispatcher {
                     None => return,
                 },
             };
-            // Runs leave the queue in order, so only the first can have waited longest.
-            while waits && self.arrivals.busy() && waited(id) < self.max_wait {
+            // Runs leave the queue in order, so only the first can have waited longest. Past
+            // its wait, a run starts beside the burst, but only a few at a time (one per
+            // core): a long burst still has most of the CPU, and its runs make progress.
+            while waits
+                && self.arrivals.busy()
+                && (waited(id) < self.max_wait || self.executing() >= steps::cores())
+            {
                 tokio::select! {
                     biased;
                     () = closing(&mut closed) => return,
@@ -458,6 +466,11 @@ impl Dispatcher {
                 return;
             }
         }
+    }
+
+    /// How many runs execute now.
+    fn executing(&self) -> usize {
+        (self.concurrency as usize).saturating_sub(self.slots.available_permits())
     }
 
     /// Starts `id` once a slot is free; false when the executor closed first.
