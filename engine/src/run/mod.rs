@@ -300,10 +300,11 @@ impl Executor {
     /// Webhooks go first. While they arrive at the rate of a burst (`burst.rate` a second,
     /// 1,000 by default), queued runs wait for it to pass, for at most `burst.max_wait`: they
     /// are safe on disk, and every core is needed to answer the senders. Past that wait, a run
-    /// starts beside the burst, but only while fewer runs than cores execute. Runs of flows whose sender waits for the result (`respond = "result"`) never
-    /// wait. Beyond that, runs execute on threads of their own with the niceness `nice`
-    /// (0 to 19, see `setpriority(2)`), so that under a long burst webhooks keep priority
-    /// when the CPU is short. With the CPU to spare, priority changes nothing.
+    /// starts beside the burst, but only while fewer runs than cores execute. Runs of flows
+    /// whose sender waits for the result (`respond = "result"`) never wait. Beyond that, runs
+    /// execute on threads of their own with the niceness `nice` (0 to 19, see
+    /// `setpriority(2)`), so that under a long burst webhooks keep priority when the CPU is
+    /// short. With the CPU to spare, priority changes nothing.
     pub fn start(
         catalog: Catalog,
         store: Store,
