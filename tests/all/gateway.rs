@@ -591,21 +591,21 @@ fn a_run_that_calls_no_plugin_finishes_while_every_core_runs_a_slow_one() {
     }
 }
 
+/// A one-step flow for the burst tests.
+const BURST_FLOW: &str = r#"name = "Burst"
+[[steps]]
+id = "shape"
+plugin = "transform"
+input = { n = "$.webhook.body.n" }
+"#;
+
 /// A burst of webhooks is taken in first: while webhooks arrive faster than `--burst-rate`, the
 /// runs they start wait in the queue; once the burst passes, they all run. A sender that waits
 /// for its run's result (`respond = "result"`) gets it during the burst all the same.
 #[test]
 fn runs_wait_for_a_burst_to_pass_but_a_sender_waiting_for_the_result_does_not() {
     let flows = FlowDir::empty();
-    flows.write(
-        "burst.toml",
-        r#"name = "Burst"
-[[steps]]
-id = "shape"
-plugin = "transform"
-input = { n = "$.webhook.body.n" }
-"#,
-    );
+    flows.write("burst.toml", BURST_FLOW);
     flows.write(
         "asks.toml",
         r#"name = "Asks"
@@ -659,10 +659,7 @@ input = { answer = "$.webhook.body.n" }
 #[test]
 fn past_the_burst_wait_runs_run_beside_the_burst() {
     let flows = FlowDir::empty();
-    flows.write(
-        "burst.toml",
-        "name = \"Burst\"\n[[steps]]\nid = \"shape\"\nplugin = \"transform\"\ninput = { n = \"$.webhook.body.n\" }\n",
-    );
+    flows.write("burst.toml", BURST_FLOW);
     let data = tempfile::tempdir().unwrap();
     let weir = Weir::start_with(
         flows.path(),

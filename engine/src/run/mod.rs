@@ -370,13 +370,10 @@ impl Executor {
     pub fn submit_and_wait(&self, id: RunId) -> Option<Waiting> {
         let waiting = self.waiters.add(id);
         self.arrivals.note();
-        let queue = if waiting.is_some() {
-            &self.urgent
+        if waiting.is_some() {
+            enqueue(&self.urgent, id);
         } else {
-            &self.queue
-        };
-        if queue.send(id).is_err() {
-            tracing::debug!(run = %id, "executor stopped; run left queued");
+            enqueue(&self.queue, id);
         }
         waiting
     }
@@ -389,15 +386,7 @@ impl Executor {
     /// Queues a run that the store has just accepted.
     pub fn submit(&self, id: RunId) {
         self.arrivals.note();
-        self.enqueue(id);
-    }
-
-    fn enqueue(&self, id: RunId) {
-        if self.queue.send(id).is_err() {
-            // Only when shutting down; the run stays queued in the store and resumes at the
-            // next start.
-            tracing::debug!(run = %id, "executor stopped; run left queued");
-        }
+        enqueue(&self.queue, id);
     }
 
     /// Submits every run the store still holds live (queued, or cut off while running).
@@ -405,7 +394,7 @@ impl Executor {
         let ids = store.recover().await?;
         let n = ids.len();
         for id in ids {
-            self.enqueue(id);
+            enqueue(&self.queue, id);
         }
         if n > 0 {
             tracing::info!(runs = n, "resuming runs left from before the restart");
@@ -498,6 +487,15 @@ impl Dispatcher {
             drop(slot);
         });
         true
+    }
+}
+
+/// Hands a run to the dispatcher.
+fn enqueue(queue: &mpsc::UnboundedSender<RunId>, id: RunId) {
+    if queue.send(id).is_err() {
+        // Only when shutting down; the run stays queued in the store and resumes at the next
+        // start.
+        tracing::debug!(run = %id, "executor stopped; run left queued");
     }
 }
 
