@@ -1377,6 +1377,11 @@ fn a_journal_from_another_copy_of_the_store_is_refused() {
         panic!("a journal that does not follow the store was applied");
     };
     assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("belongs to another copy of the store") && !message.contains("  "),
+        "{message}"
+    );
     assert!(
         err.to_string().contains("another copy of the store"),
         "{err}"

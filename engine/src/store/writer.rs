@@ -849,7 +849,8 @@ pub(super) fn replay(
             }
             if *seq != last + 1 {
                 return Err(StoreError::Corrupt(format!(
-                    "the journal {} goes on from commit {seq}, but the store ends at commit {last}:                      it belongs to another copy of the store; move it away to open the store without it",
+                    "the journal {} goes on from commit {seq}, but the store ends at commit {last}: \
+                     it belongs to another copy of the store; move it away to open the store without it",
                     journal.display()
                 )));
             }
