@@ -4,9 +4,13 @@
 //! Why: a redb commit writes 10 to 40 pages scattered over the file, and syncing scattered
 //! pages costs about 60 µs each on the disks Weir runs on (1.9 ms for 30 pages, against
 //! 0.2–0.4 ms for the same bytes written in one piece). With the journal, the writer commits to
-//! redb without an fsync (`Durability::None`, visible to readers at once) and hands the
-//! batch's redo record to the [`Syncer`] thread, which appends it and syncs while the writer
-//! goes on with the next batch. The callers of a batch are answered once its record is synced.
+//! redb without an fsync (`Durability::None`, visible to readers at once), then appends the
+//! batch's redo record to the [`Journal`] and syncs it. The callers of a batch are answered
+//! once its record is synced. The writer thread does this itself: handing the record to a
+//! thread of its own, so that the writer could apply the next batch meanwhile, cost more in
+//! waking that thread on 2 busy cores than the overlap won (`weir-bench webhook`, three
+//! alternating pairs: 36–38 against 40–44 µs of CPU per webhook, 29.3–30.6k against
+//! 27.0–29.8k webhooks/s).
 //!
 //! A checkpoint is an ordinary durable redb commit. It makes every record before it redundant,
 //! so the journal then starts again at its beginning. The writer checkpoints when it is idle,
@@ -26,8 +30,7 @@ use std::io::Read as _;
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Receiver;
+use std::sync::atomic::Ordering;
 
 use super::error::StoreError;
 use super::types::{RunId, RunOutcome};
@@ -89,8 +92,8 @@ impl Redo {
         self.bytes.clear();
     }
 
-    pub fn take(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.bytes)
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
     }
 
     fn id(&mut self, tag: u8, id: RunId) {
@@ -321,117 +324,85 @@ pub(super) fn open(path: &Path) -> Result<(File, Vec<u8>), StoreError> {
 /// A function that answers one caller once its writes are durable, or with the error.
 pub(super) type Pending = Box<dyn FnOnce(Option<StoreError>) + Send>;
 
-/// What the writer sends the syncer, in commit order.
-pub(super) enum ToSyncer {
-    /// A commit's frame (empty when the commit changed nothing that is journaled) and the
-    /// callers to answer once it, and every frame before it, is synced.
-    Frame {
-        seq: u64,
-        payload: Vec<u8>,
-        answers: Vec<Pending>,
-    },
-    /// redb holds everything up to here durably: the journal starts again.
-    Checkpointed,
-}
-
-/// What the writer and the syncer share.
-#[derive(Default)]
-pub(super) struct Shared {
-    /// The journal could not be written: the writer makes every commit durable in redb.
-    pub failed: AtomicBool,
-    /// The journal passed [`CHECKPOINT_AFTER`].
-    pub want_checkpoint: AtomicBool,
-}
-
-/// The thread that appends frames and syncs them.
-pub(super) struct Syncer {
-    pub file: File,
-    pub path: PathBuf,
-    pub incoming: Receiver<ToSyncer>,
-    pub shared: Arc<Shared>,
+/// The journal file, written by the writer thread.
+pub(super) struct Journal {
+    file: File,
+    path: PathBuf,
     /// Where the next frame goes.
-    pub offset: u64,
-    pub counters: Arc<super::writer::Counters>,
+    offset: u64,
+    /// The journal could not be written: the writer makes every commit durable in redb.
+    pub failed: bool,
+    /// The journal passed [`CHECKPOINT_AFTER`]: the next commit should be a checkpoint.
+    pub want_checkpoint: bool,
+    counters: Arc<super::writer::Counters>,
+    buffer: Vec<u8>,
 }
 
-/// The most bytes the syncer gathers for one write.
-const MAX_WRITE: usize = 16 << 20;
-
-impl Syncer {
-    pub fn run(mut self) {
-        let mut buffer = Vec::new();
-        let mut answers = Vec::new();
-        while let Ok(first) = self.incoming.recv() {
-            let mut next = Some(first);
-            while let Some(message) = next.take() {
-                match message {
-                    ToSyncer::Frame {
-                        seq,
-                        payload,
-                        answers: waiting,
-                    } => {
-                        if !payload.is_empty() {
-                            frame(&mut buffer, seq, &payload);
-                        }
-                        answers.extend(waiting);
-                    }
-                    ToSyncer::Checkpointed => {
-                        self.flush(&mut buffer, &mut answers);
-                        self.offset = 0;
-                        self.shared.want_checkpoint.store(false, Ordering::Relaxed);
-                    }
-                }
-                if buffer.len() < MAX_WRITE {
-                    next = self.incoming.try_recv().ok();
-                }
-            }
-            self.flush(&mut buffer, &mut answers);
+impl Journal {
+    /// A journal whose next frame goes at its beginning (whatever it holds was applied at
+    /// open and is checkpointed).
+    pub fn new(file: File, path: PathBuf, counters: Arc<super::writer::Counters>) -> Self {
+        Journal {
+            file,
+            path,
+            offset: 0,
+            failed: false,
+            want_checkpoint: false,
+            counters,
+            buffer: Vec::new(),
         }
     }
 
-    /// Writes and syncs `buffer`, then answers everyone waiting.
-    fn flush(&mut self, buffer: &mut Vec<u8>, answers: &mut Vec<Pending>) {
-        let mut error = None;
-        if self.shared.failed.load(Ordering::Relaxed) {
-            error = Some(StoreError::Storage(
+    /// Appends one commit's frame and syncs it. `Ok` once it, and every frame before it, is
+    /// on disk. A failure is reported once, and the journal is not written again.
+    pub fn append(&mut self, seq: u64, payload: &[u8]) -> Result<(), StoreError> {
+        if self.failed {
+            return Err(StoreError::Storage(
                 "the journal failed earlier; the store is read-only until restarted".into(),
             ));
-        } else if !buffer.is_empty() {
-            let started = std::time::Instant::now();
-            let written = self
-                .file
-                .write_all_at(buffer, self.offset)
-                .and_then(|()| self.file.sync_data());
-            match written {
-                Ok(()) => {
-                    let counters = &self.counters;
-                    counters.journal_syncs.fetch_add(1, Ordering::Relaxed);
-                    counters
-                        .journal_bytes
-                        .fetch_add(buffer.len() as u64, Ordering::Relaxed);
-                    counters.journal_sync_us.fetch_add(
-                        u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-                        Ordering::Relaxed,
-                    );
-                    self.offset += buffer.len() as u64;
-                    if self.offset >= CHECKPOINT_AFTER {
-                        self.shared.want_checkpoint.store(true, Ordering::Relaxed);
-                    }
+        }
+        if payload.is_empty() {
+            return Ok(());
+        }
+        self.buffer.clear();
+        frame(&mut self.buffer, seq, payload);
+        let started = std::time::Instant::now();
+        let written = self
+            .file
+            .write_all_at(&self.buffer, self.offset)
+            .and_then(|()| self.file.sync_data());
+        match written {
+            Ok(()) => {
+                let counters = &self.counters;
+                counters.journal_syncs.fetch_add(1, Ordering::Relaxed);
+                counters
+                    .journal_bytes
+                    .fetch_add(self.buffer.len() as u64, Ordering::Relaxed);
+                counters.journal_sync_us.fetch_add(
+                    u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                    Ordering::Relaxed,
+                );
+                self.offset += self.buffer.len() as u64;
+                if self.offset >= CHECKPOINT_AFTER {
+                    self.want_checkpoint = true;
                 }
-                Err(e) => {
-                    tracing::error!(journal = %self.path.display(), error = %e, "writing the journal failed; commits now go to redb with an fsync each");
-                    self.shared.failed.store(true, Ordering::Relaxed);
-                    error = Some(StoreError::Storage(format!(
-                        "writing the journal {}: {e}",
-                        self.path.display()
-                    )));
-                }
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(journal = %self.path.display(), error = %e, "writing the journal failed; commits now go to redb with an fsync each");
+                self.failed = true;
+                Err(StoreError::Storage(format!(
+                    "writing the journal {}: {e}",
+                    self.path.display()
+                )))
             }
         }
-        buffer.clear();
-        for answer in answers.drain(..) {
-            answer(error.clone());
-        }
+    }
+
+    /// redb holds everything up to here durably: the journal starts again at its beginning.
+    pub fn checkpointed(&mut self) {
+        self.offset = 0;
+        self.want_checkpoint = false;
     }
 }
 
@@ -491,7 +462,7 @@ mod tests {
                 } => redo.finish(*id, *outcome, error.as_deref(), *at_ms),
             }
         }
-        redo.take()
+        redo.bytes().to_vec()
     }
 
     #[test]

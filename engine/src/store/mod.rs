@@ -204,32 +204,10 @@ impl Store {
         let last_id = last_id(&db)?;
         let counters = Arc::new(Counters::default());
         let db = Arc::new(db);
-        let journal = if options.journal {
-            let (to_syncer, incoming) = mpsc::channel();
-            let shared = Arc::new(journal::Shared::default());
-            let syncer = journal::Syncer {
-                file: journal_file,
-                path: journal_path,
-                incoming,
-                shared: Arc::clone(&shared),
-                offset: 0,
-                counters: Arc::clone(&counters),
-            };
-            let handle = std::thread::Builder::new()
-                .name("weir-store-journal".into())
-                .spawn(move || syncer.run())
-                .map_err(|e| {
-                    StoreError::Unavailable(format!("cannot start the journal syncer: {e}"))
-                })?;
-            Some(writer::JournalLink {
-                to_syncer,
-                shared,
-                syncer: Some(handle),
-                seq,
-            })
-        } else {
-            None
-        };
+        let journal = options.journal.then(|| writer::JournalLink {
+            journal: journal::Journal::new(journal_file, journal_path, Arc::clone(&counters)),
+            seq,
+        });
 
         let (ops, receiver) = mpsc::channel();
         let writer = Writer {

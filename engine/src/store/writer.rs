@@ -16,8 +16,8 @@
 //!
 //! Durability, with the journal (the default, see [`super::journal`]): every commit is a
 //! `Durability::None` commit, visible to readers at once, and its changes go to the journal as
-//! one frame. The callers that need durability (accept, start_run) are answered once the
-//! syncer has synced that frame; step records and final statuses are answered at once and
+//! one frame, which the writer appends and syncs right after the commit. The callers that need
+//! durability (accept, start_run) are answered once that frame is synced; step records and final statuses are answered at once and
 //! synced with the next frame. The rare ops that are not journaled (tokens, flow versions,
 //! recover, sync) are committed with `Durability::Immediate`: a checkpoint, which also lets
 //! the journal start again. So are commits once the journal is large, and an empty commit
@@ -47,7 +47,7 @@ use tokio::sync::oneshot;
 use ulid::Ulid;
 
 use super::error::StoreError;
-use super::journal::{self, Entry, Pending, Redo, Shared, ToSyncer};
+use super::journal::{self, Entry, Pending, Redo};
 use super::query::DedupeEntry;
 use super::tables::{
     DEDUPE, DONE_BY_FLOW_STATUS, DONE_BY_STATUS, Envelope, FLOW_VERSIONS, LIVE, META, OUTCOMES,
@@ -447,33 +447,16 @@ pub(super) struct Writer {
     pub redo: Redo,
 }
 
-/// The writer's end of the journal.
+/// The writer's journal.
 pub(super) struct JournalLink {
-    pub to_syncer: std::sync::mpsc::Sender<ToSyncer>,
-    pub shared: Arc<Shared>,
-    pub syncer: Option<std::thread::JoinHandle<()>>,
+    pub journal: journal::Journal,
     /// The `seq` of the last commit that changed something journaled.
     pub seq: u64,
 }
 
 impl JournalLink {
     fn working(&self) -> bool {
-        !self.shared.failed.load(Ordering::Relaxed)
-    }
-
-    fn send(&self, message: ToSyncer) {
-        if let Err(std::sync::mpsc::SendError(message)) = self.to_syncer.send(message) {
-            // The syncer thread is gone (it panicked): nobody will be answered from there.
-            tracing::error!("the journal syncer has stopped");
-            self.shared.failed.store(true, Ordering::Relaxed);
-            if let ToSyncer::Frame { answers, .. } = message {
-                for answer in answers {
-                    answer(Some(StoreError::Storage(
-                        "the journal syncer has stopped".into(),
-                    )));
-                }
-            }
-        }
+        !self.journal.failed
     }
 }
 
@@ -503,18 +486,6 @@ impl Writer {
         }
         if self.unsynced_since.is_some() {
             self.sync();
-        }
-        if let Some(JournalLink {
-            to_syncer, syncer, ..
-        }) = self.journal.take()
-        {
-            // The syncer answers what it still holds, then stops.
-            drop(to_syncer);
-            if let Some(handle) = syncer
-                && handle.join().is_err()
-            {
-                tracing::error!("the journal syncer panicked");
-            }
         }
         tracing::debug!("store writer stopped");
     }
@@ -588,8 +559,8 @@ impl Writer {
     }
 
     /// Commits a batch. With a working journal, the commit is not fsync'd: the batch's
-    /// entries go to the journal, and the callers that need durability are answered by the
-    /// syncer once they are synced. Without one, or for ops that are not journaled, redb
+    /// entries are appended to the journal and synced, and only then are the callers that
+    /// need durability answered. Without one, or for ops that are not journaled, redb
     /// fsyncs the commit (a checkpoint, which also lets the journal start again).
     fn commit(&mut self, batch: Vec<Op>) {
         let journaled = self.journal.as_ref().is_some_and(JournalLink::working);
@@ -598,7 +569,7 @@ impl Writer {
                 || self
                     .journal
                     .as_ref()
-                    .is_some_and(|j| j.shared.want_checkpoint.load(Ordering::Relaxed))
+                    .is_some_and(|j| j.journal.want_checkpoint)
         } else {
             self.config.sync_progress
                 || batch.iter().any(Op::needs_sync)
@@ -617,22 +588,22 @@ impl Writer {
         match result {
             Ok(()) => {
                 self.count_commit(durable, size);
-                if let Some(journal) = &mut self.journal {
-                    if !self.redo.is_empty() {
-                        journal.seq += 1;
-                    }
-                    if via_journal {
-                        journal.send(ToSyncer::Frame {
-                            seq: journal.seq,
-                            payload: self.redo.take(),
-                            answers: synced,
-                        });
-                    } else if durable {
-                        journal.send(ToSyncer::Checkpointed);
-                    }
-                }
+                // What needs no sync is answered before the journal's fsync.
                 for answer in now {
                     answer(None);
+                }
+                if let Some(link) = &mut self.journal {
+                    if !self.redo.is_empty() {
+                        link.seq += 1;
+                    }
+                    if via_journal {
+                        let error = link.journal.append(link.seq, self.redo.bytes()).err();
+                        for answer in synced {
+                            answer(error.clone());
+                        }
+                    } else if durable {
+                        link.journal.checkpointed();
+                    }
                 }
             }
             Err(err) => {
@@ -720,8 +691,8 @@ impl Writer {
         match result {
             Ok(()) => {
                 self.count_commit(true, 0);
-                if let Some(journal) = &self.journal {
-                    journal.send(ToSyncer::Checkpointed);
+                if let Some(link) = &mut self.journal {
+                    link.journal.checkpointed();
                 }
             }
             Err(err) => {
