@@ -517,4 +517,49 @@ mod tests {
             Path::new("/data/weir.redb-journal")
         );
     }
+
+    #[test]
+    fn appended_frames_read_back_and_a_checkpoint_starts_the_file_again() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("weir.redb-journal");
+        let (file, _) = open(&path).expect("journal");
+        let counters = Arc::new(super::super::writer::Counters::default());
+        let mut journal = Journal::new(file, path.clone(), Arc::clone(&counters));
+        journal.append(1, b"first").expect("append");
+        journal.append(2, b"second").expect("append");
+        // A commit that journaled nothing writes nothing.
+        journal.append(3, b"").expect("append");
+        let data = std::fs::read(&path).expect("read");
+        assert_eq!(frames(&data), vec![(1, &b"first"[..]), (2, &b"second"[..])]);
+        assert_eq!(counters.journal_syncs.load(Ordering::Relaxed), 2);
+
+        // After a checkpoint the next frame goes at the start; the older one behind it has a
+        // smaller seq and ends the chain.
+        journal.checkpointed();
+        journal.append(3, b"third").expect("append");
+        let data = std::fs::read(&path).expect("read");
+        assert_eq!(frames(&data), vec![(3, &b"third"[..])]);
+        assert!(!journal.want_checkpoint);
+    }
+
+    #[test]
+    fn a_failed_write_is_reported_and_the_journal_is_not_written_again() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("weir.redb-journal");
+        std::fs::write(&path, b"").expect("create");
+        // Opened read-only, so writing fails as a full or broken disk would.
+        let file = File::open(&path).expect("open");
+        let mut journal = Journal::new(file, path.clone(), Arc::default());
+        let err = journal.append(1, b"entry").expect_err("a read-only file");
+        assert!(
+            err.to_string().contains("writing the journal"),
+            "unexpected error: {err}"
+        );
+        assert!(journal.failed);
+        let again = journal.append(2, b"entry").expect_err("failed before");
+        assert!(
+            again.to_string().contains("failed earlier"),
+            "unexpected error: {again}"
+        );
+    }
 }
