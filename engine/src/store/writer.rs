@@ -22,10 +22,10 @@
 //! not journaled (tokens, flow versions, recover, sync) are committed with
 //! `Durability::Immediate`: a checkpoint, which also lets the journal start again. So are
 //! commits once the journal is large, and an empty commit after [`IDLE_SYNC_DELAY`] without
-//! work. After a crash, redb holds the last checkpoint and
-//! the journal the commits after it, so every acknowledged accept and start is kept. What may
-//! be lost is the latest step records and final statuses; such a run is still in the `live`
-//! table, marked running, so it runs again with its attempt counted (at-least-once).
+//! work. After a crash, redb holds the last checkpoint and the journal the commits after it,
+//! so every acknowledged accept and start is kept. What may be lost is the latest step
+//! records and final statuses; such a run is still in the `live` table, marked running, so it
+//! runs again with its attempt counted (at-least-once).
 //!
 //! Without the journal (`Options::journal` off, or after the journal failed to write): a batch
 //! that holds anything acknowledged to the outside world or that recovery depends on is
