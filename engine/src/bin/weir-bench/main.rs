@@ -16,24 +16,33 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use weir::plugin::{CallContext, HostConfig, Limits, Plugin, PluginHost};
 
+/// Weir's benchmarks: each prints its figures next to a baseline measured in the same run.
+#[derive(clap::Parser)]
+#[command(name = "weir-bench")]
+struct Cli {
+    #[command(subcommand)]
+    bench: Option<Bench>,
+}
+
+#[derive(clap::Subcommand)]
+enum Bench {
+    /// The per-step overhead of the `transform` plugin (the default).
+    Plugin,
+    /// Weir's webhook endpoint against a bare warp server, completed runs/s and memory.
+    Webhook {
+        /// Rounds per concurrency; the figures are their median and range.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+        rounds: u64,
+    },
+}
+
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let which = args.first().map_or("plugin", String::as_str);
-    match which {
-        "plugin" => bench_plugin(),
-        "webhook" => {
-            let rounds = match args.get(1..) {
-                None | Some([]) => 3,
-                Some([flag, n]) if flag == "--rounds" => n
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .with_context(|| format!("--rounds takes a whole number above 0, not {n:?}"))?,
-                Some(other) => anyhow::bail!("unknown arguments {other:?}: use --rounds N"),
-            };
-            webhook::bench(rounds)
+    let cli = <Cli as clap::Parser>::parse();
+    match cli.bench.unwrap_or(Bench::Plugin) {
+        Bench::Plugin => bench_plugin(),
+        Bench::Webhook { rounds } => {
+            webhook::bench(usize::try_from(rounds).context("--rounds is too large")?)
         }
-        other => anyhow::bail!("unknown benchmark '{other}': use plugin or webhook"),
     }
 }
 
