@@ -1134,6 +1134,53 @@ mod tests {
         }
     }
 
+    /// An accept and where its answer arrives.
+    fn answered_accept(
+        waiting: &Arc<AtomicUsize>,
+    ) -> (Op, oneshot::Receiver<Result<AcceptAnswer, StoreError>>) {
+        let (reply, answer) = oneshot::channel();
+        let op = match accept(waiting) {
+            Op::Accept { run, permit, .. } => Op::Accept { run, permit, reply },
+            _ => unreachable!("accept() makes an accept"),
+        };
+        (op, answer)
+    }
+
+    #[test]
+    fn when_the_journal_cannot_be_written_the_accept_fails_and_later_ones_fsync_redb() {
+        let (dir, mut writer) = writer();
+        let path = dir.path().join("w.redb-journal");
+        std::fs::write(&path, b"").expect("create");
+        // Opened read-only, so the journal's write fails as a full or broken disk would.
+        let read_only = std::fs::File::open(&path).expect("open");
+        writer.journal = Some(JournalLink {
+            journal: journal::Journal::new(read_only, path, Arc::clone(&writer.counters)),
+            seq: 0,
+        });
+        let waiting = Arc::new(AtomicUsize::new(0));
+        let durable = |writer: &Writer| writer.counters.durable_commits.load(Ordering::Relaxed);
+
+        let (op, answer) = answered_accept(&waiting);
+        writer.commit(vec![op]);
+        match answer.blocking_recv().expect("answered") {
+            Err(err) => assert!(
+                err.to_string().contains("writing the journal"),
+                "unexpected error: {err}"
+            ),
+            Ok(_) => panic!("an accept was answered Ok although its journal write failed"),
+        }
+        assert_eq!(durable(&writer), 0);
+
+        // The journal is not tried again: the next accept is made durable by redb's own fsync.
+        let (op, answer) = answered_accept(&waiting);
+        writer.commit(vec![op]);
+        assert!(matches!(
+            answer.blocking_recv().expect("answered"),
+            Ok(AcceptAnswer::New(_))
+        ));
+        assert_eq!(durable(&writer), 1);
+    }
+
     fn step(index: u32) -> Op {
         Op::Step {
             id: RunId::from(1),
