@@ -34,6 +34,10 @@ enum Bench {
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
         rounds: u64,
     },
+    /// Serves the bare warp baseline in a process of its own, as `webhook` needs it: prints
+    /// `bare: ADDR` and serves until its stdin closes.
+    #[command(hide = true)]
+    BareServer,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,6 +47,7 @@ fn main() -> anyhow::Result<()> {
         Bench::Webhook { rounds } => {
             webhook::bench(usize::try_from(rounds).context("--rounds is too large")?)
         }
+        Bench::BareServer => webhook::serve_bare(),
     }
 }
 

@@ -3,7 +3,10 @@
 //! 16 and 64; then how fast Weir finishes the runs it accepted, and its peak memory.
 //!
 //! Weir runs as its own process (`weir serve`, the release binary next to this one) so its
-//! memory is its own; the bare server and the load generator share this process.
+//! memory is its own, and so does the bare server (`weir-bench bare-server`), so that the two
+//! differ only in what they do with a request: a server in the load generator's own runtime
+//! has its tasks woken on the same threads as the requests' senders, which no real server has.
+//! That in-process server is still measured, as a reference, and shown beside the other.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -138,7 +141,12 @@ async fn load(addr: SocketAddr, path: &str, concurrency: usize) -> anyhow::Resul
 async fn bare_server() -> anyhow::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let route = warp::post()
+    tokio::spawn(warp::serve(bare_route()).incoming(listener).run());
+    Ok(addr)
+}
+
+fn bare_route() -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {
+    warp::post()
         .and(warp::path!("hook"))
         .and(warp::body::bytes())
         .map(|body: Bytes| {
@@ -148,9 +156,53 @@ async fn bare_server() -> anyhow::Result<SocketAddr> {
                 ),
                 warp::http::StatusCode::ACCEPTED,
             )
-        });
-    tokio::spawn(warp::serve(route).incoming(listener).run());
-    Ok(addr)
+        })
+}
+
+/// `weir-bench bare-server`: the baseline in a process of its own, with the same runtime as
+/// `weir serve` (tokio's default: a worker per core). Prints `bare: ADDR`, serves until stdin
+/// closes.
+pub fn serve_bare() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let addr = bare_server().await?;
+        println!("bare: {addr}");
+        tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin(), &mut std::io::sink()))
+            .await??;
+        anyhow::Ok(())
+    })
+}
+
+/// The bare server's own process; stopped when dropped.
+struct BareProcess {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl Drop for BareProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_bare() -> anyhow::Result<BareProcess> {
+    let mut child = Command::new(std::env::current_exe()?)
+        .arg("bare-server")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting weir-bench bare-server")?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let line = BufReader::new(stdout)
+        .lines()
+        .next()
+        .context("the bare server exited before it served")??;
+    let addr = line
+        .strip_prefix("bare: ")
+        .with_context(|| format!("the bare server said {line:?}"))?
+        .parse()?;
+    Ok(BareProcess { child, addr })
 }
 
 struct WeirProcess {
@@ -292,7 +344,10 @@ fn peak_memory_mib(pid: u32) -> f64 {
 
 /// What one round of one concurrency measured.
 struct Round {
+    /// The bare server in its own process: the baseline.
     bare: f64,
+    /// The bare server in this process, for reference.
+    bare_here: f64,
     weir: f64,
     weir_p99: f64,
     /// Runs accepted in the round divided by the time until all of them had finished.
@@ -312,12 +367,14 @@ fn median(values: impl Iterator<Item = f64>) -> (f64, f64, f64) {
     )
 }
 
-/// `rounds` rounds at each concurrency, each a bare phase then a Weir phase, so that the noise
-/// of a shared machine falls on both; then the median of the rounds.
+/// `rounds` rounds at each concurrency, each two bare phases (in this process, then in its own)
+/// then a Weir phase, so that the noise of a shared machine falls on all; then the median of
+/// the rounds.
 pub fn bench(rounds: usize) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let bare = bare_server().await?;
+        let bare_here = bare_server().await?;
+        let bare = start_bare()?;
         let weir = start_weir()?;
         let flows = get_json(weir.admin, "/api/flows").await?;
         let url = flows["flows"][0]["webhook_url"].as_str().context("the bench flow's URL")?.to_owned();
@@ -336,13 +393,16 @@ pub fn bench(rounds: usize) -> anyhow::Result<()> {
             for round in 1..=rounds {
                 println!("-- c={concurrency}, round {round} of {rounds}");
                 println!("{:<34} {:>10} {:>9} {:>9} {:>8}", "", "req/s", "p50 ms", "p99 ms", "non-2xx");
-                measured.push(weir_round(&weir, bare, &hook_path, concurrency).await?);
+                measured.push(weir_round(&weir, [bare_here, bare.addr], &hook_path, concurrency).await?);
             }
             summary.push((concurrency, measured));
         }
         println!("== median of {rounds} round(s) (lowest–highest)");
         for (concurrency, measured) in &summary {
             let (bare, bare_lo, bare_hi) = median(measured.iter().map(|r| r.bare));
+            let (here, here_lo, here_hi) = median(measured.iter().map(|r| r.bare_here));
+            let (ratio_here, ratio_here_lo, ratio_here_hi) =
+                median(measured.iter().map(|r| r.weir / r.bare_here));
             let (weir, weir_lo, weir_hi) = median(measured.iter().map(|r| r.weir));
             let (ratio, ratio_lo, ratio_hi) = median(measured.iter().map(|r| r.weir / r.bare));
             let (p99, p99_lo, p99_hi) = median(measured.iter().map(|r| r.weir_p99));
@@ -352,6 +412,10 @@ pub fn bench(rounds: usize) -> anyhow::Result<()> {
                  ratio {ratio:.2} ({ratio_lo:.2}–{ratio_hi:.2}), weir p99 {p99:.2} ms ({p99_lo:.2}–{p99_hi:.2}), \
                  completed runs {runs:.0}/s ({runs_lo:.0}–{runs_hi:.0})"
             );
+            println!(
+                "     reference: bare in the load generator's process {here:.0} req/s ({here_lo:.0}–{here_hi:.0}), \
+                 weir / that {ratio_here:.2} ({ratio_here_lo:.2}–{ratio_here_hi:.2})"
+            );
         }
         let health = get_json(weir.admin, "/api/health").await?;
         println!("weir peak memory (VmHWM): {:.1} MiB; runs still queued: {}", peak_memory_mib(weir.child.id()), health["runs_in_queue"]);
@@ -360,14 +424,15 @@ pub fn bench(rounds: usize) -> anyhow::Result<()> {
     })
 }
 
-/// A bare phase, then a Weir phase at the same concurrency, then Weir finishing every run it
-/// accepted; prints what each did.
+/// Two bare phases (`[in this process, in its own]`), then a Weir phase at the same
+/// concurrency, then Weir finishing every run it accepted; prints what each did.
 async fn weir_round(
     weir: &WeirProcess,
-    bare: SocketAddr,
+    [bare_here, bare]: [SocketAddr; 2],
     hook_path: &str,
     concurrency: usize,
 ) -> anyhow::Result<Round> {
+    let here = load(bare_here, "/hook", concurrency).await?;
     let base = load(bare, "/hook", concurrency).await?;
     wait_drained(weir).await?;
     let before = get_json(weir.admin, "/api/health").await?["store"].clone();
@@ -388,7 +453,8 @@ async fn weir_round(
     let drained = started.elapsed();
     let drain_cpu = cpu_seconds(weir.child.id()) - drain_cpu;
     for (name, l) in [
-        (format!("bare warp, c={concurrency}"), &base),
+        (format!("bare warp (bench process), c={concurrency}"), &here),
+        (format!("bare warp (own process), c={concurrency}"), &base),
         (format!("weir (durable accept), c={concurrency}"), &ours),
     ] {
         println!(
@@ -449,6 +515,7 @@ async fn weir_round(
     );
     Ok(Round {
         bare: base.rps(),
+        bare_here: here.rps(),
         weir: ours.rps(),
         weir_p99: ours.percentile_ms(0.99),
         runs_per_s,
