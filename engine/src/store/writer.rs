@@ -25,7 +25,10 @@
 //! work. After a crash, redb holds the last checkpoint and the journal the commits after it,
 //! so every acknowledged accept and start is kept. What may be lost is the latest step
 //! records and final statuses; such a run is still in the `live` table, marked running, so it
-//! runs again with its attempt counted (at-least-once).
+//! runs again with its attempt counted (at-least-once). When a frame cannot be written, its
+//! callers are answered with the error and the runs the batch accepted are deleted again in a
+//! durable commit ([`Writer::take_back`]): their senders were told to retry, so keeping them
+//! would run those webhooks twice.
 //!
 //! Without the journal (`Options::journal` off, or after the journal failed to write): a batch
 //! that holds anything acknowledged to the outside world or that recovery depends on is
@@ -446,6 +449,16 @@ pub(super) struct Writer {
     pub journal: Option<JournalLink>,
     /// The journal entries of the transaction being written.
     pub redo: Redo,
+    /// The runs the transaction being written accepts: taken back (see
+    /// [`Writer::take_back`]) if its journal frame cannot be written.
+    pub accepted: Vec<NewlyAccepted>,
+}
+
+/// A run accepted by the transaction being written.
+pub(super) struct NewlyAccepted {
+    id: RunId,
+    /// Its flow and dedupe value, if the flow dedupes.
+    dedupe: Option<(String, String)>,
 }
 
 /// The writer's journal.
@@ -584,6 +597,7 @@ impl Writer {
         let mut synced = Vec::new();
         let mut ops = batch.into_iter();
         self.redo.clear();
+        self.accepted.clear();
         let result = self.write(&mut ops, durable, via_journal, &mut now, &mut synced);
         now.extend(ops.map(Op::unapplied));
         match result {
@@ -599,6 +613,9 @@ impl Writer {
                     }
                     if via_journal {
                         let error = link.journal.append(link.seq, self.redo.bytes()).err();
+                        if error.is_some() {
+                            self.take_back();
+                        }
                         for answer in synced {
                             answer(error.clone());
                         }
@@ -613,6 +630,55 @@ impl Writer {
                     answer(Some(err.clone()));
                 }
             }
+        }
+    }
+
+    /// Deletes the runs of the last transaction, whose journal frame could not be written,
+    /// in a durable commit: their senders are answered with an error (and retry), so keeping
+    /// them would run each of those webhooks twice. The commit also makes the transaction's
+    /// journal sequence number durable, so that its frame, should part of it have reached the
+    /// disk, is never applied again at start.
+    fn take_back(&mut self) {
+        if self.accepted.is_empty() {
+            return;
+        }
+        let accepted = std::mem::take(&mut self.accepted);
+        let result = (|| -> Result<(), StoreError> {
+            let txn = self.db.begin_write()?;
+            {
+                let mut t = WriteTables::open(&txn)?;
+                for run in &accepted {
+                    let key = run.id.as_u128();
+                    t.live.remove(key)?;
+                    // A bundle's key is its first run's id, and every bundle the transaction
+                    // wrote holds only its own runs.
+                    t.requests.remove(key)?;
+                    if let Some((flow_id, dedupe_key)) = &run.dedupe {
+                        let dedupe = t.dedupe()?;
+                        let entry = (flow_id.as_str(), dedupe_key.as_str());
+                        if dedupe.get(entry)?.is_some_and(|first| first.value() == key) {
+                            dedupe.remove(entry)?;
+                        }
+                    }
+                }
+            }
+            txn.commit()?;
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                self.count_commit(true, 0);
+                tracing::warn!(
+                    runs = accepted.len(),
+                    "the accepts of a batch whose journal write failed were taken back"
+                );
+            }
+            Err(err) => tracing::error!(
+                error = %err,
+                runs = accepted.len(),
+                "the accepts of a batch whose journal write failed could not be taken back: \
+                 they will run although their senders were answered with an error"
+            ),
         }
     }
 
@@ -718,6 +784,15 @@ impl Writer {
                 if let Ok(AcceptAnswer::New(id)) = &result {
                     self.redo
                         .accept(*id, &run.flow_id, run.dedupe_key.as_deref(), &run.bytes);
+                    let Prepared {
+                        flow_id,
+                        dedupe_key,
+                        ..
+                    } = *run;
+                    self.accepted.push(NewlyAccepted {
+                        id: *id,
+                        dedupe: dedupe_key.map(|key| (flow_id, key)),
+                    });
                 }
                 settle(result, reply, permit, answers)
             }
@@ -1117,6 +1192,7 @@ mod tests {
             last_accept: None,
             journal: None,
             redo: Redo::default(),
+            accepted: Vec::new(),
         };
         (dir, writer)
     }
@@ -1134,20 +1210,41 @@ mod tests {
         }
     }
 
-    /// An accept and where its answer arrives.
-    fn answered_accept(
+    /// An accept of flow `f` with this dedupe value, and where its answer arrives.
+    fn deduped_accept(
         waiting: &Arc<AtomicUsize>,
+        dedupe_key: &str,
     ) -> (Op, oneshot::Receiver<Result<AcceptAnswer, StoreError>>) {
         let (reply, answer) = oneshot::channel();
-        let op = match accept(waiting) {
-            Op::Accept { run, permit, .. } => Op::Accept { run, permit, reply },
-            _ => unreachable!("accept() makes an accept"),
+        let op = Op::Accept {
+            run: Box::new(Prepared {
+                flow_id: "f".into(),
+                dedupe_key: Some(dedupe_key.into()),
+                dedupe_window: None,
+                bytes: b"the request".to_vec(),
+            }),
+            permit: AcceptPermit::try_acquire(waiting, usize::MAX).expect("permit"),
+            reply,
         };
         (op, answer)
     }
 
+    /// How many runs the store holds, and how many request bundles.
+    fn stored(writer: &Writer) -> (u64, u64) {
+        use redb::{ReadableDatabase, ReadableTableMetadata};
+        let txn = writer.db.begin_read().expect("read");
+        let live = txn.open_table(LIVE).expect("live").len().expect("len");
+        let requests = txn
+            .open_table(REQUESTS)
+            .expect("requests")
+            .len()
+            .expect("len");
+        (live, requests)
+    }
+
     #[test]
-    fn when_the_journal_cannot_be_written_the_accept_fails_and_later_ones_fsync_redb() {
+    fn when_the_journal_cannot_be_written_the_accept_fails_is_taken_back_and_later_ones_fsync_redb()
+    {
         let (dir, mut writer) = writer();
         let path = dir.path().join("w.redb-journal");
         std::fs::write(&path, b"").expect("create");
@@ -1160,25 +1257,33 @@ mod tests {
         let waiting = Arc::new(AtomicUsize::new(0));
         let durable = |writer: &Writer| writer.counters.durable_commits.load(Ordering::Relaxed);
 
-        let (op, answer) = answered_accept(&waiting);
-        writer.commit(vec![op]);
-        match answer.blocking_recv().expect("answered") {
-            Err(err) => assert!(
-                err.to_string().contains("writing the journal"),
-                "unexpected error: {err}"
-            ),
-            Ok(_) => panic!("an accept was answered Ok although its journal write failed"),
+        let (first, first_answer) = deduped_accept(&waiting, "delivery-1");
+        let (other, other_answer) = deduped_accept(&waiting, "delivery-2");
+        writer.commit(vec![first, other]);
+        for answer in [first_answer, other_answer] {
+            match answer.blocking_recv().expect("answered") {
+                Err(err) => assert!(
+                    err.to_string().contains("writing the journal"),
+                    "unexpected error: {err}"
+                ),
+                Ok(_) => panic!("an accept was answered Ok although its journal write failed"),
+            }
         }
-        assert_eq!(durable(&writer), 0);
+        // The senders were told it failed, so nothing of theirs stays to run: taken back in
+        // a durable commit.
+        assert_eq!(stored(&writer), (0, 0));
+        assert_eq!(durable(&writer), 1);
 
-        // The journal is not tried again: the next accept is made durable by redb's own fsync.
-        let (op, answer) = answered_accept(&waiting);
-        writer.commit(vec![op]);
+        // The journal is not tried again: the sender's retry is a new run (not a duplicate of
+        // the one taken back), made durable by redb's own fsync.
+        let (retry, answer) = deduped_accept(&waiting, "delivery-1");
+        writer.commit(vec![retry]);
         assert!(matches!(
             answer.blocking_recv().expect("answered"),
             Ok(AcceptAnswer::New(_))
         ));
-        assert_eq!(durable(&writer), 1);
+        assert_eq!(stored(&writer), (1, 1));
+        assert_eq!(durable(&writer), 2);
     }
 
     fn step(index: u32) -> Op {
