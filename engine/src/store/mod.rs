@@ -224,7 +224,7 @@ impl Store {
             last_accept: None,
             journal,
             redo: Default::default(),
-            accepted: Vec::new(),
+            unconfirmed: Vec::new(),
         };
         let handle = std::thread::Builder::new()
             .name("weir-store-writer".into())

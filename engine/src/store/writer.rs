@@ -26,9 +26,9 @@
 //! so every acknowledged accept and start is kept. What may be lost is the latest step
 //! records and final statuses; such a run is still in the `live` table, marked running, so it
 //! runs again with its attempt counted (at-least-once). When a frame cannot be written, its
-//! callers are answered with the error and the runs the batch accepted are deleted again in a
-//! durable commit ([`Writer::take_back`]): their senders were told to retry, so keeping them
-//! would run those webhooks twice.
+//! callers are answered with the error, and in a durable commit the runs the batch accepted
+//! are deleted again and those it started queued again ([`Writer::take_back`]): senders told
+//! to retry whose runs were kept would have their webhooks run twice.
 //!
 //! Without the journal (`Options::journal` off, or after the journal failed to write): a batch
 //! that holds anything acknowledged to the outside world or that recovery depends on is
@@ -449,16 +449,21 @@ pub(super) struct Writer {
     pub journal: Option<JournalLink>,
     /// The journal entries of the transaction being written.
     pub redo: Redo,
-    /// The runs the transaction being written accepts: taken back (see
+    /// The accepts and starts of the transaction being written: taken back (see
     /// [`Writer::take_back`]) if its journal frame cannot be written.
-    pub accepted: Vec<NewlyAccepted>,
+    pub unconfirmed: Vec<Unconfirmed>,
 }
 
-/// A run accepted by the transaction being written.
-pub(super) struct NewlyAccepted {
-    id: RunId,
-    /// Its flow and dedupe value, if the flow dedupes.
-    dedupe: Option<(String, String)>,
+/// An accept or start of the transaction being written, answered once its journal frame is
+/// synced.
+pub(super) enum Unconfirmed {
+    /// A new run, with its flow and dedupe value if the flow dedupes.
+    Accepted {
+        id: RunId,
+        dedupe: Option<(String, String)>,
+    },
+    /// A run marked running.
+    Started { id: RunId },
 }
 
 /// The writer's journal.
@@ -597,7 +602,7 @@ impl Writer {
         let mut synced = Vec::new();
         let mut ops = batch.into_iter();
         self.redo.clear();
-        self.accepted.clear();
+        self.unconfirmed.clear();
         let result = self.write(&mut ops, durable, via_journal, &mut now, &mut synced);
         now.extend(ops.map(Op::unapplied));
         match result {
@@ -633,31 +638,48 @@ impl Writer {
         }
     }
 
-    /// Deletes the runs of the last transaction, whose journal frame could not be written,
-    /// in a durable commit: their senders are answered with an error (and retry), so keeping
-    /// them would run each of those webhooks twice. The commit also makes the transaction's
-    /// journal sequence number durable, so that its frame, should part of it have reached the
-    /// disk, is never applied again at start.
+    /// Undoes the accepts and starts of the last transaction, whose journal frame could not be
+    /// written, in a durable commit: their callers are answered with an error. A sender told
+    /// to retry whose run were kept would have its webhook run twice, so accepted runs are
+    /// deleted; started runs are queued again, as the executor then believes them. The commit
+    /// also makes the transaction's journal sequence number durable, so that its frame, should
+    /// part of it have reached the disk, is never applied again at start.
     fn take_back(&mut self) {
-        if self.accepted.is_empty() {
+        if self.unconfirmed.is_empty() {
             return;
         }
-        let accepted = std::mem::take(&mut self.accepted);
+        let unconfirmed = std::mem::take(&mut self.unconfirmed);
         let result = (|| -> Result<(), StoreError> {
             let txn = self.db.begin_write()?;
             {
                 let mut t = WriteTables::open(&txn)?;
-                for run in &accepted {
-                    let key = run.id.as_u128();
-                    t.live.remove(key)?;
-                    // A bundle's key is its first run's id, and every bundle the transaction
-                    // wrote holds only its own runs.
-                    t.requests.remove(key)?;
-                    if let Some((flow_id, dedupe_key)) = &run.dedupe {
-                        let dedupe = t.dedupe()?;
-                        let entry = (flow_id.as_str(), dedupe_key.as_str());
-                        if dedupe.get(entry)?.is_some_and(|first| first.value() == key) {
-                            dedupe.remove(entry)?;
+                for change in &unconfirmed {
+                    match change {
+                        Unconfirmed::Accepted { id, dedupe } => {
+                            let key = id.as_u128();
+                            t.live.remove(key)?;
+                            // A bundle's key is its first run's id, and every bundle the
+                            // transaction wrote holds only its own runs.
+                            t.requests.remove(key)?;
+                            if let Some((flow_id, dedupe_key)) = dedupe {
+                                let table = t.dedupe()?;
+                                let entry = (flow_id.as_str(), dedupe_key.as_str());
+                                if table.get(entry)?.is_some_and(|first| first.value() == key) {
+                                    table.remove(entry)?;
+                                }
+                            }
+                        }
+                        Unconfirmed::Started { id } => {
+                            let mut state = match t.load_state(*id) {
+                                Ok(state) => state,
+                                Err(OpError::Op(_)) => continue,
+                                Err(OpError::Fatal(err)) => return Err(err),
+                            };
+                            if state.status == RunStatus::Running {
+                                state.status = RunStatus::Queued;
+                                state.started_at_ms = None;
+                                t.live.insert(id.as_u128(), state.to_live())?;
+                            }
                         }
                     }
                 }
@@ -669,15 +691,15 @@ impl Writer {
             Ok(()) => {
                 self.count_commit(true, 0);
                 tracing::warn!(
-                    runs = accepted.len(),
-                    "the accepts of a batch whose journal write failed were taken back"
+                    writes = unconfirmed.len(),
+                    "the accepts and starts of a batch whose journal write failed were taken back"
                 );
             }
             Err(err) => tracing::error!(
                 error = %err,
-                runs = accepted.len(),
-                "the accepts of a batch whose journal write failed could not be taken back: \
-                 they will run although their senders were answered with an error"
+                writes = unconfirmed.len(),
+                "the accepts and starts of a batch whose journal write failed could not be taken \
+                 back: those runs will run although their callers were answered with an error"
             ),
         }
     }
@@ -789,7 +811,7 @@ impl Writer {
                         dedupe_key,
                         ..
                     } = *run;
-                    self.accepted.push(NewlyAccepted {
+                    self.unconfirmed.push(Unconfirmed::Accepted {
                         id: *id,
                         dedupe: dedupe_key.map(|key| (flow_id, key)),
                     });
@@ -801,6 +823,7 @@ impl Writer {
                 let result = start(t, id, at_ms);
                 if result.is_ok() {
                     self.redo.start(id, at_ms);
+                    self.unconfirmed.push(Unconfirmed::Started { id });
                 }
                 settle(result, reply, (), answers)
             }
@@ -1192,7 +1215,7 @@ mod tests {
             last_accept: None,
             journal: None,
             redo: Redo::default(),
-            accepted: Vec::new(),
+            unconfirmed: Vec::new(),
         };
         (dir, writer)
     }
@@ -1284,6 +1307,40 @@ mod tests {
         ));
         assert_eq!(stored(&writer), (1, 1));
         assert_eq!(durable(&writer), 2);
+    }
+
+    #[test]
+    fn a_start_whose_journal_write_fails_leaves_the_run_queued() {
+        let (dir, mut writer) = writer();
+        let waiting = Arc::new(AtomicUsize::new(0));
+        // Accepted while there is no journal: made durable by redb.
+        let (op, answer) = deduped_accept(&waiting, "delivery-1");
+        writer.commit(vec![op]);
+        let Ok(AcceptAnswer::New(id)) = answer.blocking_recv().expect("answered") else {
+            panic!("the accept failed");
+        };
+
+        let path = dir.path().join("w.redb-journal");
+        std::fs::write(&path, b"").expect("create");
+        let read_only = std::fs::File::open(&path).expect("open");
+        writer.journal = Some(JournalLink {
+            journal: journal::Journal::new(read_only, path, Arc::clone(&writer.counters)),
+            seq: 0,
+        });
+        let (reply, answer) = oneshot::channel();
+        writer.commit(vec![Op::Start { id, reply }]);
+        assert!(
+            answer.blocking_recv().expect("answered").is_err(),
+            "a start was answered Ok although its journal write failed"
+        );
+        let status = {
+            use redb::ReadableDatabase;
+            let txn = writer.db.begin_read().expect("read");
+            let live = txn.open_table(LIVE).expect("live");
+            let value = live.get(id.as_u128()).expect("get").expect("still live");
+            State::from_live(id, value.value()).expect("state").status
+        };
+        assert_eq!(status, RunStatus::Queued);
     }
 
     fn step(index: u32) -> Op {
