@@ -640,7 +640,7 @@ impl Writer {
 
     /// Undoes the accepts and starts of the last transaction, whose journal frame could not be
     /// written, in a durable commit: their callers are answered with an error. A sender told
-    /// to retry whose run were kept would have its webhook run twice, so accepted runs are
+    /// to retry whose run was kept would have its webhook run twice, so accepted runs are
     /// deleted; started runs are queued again, as the executor then believes them. The commit
     /// also makes the transaction's journal sequence number durable, so that its frame, should
     /// part of it have reached the disk, is never applied again at start.
