@@ -1265,18 +1265,23 @@ mod tests {
         (live, requests)
     }
 
-    #[test]
-    fn when_the_journal_cannot_be_written_the_accept_fails_is_taken_back_and_later_ones_fsync_redb()
-    {
-        let (dir, mut writer) = writer();
+    /// Gives the writer a journal opened read-only, so that its writes fail as on a full or
+    /// broken disk.
+    fn give_failing_journal(writer: &mut Writer, dir: &tempfile::TempDir) {
         let path = dir.path().join("w.redb-journal");
         std::fs::write(&path, b"").expect("create");
-        // Opened read-only, so the journal's write fails as a full or broken disk would.
         let read_only = std::fs::File::open(&path).expect("open");
         writer.journal = Some(JournalLink {
             journal: journal::Journal::new(read_only, path, Arc::clone(&writer.counters)),
             seq: 0,
         });
+    }
+
+    #[test]
+    fn when_the_journal_cannot_be_written_the_accept_fails_is_taken_back_and_later_ones_fsync_redb()
+    {
+        let (dir, mut writer) = writer();
+        give_failing_journal(&mut writer, &dir);
         let waiting = Arc::new(AtomicUsize::new(0));
         let durable = |writer: &Writer| writer.counters.durable_commits.load(Ordering::Relaxed);
 
@@ -1320,13 +1325,7 @@ mod tests {
             panic!("the accept failed");
         };
 
-        let path = dir.path().join("w.redb-journal");
-        std::fs::write(&path, b"").expect("create");
-        let read_only = std::fs::File::open(&path).expect("open");
-        writer.journal = Some(JournalLink {
-            journal: journal::Journal::new(read_only, path, Arc::clone(&writer.counters)),
-            seq: 0,
-        });
+        give_failing_journal(&mut writer, &dir);
         let (reply, answer) = oneshot::channel();
         writer.commit(vec![Op::Start { id, reply }]);
         assert!(
