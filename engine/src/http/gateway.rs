@@ -17,6 +17,7 @@ use std::time::SystemTime;
 
 use bytes::Buf;
 use futures_util::{Stream, StreamExt};
+use serde::Serialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 use warp::Filter;
@@ -200,7 +201,7 @@ where
     };
     match gateway.store.accept(new_run).await {
         Ok(accepted) => {
-            let id = accepted.run.id;
+            let id = accepted.id;
             tracing::debug!(flow = %req.flow_id, run = %id, "webhook accepted");
             if !accepted.duplicate {
                 match spec.respond {
@@ -218,11 +219,11 @@ where
                     }
                 }
             }
-            let body = json!({
-                "run_id": id.to_string(),
-                "status": accepted.run.status,
-                "duplicate": accepted.duplicate,
-            });
+            let body = AcceptedAnswer {
+                run_id: id,
+                status: accepted.status,
+                duplicate: accepted.duplicate,
+            };
             // A redelivery is answered 200 with the first delivery's run: nothing new was
             // accepted, and the sender stops retrying either way.
             let status = if accepted.duplicate {
@@ -246,6 +247,14 @@ where
             .with_header("retry-after", "5"))
         }
     }
+}
+
+/// The body of a `202` (or of the `200` to a redelivery).
+#[derive(Serialize)]
+struct AcceptedAnswer {
+    run_id: RunId,
+    status: RunStatus,
+    duplicate: bool,
 }
 
 /// The answer of a `respond = "result"` webhook whose run ended in time: `200` with the last

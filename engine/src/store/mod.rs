@@ -54,11 +54,11 @@ pub use types::{
     StepErrorRecord, StepRecord, StepStatus, UnknownStatus,
 };
 
+use tables::Envelope;
 use tables::{
     DEDUPE, DONE_BY_FLOW_STATUS, DONE_BY_STATUS, FLOW_VERSIONS, LIVE, META, OUTCOMES, REQUESTS,
     RUNS_BY_FLOW, SCHEMA_KEY, SCHEMA_VERSION, STEPS, TOKENS,
 };
-use tables::{Envelope, State};
 use writer::{AcceptAnswer, AcceptPermit, Counters, Op, Prepared, Reply, Writer, WriterConfig};
 
 /// How the store queues and batches writes.
@@ -255,7 +255,6 @@ impl Store {
             AcceptPermit::try_acquire(&self.inner.waiting_accepts, self.inner.queue_capacity)
                 .ok_or(StoreError::Overloaded)?;
         let request = run.request;
-        let body_size = request.body.len();
         let envelope = Envelope {
             flow_id: run.flow_id,
             flow_version: run.flow_version,
@@ -267,13 +266,14 @@ impl Store {
             received_at_ms: types::to_ms(request.received_at),
             dedupe_key: run.dedupe_key,
         };
-        let prepared = Prepared {
-            flow_id: envelope.flow_id.clone(),
-            dedupe_key: envelope.dedupe_key.clone(),
-            dedupe_window: run.dedupe_window,
-            bytes: envelope.encode(&request.body)?,
-        };
+        let bytes = envelope.encode(&request.body)?;
         drop(request.body);
+        let prepared = Prepared {
+            flow_id: envelope.flow_id,
+            dedupe_key: envelope.dedupe_key,
+            dedupe_window: run.dedupe_window,
+            bytes,
+        };
         let answer = self
             .call(|reply| Op::Accept {
                 run: Box::new(prepared),
@@ -283,11 +283,13 @@ impl Store {
             .await?;
         Ok(match answer {
             AcceptAnswer::New(id) => Accepted {
-                run: State::queued().to_run(id, &envelope, body_size),
+                id,
+                status: RunStatus::Queued,
                 duplicate: false,
             },
             AcceptAnswer::Duplicate(run) => Accepted {
-                run: *run,
+                id: run.id,
+                status: run.status,
                 duplicate: true,
             },
         })

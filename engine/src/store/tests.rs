@@ -104,7 +104,8 @@ async fn accept_then_read_back() {
     let body: Vec<u8> = (0..=255u8).chain([0xff, 0x00, 0xc3]).collect();
     let accepted = store.accept(new_run("github", &body)).await.unwrap();
     assert!(!accepted.duplicate);
-    let run = accepted.run;
+    assert_eq!(accepted.status, RunStatus::Queued);
+    let run = store.get_run(accepted.id).unwrap().unwrap();
     assert_eq!(run.status, RunStatus::Queued);
     assert_eq!(run.attempt, 1);
     assert_eq!(run.flow_id, "github");
@@ -118,7 +119,6 @@ async fn accept_then_read_back() {
         (None, None)
     );
 
-    assert_eq!(store.get_run(run.id).unwrap(), Some(run.clone()));
     assert_eq!(store.get_request(run.id).unwrap(), Some(request(&body)));
     assert_eq!(store.get_steps(run.id).unwrap(), vec![]);
     assert_eq!(store.queue_len().unwrap(), 1);
@@ -156,7 +156,7 @@ async fn concurrent_accepts_share_commits_and_survive_reopen() {
             let mut ids = Vec::new();
             for _ in 0..PER_TASK {
                 let flow = format!("flow{}", t % 4);
-                ids.push(store.accept(new_run(&flow, &body)).await.unwrap().run.id);
+                ids.push(store.accept(new_run(&flow, &body)).await.unwrap().id);
             }
             ids
         }));
@@ -196,7 +196,7 @@ async fn concurrent_accepts_share_commits_and_survive_reopen() {
     }
     assert_eq!(store.recover().await.unwrap(), ids, "queue oldest first");
     // New ids keep growing after a reopen.
-    let newer = store.accept(new_run("flow0", b"")).await.unwrap().run.id;
+    let newer = store.accept(new_run("flow0", b"")).await.unwrap().id;
     assert!(newer > *ids.last().unwrap());
 }
 
@@ -225,10 +225,7 @@ async fn list_runs_newest_first_by_flow_and_status_with_cursors() {
     let mut all = Vec::new();
     for i in 0..23 {
         let flow = if i % 3 == 0 { "a" } else { "b" };
-        all.push((
-            flow,
-            store.accept(new_run(flow, b"{}")).await.unwrap().run.id,
-        ));
+        all.push((flow, store.accept(new_run(flow, b"{}")).await.unwrap().id));
     }
     // Finish some runs of each flow: every fourth succeeds, every fifth fails.
     let mut status = std::collections::HashMap::new();
@@ -325,7 +322,7 @@ async fn list_runs_newest_first_by_flow_and_status_with_cursors() {
 async fn a_run_starts_records_steps_and_finishes() {
     let (_dir, path) = temp();
     let store = Store::open(&path).unwrap();
-    let id = store.accept(new_run("f", b"{}")).await.unwrap().run.id;
+    let id = store.accept(new_run("f", b"{}")).await.unwrap().id;
 
     let running = store.start_run(id).await.unwrap();
     assert_eq!(running.status, RunStatus::Running);
@@ -385,7 +382,7 @@ async fn writes_that_do_not_fit_the_run_status_are_refused() {
         store.start_run(unknown).await,
         Err(StoreError::NotFound(_))
     ));
-    let id = store.accept(new_run("f", b"")).await.unwrap().run.id;
+    let id = store.accept(new_run("f", b"")).await.unwrap().id;
     assert!(matches!(
         store.record_step(id, step(0, "s")).await,
         Err(StoreError::Conflict(_))
@@ -416,9 +413,9 @@ async fn writes_that_do_not_fit_the_run_status_are_refused() {
 async fn recover_requeues_interrupted_runs_with_the_attempt_counted() {
     let (_dir, path) = temp();
     let store = Store::open(&path).unwrap();
-    let interrupted = store.accept(new_run("f", b"1")).await.unwrap().run.id;
-    let waiting = store.accept(new_run("f", b"2")).await.unwrap().run.id;
-    let finished = store.accept(new_run("f", b"3")).await.unwrap().run.id;
+    let interrupted = store.accept(new_run("f", b"1")).await.unwrap().id;
+    let waiting = store.accept(new_run("f", b"2")).await.unwrap().id;
+    let finished = store.accept(new_run("f", b"3")).await.unwrap().id;
     store.start_run(interrupted).await.unwrap();
     store.record_step(interrupted, step(0, "a")).await.unwrap();
     store.record_step(interrupted, step(1, "b")).await.unwrap();
@@ -466,7 +463,7 @@ async fn recover_requeues_interrupted_runs_with_the_attempt_counted() {
 async fn a_stream_of_accepts_does_not_starve_run_progress() {
     let (_dir, path) = temp();
     let store = Store::open(&path).unwrap();
-    let id = store.accept(new_run("f", b"{}")).await.unwrap().run.id;
+    let id = store.accept(new_run("f", b"{}")).await.unwrap().id;
 
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let accepted = Arc::new(AtomicUsize::new(0));
@@ -602,10 +599,10 @@ async fn a_redelivered_webhook_is_not_queued_twice() {
     );
     let (first, second) = (first.unwrap(), second.unwrap());
     assert_ne!(first.duplicate, second.duplicate);
-    assert_eq!(first.run.id, second.run.id);
+    assert_eq!(first.id, second.id);
     let later = store.accept(with_key("gh", "delivery-1")).await.unwrap();
     assert!(later.duplicate);
-    assert_eq!(later.run.id, first.run.id);
+    assert_eq!(later.id, first.id);
     // The key is per flow.
     assert!(
         !store
@@ -634,7 +631,7 @@ async fn a_dedupe_key_holds_for_its_window_then_names_the_new_run() {
         .await
         .unwrap();
     assert!(within.duplicate);
-    assert_eq!(within.run.id, first.run.id);
+    assert_eq!(within.id, first.id);
     // Once the first run is older than the window, the delivery is a new run.
     let deadline = Instant::now() + Duration::from_secs(10);
     let later = loop {
@@ -645,18 +642,18 @@ async fn a_dedupe_key_holds_for_its_window_then_names_the_new_run() {
         if !answer.duplicate {
             break answer;
         }
-        assert_eq!(answer.run.id, first.run.id);
+        assert_eq!(answer.id, first.id);
         assert!(Instant::now() < deadline, "the window never ended");
         tokio::task::yield_now().await;
     };
-    assert_ne!(later.run.id, first.run.id);
+    assert_ne!(later.id, first.id);
     // And the key now names the new run.
     let again = store
         .accept(with_window(Duration::from_secs(3600)))
         .await
         .unwrap();
     assert!(again.duplicate);
-    assert_eq!(again.run.id, later.run.id);
+    assert_eq!(again.id, later.id);
     assert_eq!(store.count_runs(Some("stripe"), None).unwrap(), 2);
 }
 
@@ -666,7 +663,7 @@ async fn a_flow_lists_its_live_runs_once_also_from_a_store_that_indexed_them_at_
     let store = Store::open(&path).unwrap();
     let mut ids = Vec::new();
     for flow in ["a", "b", "a", "a"] {
-        ids.push(store.accept(new_run(flow, b"{}")).await.unwrap().run.id);
+        ids.push(store.accept(new_run(flow, b"{}")).await.unwrap().id);
     }
     store.start_run(ids[0]).await.unwrap();
     store
@@ -752,7 +749,7 @@ async fn expired_dedupe_values_are_forgotten_in_batches_and_only_those() {
     assert_eq!(dedupe_entries(&store, "github"), 1);
     let again = store.accept(keyed("github", "d_1".into())).await.unwrap();
     assert!(again.duplicate);
-    assert_eq!(again.run.id, other.run.id);
+    assert_eq!(again.id, other.id);
 }
 
 #[tokio::test]
@@ -773,7 +770,7 @@ async fn an_entry_taken_over_after_it_was_read_is_not_forgotten() {
         assert!(Instant::now() < deadline, "never expired");
         tokio::task::yield_now().await;
     };
-    assert_eq!(stale, vec![("evt".to_owned(), first.run.id.as_u128())]);
+    assert_eq!(stale, vec![("evt".to_owned(), first.id.as_u128())]);
     // ... then a new delivery takes the value over before the delete comes.
     let second = store.accept(keyed(Duration::from_millis(1))).await.unwrap();
     assert!(!second.duplicate);
@@ -791,7 +788,7 @@ async fn an_entry_taken_over_after_it_was_read_is_not_forgotten() {
         .await
         .unwrap();
     assert!(again.duplicate, "the value still names the second run");
-    assert_eq!(again.run.id, second.run.id);
+    assert_eq!(again.id, second.id);
 }
 
 #[tokio::test]
@@ -823,9 +820,7 @@ async fn a_full_queue_refuses_accepts_at_once() {
     assert!(!token.await.unwrap().is_empty());
     assert_eq!(store.stats().waiting_accepts, 0);
     assert_eq!(store.count_runs(None, None).unwrap(), 2);
-    assert!(
-        store.get_run(a.run.id).unwrap().is_some() && store.get_run(b.run.id).unwrap().is_some()
-    );
+    assert!(store.get_run(a.id).unwrap().is_some() && store.get_run(b.id).unwrap().is_some());
     // Room again.
     store.accept(new_run("f", b"c")).await.unwrap();
 }
@@ -834,7 +829,7 @@ async fn a_full_queue_refuses_accepts_at_once() {
 async fn a_record_that_cannot_be_decoded_is_reported_corrupt() {
     let (_dir, path) = temp();
     let store = Store::open(&path).unwrap();
-    let id = store.accept(new_run("f", b"")).await.unwrap().run.id;
+    let id = store.accept(new_run("f", b"")).await.unwrap().id;
     drop(store);
     {
         let db = Database::create(&path).unwrap();
@@ -980,7 +975,7 @@ async fn progress_throughput() {
             let runs = 800 / executors.min(4);
             let mut ids = Vec::new();
             for _ in 0..runs {
-                ids.push(store.accept(new_run("f", b"{}")).await.unwrap().run.id);
+                ids.push(store.accept(new_run("f", b"{}")).await.unwrap().id);
             }
             let before = store.stats();
             let started = Instant::now();
@@ -1066,8 +1061,8 @@ async fn crash_child() {
         file.flush().unwrap();
     };
 
-    let started = store.accept(new_run("f", b"s")).await.unwrap().run.id;
-    let finished = store.accept(new_run("f", b"f")).await.unwrap().run.id;
+    let started = store.accept(new_run("f", b"s")).await.unwrap().id;
+    let finished = store.accept(new_run("f", b"f")).await.unwrap().id;
     store.start_run(started).await.unwrap();
     store.record_step(started, step(0, "a")).await.unwrap();
     store.start_run(finished).await.unwrap();
@@ -1085,7 +1080,7 @@ async fn crash_child() {
         let count_tx = count_tx.clone();
         tokio::spawn(async move {
             loop {
-                let id = store.accept(new_run("f", b"{}")).await.unwrap().run.id;
+                let id = store.accept(new_run("f", b"{}")).await.unwrap().id;
                 note(&acked, format!("accepted {id}"));
                 let _ = count_tx.send(());
             }
@@ -1153,7 +1148,6 @@ fn acknowledged_accepts_survive_a_crash() {
     let next = runtime
         .block_on(store.accept(new_run("f", b"")))
         .unwrap()
-        .run
         .id;
     assert!(next > newest);
 }
@@ -1196,14 +1190,14 @@ async fn requests_committed_together_read_back_exactly() {
     // The redelivery is answered with the first delivery's run.
     let (accepted, keyed) = accepted.split_at(40);
     assert!(!keyed[0].duplicate && keyed[1].duplicate);
-    assert_eq!(keyed[0].run.id, keyed[1].run.id);
+    assert_eq!(keyed[0].id, keyed[1].id);
     assert_eq!(store.count_runs(None, None).unwrap(), 41);
 
     for (i, accepted) in accepted.iter().enumerate() {
-        let request = store.get_request(accepted.run.id).unwrap().unwrap();
+        let request = store.get_request(accepted.id).unwrap().unwrap();
         assert_eq!(request.body, body(i), "body of request {i}");
         assert_eq!(request, self::request(&body(i)));
-        let run = store.get_run(accepted.run.id).unwrap().unwrap();
+        let run = store.get_run(accepted.id).unwrap().unwrap();
         assert_eq!(run.body_size, body(i).len() as u64);
     }
     // One commit, several bundles: the large bodies do not share theirs.
@@ -1219,8 +1213,8 @@ async fn requests_committed_together_read_back_exactly() {
     );
 
     // Newest first, in pages that cross bundles.
-    let mut ids: Vec<RunId> = accepted.iter().map(|a| a.run.id).collect();
-    ids.push(keyed[0].run.id);
+    let mut ids: Vec<RunId> = accepted.iter().map(|a| a.id).collect();
+    ids.push(keyed[0].id);
     ids.sort();
     ids.reverse();
     let mut listed = Vec::new();
@@ -1242,8 +1236,8 @@ async fn requests_committed_together_read_back_exactly() {
     assert_eq!(listed, ids);
     // A flow's runs, all live: found by reading each one's flow in those bundles.
     let of_a: Vec<RunId> = {
-        let mut of_a: Vec<RunId> = accepted.iter().step_by(2).map(|a| a.run.id).collect();
-        of_a.push(keyed[0].run.id);
+        let mut of_a: Vec<RunId> = accepted.iter().step_by(2).map(|a| a.id).collect();
+        of_a.push(keyed[0].id);
         of_a.sort();
         of_a.reverse();
         of_a
@@ -1259,7 +1253,7 @@ async fn requests_committed_together_read_back_exactly() {
 
     drop(store);
     let store = Store::open(&path).unwrap();
-    let later = store.accept(new_run("a", b"later")).await.unwrap().run.id;
+    let later = store.accept(new_run("a", b"later")).await.unwrap().id;
     assert!(later > ids[0]);
     assert_eq!(
         store.get_request(ids[0]).unwrap().unwrap().body,
@@ -1294,7 +1288,7 @@ async fn after_a_crash_the_journal_brings_back_every_answered_write() {
     for attempt in 1.. {
         let accepts = (0..20).map(|i| store.accept(new_run("github", format!("{i}").as_bytes())));
         let accepted = futures_util::future::join_all(accepts).await;
-        let ids: Vec<RunId> = accepted.into_iter().map(|a| a.unwrap().run.id).collect();
+        let ids: Vec<RunId> = accepted.into_iter().map(|a| a.unwrap().id).collect();
         let (done, running) = (ids[0], ids[1]);
         store.start_run(done).await.unwrap();
         store.record_step(done, step(0, "shape")).await.unwrap();
@@ -1304,12 +1298,7 @@ async fn after_a_crash_the_journal_brings_back_every_answered_write() {
             .unwrap();
         store.start_run(running).await.unwrap();
         // Answered once its frame, and so every frame before it, is synced.
-        let last = store
-            .accept(new_run("stripe", b"last"))
-            .await
-            .unwrap()
-            .run
-            .id;
+        let last = store.accept(new_run("stripe", b"last")).await.unwrap().id;
         let (crashed, redb_only) = crash_copies(&store, &path).await;
         let stats = store.stats();
         assert!(
@@ -1353,7 +1342,6 @@ async fn after_a_crash_the_journal_brings_back_every_answered_write() {
             .accept(new_run("github", b"next"))
             .await
             .unwrap()
-            .run
             .id;
         assert!(next > last);
         drop(reopened);

@@ -224,7 +224,9 @@ pub struct NewRun {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Accepted {
     /// The run: the new one, or for a duplicate the run first accepted under its dedupe key.
-    pub run: Run,
+    pub id: RunId,
+    /// That run's status: `queued` for a new run.
+    pub status: RunStatus,
     /// True when the request was a duplicate and nothing new was stored or queued.
     pub duplicate: bool,
 }
