@@ -5,7 +5,8 @@
 //! pages costs about 60 µs each on the disks Weir runs on (1.9 ms for 30 pages, against
 //! 0.2–0.4 ms for the same bytes written in one piece). With the journal, the writer commits to
 //! redb without an fsync (`Durability::None`, visible to readers at once), then appends the
-//! batch's redo record to the [`Journal`] and syncs it. The callers of a batch are answered
+//! batch's redo record to the [`Journal`] and syncs it (by direct I/O where the file system
+//! has it, see [`Journal`]). The callers of a batch are answered
 //! once its record is synced. The writer thread does this itself: handing the record to a
 //! thread of its own, so that the writer could apply the next batch meanwhile, cost more in
 //! waking that thread on 2 busy cores than the overlap won (`weir-bench webhook`, three
@@ -321,12 +322,46 @@ pub(super) fn open(path: &Path) -> Result<(File, Vec<u8>), StoreError> {
     Ok((file, data))
 }
 
+/// Opens the journal again for writing frames straight to the disk (`O_DIRECT | O_DSYNC`);
+/// `None` where the file system refuses it (tmpfs, some network file systems).
+pub(super) fn open_direct(path: &Path) -> Option<File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT | libc::O_DSYNC)
+        .open(path)
+        .inspect_err(|e| {
+            tracing::debug!(journal = %path.display(), error = %e, "no direct I/O for the journal; it is written through the page cache and fdatasync'd");
+        })
+        .ok()
+}
+
+/// What a direct write is aligned to: offset, length and memory. Disks have 512-byte or
+/// 4 KiB logical blocks; 4 KiB suits both.
+const BLOCK: usize = 4096;
+
 /// A function that answers one caller once its writes are durable, or with the error.
 pub(super) type Pending = Box<dyn FnOnce(Option<StoreError>) + Send>;
 
 /// The journal file, written by the writer thread.
+///
+/// Frames go to the disk by direct I/O where the file system allows it: one `pwrite` through
+/// a file opened `O_DIRECT | O_DSYNC` returns once the frame is on the disk, without copying
+/// it into the page cache and writing it back from there as `fdatasync` does. On the
+/// benchmark machine (`weir-bench webhook`, concurrency 64, three alternating runs against
+/// the page cache and `fdatasync`) that took a sync from 0.24–0.31 to 0.18 ms, Weir's CPU
+/// from 38–40 to 32–38 µs a webhook and its rate from 27.8–29.2k to 28.8–33.7k/s. A direct write covers
+/// whole [`BLOCK`]s, so the block the last frame ended in is written again, with the same
+/// bytes, in front of the next frame, and the rest of the new frame's last block is zeros;
+/// a torn write leaves each sector old or new, and the old bytes of a rewritten block are the
+/// new ones. Elsewhere a frame is written through the page cache and `fdatasync`'d.
 pub(super) struct Journal {
     file: File,
+    /// The same file opened `O_DIRECT | O_DSYNC`; `None`: written through the page cache.
+    direct: Option<File>,
+    /// The bytes from the start of the block that `offset` is in up to `offset`: what a
+    /// direct write rewrites in front of the next frame.
+    tail: Vec<u8>,
     path: PathBuf,
     /// Where the next frame goes.
     offset: u64,
@@ -344,6 +379,8 @@ impl Journal {
     pub fn new(file: File, path: PathBuf, counters: Arc<super::writer::Counters>) -> Self {
         Journal {
             file,
+            direct: None,
+            tail: Vec::new(),
             path,
             offset: 0,
             failed: false,
@@ -351,6 +388,15 @@ impl Journal {
             counters,
             buffer: Vec::new(),
         }
+    }
+
+    /// Frames are written by direct I/O through `direct`, [`open_direct`]'s file.
+    pub fn with_direct(mut self, direct: Option<File>) -> Self {
+        self.direct = direct;
+        self.counters
+            .journal_direct
+            .store(self.direct.is_some(), Ordering::Relaxed);
+        self
     }
 
     /// Appends one commit's frame and syncs it. `Ok` once it, and every frame before it, is
@@ -364,25 +410,56 @@ impl Journal {
         if payload.is_empty() {
             return Ok(());
         }
+        // The buffer holds [padding to a BLOCK-aligned address][tail][frame][zeros to the
+        // end of a block], so that the bytes from the tail on can be written directly.
+        let framed = HEADER + payload.len();
         self.buffer.clear();
+        self.buffer
+            .reserve(BLOCK + self.tail.len() + framed + BLOCK);
+        let padding = self.buffer.as_ptr().align_offset(BLOCK);
+        if padding >= BLOCK {
+            // Not expected for bytes; without an aligned address there is no direct write.
+            self.direct = None;
+            self.counters.journal_direct.store(false, Ordering::Relaxed);
+        }
+        let start = if self.direct.is_some() { padding } else { 0 };
+        self.buffer.resize(start, 0);
+        self.buffer.extend_from_slice(&self.tail);
+        let at = self.buffer.len();
         frame(&mut self.buffer, seq, payload);
+        let used = self.buffer.len() - start;
+        self.buffer.resize(start + used.next_multiple_of(BLOCK), 0);
         let started = std::time::Instant::now();
-        let written = self
-            .file
-            .write_all_at(&self.buffer, self.offset)
-            .and_then(|()| self.file.sync_data());
+        let direct = self.direct.as_ref().map(|direct| {
+            direct.write_all_at(&self.buffer[start..], self.offset - self.tail.len() as u64)
+        });
+        let written = match direct {
+            Some(Err(e)) if e.raw_os_error() == Some(libc::EINVAL) => {
+                tracing::warn!(journal = %self.path.display(), error = %e, "direct I/O refused; the journal is written through the page cache from now on");
+                self.direct = None;
+                self.counters.journal_direct.store(false, Ordering::Relaxed);
+                self.write_buffered(at..at + framed)
+            }
+            Some(result) => result,
+            None => self.write_buffered(at..at + framed),
+        };
         match written {
             Ok(()) => {
                 let counters = &self.counters;
                 counters.journal_syncs.fetch_add(1, Ordering::Relaxed);
                 counters
                     .journal_bytes
-                    .fetch_add(self.buffer.len() as u64, Ordering::Relaxed);
+                    .fetch_add(framed as u64, Ordering::Relaxed);
+                // The new tail: what of the frame's last block the frame and the tail filled.
+                let end = start + used;
+                self.tail.clear();
+                self.tail
+                    .extend_from_slice(&self.buffer[end - used % BLOCK..end]);
                 counters.journal_sync_us.fetch_add(
                     u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
                     Ordering::Relaxed,
                 );
-                self.offset += self.buffer.len() as u64;
+                self.offset += framed as u64;
                 if self.offset >= CHECKPOINT_AFTER {
                     self.want_checkpoint = true;
                 }
@@ -399,9 +476,17 @@ impl Journal {
         }
     }
 
+    /// Writes `range` of the buffer at `offset` through the page cache and syncs it.
+    fn write_buffered(&self, range: std::ops::Range<usize>) -> std::io::Result<()> {
+        self.file
+            .write_all_at(&self.buffer[range], self.offset)
+            .and_then(|()| self.file.sync_data())
+    }
+
     /// redb holds everything up to here durably: the journal starts again at its beginning.
     pub fn checkpointed(&mut self) {
         self.offset = 0;
+        self.tail.clear();
         self.want_checkpoint = false;
     }
 }
@@ -540,6 +625,43 @@ mod tests {
         let data = std::fs::read(&path).expect("read");
         assert_eq!(frames(&data), vec![(3, &b"third"[..])]);
         assert!(!journal.want_checkpoint);
+    }
+
+    #[test]
+    fn frames_written_by_direct_io_read_back_whatever_blocks_they_end_in() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("weir.redb-journal");
+        let (file, _) = open(&path).expect("journal");
+        let Some(direct) = open_direct(&path) else {
+            eprintln!("the temp dir's file system refuses O_DIRECT: nothing to test here");
+            return;
+        };
+        let counters = Arc::new(super::super::writer::Counters::default());
+        let mut journal =
+            Journal::new(file, path.clone(), Arc::clone(&counters)).with_direct(Some(direct));
+        // Frames that end inside a block, exactly at its end, and span several blocks.
+        let payloads: Vec<Vec<u8>> = [1, 5000, BLOCK - HEADER, 3 * BLOCK + 7, 100]
+            .iter()
+            .enumerate()
+            .map(|(i, &len)| (0..len).map(|b| (b * 31 + i) as u8).collect())
+            .collect();
+        let mut expected = Vec::new();
+        for (seq, payload) in (1..).zip(&payloads) {
+            journal.append(seq, payload).expect("append");
+            expected.push((seq, payload.as_slice()));
+            let data = std::fs::read(&path).expect("read");
+            assert_eq!(frames(&data), expected, "after frame {seq}");
+        }
+        assert!(
+            counters.journal_direct.load(Ordering::Relaxed),
+            "direct I/O was given up"
+        );
+
+        // After a checkpoint the file starts again with the next frame.
+        journal.checkpointed();
+        journal.append(6, b"again").expect("append");
+        let data = std::fs::read(&path).expect("read");
+        assert_eq!(frames(&data), vec![(6, &b"again"[..])]);
     }
 
     #[test]

@@ -120,6 +120,9 @@ pub struct Stats {
     pub journal_bytes: u64,
     /// Time spent writing and syncing the journal, in microseconds.
     pub journal_sync_us: u64,
+    /// Whether the journal is written by direct I/O (`O_DIRECT | O_DSYNC`), rather than
+    /// through the page cache and `fdatasync` (file systems without direct I/O, or no journal).
+    pub journal_direct: bool,
 }
 
 /// A handle on the store; clones share the same file and writer.
@@ -204,8 +207,13 @@ impl Store {
         let last_id = last_id(&db)?;
         let counters = Arc::new(Counters::default());
         let db = Arc::new(db);
+        let direct = options
+            .journal
+            .then(|| journal::open_direct(&journal_path))
+            .flatten();
         let journal = options.journal.then(|| writer::JournalLink {
-            journal: journal::Journal::new(journal_file, journal_path, Arc::clone(&counters)),
+            journal: journal::Journal::new(journal_file, journal_path, Arc::clone(&counters))
+                .with_direct(direct),
             seq,
         });
 
@@ -469,6 +477,7 @@ impl Store {
             journal_syncs: c.journal_syncs.load(Ordering::Relaxed),
             journal_bytes: c.journal_bytes.load(Ordering::Relaxed),
             journal_sync_us: c.journal_sync_us.load(Ordering::Relaxed),
+            journal_direct: c.journal_direct.load(Ordering::Relaxed),
         }
     }
 

@@ -40,7 +40,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -257,6 +257,7 @@ pub(super) struct Counters {
     pub journal_syncs: AtomicU64,
     pub journal_bytes: AtomicU64,
     pub journal_sync_us: AtomicU64,
+    pub journal_direct: AtomicBool,
 }
 
 /// How the writer batches and syncs.

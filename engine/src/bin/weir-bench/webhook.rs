@@ -492,7 +492,7 @@ async fn weir_round(
         let syncs = delta("journal_syncs").max(1.0);
         println!(
             "  store {what}: {:.0} commits ({:.0} checkpoints), {:.1} writes each, {:.2} ms applying + {:.2} ms committing each; \
-             {:.0} journal syncs of {:.1} KiB, {:.2} ms each",
+             {:.0} journal syncs of {:.1} KiB, {:.2} ms each{}",
             commits,
             delta("durable_commits"),
             delta("writes") / commits,
@@ -501,6 +501,11 @@ async fn weir_round(
             delta("journal_syncs"),
             delta("journal_bytes") / syncs / 1024.0,
             delta("journal_sync_us") / syncs / 1e3,
+            if to["journal_direct"].as_bool() == Some(true) {
+                " (direct I/O)"
+            } else {
+                " (page cache and fdatasync)"
+            },
         );
     }
     let runs_per_s = ours.ok as f64 / drained.as_secs_f64();
