@@ -1,17 +1,16 @@
-//! The journal: a redo log that makes the writer's commits durable with one sequential write
-//! and one `fdatasync`, instead of redb's fsync of every page a commit touched.
+//! The journal: a redo log that makes the writer's commits durable with one synced sequential
+//! write, instead of redb's fsync of every page a commit touched.
 //!
 //! Why: a redb commit writes 10 to 40 pages scattered over the file, and syncing scattered
 //! pages costs about 60 µs each on the disks Weir runs on (1.9 ms for 30 pages, against
 //! 0.2–0.4 ms for the same bytes written in one piece). With the journal, the writer commits to
 //! redb without an fsync (`Durability::None`, visible to readers at once), then appends the
 //! batch's redo record to the [`Journal`] and syncs it (by direct I/O where the file system
-//! has it, see [`Journal`]). The callers of a batch are answered
-//! once its record is synced. The writer thread does this itself: handing the record to a
-//! thread of its own, so that the writer could apply the next batch meanwhile, cost more in
-//! waking that thread on 2 busy cores than the overlap won (`weir-bench webhook`, three
-//! alternating pairs: 36–38 against 40–44 µs of CPU per webhook, 29.3–30.6k against
-//! 27.0–29.8k webhooks/s).
+//! has it, see [`Journal`]). The callers of a batch are answered once its record is synced.
+//! The writer thread does this itself: handing the record to a thread of its own, so that the
+//! writer could apply the next batch meanwhile, cost more in waking that thread on 2 busy
+//! cores than the overlap won (`weir-bench webhook`, three alternating pairs: 36–38 against
+//! 40–44 µs of CPU per webhook, 29.3–30.6k against 27.0–29.8k webhooks/s).
 //!
 //! A checkpoint is an ordinary durable redb commit. It makes every record before it redundant,
 //! so the journal then starts again at its beginning. The writer checkpoints when it is idle,
@@ -350,11 +349,13 @@ pub(super) type Pending = Box<dyn FnOnce(Option<StoreError>) + Send>;
 /// it into the page cache and writing it back from there as `fdatasync` does. On the
 /// benchmark machine (`weir-bench webhook`, concurrency 64, three alternating runs against
 /// the page cache and `fdatasync`) that took a sync from 0.24–0.31 to 0.18 ms, Weir's CPU
-/// from 38–40 to 32–38 µs a webhook and its rate from 27.8–29.2k to 28.8–33.7k/s. A direct write covers
-/// whole [`BLOCK`]s, so the block the last frame ended in is written again, with the same
-/// bytes, in front of the next frame, and the rest of the new frame's last block is zeros;
-/// a torn write leaves each sector old or new, and the old bytes of a rewritten block are the
-/// new ones. Elsewhere a frame is written through the page cache and `fdatasync`'d.
+/// from 38–40 to 32–38 µs a webhook and its rate from 27.8–29.2k to 28.8–33.7k/s.
+///
+/// A direct write covers whole [`BLOCK`]s, so the block the last frame ended in is written
+/// again, with the same bytes, in front of the next frame, and the rest of the new frame's
+/// last block is zeros. A torn write leaves each sector old or new, and the old bytes of a
+/// rewritten block are the new ones, so no frame already answered can be damaged. Elsewhere
+/// a frame is written through the page cache and `fdatasync`'d.
 pub(super) struct Journal {
     file: File,
     /// The same file opened `O_DIRECT | O_DSYNC`; `None`: written through the page cache.
@@ -639,8 +640,9 @@ mod tests {
         let counters = Arc::new(super::super::writer::Counters::default());
         let mut journal =
             Journal::new(file, path.clone(), Arc::clone(&counters)).with_direct(Some(direct));
-        // Frames that end inside a block, exactly at its end, and span several blocks.
-        let payloads: Vec<Vec<u8>> = [1, 5000, BLOCK - HEADER, 3 * BLOCK + 7, 100]
+        // A frame that ends exactly at a block's end, then ones that end inside a block and
+        // that span several blocks.
+        let payloads: Vec<Vec<u8>> = [BLOCK - HEADER, 1, 5000, 3 * BLOCK + 7, 100]
             .iter()
             .enumerate()
             .map(|(i, &len)| (0..len).map(|b| (b * 31 + i) as u8).collect())
