@@ -349,7 +349,10 @@ pub(super) type Pending = Box<dyn FnOnce(Option<StoreError>) + Send>;
 /// it into the page cache and writing it back from there as `fdatasync` does. On the
 /// benchmark machine (`weir-bench webhook`, concurrency 64, three alternating runs against
 /// the page cache and `fdatasync`) that took a sync from 0.24–0.31 to 0.18 ms, Weir's CPU
-/// from 38–40 to 32–38 µs a webhook and its rate from 27.8–29.2k to 28.8–33.7k/s.
+/// from 38–40 to 32–38 µs a webhook and its rate from 27.8–29.2k to 28.8–33.7k/s; two more
+/// pairs an hour later, with the disk slower, showed the same rates (the sync 0.24–0.26
+/// against 0.26–0.30 ms). In a profile the journal went from about a fifth of the writer
+/// thread's CPU to 2%.
 ///
 /// A direct write covers whole [`BLOCK`]s, so the block the last frame ended in is written
 /// again, with the same bytes, in front of the next frame, and the rest of the new frame's
