@@ -322,7 +322,9 @@ pub(super) fn open(path: &Path) -> Result<(File, Vec<u8>), StoreError> {
 }
 
 /// Opens the journal again for writing frames straight to the disk (`O_DIRECT | O_DSYNC`);
-/// `None` where the file system refuses it (tmpfs, some network file systems).
+/// `None` where the file system refuses it (tmpfs, some network file systems), and on systems
+/// other than Linux.
+#[cfg(target_os = "linux")]
 pub(super) fn open_direct(path: &Path) -> Option<File> {
     use std::os::unix::fs::OpenOptionsExt as _;
     std::fs::OpenOptions::new()
@@ -333,6 +335,11 @@ pub(super) fn open_direct(path: &Path) -> Option<File> {
             tracing::debug!(journal = %path.display(), error = %e, "no direct I/O for the journal; it is written through the page cache and fdatasync'd");
         })
         .ok()
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(super) fn open_direct(_path: &Path) -> Option<File> {
+    None
 }
 
 /// What a direct write is aligned to: offset, length and memory. Disks have 512-byte or
