@@ -144,7 +144,7 @@ impl Envelope {
             .iter()
             .filter_map(|value| value.as_ref().map(String::len))
             .sum::<usize>();
-        // Keys, quotes and punctuation: about 150 bytes.
+        // Keys, quotes and punctuation take about 150 bytes; the rest is room for escapes.
         192 + strings.iter().map(|s| s.len()).sum::<usize>() + headers + optional
     }
 

@@ -223,7 +223,8 @@ pub struct NewRun {
 /// What `accept` did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Accepted {
-    /// The run: the new one, or for a duplicate the run first accepted under its dedupe key.
+    /// The run's id: the new run, or for a duplicate the run first accepted under its dedupe
+    /// key.
     pub id: RunId,
     /// That run's status: `queued` for a new run.
     pub status: RunStatus,
