@@ -10,7 +10,9 @@
 //! The writer thread does this itself: handing the record to a thread of its own, so that the
 //! writer could apply the next batch meanwhile, cost more in waking that thread on 2 busy
 //! cores than the overlap won (`weir-bench webhook`, three alternating pairs: 36–38 against
-//! 40–44 µs of CPU per webhook, 29.3–30.6k against 27.0–29.8k webhooks/s).
+//! 40–44 µs of CPU per webhook, 29.3–30.6k against 27.0–29.8k webhooks/s). Handing the
+//! write to an io_uring instead gained no more than the noise (README, Benchmarks): on a disk
+//! with a write-back cache and no FUA the kernel runs an `O_DSYNC` write on a worker thread.
 //!
 //! A checkpoint is an ordinary durable redb commit. It makes every record before it redundant,
 //! so the journal then starts again at its beginning. The writer checkpoints when it is idle,
