@@ -9,6 +9,7 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod floor;
 mod webhook;
 
 use std::time::{Duration, Instant};
@@ -37,7 +38,12 @@ enum Bench {
     /// Serves the bare warp baseline in a process of its own, as `webhook` needs it: prints
     /// `bare: ADDR` and serves until its stdin closes.
     #[command(hide = true)]
-    BareServer,
+    BareServer {
+        /// Serve the durable floor instead: each body written to a file in this directory
+        /// (by direct I/O, synced) before the answer.
+        #[arg(long)]
+        durable: Option<std::path::PathBuf>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -47,7 +53,7 @@ fn main() -> anyhow::Result<()> {
         Bench::Webhook { rounds } => {
             webhook::bench(usize::try_from(rounds).context("--rounds is too large")?)
         }
-        Bench::BareServer => webhook::serve_bare(),
+        Bench::BareServer { durable } => webhook::serve_bare(durable),
     }
 }
 

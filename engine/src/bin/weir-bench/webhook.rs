@@ -10,7 +10,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,8 @@ use anyhow::{Context as _, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use warp::Filter;
+
+use crate::floor::DurableLog;
 
 const PHASE: Duration = Duration::from_secs(5);
 
@@ -149,23 +151,60 @@ fn bare_route() -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Reje
     warp::post()
         .and(warp::path!("hook"))
         .and(warp::body::bytes())
-        .map(|body: Bytes| {
-            warp::reply::with_status(
-                warp::reply::json(
-                    &serde_json::json!({"run_id": "01K0000000000000000000000", "size": body.len()}),
-                ),
-                warp::http::StatusCode::ACCEPTED,
-            )
-        })
+        .map(|body: Bytes| bare_answer(body.len(), true))
 }
 
-/// `weir-bench bare-server`: the baseline in a process of its own, with the same runtime as
-/// `weir serve` (tokio's default: a worker per core). Prints `bare: ADDR`, serves until stdin
-/// closes.
-pub fn serve_bare() -> anyhow::Result<()> {
+/// The bare server's answer: `202` with a small JSON body, or `503` if the body could not be
+/// put on the disk (the durable floor).
+fn bare_answer(size: usize, stored: bool) -> warp::reply::Response {
+    use warp::Reply as _;
+    if !stored {
+        return warp::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    warp::reply::with_status(
+        warp::reply::json(
+            &serde_json::json!({"run_id": "01K0000000000000000000000", "size": size}),
+        ),
+        warp::http::StatusCode::ACCEPTED,
+    )
+    .into_response()
+}
+
+/// The durable floor (see [`floor`](crate::floor)): the bare server, answering once the body
+/// is on the disk.
+async fn floor_server(log: DurableLog) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let route = warp::post()
+        .and(warp::path!("hook"))
+        .and(warp::body::bytes())
+        .then(move |body: Bytes| {
+            let log = log.clone();
+            async move {
+                let size = body.len();
+                bare_answer(size, log.write(body).await)
+            }
+        });
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+    Ok(addr)
+}
+
+/// `weir-bench bare-server [--durable DIR]`: the baseline in a process of its own, with the
+/// same runtime as `weir serve` (tokio's default: a worker per core); with `--durable`, the
+/// durable floor, writing to a file in DIR. Prints `bare: ADDR` (and, durable, `floor: HOW`),
+/// serves until stdin closes.
+pub fn serve_bare(durable: Option<PathBuf>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let addr = bare_server().await?;
+        let addr = match durable {
+            Some(dir) => {
+                let (log, how) = DurableLog::start(&dir)?;
+                let addr = floor_server(log).await?;
+                println!("floor: {how}");
+                addr
+            }
+            None => bare_server().await?,
+        };
         println!("bare: {addr}");
         tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin(), &mut std::io::sink()))
             .await??;
@@ -186,23 +225,34 @@ impl Drop for BareProcess {
     }
 }
 
-fn start_bare() -> anyhow::Result<BareProcess> {
-    let mut child = Command::new(std::env::current_exe()?)
-        .arg("bare-server")
+/// The bare server in its own process; with `durable`, the durable floor writing in that
+/// directory (and how it writes).
+fn start_bare(durable: Option<&Path>) -> anyhow::Result<(BareProcess, Option<String>)> {
+    let mut command = Command::new(std::env::current_exe()?);
+    command.arg("bare-server");
+    if let Some(dir) = durable {
+        command.arg("--durable").arg(dir);
+    }
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .context("starting weir-bench bare-server")?;
     let stdout = child.stdout.take().context("stdout")?;
-    let line = BufReader::new(stdout)
-        .lines()
-        .next()
-        .context("the bare server exited before it served")??;
-    let addr = line
-        .strip_prefix("bare: ")
-        .with_context(|| format!("the bare server said {line:?}"))?
-        .parse()?;
-    Ok(BareProcess { child, addr })
+    let mut how = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        if let Some(said) = line.strip_prefix("floor: ") {
+            how = Some(said.to_owned());
+            continue;
+        }
+        let addr = line
+            .strip_prefix("bare: ")
+            .with_context(|| format!("the bare server said {line:?}"))?
+            .parse()?;
+        return Ok((BareProcess { child, addr }, how));
+    }
+    bail!("the bare server exited before it served")
 }
 
 struct WeirProcess {
@@ -348,6 +398,8 @@ struct Round {
     bare: f64,
     /// The bare server in this process, for reference.
     bare_here: f64,
+    /// The durable floor: the bare server writing each body to the disk before it answers.
+    floor: f64,
     weir: f64,
     weir_p99: f64,
     /// Runs accepted in the round divided by the time until all of them had finished.
@@ -374,7 +426,10 @@ pub fn bench(rounds: usize) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let bare_here = bare_server().await?;
-        let bare = start_bare()?;
+        let (bare, _) = start_bare(None)?;
+        let floor_dir = tempfile::tempdir()?;
+        let (floor, floor_how) = start_bare(Some(floor_dir.path()))?;
+        let floor_how = floor_how.unwrap_or_default();
         let weir = start_weir()?;
         let flows = get_json(weir.admin, "/api/flows").await?;
         let url = flows["flows"][0]["webhook_url"].as_str().context("the bench flow's URL")?.to_owned();
@@ -393,7 +448,9 @@ pub fn bench(rounds: usize) -> anyhow::Result<()> {
             for round in 1..=rounds {
                 println!("-- c={concurrency}, round {round} of {rounds}");
                 println!("{:<34} {:>10} {:>9} {:>9} {:>8}", "", "req/s", "p50 ms", "p99 ms", "non-2xx");
-                measured.push(weir_round(&weir, [bare_here, bare.addr], &hook_path, concurrency).await?);
+                measured.push(
+                    weir_round(&weir, [bare_here, bare.addr, floor.addr], &hook_path, concurrency).await?,
+                );
             }
             summary.push((concurrency, measured));
         }
@@ -406,11 +463,20 @@ pub fn bench(rounds: usize) -> anyhow::Result<()> {
             let (weir, weir_lo, weir_hi) = median(measured.iter().map(|r| r.weir));
             let (ratio, ratio_lo, ratio_hi) = median(measured.iter().map(|r| r.weir / r.bare));
             let (p99, p99_lo, p99_hi) = median(measured.iter().map(|r| r.weir_p99));
+            let (floor, floor_lo, floor_hi) = median(measured.iter().map(|r| r.floor));
+            let (floor_ratio, floor_ratio_lo, floor_ratio_hi) =
+                median(measured.iter().map(|r| r.floor / r.bare));
+            let (of_floor, of_floor_lo, of_floor_hi) =
+                median(measured.iter().map(|r| r.weir / r.floor));
             let (runs, runs_lo, runs_hi) = median(measured.iter().map(|r| r.runs_per_s));
             println!(
                 "c={concurrency}: bare {bare:.0} req/s ({bare_lo:.0}–{bare_hi:.0}), weir {weir:.0} ({weir_lo:.0}–{weir_hi:.0}), \
                  ratio {ratio:.2} ({ratio_lo:.2}–{ratio_hi:.2}), weir p99 {p99:.2} ms ({p99_lo:.2}–{p99_hi:.2}), \
                  completed runs {runs:.0}/s ({runs_lo:.0}–{runs_hi:.0})"
+            );
+            println!(
+                "     durable floor ({floor_how}) {floor:.0} req/s ({floor_lo:.0}–{floor_hi:.0}), floor / bare {floor_ratio:.2} \
+                 ({floor_ratio_lo:.2}–{floor_ratio_hi:.2}), weir / floor {of_floor:.2} ({of_floor_lo:.2}–{of_floor_hi:.2})"
             );
             println!(
                 "     reference: bare in the load generator's process {here:.0} req/s ({here_lo:.0}–{here_hi:.0}), \
@@ -428,12 +494,13 @@ pub fn bench(rounds: usize) -> anyhow::Result<()> {
 /// concurrency, then Weir finishing every run it accepted; prints what each did.
 async fn weir_round(
     weir: &WeirProcess,
-    [bare_here, bare]: [SocketAddr; 2],
+    [bare_here, bare, floor]: [SocketAddr; 3],
     hook_path: &str,
     concurrency: usize,
 ) -> anyhow::Result<Round> {
     let here = load(bare_here, "/hook", concurrency).await?;
     let base = load(bare, "/hook", concurrency).await?;
+    let durable = load(floor, "/hook", concurrency).await?;
     wait_drained(weir).await?;
     let before = get_json(weir.admin, "/api/health").await?["store"].clone();
     let (weir_cpu, bench_cpu) = (
@@ -455,6 +522,7 @@ async fn weir_round(
     for (name, l) in [
         (format!("bare warp (bench process), c={concurrency}"), &here),
         (format!("bare warp (own process), c={concurrency}"), &base),
+        (format!("durable floor, c={concurrency}"), &durable),
         (format!("weir (durable accept), c={concurrency}"), &ours),
     ] {
         println!(
@@ -465,11 +533,16 @@ async fn weir_round(
             l.refused
         );
     }
-    println!(
-        "{:<34} {:>10.2}",
-        format!("  ratio weir / bare, c={concurrency}"),
-        ours.rps() / base.rps()
-    );
+    for (name, ratio) in [
+        ("weir / bare", ours.rps() / base.rps()),
+        ("floor / bare", durable.rps() / base.rps()),
+        ("weir / floor", ours.rps() / durable.rps()),
+    ] {
+        println!(
+            "{:<34} {ratio:>10.2}",
+            format!("  ratio {name}, c={concurrency}")
+        );
+    }
     let (with_slow, windows, busiest) = ours.tail();
     println!(
         "  slowest 1% of weir's answers: sent in {with_slow} of the phase's {windows} {} ms windows, {:.0}% of them in the busiest one",
@@ -521,6 +594,7 @@ async fn weir_round(
     Ok(Round {
         bare: base.rps(),
         bare_here: here.rps(),
+        floor: durable.rps(),
         weir: ours.rps(),
         weir_p99: ours.percentile_ms(0.99),
         runs_per_s,

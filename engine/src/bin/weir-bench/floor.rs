@@ -1,0 +1,137 @@
+//! The durable floor: the bare warp server that also puts every request body on the disk
+//! before it answers, the least any server must do to say "every acknowledged webhook is on
+//! disk". It does nothing else: no database, no index, no run, no token; what it measures is
+//! what this disk's durable writes cost a server that waits for them.
+//!
+//! It writes the way the cheapest durable write on Linux goes, so that it is a ceiling for any
+//! design: one writer thread takes every body that is waiting (a group commit) and writes them
+//! in one `pwrite` to a file opened `O_DIRECT | O_DSYNC` (returning once the bytes are on the
+//! disk, past its write-back cache), over blocks that were written before (zeros written at
+//! start), so that no write changes the file's size or extents and none needs the file
+//! system's own journal. Where the file system refuses `O_DIRECT`, the write goes through the
+//! page cache and `fdatasync`.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt as _;
+use std::path::Path;
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+/// The file's size; writes go round it.
+const FILE_BYTES: u64 = 64 << 20;
+const BLOCK: usize = 4096;
+/// At most this much of bodies goes into one write.
+const MAX_WRITE: usize = 1 << 20;
+
+type Waiting = (Bytes, oneshot::Sender<bool>);
+
+/// Hands bodies to the writer thread; cloned into each request's handler.
+#[derive(Clone)]
+pub struct DurableLog {
+    tx: Sender<Waiting>,
+}
+
+impl DurableLog {
+    /// Creates the file in `dir`, fills it with zeros, and starts the writer thread.
+    pub fn start(dir: &Path) -> anyhow::Result<(Self, &'static str)> {
+        let path = dir.join("floor.log");
+        let zeros = vec![0u8; 1 << 20];
+        let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        for i in 0..FILE_BYTES / zeros.len() as u64 {
+            file.write_all_at(&zeros, i * zeros.len() as u64)?;
+        }
+        file.sync_all()?;
+        let direct = open_direct(&path);
+        let how = if direct.is_some() {
+            "direct I/O"
+        } else {
+            "page cache and fdatasync"
+        };
+        let (file, direct) = match direct {
+            Some(direct) => (direct, true),
+            None => (file, false),
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("floor-writer".into())
+            .spawn(move || write_loop(&file, direct, &rx))?;
+        Ok((Self { tx }, how))
+    }
+
+    /// Returns once `body` is on the disk; false if it could not be written.
+    pub async fn write(&self, body: Bytes) -> bool {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send((body, done)).is_err() {
+            return false;
+        }
+        wait.await.unwrap_or(false)
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn open_direct(path: &Path) -> Option<File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT | libc::O_DSYNC)
+        .open(path)
+        .ok()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn open_direct(_path: &Path) -> Option<File> {
+    None
+}
+
+/// Each turn: every waiting body (up to [`MAX_WRITE`]), each behind its length, padded with
+/// zeros to whole blocks, in one write at the next offset; then the senders are answered.
+fn write_loop(file: &File, direct: bool, rx: &Receiver<Waiting>) {
+    // Direct I/O wants a block-aligned buffer: one allocation, used from its first aligned byte.
+    let mut buffer = vec![0u8; MAX_WRITE + 2 * BLOCK + BLOCK];
+    let start = buffer.as_ptr().align_offset(BLOCK).min(BLOCK);
+    let aligned = &mut buffer[start..];
+    let mut offset: u64 = 0;
+    let mut batch: Vec<Waiting> = Vec::new();
+    while let Ok(first) = rx.recv() {
+        let mut len = 4 + first.0.len();
+        batch.push(first);
+        while len < MAX_WRITE {
+            match rx.try_recv() {
+                Ok(next) => {
+                    len += 4 + next.0.len();
+                    batch.push(next);
+                }
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        let mut end = 0;
+        let mut ok = true;
+        for (body, _) in &batch {
+            let record = 4 + body.len();
+            if end + record > aligned.len() - BLOCK {
+                // A body larger than a write: the floor's payloads never are.
+                ok = false;
+                break;
+            }
+            aligned[end..end + 4].copy_from_slice(&(body.len() as u32).to_le_bytes());
+            aligned[end + 4..end + record].copy_from_slice(body);
+            end += record;
+        }
+        let padded = end.div_ceil(BLOCK) * BLOCK;
+        aligned[end..padded].fill(0);
+        if offset + padded as u64 > FILE_BYTES {
+            offset = 0;
+        }
+        if ok {
+            ok = file.write_all_at(&aligned[..padded], offset).is_ok()
+                && (direct || file.sync_data().is_ok());
+        }
+        offset += padded as u64;
+        for (_, done) in batch.drain(..) {
+            let _ = done.send(ok);
+        }
+    }
+}
