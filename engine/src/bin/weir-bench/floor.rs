@@ -14,7 +14,10 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt as _;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::time::Instant;
 
 use anyhow::Context as _;
 use bytes::Bytes;
@@ -32,6 +35,16 @@ type Waiting = (Bytes, oneshot::Sender<bool>);
 #[derive(Clone)]
 pub struct DurableLog {
     tx: Sender<Waiting>,
+    stats: Arc<Stats>,
+}
+
+/// What the writer did so far (served as JSON on `GET /stats`).
+#[derive(Default)]
+struct Stats {
+    writes: AtomicU64,
+    bodies: AtomicU64,
+    bytes: AtomicU64,
+    write_us: AtomicU64,
 }
 
 impl DurableLog {
@@ -55,10 +68,23 @@ impl DurableLog {
             None => (file, false),
         };
         let (tx, rx) = std::sync::mpsc::channel();
+        let stats = Arc::new(Stats::default());
+        let counting = Arc::clone(&stats);
         std::thread::Builder::new()
             .name("floor-writer".into())
-            .spawn(move || write_loop(&file, direct, &rx))?;
-        Ok((Self { tx }, how))
+            .spawn(move || write_loop(&file, direct, &rx, &counting))?;
+        Ok((Self { tx, stats }, how))
+    }
+
+    /// The writer's counters: `writes`, `bodies`, `bytes`, `write_us` (time in the writes).
+    pub fn stats(&self) -> serde_json::Value {
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        serde_json::json!({
+            "writes": get(&self.stats.writes),
+            "bodies": get(&self.stats.bodies),
+            "bytes": get(&self.stats.bytes),
+            "write_us": get(&self.stats.write_us),
+        })
     }
 
     /// Returns once `body` is on the disk; false if it could not be written.
@@ -88,7 +114,7 @@ fn open_direct(_path: &Path) -> Option<File> {
 
 /// Each turn: every waiting body (up to [`MAX_WRITE`]), each behind its length, padded with
 /// zeros to whole blocks, in one write at the next offset; then the senders are answered.
-fn write_loop(file: &File, direct: bool, rx: &Receiver<Waiting>) {
+fn write_loop(file: &File, direct: bool, rx: &Receiver<Waiting>, stats: &Stats) {
     // Direct I/O wants a block-aligned buffer: one allocation, used from its first aligned byte.
     let mut buffer = vec![0u8; MAX_WRITE + 2 * BLOCK + BLOCK];
     let start = buffer.as_ptr().align_offset(BLOCK).min(BLOCK);
@@ -126,8 +152,16 @@ fn write_loop(file: &File, direct: bool, rx: &Receiver<Waiting>) {
             offset = 0;
         }
         if ok {
+            let started = Instant::now();
             ok = file.write_all_at(&aligned[..padded], offset).is_ok()
                 && (direct || file.sync_data().is_ok());
+            let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            stats.writes.fetch_add(1, Ordering::Relaxed);
+            stats
+                .bodies
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            stats.bytes.fetch_add(padded as u64, Ordering::Relaxed);
+            stats.write_us.fetch_add(micros, Ordering::Relaxed);
         }
         offset += padded as u64;
         for (_, done) in batch.drain(..) {

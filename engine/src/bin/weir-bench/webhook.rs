@@ -175,7 +175,13 @@ fn bare_answer(size: usize, stored: bool) -> warp::reply::Response {
 async fn floor_server(log: DurableLog) -> anyhow::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let route = warp::post()
+    let stats = {
+        let log = log.clone();
+        warp::get()
+            .and(warp::path!("stats"))
+            .map(move || warp::reply::json(&log.stats()))
+    };
+    let hook = warp::post()
         .and(warp::path!("hook"))
         .and(warp::body::bytes())
         .then(move |body: Bytes| {
@@ -185,7 +191,7 @@ async fn floor_server(log: DurableLog) -> anyhow::Result<SocketAddr> {
                 bare_answer(size, log.write(body).await)
             }
         });
-    tokio::spawn(warp::serve(route).incoming(listener).run());
+    tokio::spawn(warp::serve(hook.or(stats)).incoming(listener).run());
     Ok(addr)
 }
 
@@ -500,7 +506,9 @@ async fn weir_round(
 ) -> anyhow::Result<Round> {
     let here = load(bare_here, "/hook", concurrency).await?;
     let base = load(bare, "/hook", concurrency).await?;
+    let floor_before = get_json(floor, "/stats").await?;
     let durable = load(floor, "/hook", concurrency).await?;
+    let floor_after = get_json(floor, "/stats").await?;
     wait_drained(weir).await?;
     let before = get_json(weir.admin, "/api/health").await?["store"].clone();
     let (weir_cpu, bench_cpu) = (
@@ -543,6 +551,17 @@ async fn weir_round(
             format!("  ratio {name}, c={concurrency}")
         );
     }
+    let delta = |key: &str| {
+        floor_after[key].as_f64().unwrap_or(0.0) - floor_before[key].as_f64().unwrap_or(0.0)
+    };
+    let writes = delta("writes").max(1.0);
+    println!(
+        "  durable floor: {:.0} writes of {:.1} KiB ({:.1} bodies each), {:.2} ms each",
+        delta("writes"),
+        delta("bytes") / writes / 1024.0,
+        delta("bodies") / writes,
+        delta("write_us") / writes / 1e3
+    );
     let (with_slow, windows, busiest) = ours.tail();
     println!(
         "  slowest 1% of weir's answers: sent in {with_slow} of the phase's {windows} {} ms windows, {:.0}% of them in the busiest one",
