@@ -51,12 +51,7 @@ impl DurableLog {
     /// Creates the file in `dir`, fills it with zeros, and starts the writer thread.
     pub fn start(dir: &Path) -> anyhow::Result<(Self, &'static str)> {
         let path = dir.join("floor.log");
-        let zeros = vec![0u8; 1 << 20];
-        let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-        for i in 0..FILE_BYTES / zeros.len() as u64 {
-            file.write_all_at(&zeros, i * zeros.len() as u64)?;
-        }
-        file.sync_all()?;
+        let file = zero_filled(&path, FILE_BYTES)?;
         let direct = open_direct(&path);
         let how = if direct.is_some() {
             "direct I/O"
@@ -97,8 +92,10 @@ impl DurableLog {
     }
 }
 
+/// `path` opened for writes that return once the bytes are on the disk and skip the page
+/// cache (`O_DIRECT | O_DSYNC`); `None` where the file system refuses it, and off Linux.
 #[cfg(target_os = "linux")]
-fn open_direct(path: &Path) -> Option<File> {
+pub fn open_direct(path: &Path) -> Option<File> {
     use std::os::unix::fs::OpenOptionsExt as _;
     std::fs::OpenOptions::new()
         .write(true)
@@ -108,17 +105,21 @@ fn open_direct(path: &Path) -> Option<File> {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn open_direct(_path: &Path) -> Option<File> {
+pub fn open_direct(_path: &Path) -> Option<File> {
     None
 }
 
 /// Each turn: every waiting body (up to [`MAX_WRITE`]), each behind its length, padded with
 /// zeros to whole blocks, in one write at the next offset; then the senders are answered.
+///
+/// One writer, not several: with four writer threads taking turns at the channel (each write
+/// in flight beside the others', which this disk overlaps, see `weir-bench disk`), the floor
+/// did worse on 2 cores: at concurrency 16, 28.3–30.6k against 31.8–38.6k/s, batches of 3.9
+/// bodies instead of 5.8 and each write slower; at 64, 51.8–54.1k against 46.2–60.0k
+/// (2026-11-29, two alternating pairs).
 fn write_loop(file: &File, direct: bool, rx: &Receiver<Waiting>, stats: &Stats) {
-    // Direct I/O wants a block-aligned buffer: one allocation, used from its first aligned byte.
-    let mut buffer = vec![0u8; MAX_WRITE + 2 * BLOCK + BLOCK];
-    let start = buffer.as_ptr().align_offset(BLOCK).min(BLOCK);
-    let aligned = &mut buffer[start..];
+    let mut buffer = Aligned::new(MAX_WRITE + 2 * BLOCK);
+    let aligned = buffer.as_mut();
     let mut offset: u64 = 0;
     let mut batch: Vec<Waiting> = Vec::new();
     while let Ok(first) = rx.recv() {
@@ -167,5 +168,40 @@ fn write_loop(file: &File, direct: bool, rx: &Receiver<Waiting>, stats: &Stats) 
         for (_, done) in batch.drain(..) {
             let _ = done.send(ok);
         }
+    }
+}
+
+/// Creates `path` (or empties it) and writes `len` bytes of zeros through it, synced: blocks a
+/// later write can overwrite without changing the file's size or extents.
+pub fn zero_filled(path: &Path, len: u64) -> anyhow::Result<File> {
+    let zeros = vec![0u8; 1 << 20];
+    let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut at = 0;
+    while at < len {
+        let n = zeros.len().min(usize::try_from(len - at)?);
+        file.write_all_at(&zeros[..n], at)?;
+        at += n as u64;
+    }
+    file.sync_all()?;
+    Ok(file)
+}
+
+/// A zeroed buffer whose start is block-aligned, as direct I/O wants: one allocation, used
+/// from its first aligned byte.
+pub struct Aligned {
+    bytes: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl Aligned {
+    pub fn new(len: usize) -> Self {
+        let bytes = vec![0u8; len + BLOCK];
+        let start = bytes.as_ptr().align_offset(BLOCK).min(BLOCK);
+        Self { bytes, start, len }
+    }
+
+    pub fn as_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes[self.start..self.start + self.len]
     }
 }

@@ -3,12 +3,14 @@
 //!
 //!     cargo run --release -p weir --bin weir-bench -- plugin
 //!     cargo run --release -p weir --bin weir-bench -- webhook [--rounds N]
+//!     cargo run --release -p weir --bin weir-bench -- disk [--dir DIR]
 
 /// mimalloc: allocations on the gateway's threads are freed on the store writer's, which
 /// glibc's malloc makes contend on its arenas.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod disk;
 mod floor;
 mod webhook;
 
@@ -35,6 +37,12 @@ enum Bench {
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
         rounds: u64,
     },
+    /// What durable writes cost on the disk holding DIR, as Weir's journal makes them.
+    Disk {
+        /// A directory on the disk to measure: where Weir's `--data` file will be.
+        #[arg(long, default_value = ".")]
+        dir: std::path::PathBuf,
+    },
     /// Serves the bare warp baseline in a process of its own, as `webhook` needs it: prints
     /// `bare: ADDR` and serves until its stdin closes.
     #[command(hide = true)]
@@ -53,6 +61,7 @@ fn main() -> anyhow::Result<()> {
         Bench::Webhook { rounds } => {
             webhook::bench(usize::try_from(rounds).context("--rounds is too large")?)
         }
+        Bench::Disk { dir } => disk::bench(&dir),
         Bench::BareServer { durable } => webhook::serve_bare(durable),
     }
 }
