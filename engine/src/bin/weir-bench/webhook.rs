@@ -7,6 +7,10 @@
 //! differ only in what they do with a request: a server in the load generator's own runtime
 //! has its tasks woken on the same threads as the requests' senders, which no real server has.
 //! That in-process server is still measured, as a reference, and shown beside the other.
+//!
+//! Between the bare server and Weir sits the durable floor ([`floor`](crate::floor)): the bare
+//! server answering once the body is on the disk, what keeping every acknowledged webhook on
+//! disk costs any server on this machine, apart from what Weir does besides.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -425,9 +429,9 @@ fn median(values: impl Iterator<Item = f64>) -> (f64, f64, f64) {
     )
 }
 
-/// `rounds` rounds at each concurrency, each two bare phases (in this process, then in its own)
-/// then a Weir phase, so that the noise of a shared machine falls on all; then the median of
-/// the rounds.
+/// `rounds` rounds at each concurrency, each two bare phases (in this process, then in its
+/// own), a durable floor phase, then a Weir phase, so that the noise of a shared machine falls
+/// on all; then the median of the rounds.
 pub fn bench(rounds: usize) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
@@ -496,8 +500,9 @@ pub fn bench(rounds: usize) -> anyhow::Result<()> {
     })
 }
 
-/// Two bare phases (`[in this process, in its own]`), then a Weir phase at the same
-/// concurrency, then Weir finishing every run it accepted; prints what each did.
+/// Two bare phases and a durable floor phase (`[in this process, in its own, the floor]`),
+/// then a Weir phase at the same concurrency, then Weir finishing every run it accepted;
+/// prints what each did.
 async fn weir_round(
     weir: &WeirProcess,
     [bare_here, bare, floor]: [SocketAddr; 3],
