@@ -5,23 +5,26 @@
 //! pages costs about 60 µs each on the disks Weir runs on (1.9 ms for 30 pages, against
 //! 0.2–0.4 ms for the same bytes written in one piece). With the journal, the writer commits to
 //! redb without an fsync (`Durability::None`, visible to readers at once), then appends the
-//! batch's redo record to the [`Journal`] and syncs it (by direct I/O where the file system
-//! has it, see [`Journal`]). The callers of a batch are answered once its record is synced.
+//! batch's redo record to the `Journal` and syncs it (by direct I/O where the file system
+//! has it, see `Journal`). The callers of a batch are answered once its record is synced.
 //! The writer thread does this itself: handing the record to a thread of its own, so that the
 //! writer could apply the next batch meanwhile, cost more in waking that thread on 2 busy
 //! cores than the overlap won (`weir-bench webhook`, three alternating pairs: 36–38 against
 //! 40–44 µs of CPU per webhook, 29.3–30.6k against 27.0–29.8k webhooks/s). Handing the
 //! write to an io_uring instead gained no more than the noise (README, Benchmarks): on a disk
 //! with a write-back cache and no FUA the kernel runs an `O_DSYNC` write on a worker thread.
+//! Nor would several frames in flight at once, although the disk overlaps them (`weir-bench
+//! disk`): the benchmark's durable floor did worse with four writer threads than with one on
+//! 2 cores (smaller batches, each write slower; README, Benchmarks).
 //!
 //! A checkpoint is an ordinary durable redb commit. It makes every record before it redundant,
 //! so the journal then starts again at its beginning. The writer checkpoints when it is idle,
-//! when the journal passes [`CHECKPOINT_AFTER`] bytes, and for the rare writes that are not
+//! when the journal passes `CHECKPOINT_AFTER` bytes, and for the rare writes that are not
 //! journaled (tokens, flow versions, recovery).
 //!
 //! The file is a sequence of frames: `len: u32`, `crc32: u32` (of the rest), `seq: u64`, then
 //! `len` bytes of entries. Each frame holds one redb commit; `seq` counts them, and the redb
-//! file keeps the `seq` of its last commit in [`META`](super::tables::META). At open, the
+//! file keeps the `seq` of its last commit in `META` (`store::tables`). At open, the
 //! frames that follow one another from the start of the file, with valid checksums and
 //! consecutive `seq`, are read; those after the store's `seq` are applied again. A torn last
 //! frame fails its checksum; frames left from before the journal restarted have smaller

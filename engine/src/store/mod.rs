@@ -433,7 +433,7 @@ impl Store {
     /// were forgotten.
     ///
     /// The flow's entries are read in a read transaction, away from the writer; the writer
-    /// only deletes, [`FORGET_BATCH`] at a time behind waiting accepts, each entry only if it
+    /// only deletes, `FORGET_BATCH` at a time behind waiting accepts, each entry only if it
     /// still names the run it was read with.
     pub async fn prune_dedupe(&self, flow_id: &str, window: Duration) -> Result<u64, StoreError> {
         let mut forgotten = 0;
