@@ -46,17 +46,20 @@ impl Way {
 pub fn bench(dir: &Path) -> anyhow::Result<()> {
     let dir = tempfile::tempdir_in(dir)
         .with_context(|| format!("creating a scratch directory in {}", dir.display()))?;
-    let path = dir.path().join("disk-bench");
-    let direct = {
-        zero_filled(&path, 0)?;
-        open_direct(&path).is_some()
-    };
+    // Written once, for every case that overwrites; each extending case starts a file anew.
+    let written = dir.path().join("written");
+    let cache = zero_filled(
+        &written,
+        REGION * *THREADS.iter().max().unwrap_or(&1) as u64,
+    )?;
+    let direct = open_direct(&written);
+    let appended = dir.path().join("appended");
     println!(
         "disk benchmark in {}: durable writes, {} ms per case",
         dir.path().display(),
         CASE.as_millis()
     );
-    if !direct {
+    if direct.is_none() {
         println!(
             "  this file system refuses O_DIRECT: only the page cache and fdatasync are measured"
         );
@@ -67,18 +70,26 @@ pub fn bench(dir: &Path) -> anyhow::Result<()> {
     );
     let mut cases = Vec::new();
     for size in [8 << 10, 24 << 10] {
-        if direct {
+        if direct.is_some() {
             for threads in THREADS {
                 cases.push((Way::DirectOverwrite, size, threads));
             }
-        }
-        if direct {
             cases.push((Way::DirectAppend, size, 1));
         }
         cases.push((Way::CacheFdatasync, size, 1));
     }
     for (way, size, threads) in cases {
-        let (writes, elapsed) = case(&path, way, size, threads)?;
+        let appending;
+        let file = match (way, &direct) {
+            (Way::DirectOverwrite, Some(direct)) => direct,
+            (Way::DirectAppend, _) => {
+                zero_filled(&appended, 0)?;
+                appending = open_direct(&appended).context("O_DIRECT")?;
+                &appending
+            }
+            _ => &cache,
+        };
+        let (writes, elapsed) = case(file, way, size, threads)?;
         let rate = writes as f64 / elapsed.as_secs_f64();
         println!(
             "{:<32} {:>6} K {:>8} {:>12.0} {:>10.3}",
@@ -96,28 +107,15 @@ pub fn bench(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes `size`-byte blocks from `threads` threads for [`CASE`]; how many, and how long.
-fn case(path: &Path, way: Way, size: usize, threads: usize) -> anyhow::Result<(u64, Duration)> {
-    let file = match way {
-        Way::DirectOverwrite => {
-            zero_filled(path, REGION * threads as u64)?;
-            open_direct(path).context("O_DIRECT")?
-        }
-        Way::DirectAppend => {
-            zero_filled(path, 0)?;
-            open_direct(path).context("O_DIRECT")?
-        }
-        Way::CacheFdatasync => zero_filled(path, REGION * threads as u64)?,
-    };
+/// Writes `size`-byte blocks to `file` from `threads` threads for [`CASE`]; how many, and how
+/// long.
+fn case(file: &File, way: Way, size: usize, threads: usize) -> anyhow::Result<(u64, Duration)> {
     let sync = matches!(way, Way::CacheFdatasync);
     let started = Instant::now();
     let deadline = started + CASE;
     let counts = std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads as u64)
-            .map(|i| {
-                let file = &file;
-                s.spawn(move || write_until(file, i * REGION, size, sync, way, deadline))
-            })
+            .map(|i| s.spawn(move || write_until(file, i * REGION, size, sync, way, deadline)))
             .collect();
         workers
             .into_iter()

@@ -3,13 +3,16 @@
 //! disk". It does nothing else: no database, no index, no run, no token; what it measures is
 //! what this disk's durable writes cost a server that waits for them.
 //!
-//! It writes the way the cheapest durable write on Linux goes, so that it is a ceiling for any
-//! design: one writer thread takes every body that is waiting (a group commit) and writes them
-//! in one `pwrite` to a file opened `O_DIRECT | O_DSYNC` (returning once the bytes are on the
-//! disk, past its write-back cache), over blocks that were written before (zeros written at
-//! start), so that no write changes the file's size or extents and none needs the file
-//! system's own journal. Where the file system refuses `O_DIRECT`, the write goes through the
-//! page cache and `fdatasync`.
+//! Each write costs as little as a durable write can on Linux: one writer thread takes every
+//! body that is waiting (a group commit) and writes them in one `pwrite` to a file opened
+//! `O_DIRECT | O_DSYNC` (returning once the bytes are on the disk, past its write-back cache),
+//! over blocks that were written before (zeros written at start), so that no write changes the
+//! file's size or extents and none needs the file system's own journal. Where the file system
+//! refuses `O_DIRECT`, the write goes through the page cache and `fdatasync`. It is not a hard
+//! ceiling: a writer that never waited between writes could answer more (README, Benchmarks).
+//!
+//! It shares no code with Weir's store (its own `open_direct`, its own aligned buffer), so that
+//! a change to Weir's journal cannot move the baseline Weir is compared with.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt as _;

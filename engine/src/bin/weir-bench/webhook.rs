@@ -556,16 +556,16 @@ async fn weir_round(
             format!("  ratio {name}, c={concurrency}")
         );
     }
-    let delta = |key: &str| {
+    let floor_delta = |key: &str| {
         floor_after[key].as_f64().unwrap_or(0.0) - floor_before[key].as_f64().unwrap_or(0.0)
     };
-    let writes = delta("writes").max(1.0);
+    let writes = floor_delta("writes").max(1.0);
     println!(
         "  durable floor: {:.0} writes of {:.1} KiB ({:.1} bodies each), {:.2} ms each",
-        delta("writes"),
-        delta("bytes") / writes / 1024.0,
-        delta("bodies") / writes,
-        delta("write_us") / writes / 1e3
+        floor_delta("writes"),
+        floor_delta("bytes") / writes / 1024.0,
+        floor_delta("bodies") / writes,
+        floor_delta("write_us") / writes / 1e3
     );
     let (with_slow, windows, busiest) = ours.tail();
     println!(
