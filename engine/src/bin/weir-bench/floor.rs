@@ -3,13 +3,20 @@
 //! disk". It does nothing else: no database, no index, no run, no token; what it measures is
 //! what this disk's durable writes cost a server that waits for them.
 //!
-//! Each write costs as little as a durable write can on Linux: one writer thread takes every
-//! body that is waiting (a group commit) and writes them in one `pwrite` to a file opened
-//! `O_DIRECT | O_DSYNC` (returning once the bytes are on the disk, past its write-back cache),
-//! over blocks that were written before (zeros written at start), so that no write changes the
-//! file's size or extents and none needs the file system's own journal. Where the file system
-//! refuses `O_DIRECT`, the write goes through the page cache and `fdatasync`. It is not a hard
-//! ceiling: a writer that never waited between writes could answer more (README, Benchmarks).
+//! Each write costs as little as a durable write can on Linux: every body that is waiting
+//! goes into one `pwrite` (a group commit) to a file opened `O_DIRECT | O_DSYNC` (returning
+//! once the bytes are on the disk, past its write-back cache), over blocks that were written
+//! before (zeros written at start), so that no write changes the file's size or extents and
+//! none needs the file system's own journal. Where the file system refuses `O_DIRECT`, the
+//! write goes through the page cache and `fdatasync`.
+//!
+//! Who writes is left, and [`Writers`] has three ways: one writer thread (the floor that
+//! `weir-bench webhook` compares Weir with); four writer threads taking turns, so that writes
+//! are in flight together, which this disk overlaps (`weir-bench disk`); and no writer thread,
+//! the request that finds no write going on writing every waiting body on its own runtime
+//! thread, so that no thread is woken to write. `weir-bench floor` measures the three against
+//! the bare server: what a server that keeps every acknowledged webhook on this disk can
+//! answer, whichever way it writes.
 //!
 //! It shares no code with Weir's store (its own `open_direct`, its own aligned buffer), so that
 //! a change to Weir's journal cannot move the baseline Weir is compared with.
@@ -17,9 +24,9 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt as _;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::Context as _;
@@ -34,11 +41,84 @@ const MAX_WRITE: usize = 1 << 20;
 
 type Waiting = (Bytes, oneshot::Sender<bool>);
 
-/// Hands bodies to the writer thread; cloned into each request's handler.
+/// Who writes the bodies to the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Writers {
+    /// One writer thread takes every waiting body and writes them in one write.
+    One,
+    /// Four writer threads take turns at the waiting bodies, so that up to four writes are in
+    /// flight together.
+    Four,
+    /// No writer thread: the request that finds no write going on writes every waiting body
+    /// itself, on its runtime thread, then again while more wait; the others wait for it.
+    Inline,
+}
+
+impl Writers {
+    pub const ALL: [Self; 3] = [Self::One, Self::Four, Self::Inline];
+
+    /// The value of `--writers`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::One => "one",
+            Self::Four => "four",
+            Self::Inline => "inline",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::One => "1 writer thread",
+            Self::Four => "4 writer threads",
+            Self::Inline => "no writer thread",
+        }
+    }
+}
+
+/// Puts bodies on the disk; cloned into each request's handler.
 #[derive(Clone)]
 pub struct DurableLog {
-    tx: Sender<Waiting>,
+    hand: Hand,
     stats: Arc<Stats>,
+}
+
+#[derive(Clone)]
+enum Hand {
+    /// To the writer threads.
+    Threads(Sender<Waiting>),
+    /// Written by the requests themselves.
+    Inline(Arc<InlineLog>),
+}
+
+/// The file and where the next write goes, for writers that share them.
+struct Target {
+    file: File,
+    direct: bool,
+    /// The next write's offset.
+    offset: Mutex<u64>,
+}
+
+impl Target {
+    /// Reserves `len` bytes (whole blocks) for one write; writes go round the file.
+    fn reserve(&self, len: usize) -> u64 {
+        let mut next = self
+            .offset
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *next + len as u64 > FILE_BYTES {
+            *next = 0;
+        }
+        let at = *next;
+        *next += len as u64;
+        at
+    }
+}
+
+/// [`Writers::Inline`]: the bodies waiting, and whether a request is writing.
+struct InlineLog {
+    target: Target,
+    waiting: Mutex<(Vec<Waiting>, bool)>,
+    buffer: Mutex<Aligned>,
 }
 
 /// What the writer did so far (served as JSON on `GET /stats`).
@@ -51,8 +131,8 @@ struct Stats {
 }
 
 impl DurableLog {
-    /// Creates the file in `dir`, fills it with zeros, and starts the writer thread.
-    pub fn start(dir: &Path) -> anyhow::Result<(Self, &'static str)> {
+    /// Creates the file in `dir`, fills it with zeros, and starts the writer threads, if any.
+    pub fn start(dir: &Path, writers: Writers) -> anyhow::Result<(Self, &'static str)> {
         let path = dir.join("floor.log");
         let file = zero_filled(&path, FILE_BYTES)?;
         let direct = open_direct(&path);
@@ -65,13 +145,41 @@ impl DurableLog {
             Some(direct) => (direct, true),
             None => (file, false),
         };
-        let (tx, rx) = std::sync::mpsc::channel();
+        let target = Target {
+            file,
+            direct,
+            offset: Mutex::new(0),
+        };
         let stats = Arc::new(Stats::default());
-        let counting = Arc::clone(&stats);
-        std::thread::Builder::new()
-            .name("floor-writer".into())
-            .spawn(move || write_loop(&file, direct, &rx, &counting))?;
-        Ok((Self { tx, stats }, how))
+        let threads = match writers {
+            Writers::One => 1,
+            Writers::Four => 4,
+            Writers::Inline => {
+                let log = InlineLog {
+                    target,
+                    waiting: Mutex::new((Vec::new(), false)),
+                    buffer: Mutex::new(Aligned::new(MAX_WRITE + 2 * BLOCK)),
+                };
+                let hand = Hand::Inline(Arc::new(log));
+                return Ok((Self { hand, stats }, how));
+            }
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let shared = Arc::new((Mutex::new(rx), target));
+        for _ in 0..threads {
+            let shared = Arc::clone(&shared);
+            let counting = Arc::clone(&stats);
+            std::thread::Builder::new()
+                .name("floor-writer".into())
+                .spawn(move || write_loop(&shared.0, &shared.1, &counting))?;
+        }
+        Ok((
+            Self {
+                hand: Hand::Threads(tx),
+                stats,
+            },
+            how,
+        ))
     }
 
     /// The writer's counters: `writes`, `bodies`, `bytes`, `write_us` (time in the writes).
@@ -88,10 +196,60 @@ impl DurableLog {
     /// Returns once `body` is on the disk; false if it could not be written.
     pub async fn write(&self, body: Bytes) -> bool {
         let (done, wait) = oneshot::channel();
-        if self.tx.send((body, done)).is_err() {
-            return false;
+        match &self.hand {
+            Hand::Threads(tx) => {
+                if tx.send((body, done)).is_err() {
+                    return false;
+                }
+            }
+            Hand::Inline(log) => log.write(body, done, &self.stats),
         }
         wait.await.unwrap_or(false)
+    }
+}
+
+impl InlineLog {
+    /// Queues `body`; if no request is writing, writes every waiting body (this one
+    /// included), on this thread, until none waits.
+    fn write(&self, body: Bytes, done: oneshot::Sender<bool>, stats: &Stats) {
+        let lock = || {
+            self.waiting
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        {
+            let mut waiting = lock();
+            waiting.0.push((body, done));
+            if std::mem::replace(&mut waiting.1, true) {
+                return;
+            }
+        }
+        let mut buffer = self
+            .buffer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut batch = Vec::new();
+        loop {
+            {
+                let mut waiting = lock();
+                if waiting.0.is_empty() {
+                    waiting.1 = false;
+                    return;
+                }
+                let mut len = 0;
+                let take = waiting
+                    .0
+                    .iter()
+                    .take_while(|(body, _)| {
+                        len += 4 + body.len();
+                        len <= MAX_WRITE
+                    })
+                    .count()
+                    .max(1);
+                batch.extend(waiting.0.drain(..take));
+            }
+            write_batch(&self.target, buffer.as_mut(), &mut batch, stats);
+        }
     }
 }
 
@@ -112,65 +270,65 @@ pub fn open_direct(_path: &Path) -> Option<File> {
     None
 }
 
-/// Each turn: every waiting body (up to [`MAX_WRITE`]), each behind its length, padded with
-/// zeros to whole blocks, in one write at the next offset; then the senders are answered.
-///
-/// One writer, not several: with four writer threads taking turns at the channel (each write
-/// in flight beside the others', which this disk overlaps, see `weir-bench disk`), the floor
-/// did worse on 2 cores: at concurrency 16, 28.3–30.6k against 31.8–38.6k/s, batches of 3.9
-/// bodies instead of 5.8 and each write slower; at 64, 51.8–54.1k against 46.2–60.0k
-/// (2026-11-29, two alternating pairs).
-fn write_loop(file: &File, direct: bool, rx: &Receiver<Waiting>, stats: &Stats) {
+/// A writer thread. Each turn: every waiting body (up to [`MAX_WRITE`]) in one write, then
+/// the senders are answered. With several threads, each holds the channel only while it takes
+/// its batch, so that the next can take the next batch while this one writes.
+fn write_loop(rx: &Mutex<Receiver<Waiting>>, target: &Target, stats: &Stats) {
     let mut buffer = Aligned::new(MAX_WRITE + 2 * BLOCK);
-    let aligned = buffer.as_mut();
-    let mut offset: u64 = 0;
     let mut batch: Vec<Waiting> = Vec::new();
-    while let Ok(first) = rx.recv() {
-        let mut len = 4 + first.0.len();
-        batch.push(first);
-        while len < MAX_WRITE {
-            match rx.try_recv() {
-                Ok(next) => {
-                    len += 4 + next.0.len();
-                    batch.push(next);
+    loop {
+        {
+            let rx = rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let Ok(first) = rx.recv() else { return };
+            let mut len = 4 + first.0.len();
+            batch.push(first);
+            while len < MAX_WRITE {
+                match rx.try_recv() {
+                    Ok(next) => {
+                        len += 4 + next.0.len();
+                        batch.push(next);
+                    }
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
                 }
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        let mut end = 0;
-        let mut ok = true;
-        for (body, _) in &batch {
-            let record = 4 + body.len();
-            if end + record > aligned.len() - BLOCK {
-                // A body larger than a write: the floor's payloads never are.
-                ok = false;
-                break;
-            }
-            aligned[end..end + 4].copy_from_slice(&(body.len() as u32).to_le_bytes());
-            aligned[end + 4..end + record].copy_from_slice(body);
-            end += record;
+        write_batch(target, buffer.as_mut(), &mut batch, stats);
+    }
+}
+
+/// Writes `batch`, each body behind its length, padded with zeros to whole blocks, in one
+/// write at the next offset; then answers its senders (false if it could not be written).
+fn write_batch(target: &Target, aligned: &mut [u8], batch: &mut Vec<Waiting>, stats: &Stats) {
+    let mut end = 0;
+    let mut ok = true;
+    for (body, _) in batch.iter() {
+        let record = 4 + body.len();
+        if end + record > aligned.len() - BLOCK {
+            // A body larger than a write: the floor's payloads never are.
+            ok = false;
+            break;
         }
-        let padded = end.div_ceil(BLOCK) * BLOCK;
-        aligned[end..padded].fill(0);
-        if offset + padded as u64 > FILE_BYTES {
-            offset = 0;
-        }
-        if ok {
-            let started = Instant::now();
-            ok = file.write_all_at(&aligned[..padded], offset).is_ok()
-                && (direct || file.sync_data().is_ok());
-            let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-            stats.writes.fetch_add(1, Ordering::Relaxed);
-            stats
-                .bodies
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            stats.bytes.fetch_add(padded as u64, Ordering::Relaxed);
-            stats.write_us.fetch_add(micros, Ordering::Relaxed);
-        }
-        offset += padded as u64;
-        for (_, done) in batch.drain(..) {
-            let _ = done.send(ok);
-        }
+        aligned[end..end + 4].copy_from_slice(&(body.len() as u32).to_le_bytes());
+        aligned[end + 4..end + record].copy_from_slice(body);
+        end += record;
+    }
+    let padded = end.div_ceil(BLOCK) * BLOCK;
+    aligned[end..padded].fill(0);
+    if ok {
+        let offset = target.reserve(padded);
+        let started = Instant::now();
+        ok = target.file.write_all_at(&aligned[..padded], offset).is_ok()
+            && (target.direct || target.file.sync_data().is_ok());
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        stats.writes.fetch_add(1, Ordering::Relaxed);
+        stats
+            .bodies
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        stats.bytes.fetch_add(padded as u64, Ordering::Relaxed);
+        stats.write_us.fetch_add(micros, Ordering::Relaxed);
+    }
+    for (_, done) in batch.drain(..) {
+        let _ = done.send(ok);
     }
 }
 
@@ -207,4 +365,97 @@ impl Aligned {
     pub fn as_mut(&mut self) -> &mut [u8] {
         &mut self.bytes[self.start..self.start + self.len]
     }
+}
+
+/// `weir-bench floor`: the bare server and the floor written each way ([`Writers`]), each in
+/// a process of its own, one after the other in each round at concurrency 16 and 64 (so
+/// that the noise of a shared machine falls on all); then the median of the rounds.
+pub fn bench(rounds: usize) -> anyhow::Result<()> {
+    use crate::webhook::{get_json, load, median, start_bare};
+
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let (bare, _) = start_bare(None)?;
+        let mut floors = Vec::new();
+        for writers in Writers::ALL {
+            let dir = tempfile::tempdir()?;
+            let (server, how) = start_bare(Some((dir.path(), writers)))?;
+            floors.push((writers, server, how.unwrap_or_default(), dir));
+        }
+        println!(
+            "durable floor benchmark: the bare server, then the floor with each writer ({}), \
+             {} s per phase, {rounds} round(s) per concurrency",
+            floors[0].2,
+            crate::webhook::PHASE.as_secs()
+        );
+        let mut summary = Vec::new();
+        for concurrency in [16, 64] {
+            // Per round: the bare server's rate, then each floor's.
+            let mut measured: Vec<(f64, Vec<f64>)> = Vec::new();
+            for round in 1..=rounds {
+                println!("-- c={concurrency}, round {round} of {rounds}");
+                println!(
+                    "{:<26} {:>9} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8}",
+                    "", "req/s", "p50 ms", "p99 ms", "/ bare", "writes", "bodies", "ms each"
+                );
+                let base = load(bare.addr, "/hook", concurrency).await?;
+                println!(
+                    "{:<26} {:>9.0} {:>7.2} {:>7.2}",
+                    "bare warp",
+                    base.rps(),
+                    base.percentile_ms(0.5),
+                    base.percentile_ms(0.99)
+                );
+                // Each round starts with the next floor, so that none is always measured first.
+                let mut rates = vec![0.0; floors.len()];
+                for turn in 0..floors.len() {
+                    let i = (turn + round - 1) % floors.len();
+                    let (writers, server, ..) = &floors[i];
+                    let before = get_json(server.addr, "/stats").await?;
+                    let durable = load(server.addr, "/hook", concurrency).await?;
+                    let after = get_json(server.addr, "/stats").await?;
+                    let delta = |key: &str| {
+                        after[key].as_f64().unwrap_or(0.0) - before[key].as_f64().unwrap_or(0.0)
+                    };
+                    let writes = delta("writes").max(1.0);
+                    println!(
+                        "{:<26} {:>9.0} {:>7.2} {:>7.2} {:>7.2} {:>7.0} {:>7.1} {:>8.2}",
+                        format!("floor, {}", writers.label()),
+                        durable.rps(),
+                        durable.percentile_ms(0.5),
+                        durable.percentile_ms(0.99),
+                        durable.rps() / base.rps(),
+                        delta("writes"),
+                        delta("bodies") / writes,
+                        delta("write_us") / writes / 1e3,
+                    );
+                    if durable.refused > 0 {
+                        println!("  {} answers were not 2xx", durable.refused);
+                    }
+                    rates[i] = durable.rps();
+                }
+                measured.push((base.rps(), rates));
+            }
+            summary.push((concurrency, measured));
+        }
+        println!("== floor / bare, median of {rounds} round(s) (lowest–highest)");
+        for (concurrency, measured) in &summary {
+            let (bare, _, _) = median(measured.iter().map(|(bare, _)| *bare));
+            let mut best = (0.0, "");
+            let mut line = format!("c={concurrency}: bare {bare:.0} req/s");
+            for (i, (writers, ..)) in floors.iter().enumerate() {
+                let (ratio, lo, hi) = median(measured.iter().map(|(bare, rates)| rates[i] / bare));
+                line += &format!("; {} {ratio:.2} ({lo:.2}–{hi:.2})", writers.label());
+                if ratio > best.0 {
+                    best = (ratio, writers.label());
+                }
+            }
+            println!("{line}");
+            println!(
+                "     best: {:.2} of the bare server ({}); Weir's target is 0.5",
+                best.0, best.1
+            );
+        }
+        anyhow::Ok(())
+    })
 }

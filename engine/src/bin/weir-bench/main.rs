@@ -3,6 +3,7 @@
 //!
 //!     cargo run --release -p weir --bin weir-bench -- plugin
 //!     cargo run --release -p weir --bin weir-bench -- webhook [--rounds N]
+//!     cargo run --release -p weir --bin weir-bench -- floor [--rounds N]
 //!     cargo run --release -p weir --bin weir-bench -- disk [--dir DIR]
 
 /// mimalloc: allocations on the gateway's threads are freed on the store writer's, which
@@ -37,6 +38,13 @@ enum Bench {
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
         rounds: u64,
     },
+    /// The durable floor written three ways (one writer thread, four, none) against the bare
+    /// server: what any server that keeps every acknowledged webhook on this disk can answer.
+    Floor {
+        /// Rounds per concurrency; the figures are their median and range.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+        rounds: u64,
+    },
     /// What durable writes cost on the disk holding DIR, as Weir's journal makes them.
     Disk {
         /// A directory on the disk to measure: where Weir's `--data` file will be.
@@ -51,6 +59,9 @@ enum Bench {
         /// (by direct I/O, synced) before the answer.
         #[arg(long)]
         durable: Option<std::path::PathBuf>,
+        /// Who writes the floor's bodies.
+        #[arg(long, value_enum, default_value_t = floor::Writers::One)]
+        writers: floor::Writers,
     },
 }
 
@@ -62,7 +73,10 @@ fn main() -> anyhow::Result<()> {
             webhook::bench(usize::try_from(rounds).context("--rounds is too large")?)
         }
         Bench::Disk { dir } => disk::bench(&dir),
-        Bench::BareServer { durable } => webhook::serve_bare(durable),
+        Bench::Floor { rounds } => {
+            floor::bench(usize::try_from(rounds).context("--rounds is too large")?)
+        }
+        Bench::BareServer { durable, writers } => webhook::serve_bare(durable, writers),
     }
 }
 

@@ -23,13 +23,13 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use warp::Filter;
 
-use crate::floor::DurableLog;
+use crate::floor::{DurableLog, Writers};
 
-const PHASE: Duration = Duration::from_secs(5);
+pub(crate) const PHASE: Duration = Duration::from_secs(5);
 
-struct Load {
+pub(crate) struct Load {
     ok: usize,
-    refused: usize,
+    pub(crate) refused: usize,
     /// When each request was sent (from the start of the phase) and how long its answer took.
     latencies: Vec<(Duration, Duration)>,
     elapsed: Duration,
@@ -39,7 +39,7 @@ struct Load {
 const TAIL_WINDOW: Duration = Duration::from_millis(100);
 
 impl Load {
-    fn rps(&self) -> f64 {
+    pub(crate) fn rps(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64()
     }
 
@@ -49,7 +49,7 @@ impl Load {
         sorted
     }
 
-    fn percentile_ms(&self, p: f64) -> f64 {
+    pub(crate) fn percentile_ms(&self, p: f64) -> f64 {
         let sorted = self.sorted();
         if sorted.is_empty() {
             return f64::NAN;
@@ -94,7 +94,7 @@ fn payload() -> Bytes {
 }
 
 /// `concurrency` keep-alive connections, each posting as fast as answers come, for `PHASE`.
-async fn load(addr: SocketAddr, path: &str, concurrency: usize) -> anyhow::Result<Load> {
+pub(crate) async fn load(addr: SocketAddr, path: &str, concurrency: usize) -> anyhow::Result<Load> {
     let body = payload();
     let deadline = Instant::now() + PHASE;
     let start = Instant::now();
@@ -203,12 +203,12 @@ async fn floor_server(log: DurableLog) -> anyhow::Result<SocketAddr> {
 /// same runtime as `weir serve` (tokio's default: a worker per core); with `--durable`, the
 /// durable floor, writing to a file in DIR. Prints `bare: ADDR` (and, durable, `floor: HOW`),
 /// serves until stdin closes.
-pub fn serve_bare(durable: Option<PathBuf>) -> anyhow::Result<()> {
+pub fn serve_bare(durable: Option<PathBuf>, writers: Writers) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let addr = match durable {
             Some(dir) => {
-                let (log, how) = DurableLog::start(&dir)?;
+                let (log, how) = DurableLog::start(&dir, writers)?;
                 let addr = floor_server(log).await?;
                 println!("floor: {how}");
                 addr
@@ -223,9 +223,9 @@ pub fn serve_bare(durable: Option<PathBuf>) -> anyhow::Result<()> {
 }
 
 /// The bare server's own process; stopped when dropped.
-struct BareProcess {
+pub(crate) struct BareProcess {
     child: std::process::Child,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
 }
 
 impl Drop for BareProcess {
@@ -236,12 +236,18 @@ impl Drop for BareProcess {
 }
 
 /// The bare server in its own process; with `durable`, the durable floor writing in that
-/// directory (and how it writes).
-fn start_bare(durable: Option<&Path>) -> anyhow::Result<(BareProcess, Option<String>)> {
+/// directory with those writers (and how it writes).
+pub(crate) fn start_bare(
+    durable: Option<(&Path, Writers)>,
+) -> anyhow::Result<(BareProcess, Option<String>)> {
     let mut command = Command::new(std::env::current_exe()?);
     command.arg("bare-server");
-    if let Some(dir) = durable {
-        command.arg("--durable").arg(dir);
+    if let Some((dir, writers)) = durable {
+        command
+            .arg("--durable")
+            .arg(dir)
+            .arg("--writers")
+            .arg(writers.name());
     }
     let mut child = command
         .stdin(Stdio::piped())
@@ -346,7 +352,7 @@ fn start_weir() -> anyhow::Result<WeirProcess> {
     })
 }
 
-async fn get_json(addr: SocketAddr, path: &str) -> anyhow::Result<serde_json::Value> {
+pub(crate) async fn get_json(addr: SocketAddr, path: &str) -> anyhow::Result<serde_json::Value> {
     let stream = tokio::net::TcpStream::connect(addr).await?;
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
@@ -416,7 +422,7 @@ struct Round {
     runs_per_s: f64,
 }
 
-fn median(values: impl Iterator<Item = f64>) -> (f64, f64, f64) {
+pub(crate) fn median(values: impl Iterator<Item = f64>) -> (f64, f64, f64) {
     let mut values: Vec<f64> = values.collect();
     values.sort_by(f64::total_cmp);
     if values.is_empty() {
@@ -438,7 +444,7 @@ pub fn bench(rounds: usize) -> anyhow::Result<()> {
         let bare_here = bare_server().await?;
         let (bare, _) = start_bare(None)?;
         let floor_dir = tempfile::tempdir()?;
-        let (floor, floor_how) = start_bare(Some(floor_dir.path()))?;
+        let (floor, floor_how) = start_bare(Some((floor_dir.path(), Writers::One)))?;
         let floor_how = floor_how.unwrap_or_default();
         let weir = start_weir()?;
         let flows = get_json(weir.admin, "/api/flows").await?;
