@@ -55,17 +55,6 @@ pub enum Writers {
 }
 
 impl Writers {
-    pub const ALL: [Self; 3] = [Self::One, Self::Four, Self::Inline];
-
-    /// The value of `--writers`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::One => "one",
-            Self::Four => "four",
-            Self::Inline => "inline",
-        }
-    }
-
     fn label(self) -> &'static str {
         match self {
             Self::One => "1 writer thread",
@@ -101,10 +90,7 @@ struct Target {
 impl Target {
     /// Reserves `len` bytes (whole blocks) for one write; writes go round the file.
     fn reserve(&self, len: usize) -> u64 {
-        let mut next = self
-            .offset
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut next = lock(&self.offset);
         if *next + len as u64 > FILE_BYTES {
             *next = 0;
         }
@@ -128,6 +114,29 @@ struct Stats {
     bodies: AtomicU64,
     bytes: AtomicU64,
     write_us: AtomicU64,
+}
+
+/// What a floor's writer did between two readings of its `GET /stats`.
+pub struct WritesBetween {
+    pub writes: f64,
+    pub kib_each: f64,
+    pub bodies_each: f64,
+    pub ms_each: f64,
+}
+
+impl WritesBetween {
+    pub fn new(before: &serde_json::Value, after: &serde_json::Value) -> Self {
+        let delta =
+            |key: &str| after[key].as_f64().unwrap_or(0.0) - before[key].as_f64().unwrap_or(0.0);
+        let writes = delta("writes");
+        let per = writes.max(1.0);
+        Self {
+            writes,
+            kib_each: delta("bytes") / per / 1024.0,
+            bodies_each: delta("bodies") / per,
+            ms_each: delta("write_us") / per / 1e3,
+        }
+    }
 }
 
 impl DurableLog {
@@ -212,26 +221,18 @@ impl InlineLog {
     /// Queues `body`; if no request is writing, writes every waiting body (this one
     /// included), on this thread, until none waits.
     fn write(&self, body: Bytes, done: oneshot::Sender<bool>, stats: &Stats) {
-        let lock = || {
-            self.waiting
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-        };
         {
-            let mut waiting = lock();
+            let mut waiting = lock(&self.waiting);
             waiting.0.push((body, done));
             if std::mem::replace(&mut waiting.1, true) {
                 return;
             }
         }
-        let mut buffer = self
-            .buffer
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut buffer = lock(&self.buffer);
         let mut batch = Vec::new();
         loop {
             {
-                let mut waiting = lock();
+                let mut waiting = lock(&self.waiting);
                 if waiting.0.is_empty() {
                     waiting.1 = false;
                     return;
@@ -251,6 +252,13 @@ impl InlineLog {
             write_batch(&self.target, buffer.as_mut(), &mut batch, stats);
         }
     }
+}
+
+/// `mutex` locked; a writer that panicked left nothing half-done that the others could see.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// `path` opened for writes that return once the bytes are on the disk and skip the page
@@ -278,7 +286,7 @@ fn write_loop(rx: &Mutex<Receiver<Waiting>>, target: &Target, stats: &Stats) {
     let mut batch: Vec<Waiting> = Vec::new();
     loop {
         {
-            let rx = rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let rx = lock(rx);
             let Ok(first) = rx.recv() else { return };
             let mut len = 4 + first.0.len();
             batch.push(first);
@@ -377,7 +385,7 @@ pub fn bench(rounds: usize) -> anyhow::Result<()> {
     runtime.block_on(async {
         let (bare, _) = start_bare(None)?;
         let mut floors = Vec::new();
-        for writers in Writers::ALL {
+        for &writers in <Writers as clap::ValueEnum>::value_variants() {
             let dir = tempfile::tempdir()?;
             let (server, how) = start_bare(Some((dir.path(), writers)))?;
             floors.push((writers, server, how.unwrap_or_default(), dir));
@@ -414,10 +422,7 @@ pub fn bench(rounds: usize) -> anyhow::Result<()> {
                     let before = get_json(server.addr, "/stats").await?;
                     let durable = load(server.addr, "/hook", concurrency).await?;
                     let after = get_json(server.addr, "/stats").await?;
-                    let delta = |key: &str| {
-                        after[key].as_f64().unwrap_or(0.0) - before[key].as_f64().unwrap_or(0.0)
-                    };
-                    let writes = delta("writes").max(1.0);
+                    let done = WritesBetween::new(&before, &after);
                     println!(
                         "{:<26} {:>9.0} {:>7.2} {:>7.2} {:>7.2} {:>7.0} {:>7.1} {:>8.2}",
                         format!("floor, {}", writers.label()),
@@ -425,9 +430,9 @@ pub fn bench(rounds: usize) -> anyhow::Result<()> {
                         durable.percentile_ms(0.5),
                         durable.percentile_ms(0.99),
                         durable.rps() / base.rps(),
-                        delta("writes"),
-                        delta("bodies") / writes,
-                        delta("write_us") / writes / 1e3,
+                        done.writes,
+                        done.bodies_each,
+                        done.ms_each,
                     );
                     if durable.refused > 0 {
                         println!("  {} answers were not 2xx", durable.refused);

@@ -23,7 +23,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use warp::Filter;
 
-use crate::floor::{DurableLog, Writers};
+use crate::floor::{DurableLog, Writers, WritesBetween};
 
 pub(crate) const PHASE: Duration = Duration::from_secs(5);
 
@@ -243,11 +243,11 @@ pub(crate) fn start_bare(
     let mut command = Command::new(std::env::current_exe()?);
     command.arg("bare-server");
     if let Some((dir, writers)) = durable {
-        command
-            .arg("--durable")
-            .arg(dir)
-            .arg("--writers")
-            .arg(writers.name());
+        command.arg("--durable").arg(dir).arg("--writers").arg(
+            clap::ValueEnum::to_possible_value(&writers)
+                .context("a floor's writers")?
+                .get_name(),
+        );
     }
     let mut child = command
         .stdin(Stdio::piped())
@@ -562,16 +562,10 @@ async fn weir_round(
             format!("  ratio {name}, c={concurrency}")
         );
     }
-    let floor_delta = |key: &str| {
-        floor_after[key].as_f64().unwrap_or(0.0) - floor_before[key].as_f64().unwrap_or(0.0)
-    };
-    let writes = floor_delta("writes").max(1.0);
+    let floor_writes = WritesBetween::new(&floor_before, &floor_after);
     println!(
         "  durable floor: {:.0} writes of {:.1} KiB ({:.1} bodies each), {:.2} ms each",
-        floor_delta("writes"),
-        floor_delta("bytes") / writes / 1024.0,
-        floor_delta("bodies") / writes,
-        floor_delta("write_us") / writes / 1e3
+        floor_writes.writes, floor_writes.kib_each, floor_writes.bodies_each, floor_writes.ms_each
     );
     let (with_slow, windows, busiest) = ours.tail();
     println!(
