@@ -3,8 +3,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The end-to-end tests start the `weir` binary; building a dependency's library does not build
-# its binary, so build it first.
+# Formatting and lints first: they are cheap and a red one fails the run.
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+# The end-to-end tests build the `weir` binary themselves when needed; building it first keeps
+# that out of the tests' own time.
 cargo build -p weir
 cargo test --workspace --no-fail-fast
 # The built-in plugins' own tests run natively (no WebAssembly needed).

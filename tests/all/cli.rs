@@ -1,7 +1,7 @@
 //! The flow author's command line: `weir validate` for CI and `weir run` to try a flow on a
 //! payload without a server.
 
-use weir_tests::{FlowDir, repo_root, weir_command};
+use weir_tests::{FlowDir, Weir, repo_root, weir_command};
 
 #[test]
 fn validate_passes_the_bundled_flows() {
@@ -66,10 +66,6 @@ fn validate_compiles_the_wasm_files_flows_name() {
     let out = weir_command()
         .arg("validate")
         .arg(flows.path())
-        .env(
-            "WEIR_CACHE_DIR",
-            weir_tests::target_dir().join("test-plugin-cache"),
-        )
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -99,10 +95,6 @@ fn run_executes_a_flow_locally_and_prints_each_step() {
         .arg("--payload")
         .arg(&payload)
         .args(["--header", "X-GitHub-Event: issues"])
-        .env(
-            "WEIR_CACHE_DIR",
-            weir_tests::target_dir().join("test-plugin-cache"),
-        )
         .output()
         .unwrap();
     assert!(
@@ -134,10 +126,6 @@ fn run_exits_1_when_a_step_fails() {
         .arg(flows.path().join("f.toml"))
         .arg("--payload")
         .arg(&payload)
-        .env(
-            "WEIR_CACHE_DIR",
-            weir_tests::target_dir().join("test-plugin-cache"),
-        )
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -164,10 +152,6 @@ fn run_checks_the_signature_and_shows_the_dedupe_key() {
             .arg(&payload)
             .args(["--header", &format!("X-Token: {token}")])
             .env("RUN_TOKEN", "t0ken")
-            .env(
-                "WEIR_CACHE_DIR",
-                weir_tests::target_dir().join("test-plugin-cache"),
-            )
             .output()
             .unwrap()
     };
@@ -190,4 +174,38 @@ fn run_checks_the_signature_and_shows_the_dedupe_key() {
         "{stderr}"
     );
     assert!(bad.stdout.is_empty(), "no step ran");
+}
+
+#[test]
+fn log_format_json_writes_one_json_object_per_log_line() {
+    let flows = FlowDir::examples();
+    let data = tempfile::tempdir().unwrap();
+    let weir = Weir::start_with(
+        flows.path(),
+        &data.path().join("weir.redb"),
+        &["--log-format", "json"],
+    );
+    // Startup logs at least one line (the flows it loaded) before it prints its addresses.
+    let logs = weir_tests::wait_for(std::time::Duration::from_secs(10), "a log line", || {
+        let logs = weir.logs();
+        (!logs.trim().is_empty()).then_some(logs)
+    });
+    for line in logs.lines().filter(|l| !l.trim().is_empty()) {
+        let event: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("a log line is not JSON ({e}): {line}"));
+        assert!(event["level"].is_string(), "{line}");
+        assert!(event["fields"]["message"].is_string(), "{line}");
+        assert!(event["timestamp"].is_string(), "{line}");
+    }
+
+    let out = weir_command()
+        .args(["validate", "--log-format", "yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "a bad format is a usage error");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("possible values: text, json"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

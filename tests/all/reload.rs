@@ -238,3 +238,70 @@ fn runs_accepted_before_an_edit_run_the_version_they_were_accepted_with() {
     assert_ne!(run["run"]["flow_version"], old_version);
     assert_eq!(run["steps"][1]["output"], json!({"channel": "#new"}));
 }
+
+#[test]
+fn rebuilding_a_plugin_reloads_its_flows_and_earlier_runs_keep_the_old_code() {
+    // `step.wasm` is first the `raw` guest, which hands back the string "42" as the number 42,
+    // then the hostile guest in echo mode, which keeps the string: the output tells the code.
+    let flows = FlowDir::empty();
+    let step = flows.path().join("step.wasm");
+    std::fs::copy(weir_tests::RAW_WASM, &step).unwrap();
+    flows.write(
+        "built.toml",
+        &format!(
+            "name = \"built\"\n\
+             [[steps]]\nid = \"spin\"\nplugin = \"{}\"\ninput = \"$.webhook.body\"\nconfig = {{ mode = \"spin\", ms = 300 }}\n\
+             [[steps]]\nid = \"step\"\nplugin = \"./step.wasm\"\ninput = \"$.webhook.body.n\"\nconfig = {{ mode = \"echo\" }}\n",
+            weir_tests::HOSTILE_WASM
+        ),
+    );
+    let data = tempfile::tempdir().unwrap();
+    let store = data.path().join("weir.redb");
+    let weir = Weir::start_with(flows.path(), &store, &["--concurrency", "1"]);
+    let url = weir.webhook_url("built");
+    let old_version = weir.flow("built")["version"].clone();
+    // Queued behind one another (one run at a time, each spinning 300 ms), then cut off.
+    let before: Vec<String> = (0..3)
+        .map(|_| {
+            post_json(&url, &json!({ "n": "42" })).json()["run_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    weir.kill();
+
+    // The plugin is rebuilt while Weir is down: the same flow file is a new version.
+    std::fs::copy(weir_tests::HOSTILE_WASM, &step).unwrap();
+    let weir = Weir::start_with(flows.path(), &store, &["--concurrency", "1"]);
+    let new_version = weir.flow("built")["version"].clone();
+    assert_ne!(new_version, old_version, "a new plugin makes a new version");
+    for id in &before {
+        let run = weir.wait_run(id);
+        assert_eq!(run["run"]["flow_version"], old_version);
+        assert_eq!(
+            run["steps"][1]["output"],
+            json!(42),
+            "a run accepted before the rebuild runs the old code, kept in the store: {run:#}"
+        );
+    }
+    let after = weir.wait_run(
+        post_json(&url, &json!({ "n": "42" })).json()["run_id"]
+            .as_str()
+            .unwrap(),
+    );
+    assert_eq!(after["run"]["flow_version"], new_version);
+    assert_eq!(after["steps"][1]["output"], json!("42"), "{after:#}");
+
+    // Rebuilt again while serving: the flow reloads by itself, with the version of that code.
+    std::fs::copy(weir_tests::RAW_WASM, &step).unwrap();
+    wait_for(RELOAD, "the rebuilt plugin to reload the flow", || {
+        (weir.flow("built")["version"] == old_version).then_some(())
+    });
+    let again = weir.wait_run(
+        post_json(&url, &json!({ "n": "42" })).json()["run_id"]
+            .as_str()
+            .unwrap(),
+    );
+    assert_eq!(again["steps"][1]["output"], json!(42), "{again:#}");
+}

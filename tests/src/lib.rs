@@ -27,26 +27,51 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| repo_root().join("target"))
 }
 
-/// The `weir` binary. The README's test command builds it before the tests run
-/// (`cargo build -p weir`); `WEIR_BIN` points elsewhere.
+/// The `weir` binary, built once per test process with `cargo build -p weir` so that a plain
+/// `cargo test` never runs a stale or missing binary (cargo releases its build lock before
+/// tests run, so this nested build does not wait on the outer one). `WEIR_BIN` points
+/// elsewhere and skips the build.
 pub fn weir_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("WEIR_BIN") {
-        return bin.into();
-    }
-    let bin = target_dir().join("debug/weir");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it first with `cargo build -p weir` (the README's test command does)",
-        bin.display()
-    );
-    bin
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("WEIR_BIN") {
+            return bin.into();
+        }
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "--quiet", "-p", "weir", "--bin", "weir"])
+            .current_dir(repo_root())
+            .stdin(std::process::Stdio::null())
+            .status()
+            .expect("cargo runs to build the weir binary");
+        assert!(status.success(), "`cargo build -p weir` failed: {status}");
+        let bin = target_dir().join("debug/weir");
+        assert!(bin.exists(), "{} is missing after the build", bin.display());
+        bin
+    })
+    .clone()
 }
 
-/// A `weir` command sharing the tests' compiled-plugin cache, so each process does not compile
-/// the built-ins again.
+/// A compiled-plugin cache folder of its own, removed when dropped: a server started by a
+/// test never reads or writes the user's `~/.cache/weir`, nor another test's cache.
+pub fn plugin_cache() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("weir-test-plugin-cache")
+        .tempdir()
+        .expect("a temp dir for the plugin cache")
+}
+
+/// The compiled-plugin cache of the short-lived `weir` commands of this test process (see
+/// [`weir_command`]): a temp folder of this process, never the user's `~/.cache/weir`.
+pub fn process_plugin_cache() -> &'static std::path::Path {
+    static CACHE: OnceLock<tempfile::TempDir> = OnceLock::new();
+    CACHE.get_or_init(plugin_cache).path()
+}
+
+/// A `weir` command with this test process's own plugin cache.
 pub fn weir_command() -> std::process::Command {
     let mut cmd = std::process::Command::new(weir_bin());
-    cmd.env("WEIR_CACHE_DIR", target_dir().join("test-plugin-cache"));
+    cmd.env("WEIR_CACHE_DIR", process_plugin_cache());
     cmd
 }
 
@@ -55,9 +80,8 @@ pub fn weir_command() -> std::process::Command {
 pub fn host() -> &'static PluginHost {
     static HOST: OnceLock<PluginHost> = OnceLock::new();
     HOST.get_or_init(|| {
-        let cache = std::env::temp_dir().join(format!("weir-test-cache-{}", std::process::id()));
         PluginHost::new(HostConfig {
-            cache_dir: Some(cache),
+            cache_dir: Some(process_plugin_cache().to_owned()),
             no_pooling: false,
         })
         .expect("the plugin host starts")
@@ -243,6 +267,8 @@ impl FlowDir {
 /// A `weir serve` process on ephemeral ports, killed when dropped.
 pub struct Weir {
     child: std::process::Child,
+    /// This server's compiled-plugin cache; removed with it.
+    _cache: tempfile::TempDir,
     pub webhook: String,
     pub admin: String,
     pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
@@ -268,6 +294,7 @@ impl Weir {
     ) -> Weir {
         use std::io::{BufRead, BufReader};
         use std::process::{Command, Stdio};
+        let cache = plugin_cache();
         let mut child = Command::new(weir_bin())
             .args([
                 "serve",
@@ -281,6 +308,7 @@ impl Weir {
             .arg("--data")
             .arg(data)
             .args(extra)
+            .env("WEIR_CACHE_DIR", cache.path())
             .envs(env.iter().copied())
             .env("WEIR_LOG", "info")
             .stdin(Stdio::null())
@@ -332,6 +360,7 @@ impl Weir {
         }
         Weir {
             child,
+            _cache: cache,
             webhook: webhook.unwrap_or_default(),
             admin: admin.unwrap_or_default(),
             stderr,

@@ -3,13 +3,21 @@
 //!
 //! A [`Catalog`] keeps an immutable [`Snapshot`] that the gateway reads without locks held
 //! across requests. [`Catalog::reload`] rescans the folder and swaps in a new snapshot: a file
-//! whose bytes did not change is kept as it is; a changed file is parsed and its plugins
-//! loaded; a file that fails keeps its last good version serving and carries its errors; a
-//! deleted file is dropped. [`Catalog::watch`] calls `reload` when the folder changes.
+//! whose bytes did not change, and whose `.wasm` plugin files did not either, is kept as it is;
+//! a changed one is parsed and its plugins loaded; a file that fails keeps its last good
+//! version serving and carries its errors; a deleted file is dropped. [`Catalog::watch`] calls
+//! `reload` when the folder, or a folder holding a plugin file a flow names, changes.
+//!
+//! A flow's version is the hash of its file and of every plugin it uses (built-ins by their
+//! embedded bytes), so rebuilding a plugin makes a new version. Each version is stored with
+//! its source and its plugins' bytes (by content hash), and a run accepted under an older
+//! version executes exactly that version's code, rebuilt from the store when needed and kept
+//! in a bounded cache of recently used versions.
 
 mod watch;
 
 use std::collections::{BTreeMap, HashMap};
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -17,7 +25,7 @@ use sha2::{Digest, Sha256};
 
 use crate::flow::{self, Diagnostic, Flow, PluginRef};
 use crate::plugin::{Plugin, PluginHost};
-use crate::store::Store;
+use crate::store::{PluginBlob, Store};
 
 pub use watch::Watcher;
 
@@ -55,6 +63,9 @@ pub struct FlowEntry {
     pub errors: Vec<Diagnostic>,
     /// SHA-256 of the file's bytes as last read.
     source_hash: [u8; 32],
+    /// The `.wasm` files the flow's steps name, each with the content hash it had when the
+    /// flow was loaded (empty when it could not be read): a change to one reloads the flow.
+    plugin_files: Vec<(PathBuf, String)>,
 }
 
 impl FlowEntry {
@@ -66,6 +77,51 @@ impl FlowEntry {
             "error"
         }
     }
+
+    /// Whether every plugin file is as it was when the flow was loaded.
+    fn plugin_files_unchanged(&self) -> bool {
+        self.plugin_files
+            .iter()
+            .all(|(path, hash)| file_hash(path).unwrap_or_default() == *hash)
+    }
+
+    /// The `.wasm` files the flow's steps name.
+    pub fn plugin_files(&self) -> impl Iterator<Item = &Path> {
+        self.plugin_files.iter().map(|(path, _)| path.as_path())
+    }
+}
+
+/// How many earlier flow versions are kept compiled for runs accepted before an edit; older
+/// ones are rebuilt from the store when a run needs them again.
+const VERSIONS_KEPT: NonZeroUsize = NonZeroUsize::new(32).expect("not zero");
+
+/// A step's plugin as the catalog loaded it.
+struct LoadedPlugin {
+    plugin: Plugin,
+    /// Its bytes and content hash, kept with the flow version.
+    blob: PluginBlob,
+}
+
+/// The hex SHA-256 of `bytes`: a plugin's content hash.
+fn content_hash(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The content hash of the file at `path`, `None` when it cannot be read.
+fn file_hash(path: &Path) -> Option<String> {
+    std::fs::read(path).ok().map(|bytes| content_hash(&bytes))
+}
+
+/// A flow's version: the first 16 hex digits of the SHA-256 of its source and of its steps'
+/// plugins' content hashes, in step order.
+fn version_of(source: &str, plugins: &[LoadedPlugin]) -> String {
+    let mut hash = Sha256::new();
+    hash.update(source.as_bytes());
+    for plugin in plugins {
+        hash.update(b"\0");
+        hash.update(plugin.blob.hash.as_bytes());
+    }
+    hex::encode(&hash.finalize()[..8])
 }
 
 /// The flows at one moment.
@@ -95,9 +151,11 @@ struct Inner {
     store: Store,
     public_url: String,
     snapshot: RwLock<Arc<Snapshot>>,
-    builtins: Mutex<HashMap<String, Plugin>>,
-    /// Earlier versions rebuilt from their stored source, for runs accepted before an edit.
-    versions: Mutex<HashMap<(String, String), Arc<LiveFlow>>>,
+    /// Built-ins, compiled once per process, with their content hashes.
+    builtins: Mutex<HashMap<String, (Plugin, PluginBlob)>>,
+    /// Earlier versions rebuilt from the store, for runs accepted before an edit; the least
+    /// recently used are dropped past [`VERSIONS_KEPT`].
+    versions: Mutex<lru::LruCache<(String, String), Arc<LiveFlow>>>,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
 }
@@ -118,7 +176,7 @@ impl Catalog {
                 public_url: public_url.trim_end_matches('/').to_owned(),
                 snapshot: RwLock::new(Arc::new(Snapshot::default())),
                 builtins: Mutex::new(HashMap::new()),
-                versions: Mutex::new(HashMap::new()),
+                versions: Mutex::new(lru::LruCache::new(VERSIONS_KEPT)),
                 reloading: tokio::sync::Mutex::new(()),
             }),
         };
@@ -166,6 +224,7 @@ impl Catalog {
                         &id,
                         &file,
                         [0; 32],
+                        Vec::new(),
                         vec![Diagnostic {
                             file: file.clone(),
                             line: 1,
@@ -183,6 +242,7 @@ impl Catalog {
             if let Some(previous) = old.flows.get(&id)
                 && previous.source_hash == hash
                 && previous.file == file
+                && previous.plugin_files_unchanged()
             {
                 flows.insert(id, previous.clone());
                 continue;
@@ -224,8 +284,8 @@ impl Catalog {
     }
 
     /// The flow a run was accepted for, at the version it was accepted with: the live one
-    /// when it is still current, else rebuilt from the source kept in the store, so every run
-    /// executes the version it records.
+    /// when it is still current, else rebuilt from the source and plugins kept in the store,
+    /// so every run executes the version it records.
     pub async fn flow_version(&self, id: &str, version: &str) -> Result<Arc<LiveFlow>, String> {
         let snapshot = self.snapshot();
         let entry = snapshot.flows.get(id);
@@ -244,28 +304,84 @@ impl Catalog {
         {
             return Ok(live.clone());
         }
-        let source = match self.inner.store.flow_version(id, version) {
+        let store = &self.inner.store;
+        let source = match store.flow_version(id, version) {
             Ok(Some(source)) => source,
             Ok(None) => return Err(format!("flow '{id}' version {version} is not stored")),
             Err(e) => return Err(format!("reading flow '{id}' version {version}: {e}")),
         };
+        let hashes = store
+            .flow_version_plugins(id, version)
+            .map_err(|e| format!("reading flow '{id}' version {version}: {e}"))?;
         let file = entry
             .map(|e| e.file.clone())
             .unwrap_or_else(|| self.inner.dir.join(format!("{id}.toml")));
         let env = |name: &str| std::env::var(name).ok();
         let builtin = |name: &str| PluginHost::builtin_names().any(|n| n == name);
-        let flow = flow::parse_flow(&file, &source, &env, &builtin)
+        let mut flow = flow::parse_flow(&file, &source, &env, &builtin)
             .map_err(|d| format!("flow '{id}' version {version} no longer loads: {d}"))?;
-        let plugins = self
-            .load_plugins(&flow, &file)
-            .map_err(|d| format!("flow '{id}' version {version}: {}", flow::Diagnostics(d)))?;
+        let plugins = match hashes {
+            Some(hashes) => self
+                .stored_plugins(&flow, &hashes)
+                .map_err(|e| format!("flow '{id}' version {version}: {e}"))?,
+            // Kept before plugins were stored with their versions: the files as they are now.
+            None => self
+                .load_plugins(&flow, &file)
+                .1
+                .map_err(|d| format!("flow '{id}' version {version}: {}", flow::Diagnostics(d)))?
+                .into_iter()
+                .map(|loaded| loaded.plugin)
+                .collect(),
+        };
+        flow.version = version.to_owned();
         let live = Arc::new(LiveFlow { flow, plugins });
         self.inner
             .versions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(key, live.clone());
+            .put(key, live.clone());
         Ok(live)
+    }
+
+    /// The plugins of a stored version, by the content hashes it recorded: a built-in whose
+    /// embedded bytes still have that hash, else the bytes kept in the store.
+    fn stored_plugins(&self, flow: &Flow, hashes: &[String]) -> Result<Vec<Plugin>, String> {
+        if hashes.len() != flow.steps.len() {
+            return Err(format!(
+                "the store keeps {} plugins for {} steps",
+                hashes.len(),
+                flow.steps.len()
+            ));
+        }
+        let mut plugins = Vec::with_capacity(hashes.len());
+        for (step, hash) in flow.steps.iter().zip(hashes) {
+            if let PluginRef::Builtin(name) = &step.plugin
+                && let Ok((plugin, blob)) = self.builtin(name)
+                && blob.hash == *hash
+            {
+                plugins.push(plugin);
+                continue;
+            }
+            let bytes = self
+                .inner
+                .store
+                .plugin_blob(hash)
+                .map_err(|e| format!("reading the plugin of step '{}': {e}", step.id))?
+                .ok_or_else(|| {
+                    format!("the plugin of step '{}' ({hash}) is not stored", step.id)
+                })?;
+            let name = match &step.plugin {
+                PluginRef::Builtin(name) => name.clone(),
+                PluginRef::Path(path) => path.display().to_string(),
+            };
+            let plugin = self
+                .inner
+                .host
+                .load_bytes(&name, &bytes)
+                .map_err(|e| format!("in step '{}': {e}", step.id))?;
+            plugins.push(plugin);
+        }
+        Ok(plugins)
     }
 
     /// Watches the folder and reloads when it changes; stops when the [`Watcher`] is dropped.
@@ -291,6 +407,7 @@ impl Catalog {
                         id,
                         file,
                         hash,
+                        Vec::new(),
                         vec![Diagnostic {
                             file: file.to_owned(),
                             line: 1,
@@ -304,18 +421,32 @@ impl Catalog {
         let env = |name: &str| std::env::var(name).ok();
         let builtin = |name: &str| PluginHost::builtin_names().any(|n| n == name);
         let parsed = flow::parse_flow(file, source, &env, &builtin);
-        let flow = match parsed {
+        let mut flow = match parsed {
             Ok(flow) => flow,
             Err(diagnostics) => {
-                return self.failed_entry(old, id, file, hash, diagnostics.0).await;
+                return self
+                    .failed_entry(old, id, file, hash, Vec::new(), diagnostics.0)
+                    .await;
             }
         };
-        let plugins = match self.load_plugins(&flow, file) {
-            Ok(plugins) => plugins,
-            Err(errors) => return self.failed_entry(old, id, file, hash, errors).await,
+        let (plugin_files, loaded) = self.load_plugins(&flow, file);
+        let loaded = match loaded {
+            Ok(loaded) => loaded,
+            Err(errors) => {
+                return self
+                    .failed_entry(old, id, file, hash, plugin_files, errors)
+                    .await;
+            }
         };
+        flow.version = version_of(source, &loaded);
+        let (plugins, blobs): (Vec<_>, Vec<_>) = loaded
+            .into_iter()
+            .map(|loaded| (loaded.plugin, loaded.blob))
+            .unzip();
         let store = &self.inner.store;
-        store.put_flow_version(id, &flow.version, source).await?;
+        store
+            .put_flow_version(id, &flow.version, source, blobs)
+            .await?;
         let token = store.token_for(id).await?;
         Ok(FlowEntry {
             id: id.to_owned(),
@@ -324,6 +455,7 @@ impl Catalog {
             live: Some(Arc::new(LiveFlow { flow, plugins })),
             errors: Vec::new(),
             source_hash: hash,
+            plugin_files,
         })
     }
 
@@ -334,6 +466,7 @@ impl Catalog {
         id: &str,
         file: &Path,
         hash: [u8; 32],
+        plugin_files: Vec<(PathBuf, String)>,
         errors: Vec<Diagnostic>,
     ) -> Result<FlowEntry, CatalogError> {
         let token = if flow::FlowId::new(id).is_ok() {
@@ -348,29 +481,72 @@ impl Catalog {
             live: old.flows.get(id).and_then(|e| e.live.clone()),
             errors,
             source_hash: hash,
+            plugin_files,
         })
     }
 
-    /// Loads each step's plugin; built-ins are compiled once per process.
-    fn load_plugins(&self, flow: &Flow, file: &Path) -> Result<Vec<Plugin>, Vec<Diagnostic>> {
+    /// A built-in plugin and its content hash, compiled once per process.
+    fn builtin(&self, name: &str) -> Result<(Plugin, PluginBlob), crate::plugin::PluginError> {
+        let mut builtins = self
+            .inner
+            .builtins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(found) = builtins.get(name) {
+            return Ok(found.clone());
+        }
+        let plugin = self.inner.host.load_builtin(name)?;
+        let bytes = PluginHost::builtin_bytes(name).unwrap_or_default();
+        let blob = PluginBlob {
+            hash: content_hash(bytes),
+            bytes: bytes.into(),
+        };
+        builtins.insert(name.to_owned(), (plugin.clone(), blob.clone()));
+        Ok((plugin, blob))
+    }
+
+    /// Loads each step's plugin, with the `.wasm` files the steps name and their content
+    /// hashes (empty for a file that cannot be read), whether or not every plugin loaded.
+    #[allow(clippy::type_complexity)]
+    fn load_plugins(
+        &self,
+        flow: &Flow,
+        file: &Path,
+    ) -> (
+        Vec<(PathBuf, String)>,
+        Result<Vec<LoadedPlugin>, Vec<Diagnostic>>,
+    ) {
         let mut plugins = Vec::with_capacity(flow.steps.len());
+        let mut files = Vec::new();
         let mut errors = Vec::new();
         for step in &flow.steps {
             let loaded = match &step.plugin {
-                PluginRef::Builtin(name) => {
-                    let mut builtins = self
-                        .inner
-                        .builtins
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner());
-                    match builtins.get(name) {
-                        Some(plugin) => Ok(plugin.clone()),
-                        None => self.inner.host.load_builtin(name).inspect(|plugin| {
-                            builtins.insert(name.clone(), plugin.clone());
-                        }),
+                PluginRef::Builtin(name) => self
+                    .builtin(name)
+                    .map(|(plugin, blob)| LoadedPlugin { plugin, blob }),
+                PluginRef::Path(path) => match std::fs::read(path) {
+                    Ok(bytes) => {
+                        let hash = content_hash(&bytes);
+                        files.push((path.clone(), hash.clone()));
+                        self.inner
+                            .host
+                            .load_bytes(&path.display().to_string(), &bytes)
+                            .map(|plugin| LoadedPlugin {
+                                plugin,
+                                blob: PluginBlob {
+                                    hash,
+                                    bytes: bytes.into(),
+                                },
+                            })
                     }
-                }
-                PluginRef::Path(path) => self.inner.host.load_file(path),
+                    Err(e) => {
+                        files.push((path.clone(), String::new()));
+                        Err(crate::plugin::PluginError::Read {
+                            path: path.clone(),
+                            message: e.to_string(),
+                        })
+                    }
+                },
             };
             match loaded {
                 Ok(plugin) => plugins.push(plugin),
@@ -385,11 +561,12 @@ impl Catalog {
                 }
             }
         }
-        if errors.is_empty() {
+        let loaded = if errors.is_empty() {
             Ok(plugins)
         } else {
             Err(errors)
-        }
+        };
+        (files, loaded)
     }
 }
 

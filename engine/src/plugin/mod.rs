@@ -234,6 +234,14 @@ impl PluginHost {
         builtin::PLUGINS.iter().map(|(name, _)| *name)
     }
 
+    /// The component bytes of a built-in plugin, as embedded in this binary.
+    pub fn builtin_bytes(name: &str) -> Option<&'static [u8]> {
+        builtin::PLUGINS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, bytes)| *bytes)
+    }
+
     /// Loads one built-in plugin by name.
     pub fn load_builtin(&self, name: &str) -> Result<Plugin, PluginError> {
         let (_, bytes) = builtin::PLUGINS

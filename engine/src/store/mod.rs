@@ -50,14 +50,14 @@ use tokio::sync::oneshot;
 
 pub use error::StoreError;
 pub use types::{
-    Accepted, LogLine, NewRun, Page, RawRequest, Run, RunFilter, RunId, RunOutcome, RunStatus,
-    StepErrorRecord, StepRecord, StepStatus, UnknownStatus,
+    Accepted, LogLine, NewRun, Page, PluginBlob, RawRequest, Run, RunFilter, RunId, RunOutcome,
+    RunStatus, StepErrorRecord, StepRecord, StepStatus, UnknownStatus,
 };
 
 use tables::Envelope;
 use tables::{
-    DEDUPE, DONE_BY_FLOW_STATUS, DONE_BY_STATUS, FLOW_VERSIONS, LIVE, META, OUTCOMES, REQUESTS,
-    RUNS_BY_FLOW, SCHEMA_KEY, SCHEMA_VERSION, STEPS, TOKENS,
+    DEDUPE, DONE_BY_FLOW_STATUS, DONE_BY_STATUS, FLOW_VERSION_PLUGINS, FLOW_VERSIONS, LIVE, META,
+    OUTCOMES, PLUGINS, REQUESTS, RUNS_BY_FLOW, SCHEMA_KEY, SCHEMA_VERSION, STEPS, TOKENS,
 };
 use writer::{AcceptAnswer, AcceptPermit, Counters, Op, Prepared, Reply, Writer, WriterConfig};
 
@@ -399,13 +399,16 @@ impl Store {
         self.call(|reply| Op::Token { flow_id, reply }).await
     }
 
-    /// Keeps the source of a flow version. Storing the same source again does nothing;
-    /// another source under the same version is a [`StoreError::Conflict`].
+    /// Keeps the source of a flow version and the plugin each of its steps runs (in step
+    /// order; a blob already stored under its hash is not written again). Storing the same
+    /// version again does nothing; another source or plugins under the same version is a
+    /// [`StoreError::Conflict`].
     pub async fn put_flow_version(
         &self,
         flow_id: &str,
         version: &str,
         source: &str,
+        plugins: Vec<PluginBlob>,
     ) -> Result<(), StoreError> {
         let (flow_id, version, source) =
             (flow_id.to_owned(), version.to_owned(), source.to_owned());
@@ -413,6 +416,7 @@ impl Store {
             flow_id,
             version,
             source,
+            plugins,
             reply,
         })
         .await
@@ -554,6 +558,8 @@ fn prepare(db: &Database) -> Result<(), StoreError> {
         txn.open_table(DONE_BY_FLOW_STATUS)?;
         txn.open_table(DEDUPE)?;
         txn.open_table(FLOW_VERSIONS)?;
+        txn.open_table(FLOW_VERSION_PLUGINS)?;
+        txn.open_table(PLUGINS)?;
         txn.open_table(TOKENS)?;
         txn.open_table(REQUESTS)?;
     }

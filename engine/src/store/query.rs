@@ -12,8 +12,8 @@ use redb::{ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTableMetada
 use super::Store;
 use super::error::StoreError;
 use super::tables::{
-    DEDUPE, DONE_BY_FLOW_STATUS, DONE_BY_STATUS, Envelope, FLOW_VERSIONS, LIVE, OUTCOMES, REQUESTS,
-    RUNS_BY_FLOW, STEPS, State, TOKENS, bundle, decode, run_of,
+    DEDUPE, DONE_BY_FLOW_STATUS, DONE_BY_STATUS, Envelope, FLOW_VERSION_PLUGINS, FLOW_VERSIONS,
+    LIVE, OUTCOMES, PLUGINS, REQUESTS, RUNS_BY_FLOW, STEPS, State, TOKENS, bundle, decode, run_of,
 };
 use super::types::{Page, RawRequest, Run, RunFilter, RunId, RunStatus, StepRecord};
 
@@ -63,6 +63,32 @@ impl Store {
         Ok(versions
             .get((flow_id, version))?
             .map(|guard| guard.value().to_owned()))
+    }
+
+    /// The content hashes of a stored flow version's plugins, in step order; `None` for a
+    /// version stored before plugins were kept with it.
+    pub fn flow_version_plugins(
+        &self,
+        flow_id: &str,
+        version: &str,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let txn = self.inner.db.begin_read()?;
+        let table = txn.open_table(FLOW_VERSION_PLUGINS)?;
+        Ok(table.get((flow_id, version))?.map(|guard| {
+            let hashes = guard.value();
+            if hashes.is_empty() {
+                Vec::new()
+            } else {
+                hashes.split(',').map(str::to_owned).collect()
+            }
+        }))
+    }
+
+    /// A plugin's bytes by content hash, as a flow version stored them.
+    pub fn plugin_blob(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.inner.db.begin_read()?;
+        let table = txn.open_table(PLUGINS)?;
+        Ok(table.get(hash)?.map(|guard| guard.value().to_vec()))
     }
 
     /// The flow's webhook token if one was made; see [`Store::token_for`].

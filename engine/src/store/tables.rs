@@ -62,6 +62,13 @@ pub(super) const DEDUPE: TableDefinition<(&str, &str), u128> = TableDefinition::
 /// (flow id, version) → the flow's source text.
 pub(super) const FLOW_VERSIONS: TableDefinition<(&str, &str), &str> =
     TableDefinition::new("flow_versions");
+/// (flow id, version) → the content hashes (hex SHA-256) of its steps' plugins, in step order,
+/// separated by `,`. Versions stored before plugins were kept have no entry.
+pub(super) const FLOW_VERSION_PLUGINS: TableDefinition<(&str, &str), &str> =
+    TableDefinition::new("flow_version_plugins");
+/// A plugin component's content hash (hex SHA-256) → its bytes: every plugin a stored flow
+/// version used, so a run executes the exact code of the version it records.
+pub(super) const PLUGINS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugins");
 /// flow id → its webhook URL token.
 pub(super) const TOKENS: TableDefinition<&str, &str> = TableDefinition::new("tokens");
 

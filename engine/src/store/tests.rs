@@ -558,19 +558,21 @@ async fn flow_versions_are_kept_once() {
     let (_dir, path) = temp();
     let store = Store::open(&path).unwrap();
     store
-        .put_flow_version("f", "abc", "name = 'x'")
+        .put_flow_version("f", "abc", "name = 'x'", Vec::new())
         .await
         .unwrap();
     store
-        .put_flow_version("f", "abc", "name = 'x'")
+        .put_flow_version("f", "abc", "name = 'x'", Vec::new())
         .await
         .unwrap();
     store
-        .put_flow_version("f", "def", "name = 'y'")
+        .put_flow_version("f", "def", "name = 'y'", Vec::new())
         .await
         .unwrap();
     assert!(matches!(
-        store.put_flow_version("f", "abc", "other").await,
+        store
+            .put_flow_version("f", "abc", "other", Vec::new())
+            .await,
         Err(StoreError::Conflict(_))
     ));
     assert_eq!(
@@ -582,6 +584,63 @@ async fn flow_versions_are_kept_once() {
         Some("name = 'y'")
     );
     assert_eq!(store.flow_version("g", "abc").unwrap(), None);
+}
+
+#[tokio::test]
+async fn flow_versions_keep_their_plugins_by_content_hash() {
+    let (_dir, path) = temp();
+    let blob = |hash: &str, bytes: &[u8]| PluginBlob {
+        hash: hash.to_owned(),
+        bytes: bytes.into(),
+    };
+    {
+        let store = Store::open(&path).unwrap();
+        store
+            .put_flow_version(
+                "f",
+                "v1",
+                "name = 'x'",
+                vec![blob("aa", b"old"), blob("bb", b"b")],
+            )
+            .await
+            .unwrap();
+        // A second version sharing one plugin: the shared blob is kept once.
+        store
+            .put_flow_version(
+                "f",
+                "v2",
+                "name = 'x'",
+                vec![blob("cc", b"new"), blob("bb", b"b")],
+            )
+            .await
+            .unwrap();
+        assert!(matches!(
+            store
+                .put_flow_version("f", "v1", "name = 'x'", vec![blob("cc", b"new")])
+                .await,
+            Err(StoreError::Conflict(_))
+        ));
+        store.sync().await.unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    assert_eq!(
+        store.flow_version_plugins("f", "v1").unwrap(),
+        Some(vec!["aa".to_owned(), "bb".to_owned()])
+    );
+    assert_eq!(
+        store.flow_version_plugins("f", "v2").unwrap(),
+        Some(vec!["cc".to_owned(), "bb".to_owned()])
+    );
+    assert_eq!(
+        store.plugin_blob("aa").unwrap().as_deref(),
+        Some(&b"old"[..])
+    );
+    assert_eq!(
+        store.plugin_blob("cc").unwrap().as_deref(),
+        Some(&b"new"[..])
+    );
+    assert_eq!(store.plugin_blob("zz").unwrap(), None);
+    assert_eq!(store.flow_version_plugins("g", "v1").unwrap(), None);
 }
 
 #[tokio::test]

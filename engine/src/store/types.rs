@@ -406,3 +406,10 @@ mod rfc3339_millis {
         humantime::parse_rfc3339(&text).map_err(serde::de::Error::custom)
     }
 }
+
+/// A plugin component as a flow version keeps it: its content hash (hex SHA-256) and bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginBlob {
+    pub hash: String,
+    pub bytes: std::sync::Arc<[u8]>,
+}

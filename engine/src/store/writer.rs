@@ -54,10 +54,11 @@ use super::error::StoreError;
 use super::journal::{self, Entry, Pending, Redo};
 use super::query::DedupeEntry;
 use super::tables::{
-    DEDUPE, DONE_BY_FLOW_STATUS, DONE_BY_STATUS, Envelope, FLOW_VERSIONS, LIVE, META, OUTCOMES,
-    Outcome, REQUESTS, RUNS_BY_FLOW, STEPS, State, TOKENS, bundle, encode, run_of, state_of,
+    DEDUPE, DONE_BY_FLOW_STATUS, DONE_BY_STATUS, Envelope, FLOW_VERSION_PLUGINS, FLOW_VERSIONS,
+    LIVE, META, OUTCOMES, Outcome, PLUGINS, REQUESTS, RUNS_BY_FLOW, STEPS, State, TOKENS, bundle,
+    encode, run_of, state_of,
 };
-use super::types::{Run, RunId, RunOutcome, RunStatus, to_ms};
+use super::types::{PluginBlob, Run, RunId, RunOutcome, RunStatus, to_ms};
 
 /// The longest time progress writes stay unsynced while the writer is kept busy.
 pub(super) const MAX_UNSYNCED: Duration = Duration::from_secs(1);
@@ -141,6 +142,7 @@ pub(super) enum Op {
         flow_id: String,
         version: String,
         source: String,
+        plugins: Vec<PluginBlob>,
         reply: Reply<()>,
     },
     Recover {
@@ -197,7 +199,9 @@ impl Op {
         match self {
             Op::Accept { run, .. } => run.bytes.len(),
             Op::Step { bytes, .. } => bytes.len(),
-            Op::FlowVersion { source, .. } => source.len(),
+            Op::FlowVersion {
+                source, plugins, ..
+            } => source.len() + plugins.iter().map(|p| p.bytes.len()).sum::<usize>(),
             _ => 64,
         }
     }
@@ -324,6 +328,8 @@ struct WriteTables<'t> {
     done_by_flow_status: Option<Table<'t, (&'static str, u8, u128), ()>>,
     dedupe: Option<Table<'t, (&'static str, &'static str), u128>>,
     flow_versions: Option<Table<'t, (&'static str, &'static str), &'static str>>,
+    flow_version_plugins: Option<Table<'t, (&'static str, &'static str), &'static str>>,
+    plugins: Option<Table<'t, &'static str, &'static [u8]>>,
     tokens: Option<Table<'t, &'static str, &'static str>>,
     /// The requests accepted in this transaction and not yet stored.
     bundle: bundle::Builder,
@@ -361,6 +367,8 @@ lazy_tables! {
     done_by_flow_status: DONE_BY_FLOW_STATUS, (&'static str, u8, u128), ();
     dedupe: DEDUPE, (&'static str, &'static str), u128;
     flow_versions: FLOW_VERSIONS, (&'static str, &'static str), &'static str;
+    flow_version_plugins: FLOW_VERSION_PLUGINS, (&'static str, &'static str), &'static str;
+    plugins: PLUGINS, &'static str, &'static [u8];
     tokens: TOKENS, &'static str, &'static str;
 }
 
@@ -377,6 +385,8 @@ impl<'t> WriteTables<'t> {
             done_by_flow_status: None,
             dedupe: None,
             flow_versions: None,
+            flow_version_plugins: None,
+            plugins: None,
             tokens: None,
             bundle: bundle::Builder::default(),
         })
@@ -859,9 +869,10 @@ impl Writer {
                 flow_id,
                 version,
                 source,
+                plugins,
                 reply,
             } => settle(
-                flow_version(t, &flow_id, &version, &source),
+                flow_version(t, &flow_id, &version, &source, &plugins),
                 reply,
                 (),
                 answers,
@@ -1139,9 +1150,23 @@ fn flow_version(
     flow_id: &str,
     version: &str,
     source: &str,
+    plugins: &[PluginBlob],
 ) -> Result<(), OpError> {
-    if let Some(existing) = t.flow_versions()?.get((flow_id, version))? {
-        if existing.value() == source {
+    let hashes = plugins
+        .iter()
+        .map(|p| p.hash.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    let same_source = t
+        .flow_versions()?
+        .get((flow_id, version))?
+        .map(|existing| existing.value() == source);
+    if let Some(same_source) = same_source {
+        let same_plugins = t
+            .flow_version_plugins()?
+            .get((flow_id, version))?
+            .is_none_or(|stored| stored.value() == hashes);
+        if same_source && same_plugins {
             return Ok(());
         }
         return Err(StoreError::Conflict(format!(
@@ -1149,7 +1174,16 @@ fn flow_version(
         ))
         .into());
     }
+    for plugin in plugins {
+        // Content-addressed: a blob stored once serves every version that uses it.
+        if t.plugins()?.get(plugin.hash.as_str())?.is_none() {
+            t.plugins()?
+                .insert(plugin.hash.as_str(), &plugin.bytes[..])?;
+        }
+    }
     t.flow_versions()?.insert((flow_id, version), source)?;
+    t.flow_version_plugins()?
+        .insert((flow_id, version), hashes.as_str())?;
     Ok(())
 }
 
