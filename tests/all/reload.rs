@@ -274,6 +274,7 @@ fn rebuilding_a_plugin_reloads_its_flows_and_earlier_runs_keep_the_old_code() {
     // The plugin is rebuilt while Weir is down: the same flow file is a new version.
     std::fs::copy(weir_tests::HOSTILE_WASM, &step).unwrap();
     let weir = Weir::start_with(flows.path(), &store, &["--concurrency", "1"]);
+    let url = weir.webhook_url("built");
     let new_version = weir.flow("built")["version"].clone();
     assert_ne!(new_version, old_version, "a new plugin makes a new version");
     for id in &before {
