@@ -111,9 +111,9 @@ pub async fn execute_steps(
         let input_text = input.to_string();
         let config_text = step.config.to_string();
         let slot = CALL_SLOTS.acquire().await;
-        // Called on this thread, not handed to a blocking pool: most calls take tens of
-        // microseconds, and the two thread hand-offs around each cost a fifth of a one-step
-        // run's CPU (`weir-bench webhook`). A long call holds this worker until it ends or
+        // Called on this thread, not handed to a blocking pool: most calls are short, and the
+        // two thread hand-offs around each would cost a large share of a one-step run's CPU
+        // (BENCHMARKS.md). A long call holds this worker until it ends or
         // times out, but at most one call per core runs, and the executor's runtime has one
         // worker more than that for everything else (see `Executor::start`). A panic in the
         // host is caught here, as a blocking task's would have been, and fails the step.

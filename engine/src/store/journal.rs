@@ -2,20 +2,16 @@
 //! write, instead of redb's fsync of every page a commit touched.
 //!
 //! Why: a redb commit writes 10 to 40 pages scattered over the file, and syncing scattered
-//! pages costs about 60 µs each on the disks Weir runs on (1.9 ms for 30 pages, against
-//! 0.2–0.4 ms for the same bytes written in one piece). With the journal, the writer commits to
-//! redb without an fsync (`Durability::None`, visible to readers at once), then appends the
-//! batch's redo record to the `Journal` and syncs it (by direct I/O where the file system
-//! has it, see `Journal`). The callers of a batch are answered once its record is synced.
-//! The writer thread does this itself: handing the record to a thread of its own, so that the
-//! writer could apply the next batch meanwhile, cost more in waking that thread on 2 busy
-//! cores than the overlap won (`weir-bench webhook`, three alternating pairs: 36–38 against
-//! 40–44 µs of CPU per webhook, 29.3–30.6k against 27.0–29.8k webhooks/s). Handing the
-//! write to an io_uring instead gained no more than the noise (README, Benchmarks): on a disk
-//! with a write-back cache and no FUA the kernel runs an `O_DSYNC` write on a worker thread.
-//! Nor would several frames in flight at once, although the disk overlaps them (`weir-bench
-//! disk`): the benchmark's durable floor did worse with four writer threads than with one on
-//! 2 cores (smaller batches, each write slower; README, Benchmarks).
+//! pages costs several times what the same bytes cost written and synced in one piece. With
+//! the journal, the writer commits to redb without an fsync (`Durability::None`, visible to
+//! readers at once), then appends the batch's redo record to the `Journal` and syncs it (by
+//! direct I/O where the file system has it, see `Journal`). The callers of a batch are
+//! answered once its record is synced. The writer thread does this itself: handing the record
+//! to a thread of its own, so that the writer could apply the next batch meanwhile, costs a
+//! wake-up per batch, more than the overlap wins on a machine with few busy cores. Handing the write to an io_uring does not
+//! avoid that wake-up: on a disk with a write-back cache and no FUA the kernel runs an
+//! `O_DSYNC` write on a worker thread. Nor do several frames in flight at once: they make
+//! smaller batches. The measurements behind these choices are in BENCHMARKS.md.
 //!
 //! A checkpoint is an ordinary durable redb commit. It makes every record before it redundant,
 //! so the journal then starts again at its beginning. The writer checkpoints when it is idle,
@@ -358,13 +354,8 @@ pub(super) type Pending = Box<dyn FnOnce(Option<StoreError>) + Send>;
 ///
 /// Frames go to the disk by direct I/O where the file system allows it: one `pwrite` through
 /// a file opened `O_DIRECT | O_DSYNC` returns once the frame is on the disk, without copying
-/// it into the page cache and writing it back from there as `fdatasync` does. On the
-/// benchmark machine (`weir-bench webhook`, concurrency 64, three alternating runs against
-/// the page cache and `fdatasync`) that took a sync from 0.24–0.31 to 0.18 ms, Weir's CPU
-/// from 38–40 to 32–38 µs a webhook and its rate from 27.8–29.2k to 28.8–33.7k/s; two more
-/// pairs an hour later, with the disk slower, showed the same rates (the sync 0.24–0.26
-/// against 0.26–0.30 ms). In a profile the journal went from about a fifth of the writer
-/// thread's CPU to 2%.
+/// it into the page cache and writing it back from there as `fdatasync` does: the journal's
+/// write then takes the writer thread almost no CPU (BENCHMARKS.md).
 ///
 /// A direct write covers whole [`BLOCK`]s, so the block the last frame ended in is written
 /// again, with the same bytes, in front of the next frame, and the rest of the new frame's

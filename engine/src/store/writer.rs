@@ -314,9 +314,8 @@ macro_rules! fatal_from {
 fatal_from!(redb::StorageError, redb::TableError);
 
 /// The tables of one batch's transaction. The two every accept writes are opened with it;
-/// the others when an op first needs them, since opening all ten took a fifth of the writer's
-/// time per batch under a burst of accepts (measured with `weir-bench webhook`: 60 µs of
-/// 330).
+/// the others when an op first needs them: opening a table is not free, and a burst of
+/// accepts makes batches that need no other.
 struct WriteTables<'t> {
     txn: &'t WriteTransaction,
     requests: Table<'t, u128, &'static [u8]>,

@@ -1,0 +1,59 @@
+//! Weir's benchmarks, one subcommand per file. Each prints its figures next to a baseline
+//! measured in the same run, so that a noisy shared machine shows up in both.
+//!
+//!     cargo run --release -p weir-bench -- plugin
+//!     cargo run --release -p weir-bench -- webhook [--rounds N]
+//!
+//! The method and the current figures are in BENCHMARKS.md at the repository's root.
+
+/// The same allocator as the `weir` binary, so that the plugin benchmark, which runs Weir's
+/// plugin host in this process, measures what `weir serve` does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+mod floor;
+mod plugin;
+mod webhook;
+
+use anyhow::Context as _;
+
+/// Weir's benchmarks: each prints its figures next to a baseline measured in the same run.
+#[derive(clap::Parser)]
+#[command(name = "weir-bench")]
+struct Cli {
+    #[command(subcommand)]
+    bench: Option<Bench>,
+}
+
+#[derive(clap::Subcommand)]
+enum Bench {
+    /// The per-step overhead of the `transform` plugin (the default).
+    Plugin,
+    /// Weir's webhook endpoint against a bare warp server and a durable floor, completed
+    /// runs/s and peak memory.
+    Webhook {
+        /// Rounds per concurrency; the figures are their median and range.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+        rounds: u64,
+    },
+    /// Serves a baseline in a process of its own, as `webhook` needs it: prints `bare: ADDR`
+    /// and serves until its stdin closes.
+    #[command(hide = true)]
+    BareServer {
+        /// Serve the durable floor instead: each body written to a file in this directory
+        /// (by direct I/O, synced) before the answer.
+        #[arg(long)]
+        durable: Option<std::path::PathBuf>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = <Cli as clap::Parser>::parse();
+    match cli.bench.unwrap_or(Bench::Plugin) {
+        Bench::Plugin => plugin::bench(),
+        Bench::Webhook { rounds } => {
+            webhook::bench(usize::try_from(rounds).context("--rounds is too large")?)
+        }
+        Bench::BareServer { durable } => webhook::serve_bare(durable),
+    }
+}
