@@ -127,7 +127,7 @@ fn a_request_head_sent_a_byte_at_a_time_is_cut_at_the_header_timeout() {
             break false;
         }
         let byte = [bytes.next().unwrap_or(b'a')];
-        if stream.write_all(&byte).is_err() || is_closed(&mut stream) {
+        if stream.write_all(&byte).is_err() || is_closed(&stream) {
             break true;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -267,7 +267,7 @@ fn sigterm_closes_a_half_sent_request_when_the_grace_period_ends() {
         took < Duration::from_secs(3),
         "took {took:?} with a 1 s grace"
     );
-    assert!(is_closed(&mut half));
+    assert!(is_closed(&half));
 }
 
 #[test]

@@ -59,7 +59,7 @@ fn trickling_clients(
     let open = |i: usize| -> Option<TcpStream> {
         let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
         stream.set_nodelay(true).ok()?;
-        let head = if i % 2 == 0 {
+        let head = if i.is_multiple_of(2) {
             format!("POST {path} HTTP/1.1\r\nHost: x\r\nX-Slow: ")
         } else {
             format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
