@@ -50,6 +50,8 @@ fn init_logs(format: LogFormat) {
 }
 
 #[derive(Subcommand)]
+// Parsed once per process: the size of `serve`'s options costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Receive webhooks and run the flows of a folder, with hot reload.
     Serve(ServeArgs),
@@ -94,9 +96,37 @@ struct ServeArgs {
     /// The base of webhook URLs as senders must use it (default: http://<listen address>).
     #[arg(long, env = "WEIR_PUBLIC_URL")]
     public_url: Option<String>,
-    /// Bearer token required on the admin API.
+    /// Bearer token required on the admin API (at least 16 bytes; required to listen beyond
+    /// loopback).
     #[arg(long, env = "WEIR_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Without an admin token, a `Host` name the admin API answers besides localhost,
+    /// 127.0.0.0/8 and [::1] (repeatable; the env var takes a comma-separated list). Other
+    /// Hosts get 421, which stops DNS-rebinding pages.
+    #[arg(long = "admin-host", env = "WEIR_ADMIN_HOSTS", value_delimiter = ',')]
+    admin_hosts: Vec<String>,
+    /// Connections the webhook listener keeps open at once; lowered to fit the open-files
+    /// limit. When full, a new connection closes the one idle longest.
+    #[arg(long, default_value_t = 4096, env = "WEIR_MAX_CONNECTIONS")]
+    max_connections: usize,
+    /// Connections the admin listener keeps open at once: its own budget, so a webhook flood
+    /// cannot lock admins out.
+    #[arg(long, default_value_t = 64, env = "WEIR_ADMIN_MAX_CONNECTIONS")]
+    admin_max_connections: usize,
+    /// The longest a request head (request line and headers) may take from its first byte.
+    #[arg(long, default_value = "10s", env = "WEIR_HEADER_TIMEOUT", value_parser = humantime::parse_duration)]
+    header_timeout: std::time::Duration,
+    /// How long a connection stays open with no request in progress and nothing received
+    /// (before its first request, and between keep-alive requests).
+    #[arg(long, default_value = "30s", env = "WEIR_IDLE_TIMEOUT", value_parser = humantime::parse_duration)]
+    idle_timeout: std::time::Duration,
+    /// The longest a webhook body may take to arrive; past it the sender gets 408.
+    #[arg(long, default_value = "30s", env = "WEIR_BODY_TIMEOUT", value_parser = humantime::parse_duration)]
+    body_timeout: std::time::Duration,
+    /// The largest request head (path, query and headers) on either listener, at least
+    /// 8 KiB; past it, 431. A flow's `max_head` can only ask less.
+    #[arg(long, default_value = "64 KiB", env = "WEIR_MAX_HEAD")]
+    max_head: bytesize::ByteSize,
     /// Runs executing at once.
     #[arg(long, default_value_t = 256, env = "WEIR_CONCURRENCY")]
     concurrency: usize,
@@ -116,8 +146,8 @@ struct ServeArgs {
     /// burst, one per core at a time.
     #[arg(long, default_value = "10s", env = "WEIR_BURST_WAIT", value_parser = humantime::parse_duration)]
     burst_wait: std::time::Duration,
-    /// On SIGTERM or Ctrl-C, how long to let executing runs finish before exiting; runs cut off
-    /// run again at the next start.
+    /// On SIGTERM or Ctrl-C, how long to let open requests and executing runs finish before
+    /// exiting; connections still open are closed, and runs cut off run again at the next start.
     #[arg(long, default_value = "10s", env = "WEIR_SHUTDOWN_GRACE", value_parser = humantime::parse_duration)]
     shutdown_grace: std::time::Duration,
 }
@@ -190,7 +220,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            if e.downcast_ref::<weir::server::ConfigError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -267,6 +301,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             admin_listen: args.admin_listen,
             public_url: args.public_url,
             admin_token: args.admin_token,
+            admin_hosts: args.admin_hosts,
+            max_connections: args.max_connections,
+            admin_max_connections: args.admin_max_connections,
+            header_timeout: args.header_timeout,
+            idle_timeout: args.idle_timeout,
+            body_timeout: args.body_timeout,
+            max_head: usize::try_from(args.max_head.as_u64()).unwrap_or(usize::MAX),
             concurrency: args.concurrency,
             accept_queue: args.accept_queue,
             run_nice: args.run_nice,

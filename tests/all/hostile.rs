@@ -7,6 +7,8 @@ use serde_json::{Value, json};
 use weir::plugin::{CallContext, Limits, Plugin, StepCall, StepFailure};
 use weir_tests::{HOSTILE_WASM, host, resident_memory};
 
+mod world;
+
 /// Tests that move hundreds of MiB through this process take turns, so the one that measures
 /// the process's memory sees only its own.
 static MEMORY_HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -132,9 +134,37 @@ fn files_are_out_of_reach() {
 
 #[test]
 fn the_environment_and_arguments_are_empty() {
-    // SAFETY: set before any thread reads it; the variable is unique to this test.
-    unsafe { std::env::set_var("WEIR_TEST_SECRET_TOKEN", "s3cr3t") };
-    let out = output(call("env", "WEIR_TEST_SECRET_TOKEN", Limits::default()));
+    // The host is a `weir plugin run` process holding the variable: setting it in this
+    // multi-threaded test process would be undefined behaviour.
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        config.path(),
+        json!({ "mode": "env", "target": "WEIR_TEST_SECRET_TOKEN" }).to_string(),
+    )
+    .unwrap();
+    let run = weir_tests::weir_command()
+        .args(["plugin", "run", HOSTILE_WASM, "--input", "-", "--config"])
+        .arg(config.path())
+        .env("WEIR_TEST_SECRET_TOKEN", "s3cr3t")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        let mut stdin = run.stdin.as_ref().unwrap();
+        stdin.write_all(br#"{"ping":1}"#).unwrap();
+    }
+    let mut run = run;
+    drop(run.stdin.take());
+    let finished = run.wait_with_output().unwrap();
+    assert!(
+        finished.status.success(),
+        "{}",
+        String::from_utf8_lossy(&finished.stderr)
+    );
+    let out: Value = serde_json::from_slice(&finished.stdout).unwrap();
     assert_eq!(out["vars"], json!([]), "{out}");
     assert_eq!(out["args"], json!([]), "{out}");
     assert!(out["target"]["Err"].is_string(), "{out}");

@@ -3,6 +3,7 @@
 mod api;
 mod builtins;
 mod cli;
+mod edge;
 mod gateway;
 mod hostile;
 mod jsonpath_cts;

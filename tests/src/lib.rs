@@ -292,10 +292,40 @@ impl Weir {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Weir {
+        Weir::start_limited(flows, data, extra, env, None)
+    }
+
+    /// As [`Weir::start_with_env`], the server's open-files limit set to `nofile` (soft,
+    /// hard) in the child only, as `ulimit -n` would.
+    pub fn start_limited(
+        flows: &std::path::Path,
+        data: &std::path::Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        nofile: Option<(u64, u64)>,
+    ) -> Weir {
         use std::io::{BufRead, BufReader};
+        use std::os::unix::process::CommandExt as _;
         use std::process::{Command, Stdio};
         let cache = plugin_cache();
-        let mut child = Command::new(weir_bin())
+        let mut command = Command::new(weir_bin());
+        if let Some((soft, hard)) = nofile {
+            let limit = libc::rlimit {
+                rlim_cur: soft as libc::rlim_t,
+                rlim_max: hard as libc::rlim_t,
+            };
+            // SAFETY: setrlimit is async-signal-safe and touches only the child.
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let mut child = command
             .args([
                 "serve",
                 "--listen",
@@ -439,6 +469,29 @@ impl Weir {
         // SAFETY: signalling our own child process.
         unsafe { libc::kill(pid, libc::SIGTERM) };
         self.child.wait().expect("weir exits")
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM, then waits up to `within` for the process to exit: its status and how long it
+    /// took, or `None` (and the process is killed) when it did not exit in time.
+    pub fn stop_within(mut self, within: Duration) -> Option<(std::process::ExitStatus, Duration)> {
+        let pid = self.child.id() as libc::pid_t;
+        let started = Instant::now();
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some((status, started.elapsed()));
+            }
+            if started.elapsed() > within {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// What the server logged so far.

@@ -21,9 +21,9 @@ use super::id::{FlowId, StepId};
 use super::mapping::{Mapping, Node, Selection, place_index, place_key};
 use super::query::Query;
 use super::{
-    DEFAULT_MAX_BODY, DEFAULT_RESPOND_TIMEOUT, Flow, LoadContext, MAX_DEDUPE_WINDOW, MAX_MAX_BODY,
-    MAX_MEMORY, MAX_RESPOND_TIMEOUT, MAX_TIMEOUT, MIN_MEMORY, PluginRef, Respond, Step,
-    WebhookSpec,
+    DEFAULT_MAX_BODY, DEFAULT_MAX_HEAD, DEFAULT_RESPOND_TIMEOUT, Flow, LoadContext,
+    MAX_DEDUPE_WINDOW, MAX_MAX_BODY, MAX_MAX_HEAD, MAX_MEMORY, MAX_RESPOND_TIMEOUT, MAX_TIMEOUT,
+    MIN_MAX_HEAD, MIN_MEMORY, PluginRef, Respond, Step, WebhookSpec,
 };
 use crate::verify::{self, Algorithm, Encoding, TokenPlace, Verify};
 
@@ -33,6 +33,7 @@ const TOP_KEYS: &[&str] = &["name", "description", "webhook", "steps"];
 const WEBHOOK_KEYS: &[&str] = &[
     "methods",
     "max_body",
+    "max_head",
     "dedupe",
     "dedupe_window",
     "respond",
@@ -330,6 +331,10 @@ impl Loader<'_, '_> {
             None => Some(DEFAULT_MAX_BODY),
             Some(item) => self.size(item, "max_body", 1, MAX_MAX_BODY),
         };
+        let max_head = match table.get("max_head") {
+            None => Some(DEFAULT_MAX_HEAD),
+            Some(item) => self.size(item, "max_head", MIN_MAX_HEAD, MAX_MAX_HEAD),
+        };
         let dedupe = match table.get("dedupe") {
             None => Some(None),
             Some(item) => self.dedupe(item).map(Some),
@@ -355,6 +360,7 @@ impl Loader<'_, '_> {
         Some(WebhookSpec {
             methods: methods?,
             max_body: max_body?,
+            max_head: max_head?,
             dedupe: dedupe?,
             dedupe_window: dedupe_window?,
             respond: respond?,

@@ -17,6 +17,7 @@
 //! [webhook]                # optional
 //! methods = ["POST"]       # default ["POST"]
 //! max_body = "1 MiB"       # default 1 MiB, at most 64 MiB
+//! max_head = "64 KiB"      # path, query and headers; default 64 KiB, 1 KiB to 1 MiB
 //! dedupe = "$.webhook.headers['x-github-delivery']"  # optional; a redelivery starts no run
 //! dedupe_window = "3d"     # with dedupe: how long a value holds (default: as long as runs are kept)
 //! respond = "accepted"     # default; or "result": answer with the last step's output
@@ -57,6 +58,14 @@ pub const DEFAULT_MAX_BODY: u64 = 1 << 20;
 /// The largest `max_body` a flow may ask for: 64 MiB. Bodies are kept whole in memory and on
 /// disk, so this bounds what one sender can cost.
 pub const MAX_MAX_BODY: u64 = 64 << 20;
+/// The largest request head (path, query and headers) a webhook accepts when its flow does not
+/// say: 64 KiB. The head is stored with every run, so `max_body` alone does not bound a run.
+pub const DEFAULT_MAX_HEAD: u64 = 64 << 10;
+/// The least `max_head` a flow may ask for: 1 KiB.
+pub const MIN_MAX_HEAD: u64 = 1 << 10;
+/// The largest `max_head` a flow may ask for: 1 MiB (the server's `--max-head` bounds every
+/// head before any flow is chosen, so a flow asking more also needs it raised).
+pub const MAX_MAX_HEAD: u64 = 1 << 20;
 /// The longest `timeout` a step may ask for: 10 minutes.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
 /// The least `memory` a step may ask for: 1 MiB (a WebAssembly page is 64 KiB; less than this
@@ -99,6 +108,8 @@ pub struct WebhookSpec {
     pub methods: Vec<String>,
     /// The largest accepted request body, in bytes.
     pub max_body: u64,
+    /// The largest accepted request head (path, query and headers), in bytes.
+    pub max_head: u64,
     /// A singular query on `$.webhook` whose value identifies a delivery: a webhook whose
     /// value was already accepted for this flow is answered with the first run and starts
     /// none. A webhook where it selects nothing (or `null`) is never a duplicate.
@@ -149,6 +160,7 @@ impl Default for WebhookSpec {
         WebhookSpec {
             methods: DEFAULT_METHODS.iter().map(|m| (*m).to_owned()).collect(),
             max_body: DEFAULT_MAX_BODY,
+            max_head: DEFAULT_MAX_HEAD,
             dedupe: None,
             dedupe_window: None,
             respond: Respond::Accepted,

@@ -6,7 +6,12 @@
 //! - `GET /api/runs/{id}`: the run, its webhook step and every step's record
 //! - `GET /api/runs/{id}/payload` (`?raw=true` for the exact bytes)
 //!
-//! When a token is configured, every request needs `Authorization: Bearer <token>`.
+//! When a token is configured, every request needs `Authorization: Bearer <token>`. Without
+//! one, the API answers only requests whose `Host` is this machine (a loopback name or
+//! address) or one of [`Admin::hosts`]: a web page that points a name of its own at 127.0.0.1
+//! (DNS rebinding) gets 421, not the flows. Every answer carries `nosniff`, and stored payloads
+//! are served as attachments in a sandbox: they are data from senders, never active content on
+//! this origin.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,6 +36,8 @@ pub struct Admin {
     pub executor: Executor,
     /// Required as a bearer token when set.
     pub token: Option<String>,
+    /// Without a token, the `Host` names (lower-case, without port) accepted besides loopback.
+    pub hosts: Vec<String>,
 }
 
 type Result<T> = std::result::Result<T, ApiError>;
@@ -43,6 +50,24 @@ pub fn routes(
         let admin = admin.clone();
         warp::any().map(move || admin.clone())
     };
+    let origin = warp::host::optional()
+        .and(with.clone())
+        .and_then(
+            |authority: Option<warp::http::uri::Authority>, admin: Arc<Admin>| async move {
+                match authority {
+                    Some(authority)
+                        if admin.token.is_none()
+                            && !host_allowed(authority.host(), &admin.hosts) =>
+                    {
+                        Err(warp::reject::custom(Misdirected(
+                            authority.host().to_owned(),
+                        )))
+                    }
+                    _ => Ok(()),
+                }
+            },
+        )
+        .untuple_one();
     let auth = warp::header::optional::<String>("authorization")
         .and(with.clone())
         .and_then(|header: Option<String>, admin: Arc<Admin>| async move {
@@ -72,7 +97,8 @@ pub fn routes(
         .and(with.clone())
         .then(|id, query, admin| blocking(move || get_payload(id, query, admin)));
 
-    warp::get()
+    origin
+        .and(warp::get())
         .and(auth)
         .and(
             health
@@ -99,15 +125,60 @@ pub fn routes(
 struct Unauthorized(String);
 impl warp::reject::Reject for Unauthorized {}
 
+/// A request for a `Host` this API does not answer to without a token.
+#[derive(Debug)]
+struct Misdirected(String);
+impl warp::reject::Reject for Misdirected {}
+
 async fn recover_unauthorized(
     rejection: warp::Rejection,
 ) -> std::result::Result<Response, warp::Rejection> {
+    if let Some(Misdirected(host)) = rejection.find::<Misdirected>() {
+        return Ok(ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            format!(
+                "this admin API has no token, so it answers only to localhost, 127.0.0.1 or [::1] \
+                 (and to the names given with --admin-host), not to '{host}'"
+            ),
+        )
+        .into_response());
+    }
     match rejection.find::<Unauthorized>() {
         Some(Unauthorized(message)) => Ok(ApiError::new(StatusCode::UNAUTHORIZED, message.clone())
             .with_header("www-authenticate", "Bearer")
             .into_response()),
         None => Err(rejection),
     }
+}
+
+/// Whether `host` (a URI host: a name, an IPv4 address or a bracketed IPv6 address) names
+/// this machine, or is one of `extra`.
+fn host_allowed(host: &str, extra: &[String]) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    if host == "localhost" || host.ends_with(".localhost") || extra.contains(&host) {
+        return true;
+    }
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(&host);
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(ip)) => ip.is_loopback(),
+        Ok(std::net::IpAddr::V6(ip)) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        Err(_) => false,
+    }
+}
+
+/// What every admin answer carries: the browser never guesses a type from the bytes (the UI
+/// shares this origin, and stored payloads are served from it).
+pub fn harden(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        "x-content-type-options",
+        warp::http::HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 fn check_token(admin: &Admin, header: Option<&str>) -> Result<()> {
@@ -166,6 +237,7 @@ fn flow_json(catalog: &Catalog, entry: &FlowEntry) -> Value {
         "file": entry.file.display().to_string(),
         "methods": live.map(|f| f.webhook.methods.clone()),
         "max_body": live.map(|f| f.webhook.max_body),
+        "max_head": live.map(|f| f.webhook.max_head),
         "dedupe": live.and_then(|f| f.webhook.dedupe.as_ref().map(|q| q.as_str().to_owned())),
         "dedupe_window_ms": live.and_then(|f| f.webhook.dedupe_window)
             .map(|w| u64::try_from(w.as_millis()).unwrap_or(u64::MAX)),
@@ -209,9 +281,14 @@ fn get_flow(id: String, admin: Arc<Admin>) -> Result<Response> {
     json_ok(&flow_json(&admin.catalog, entry))
 }
 
+/// A run id in its canonical form (26 upper-case Crockford base32 characters): other
+/// spellings that decode (lower case, or an overflowing first character that wraps to
+/// another run's id) are refused rather than mapped to some run.
 fn parse_run_id(id: &str) -> Result<RunId> {
-    id.parse()
-        .map_err(|_| ApiError::bad_request(format!("'{id}' is not a run id")))
+    id.parse::<RunId>()
+        .ok()
+        .filter(|run| run.to_string() == id)
+        .ok_or_else(|| ApiError::bad_request(format!("'{id}' is not a run id")))
 }
 
 fn list_runs(query: HashMap<String, String>, admin: Arc<Admin>) -> Result<Response> {
@@ -287,12 +364,25 @@ fn get_payload(id: String, query: HashMap<String, String>, admin: Arc<Admin>) ->
         }
     };
     if raw {
+        // The sender's bytes under the sender's type, but never rendered on this origin: a
+        // download (attachment), no type sniffing (`harden`), and a sandbox without scripts
+        // should a browser display it anyway.
         let mut response = Response::new(request.body.into());
         let value = content_type.unwrap_or_else(|| "application/octet-stream".into());
-        if let Ok(value) = warp::http::HeaderValue::from_str(&value) {
-            response.headers_mut().insert("content-type", value);
+        let headers = response.headers_mut();
+        let value = warp::http::HeaderValue::from_str(&value)
+            .unwrap_or_else(|_| warp::http::HeaderValue::from_static("application/octet-stream"));
+        headers.insert("content-type", value);
+        if let Ok(value) =
+            warp::http::HeaderValue::from_str(&format!("attachment; filename=\"{id}.bin\""))
+        {
+            headers.insert("content-disposition", value);
         }
-        return Ok(response);
+        headers.insert(
+            "content-security-policy",
+            warp::http::HeaderValue::from_static("sandbox; default-src 'none'"),
+        );
+        return Ok(harden(response));
     }
     let body = Body::decode(content_type.as_deref(), &request.body);
     let encoding = body.encoding();

@@ -56,18 +56,25 @@ impl Reply for ApiError {
     }
 }
 
-/// Turns warp's rejections (no route, wrong method on a route, bad query) into JSON errors.
+/// Turns warp's rejections (no route, wrong method on a route, bad query or header) into JSON
+/// errors. Clients get a fixed sentence per kind, never a rejection's `Debug` text (which names
+/// internal types and every filter tried); that goes to the `debug` log.
 pub async fn recover(rejection: warp::Rejection) -> Result<Response, std::convert::Infallible> {
+    use warp::reject::{InvalidHeader, InvalidQuery, MethodNotAllowed, MissingHeader};
     let error = if rejection.is_not_found() {
         ApiError::not_found("no such resource")
-    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+    } else if rejection.find::<MethodNotAllowed>().is_some() {
         ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
             .with_header("allow", "GET")
-    } else if let Some(e) = rejection.find::<warp::reject::InvalidQuery>() {
-        ApiError::bad_request(e.to_string())
+    } else if rejection.find::<InvalidQuery>().is_some() {
+        ApiError::bad_request("the query string is not valid")
+    } else if let Some(e) = rejection.find::<InvalidHeader>() {
+        ApiError::bad_request(format!("the {} header is not valid", e.name()))
+    } else if let Some(e) = rejection.find::<MissingHeader>() {
+        ApiError::bad_request(format!("the {} header is missing", e.name()))
     } else {
         tracing::debug!(?rejection, "unhandled rejection");
-        ApiError::bad_request(format!("{rejection:?}"))
+        ApiError::bad_request("the request could not be handled")
     };
     Ok(error.into_response())
 }

@@ -4,8 +4,13 @@
 //! flow and a wrong token get the same 404 (so a URL cannot be probed for which flows exist);
 //! a method the flow does not accept gets 405 with `Allow`; a body over the flow's `max_body`
 //! gets 413 (counted over the stream, so chunked bodies are limited too); a request that fails
-//! the flow's `verify` gets 401 with the reason. Then the request and
-//! its run are committed to the store, and only then does the sender get 202 with the run id.
+//! the flow's `verify` gets 401 with the reason; a request head (path, query and headers) over
+//! the flow's `max_head` gets 431; a body that does not arrive within the listener's body
+//! deadline gets 408 and the connection is closed. Then the request and its run are committed
+//! to the store, and only then does the sender get 202 with the run id. What is stored leaves
+//! out the URL token (the stored path ends in `[redacted]`) and the credential of the flow's
+//! own `token` or `basic` scheme (its header or query parameter reads `[redacted]`); other
+//! headers are kept as received.
 //! When the store cannot take it, the answer is 503 with `Retry-After`, never a 2xx. A flow
 //! with `dedupe` answers a redelivery (same dedupe value) 200 with the first delivery's run,
 //! and starts no run. A flow with `respond = "result"` answers with its run's result once the
@@ -13,7 +18,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Buf;
 use futures_util::{Stream, StreamExt};
@@ -25,6 +30,7 @@ use warp::http::{HeaderMap, Method, StatusCode};
 use warp::reply::{Reply, Response};
 
 use super::error::ApiError;
+use super::listener::Peer;
 use crate::catalog::Catalog;
 use crate::flow::Respond;
 use crate::run::{Executor, RunResult, payload};
@@ -36,7 +42,12 @@ pub struct Gateway {
     pub catalog: Catalog,
     pub store: Store,
     pub executor: Executor,
+    /// The longest a request body may take to arrive, from its head.
+    pub body_timeout: Duration,
 }
+
+/// What a redacted credential reads in stored requests.
+pub const REDACTED: &str = "[redacted]";
 
 /// The gateway's routes.
 pub fn routes(
@@ -48,7 +59,7 @@ pub fn routes(
         .and(warp::path::full())
         .and(query)
         .and(warp::header::headers_cloned())
-        .and(warp::addr::remote())
+        .and(warp::ext::optional::<Peer>())
         .and(warp::body::stream())
         .then(
             move |flow_id: String,
@@ -57,7 +68,7 @@ pub fn routes(
                   path: warp::path::FullPath,
                   query: String,
                   headers: HeaderMap,
-                  remote: Option<SocketAddr>,
+                  remote: Option<Peer>,
                   body| {
                 let gateway = gateway.clone();
                 async move {
@@ -68,7 +79,7 @@ pub fn routes(
                         path: path.as_str().to_owned(),
                         query,
                         headers,
-                        remote,
+                        remote: remote.map(|Peer(addr)| addr),
                     };
                     match receive(&gateway, request, body).await {
                         Ok(response) => response,
@@ -135,9 +146,30 @@ where
     if declared.is_some_and(|n| n > spec.max_body) {
         return Err(too_large());
     }
-    let body = read_body(body, spec.max_body)
-        .await?
-        .ok_or_else(too_large)?;
+    let head = head_size(&req);
+    if head > spec.max_head {
+        return Err(ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!(
+                "the request head (path, query and headers) is {head} bytes, over this flow's max_head of {} bytes",
+                spec.max_head
+            ),
+        ));
+    }
+    let body =
+        match tokio::time::timeout(gateway.body_timeout, read_body(body, spec.max_body)).await {
+            Ok(read) => read?.ok_or_else(too_large)?,
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the body did not arrive within {}",
+                        humantime::format_duration(gateway.body_timeout)
+                    ),
+                )
+                .with_header("connection", "close"));
+            }
+        };
 
     let headers = req
         .headers
@@ -149,7 +181,7 @@ where
             )
         })
         .collect();
-    let request = RawRequest {
+    let mut request = RawRequest {
         method: req.method.as_str().to_owned(),
         path: req.path,
         query: req.query,
@@ -175,6 +207,7 @@ where
             ));
         }
     }
+    redact_credentials(&mut request, &req.flow_id, spec.verify.as_ref());
     // Only a flow with `dedupe` reads the request here, and most dedupe on a header: the body
     // is decoded only when the query selects nothing without it. A singular query selects the
     // same node, or none, once the body is added, so this only saves work.
@@ -311,4 +344,65 @@ where
         }
     }
     Ok(Some(body))
+}
+
+/// The size of a request head as the sender wrote it: the request line (method, path and
+/// query) and each header line.
+fn head_size(req: &Incoming) -> u64 {
+    let line =
+        req.method.as_str().len() + req.path.len() + req.query.len() + " ? HTTP/1.1\r\n".len();
+    let headers: usize = req
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + ": \r\n".len())
+        .sum();
+    (line + headers) as u64
+}
+
+/// Takes out of a verified request the credentials that would let whoever reads a stored run
+/// send webhooks to this flow: the URL token in the path, and what the flow's own `token` or
+/// `basic` scheme checked (its header, keeping an auth scheme word such as `Bearer`, or its
+/// query parameter). Signatures of the HMAC schemes stay: they sign one body and are no key.
+fn redact_credentials(request: &mut RawRequest, flow_id: &str, verify: Option<&verify::Verify>) {
+    request.path = format!("/hooks/{flow_id}/{REDACTED}");
+    let (header, parameter) = match verify {
+        Some(verify::Verify::Token { place, .. }) => match place {
+            verify::TokenPlace::Bearer => (Some("authorization"), None),
+            verify::TokenPlace::Header(name) => (Some(name.as_str()), None),
+            verify::TokenPlace::Query(name) => (None, Some(name.as_str())),
+        },
+        Some(verify::Verify::Basic { .. }) => (Some("authorization"), None),
+        _ => (None, None),
+    };
+    if let Some(header) = header {
+        for (name, value) in &mut request.headers {
+            if name.eq_ignore_ascii_case(header) {
+                *value = match value.split_once(' ') {
+                    Some((scheme, _)) if header == "authorization" => {
+                        format!("{scheme} {REDACTED}")
+                    }
+                    _ => REDACTED.to_owned(),
+                };
+            }
+        }
+    }
+    if let Some(parameter) = parameter {
+        request.query = request
+            .query
+            .split('&')
+            .map(|pair| {
+                let key = pair.split_once('=').map_or(pair, |(key, _)| key);
+                let decoded = form_urlencoded::parse(key.as_bytes())
+                    .next()
+                    .map(|(key, _)| key.into_owned())
+                    .unwrap_or_default();
+                if decoded == parameter {
+                    format!("{key}={REDACTED}")
+                } else {
+                    pair.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("&");
+    }
 }
