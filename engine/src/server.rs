@@ -96,6 +96,7 @@ impl Running {
     /// grace period). Runs still queued stay in the store for the next start.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
+        self.catalog.events().close();
         for task in self.tasks {
             let _ = task.await;
         }

@@ -3,6 +3,7 @@
 mod admin;
 mod error;
 mod gateway;
+mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
