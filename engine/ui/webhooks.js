@@ -33,9 +33,11 @@ export function optionsMenu(run) {
     menu.querySelector("a").focus();
     document.addEventListener("click", outside, true);
   });
-  menu.addEventListener("keydown", (event) => {
+  const wrap = h("div", { class: "options-wrap" }, button, menu);
+  wrap.addEventListener("keydown", (event) => {
     const links = [...menu.querySelectorAll("a")];
     const at = links.indexOf(document.activeElement);
+    if (menu.hidden) return;
     if (event.key === "Escape") {
       close();
       button.focus();
@@ -48,7 +50,7 @@ export function optionsMenu(run) {
     }
   });
   menu.addEventListener("click", () => close());
-  return h("div", { class: "options-wrap" }, button, menu);
+  return wrap;
 }
 
 function row(run, flows) {
