@@ -36,7 +36,9 @@ fn the_flows_page_copies_exactly_the_webhook_url() {
         browser.grant_clipboard(&weir.admin).await;
         browser.open(&format!("{}/flows", weir.admin)).await;
         let card = r#".flow-card[data-flow-id="github-issues"]"#;
-        browser.wait_text(card, "GitHub issues to Slack", WAIT).await;
+        browser
+            .wait_text(card, "GitHub issues to Slack", WAIT)
+            .await;
         let button = browser.wait(&format!("{card} .copy-url"), WAIT).await;
         button.click().await.unwrap();
         browser
@@ -440,7 +442,8 @@ fn read_events(
 fn open_events(admin: &str, headers: &[(&str, &str)]) -> BufReader<TcpStream> {
     let address = admin.trim_start_matches("http://");
     let mut stream = TcpStream::connect(address).unwrap();
-    let mut request = format!("GET /api/events HTTP/1.1\r\nHost: {address}\r\nAccept: text/event-stream\r\n");
+    let mut request =
+        format!("GET /api/events HTTP/1.1\r\nHost: {address}\r\nAccept: text/event-stream\r\n");
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -460,16 +463,15 @@ fn the_event_stream_resumes_from_last_event_id_and_says_reset_when_it_cannot() {
     let head = read_events(&mut first, WAIT, |l| l.iter().any(|l| l.is_empty()));
     assert!(head[0].contains("200"), "{head:?}");
     assert!(
-        head.iter().any(|l| l.eq_ignore_ascii_case("content-type: text/event-stream")),
+        head.iter()
+            .any(|l| l.eq_ignore_ascii_case("content-type: text/event-stream")),
         "{head:?}"
     );
     let id = post_json(&hook, &json!({"email": "a@b.c", "message": "hi"})).json()["run_id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let lines = read_events(&mut first, WAIT, |l| {
-        ended(l, "run.finished")
-    });
+    let lines = read_events(&mut first, WAIT, |l| ended(l, "run.finished"));
     let events = blocks(&lines);
     let kinds: Vec<&str> = events.iter().map(|b| b.event.as_str()).collect();
     let at = |kind: &str| kinds.iter().position(|k| *k == kind);
@@ -489,10 +491,11 @@ fn the_event_stream_resumes_from_last_event_id_and_says_reset_when_it_cannot() {
 
     // Resume after the accept: the start and the finish again, not the accept.
     let mut resumed = open_events(&weir.admin, &[("Last-Event-ID", &accepted_id)]);
-    let lines = read_events(&mut resumed, WAIT, |l| {
-        ended(l, "run.finished")
-    });
-    assert!(!lines.iter().any(|l| l == "event:run.accepted"), "{lines:?}");
+    let lines = read_events(&mut resumed, WAIT, |l| ended(l, "run.finished"));
+    assert!(
+        !lines.iter().any(|l| l == "event:run.accepted"),
+        "{lines:?}"
+    );
     assert!(lines.iter().any(|l| l == "event:run.started"), "{lines:?}");
     assert!(!lines.iter().any(|l| l == "event:reset"), "{lines:?}");
 
@@ -504,8 +507,15 @@ fn the_event_stream_resumes_from_last_event_id_and_says_reset_when_it_cannot() {
     // The UI's pages answer with the strict policy; unknown paths stay 404s.
     let page = get(&format!("{}/runs/{id}", weir.admin));
     assert_eq!(page.status, 200);
-    let csp = page.header("content-security-policy").unwrap_or_default().to_owned();
-    for part in ["default-src 'self'", "frame-ancestors 'none'", "script-src 'self'"] {
+    let csp = page
+        .header("content-security-policy")
+        .unwrap_or_default()
+        .to_owned();
+    for part in [
+        "default-src 'self'",
+        "frame-ancestors 'none'",
+        "script-src 'self'",
+    ] {
         assert!(csp.contains(part), "{csp}");
     }
     assert!(!csp.contains("unsafe-inline"), "{csp}");
@@ -524,7 +534,11 @@ fn the_event_stream_resumes_from_last_event_id_and_says_reset_when_it_cannot() {
     let status = rx
         .recv_timeout(Duration::from_secs(15))
         .expect("weir stops within 15 s with an event stream open");
-    assert!(status.success(), "{status:?} after {:?}", stopping.elapsed());
+    assert!(
+        status.success(),
+        "{status:?} after {:?}",
+        stopping.elapsed()
+    );
 }
 
 #[test]
@@ -543,7 +557,10 @@ fn the_event_stream_asks_for_the_admin_token_like_every_admin_route() {
         get_with(&url, &[("authorization", "Bearer wrong-token-wrong-token")]).status,
         401
     );
-    let mut stream = open_events(&weir.admin, &[("Authorization", &format!("Bearer {token}"))]);
+    let mut stream = open_events(
+        &weir.admin,
+        &[("Authorization", &format!("Bearer {token}"))],
+    );
     let head = read_events(&mut stream, WAIT, |l| l.iter().any(|l| l.is_empty()));
     assert!(head[0].contains("200"), "{head:?}");
     // The UI's files carry no data and load without it, so the sign-in form can show.
@@ -569,16 +586,29 @@ fn the_api_gives_the_pages_their_flow_source_activity_and_latest_webhook() {
     assert_eq!(before["last_run"], json!(null));
     assert_eq!(before["runs_24h"], 0);
     assert_eq!(before["latest_webhook"], json!(null));
-    assert!(before["source"].as_str().unwrap().contains("name = \"Tokened\""));
+    assert!(
+        before["source"]
+            .as_str()
+            .unwrap()
+            .contains("name = \"Tokened\"")
+    );
     assert_eq!(
         before["steps"][0]["input"],
         json!({"who": "$.webhook.body.who", "literal": "$$5", "fallback": {"$path": "$.webhook.body.x", "$default": 0}}),
         "the mapping as the file writes it"
     );
 
-    let url = format!("{}?key=a-shared-token-for-the-sender", weir.webhook_url("tokened"));
+    let url = format!(
+        "{}?key=a-shared-token-for-the-sender",
+        weir.webhook_url("tokened")
+    );
     let answer = post_json(&url, &json!({"who": "ada"}));
-    assert_eq!(answer.status, 202, "{:?}", String::from_utf8_lossy(&answer.body));
+    assert_eq!(
+        answer.status,
+        202,
+        "{:?}",
+        String::from_utf8_lossy(&answer.body)
+    );
     let id = answer.json()["run_id"].as_str().unwrap().to_owned();
     weir.wait_run(&id);
     let after = weir.flow("tokened");
@@ -586,7 +616,10 @@ fn the_api_gives_the_pages_their_flow_source_activity_and_latest_webhook() {
     assert_eq!(after["last_run"]["status"], "succeeded");
     assert_eq!(after["runs_24h"], 1);
     assert_eq!(after["latest_webhook"]["run_id"], json!(id));
-    assert_eq!(after["latest_webhook"]["output"]["body"], json!({"who": "ada"}));
+    assert_eq!(
+        after["latest_webhook"]["output"]["body"],
+        json!({"who": "ada"})
+    );
     let listed = weir.api("/api/flows").json();
     let listed = listed["flows"]
         .as_array()
@@ -602,5 +635,10 @@ fn the_api_gives_the_pages_their_flow_source_activity_and_latest_webhook() {
     assert_eq!(payload["secret_query"], json!(["key"]));
     assert_eq!(payload["secret_headers"], json!([]));
     assert!(payload["size"].as_u64().unwrap() > 0);
-    assert!(payload["remote_addr"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(
+        payload["remote_addr"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
 }

@@ -93,9 +93,9 @@ impl Mapping {
                         "$default": literal(default),
                     }),
                 },
-                Node::Object(members) => Value::Object(
-                    members.iter().map(|(k, v)| (k.clone(), node(v))).collect(),
-                ),
+                Node::Object(members) => {
+                    Value::Object(members.iter().map(|(k, v)| (k.clone(), node(v))).collect())
+                }
                 Node::Array(items) => Value::Array(items.iter().map(node).collect()),
             }
         }

@@ -271,7 +271,11 @@ fn get_flow(id: String, admin: Arc<Admin>) -> Result<Response> {
         .into_iter()
         .next();
     flow["latest_webhook"] = match latest {
-        Some(run) => match admin.store.get_request(run.id).map_err(ApiError::internal)? {
+        Some(run) => match admin
+            .store
+            .get_request(run.id)
+            .map_err(ApiError::internal)?
+        {
             Some(request) => json!({
                 "run_id": run.id,
                 "output": crate::run::payload::webhook_document_for(&run, &request),
