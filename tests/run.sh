@@ -3,6 +3,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The UI tests drive Debian's headless Chromium through chromedriver (tests/all/ui.rs); install
+# them when missing (as root, no prompt; CI runs this too).
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "tests/run.sh: chromium and chromium-driver are missing; run as root or install them" >&2
+        exit 1
+    fi
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver </dev/null
+fi
+
 # Formatting and lints first: they are cheap and a red one fails the run.
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

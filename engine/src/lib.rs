@@ -4,6 +4,7 @@
 //! `flow` and `store`; `plugin` knows nothing of HTTP or storage; `flow` is pure.
 
 pub mod catalog;
+pub mod events;
 pub mod flow;
 pub mod http;
 pub mod plugin;

@@ -218,6 +218,8 @@ impl Running {
     pub async fn shutdown(self) {
         let deadline = Instant::now() + self.shutdown_grace;
         let _ = self.stop.send(Some(deadline));
+        // Open event streams end now, so they never hold up the graceful stop.
+        self.catalog.events().close();
         for task in self.tasks {
             let _ = task.await;
         }

@@ -10,3 +10,4 @@ mod jsonpath_cts;
 mod reload;
 mod restart;
 mod sdk_scaffold;
+mod ui;

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use weir::plugin::{HostConfig, PluginHost};
 
+pub mod browser;
+
 /// The test guests built by `tests/build.rs`.
 pub const HOSTILE_WASM: &str = env!("WEIR_TEST_HOSTILE_WASM");
 /// A guest on the bare WIT contract that echoes its input string unchecked.

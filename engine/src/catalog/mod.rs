@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use sha2::{Digest, Sha256};
 
+use crate::events::Events;
 use crate::flow::{self, Diagnostic, Flow, PluginRef};
 use crate::plugin::{Plugin, PluginHost};
 use crate::store::{PluginBlob, Store};
@@ -158,6 +159,8 @@ struct Inner {
     versions: Mutex<lru::LruCache<(String, String), Arc<LiveFlow>>>,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
+    /// Where flow changes (here) and runs (gateway, executor) are published for live pages.
+    events: Events,
 }
 
 impl Catalog {
@@ -178,10 +181,16 @@ impl Catalog {
                 builtins: Mutex::new(HashMap::new()),
                 versions: Mutex::new(lru::LruCache::new(VERSIONS_KEPT)),
                 reloading: tokio::sync::Mutex::new(()),
+                events: Events::new(),
             }),
         };
         catalog.reload().await?;
         Ok(catalog)
+    }
+
+    /// The event bus of this server: flow reloads, and runs as the gateway and executor see them.
+    pub fn events(&self) -> &Events {
+        &self.inner.events
     }
 
     /// The flows folder.
@@ -280,6 +289,7 @@ impl Catalog {
             .snapshot
             .write()
             .unwrap_or_else(|e| e.into_inner()) = Arc::new(Snapshot { flows });
+        self.inner.events.flows_reloaded(&report);
         Ok(report)
     }
 

@@ -65,6 +65,44 @@ pub(crate) struct Selection {
     pub(crate) default: Option<Value>,
 }
 
+impl Mapping {
+    /// The mapping as a flow file writes it, for display: queries as their text (with
+    /// `$path`/`$default` where a default is set), literal strings that start with `$` escaped
+    /// as `$$`.
+    pub fn to_json(&self) -> Value {
+        fn literal(value: &Value) -> Value {
+            match value {
+                Value::String(s) if s.starts_with('$') => Value::String(format!("${s}")),
+                Value::Array(items) => Value::Array(items.iter().map(literal).collect()),
+                Value::Object(members) => Value::Object(
+                    members
+                        .iter()
+                        .map(|(k, v)| (k.clone(), literal(v)))
+                        .collect(),
+                ),
+                other => other.clone(),
+            }
+        }
+        fn node(at: &Node) -> Value {
+            match at {
+                Node::Literal(value) => literal(value),
+                Node::Query(selection) => match &selection.default {
+                    None => Value::String(selection.query.as_str().to_owned()),
+                    Some(default) => serde_json::json!({
+                        "$path": selection.query.as_str(),
+                        "$default": literal(default),
+                    }),
+                },
+                Node::Object(members) => {
+                    Value::Object(members.iter().map(|(k, v)| (k.clone(), node(v))).collect())
+                }
+                Node::Array(items) => Value::Array(items.iter().map(node).collect()),
+            }
+        }
+        node(&self.root)
+    }
+}
+
 impl Node {
     /// A table node, collapsed into a literal when none of its members holds a query.
     pub(crate) fn object(members: Vec<(String, Node)>) -> Node {

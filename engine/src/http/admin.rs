@@ -5,6 +5,7 @@
 //! - `GET /api/runs?flow=&status=&limit=&cursor=` (newest first; `next_cursor` pages on)
 //! - `GET /api/runs/{id}`: the run, its webhook step and every step's record
 //! - `GET /api/runs/{id}/payload` (`?raw=true` for the exact bytes)
+//! - `GET /api/events`: server-sent events of runs and flows (see `super::ui`)
 //!
 //! When a token is configured, every request needs `Authorization: Bearer <token>`. Without
 //! one, the API answers only requests whose `Host` is this machine (a loopback name or
@@ -12,6 +13,8 @@
 //! (DNS rebinding) gets 421, not the flows. Every answer carries `nosniff`, and stored payloads
 //! are served as attachments in a sandbox: they are data from senders, never active content on
 //! this origin.
+//! The web UI's static files (`super::ui`) carry no data and are served without the token (but
+//! with the same `Host` check).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -81,10 +84,10 @@ pub fn routes(
     let health = warp::path!("api" / "health").and(with.clone()).map(health);
     let flows = warp::path!("api" / "flows")
         .and(with.clone())
-        .map(list_flows);
+        .then(|admin| blocking(move || list_flows(admin)));
     let flow = warp::path!("api" / "flows" / String)
         .and(with.clone())
-        .map(get_flow);
+        .then(|id, admin| blocking(move || get_flow(id, admin)));
     let runs = warp::path!("api" / "runs")
         .and(warp::query::<HashMap<String, String>>())
         .and(with.clone())
@@ -96,9 +99,9 @@ pub fn routes(
         .and(warp::query::<HashMap<String, String>>())
         .and(with.clone())
         .then(|id, query, admin| blocking(move || get_payload(id, query, admin)));
+    let events = super::ui::events(admin.catalog.events().clone()).map(Ok);
 
-    origin
-        .and(warp::get())
+    let api = warp::get()
         .and(auth)
         .and(
             health
@@ -111,12 +114,17 @@ pub fn routes(
                 .or(run)
                 .unify()
                 .or(payload)
+                .unify()
+                .or(events)
                 .unify(),
         )
         .map(|result: Result<Response>| match result {
             Ok(response) => response,
             Err(error) => error.into_response(),
-        })
+        });
+    // The Host check guards the UI's files as well as the API: both are this origin.
+    origin
+        .and(super::ui::routes().or(api).unify())
         .recover(recover_unauthorized)
         .unify()
 }
@@ -256,29 +264,127 @@ fn flow_json(catalog: &Catalog, entry: &FlowEntry) -> Value {
                 crate::flow::PluginRef::Builtin(name) => name.clone(),
                 crate::flow::PluginRef::Path(path) => path.display().to_string(),
             },
+            "input": s.input.to_json(),
             "when": s.when.as_ref().map(|q| q.as_str().to_owned()),
             "config": s.redacted_config(),
         })).collect::<Vec<_>>()),
     })
 }
 
+/// The most runs read to count a flow's runs of the last 24 hours; past it the count says so.
+const RECENT_RUNS_READ: usize = RunFilter::MAX_LIMIT;
+
+/// Adds the flow's activity to its JSON: `last_run` (id, status, received_at) and `runs_24h`
+/// (capped at [`RECENT_RUNS_READ`], with `runs_24h_capped`). Reads run summaries only, never
+/// a payload.
+fn add_activity(admin: &Admin, id: &str, flow: &mut Value) -> Result<()> {
+    let page = admin
+        .store
+        .list_runs(&RunFilter {
+            flow: Some(id.to_owned()),
+            limit: RECENT_RUNS_READ,
+            ..RunFilter::default()
+        })
+        .map_err(ApiError::internal)?;
+    let since = std::time::SystemTime::now() - std::time::Duration::from_secs(24 * 3600);
+    let recent = page
+        .runs
+        .iter()
+        .take_while(|run| run.id.timestamp() >= since)
+        .count();
+    flow["runs_24h"] = json!(recent);
+    flow["runs_24h_capped"] = json!(recent == page.runs.len() && page.next_cursor.is_some());
+    flow["last_run"] = json!(page.runs.first().map(|run| json!({
+        "id": run.id,
+        "status": run.status,
+        "received_at": run.received_at,
+    })));
+    Ok(())
+}
+
 fn list_flows(admin: Arc<Admin>) -> Result<Response> {
     let snapshot = admin.catalog.snapshot();
-    let flows: Vec<Value> = snapshot
-        .flows
-        .values()
-        .map(|e| flow_json(&admin.catalog, e))
-        .collect();
+    let mut flows = Vec::with_capacity(snapshot.flows.len());
+    for entry in snapshot.flows.values() {
+        let mut flow = flow_json(&admin.catalog, entry);
+        add_activity(&admin, &entry.id, &mut flow)?;
+        flows.push(flow);
+    }
     json_ok(&json!({ "flows": flows }))
 }
 
+/// One flow, with what its page shows beyond the list: `source`, the TOML of the version
+/// serving (`version`), and `latest_webhook`, the webhook step's output in its latest run.
 fn get_flow(id: String, admin: Arc<Admin>) -> Result<Response> {
     let snapshot = admin.catalog.snapshot();
     let entry = snapshot
         .flows
         .get(&id)
         .ok_or_else(|| ApiError::not_found(format!("no flow '{id}'")))?;
-    json_ok(&flow_json(&admin.catalog, entry))
+    let mut flow = flow_json(&admin.catalog, entry);
+    add_activity(&admin, &id, &mut flow)?;
+    let source = match entry.live.as_ref() {
+        Some(live) => admin
+            .store
+            .flow_version(&id, &live.flow.version)
+            .map_err(ApiError::internal)?,
+        None => None,
+    };
+    flow["source"] = json!(source);
+    let latest = admin
+        .store
+        .list_runs(&RunFilter {
+            flow: Some(id.clone()),
+            limit: 1,
+            ..RunFilter::default()
+        })
+        .map_err(ApiError::internal)?
+        .runs
+        .into_iter()
+        .next();
+    flow["latest_webhook"] = match latest {
+        Some(run) => match admin
+            .store
+            .get_request(run.id)
+            .map_err(ApiError::internal)?
+        {
+            Some(request) => json!({
+                "run_id": run.id,
+                "output": crate::run::payload::webhook_document_for(&run, &request),
+            }),
+            None => Value::Null,
+        },
+        None => Value::Null,
+    };
+    json_ok(&flow)
+}
+
+/// Where the flow's `verify` scheme carries its credential: header names and query parameter
+/// names whose values the UI shows as `•••`. Signatures are not secrets and stay.
+fn credential_places(admin: &Admin, flow_id: &str) -> (Vec<String>, Vec<String>) {
+    use crate::verify::{TokenPlace, Verify};
+    let snapshot = admin.catalog.snapshot();
+    let verify = snapshot
+        .flows
+        .get(flow_id)
+        .and_then(|e| e.live.as_ref())
+        .and_then(|l| l.flow.webhook.verify.as_ref());
+    match verify {
+        Some(Verify::Basic { .. })
+        | Some(Verify::Token {
+            place: TokenPlace::Bearer,
+            ..
+        }) => (vec!["authorization".into()], Vec::new()),
+        Some(Verify::Token {
+            place: TokenPlace::Header(name),
+            ..
+        }) => (vec![name.clone()], Vec::new()),
+        Some(Verify::Token {
+            place: TokenPlace::Query(name),
+            ..
+        }) => (Vec::new(), vec![name.clone()]),
+        _ => (Vec::new(), Vec::new()),
+    }
 }
 
 /// A run id in its canonical form (26 upper-case Crockford base32 characters): other
@@ -386,7 +492,19 @@ fn get_payload(id: String, query: HashMap<String, String>, admin: Arc<Admin>) ->
     }
     let body = Body::decode(content_type.as_deref(), &request.body);
     let encoding = body.encoding();
+    let flow_id = admin
+        .store
+        .get_run(id)
+        .map_err(ApiError::internal)?
+        .map(|run| run.flow_id);
+    let (secret_headers, secret_query) = flow_id
+        .as_deref()
+        .map(|flow| credential_places(&admin, flow))
+        .unwrap_or_default();
     json_ok(&json!({
+        "flow_id": flow_id,
+        "secret_headers": secret_headers,
+        "secret_query": secret_query,
         "run_id": id.to_string(),
         "method": request.method,
         "path": request.path,

@@ -237,6 +237,7 @@ where
             let id = accepted.id;
             tracing::debug!(flow = %req.flow_id, run = %id, "webhook accepted");
             if !accepted.duplicate {
+                gateway.catalog.events().run_accepted(id, &req.flow_id);
                 match spec.respond {
                     Respond::Accepted => gateway.executor.submit(id),
                     Respond::Result { timeout } => {

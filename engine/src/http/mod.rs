@@ -5,6 +5,7 @@ mod admin;
 mod error;
 mod gateway;
 mod listener;
+mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -559,6 +559,7 @@ async fn execute(
         if let Err(e) = store.finish(id, outcome, error.clone()).await {
             tracing::error!(run = %id, error = %e, "recording the end of a run");
         }
+        catalog.events().run_finished(id, outcome);
         Some(RunResult {
             outcome,
             error,
@@ -585,6 +586,7 @@ async fn execute(
             return None;
         }
     };
+    catalog.events().run_started(&run);
     let live = match catalog.flow_version(&run.flow_id, &run.flow_version).await {
         Ok(live) => live,
         Err(message) => return finish(RunOutcome::Failed, Some(message), Value::Null).await,

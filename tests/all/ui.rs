@@ -1,0 +1,644 @@
+//! The web UI in real headless Chromium, as an admin uses it: Copy URL on the Flows page, a
+//! webhook appearing live on the Webhooks page, its payload and run, a flow file saved and
+//! broken while the page is open, the admin token's sign-in form, and no request to any other
+//! origin. Each test saves full-page screenshots (light and dark) under
+//! `<target>/ui-screenshots/<test>/`. The event stream's resume and reset are checked over
+//! plain HTTP.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use fantoccini::Locator;
+use fantoccini::key::Key;
+use serde_json::json;
+use weir_tests::browser::Browser;
+use weir_tests::{FlowDir, Weir, get, get_with, post_json, post_with};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+#[test]
+fn the_flows_page_copies_exactly_the_webhook_url() {
+    let flows = FlowDir::examples();
+    let data = tempfile::tempdir().unwrap();
+    let weir = Weir::start(flows.path(), &data.path().join("weir.redb"));
+    let expected = weir.webhook_url("github-issues");
+    runtime().block_on(async {
+        let browser = Browser::start("flows_copy_url").await;
+        browser.grant_clipboard(&weir.admin).await;
+        browser.open(&format!("{}/flows", weir.admin)).await;
+        let card = r#".flow-card[data-flow-id="github-issues"]"#;
+        browser
+            .wait_text(card, "GitHub issues to Slack", WAIT)
+            .await;
+        let button = browser.wait(&format!("{card} .copy-url"), WAIT).await;
+        button.click().await.unwrap();
+        browser
+            .wait_text(&format!("{card} .copy-url"), "Copied", WAIT)
+            .await;
+        let copied = browser
+            .eval_async(
+                "const done = arguments[arguments.length - 1];
+                 navigator.clipboard.readText().then(done, (e) => done('ERROR ' + e));",
+            )
+            .await;
+        assert_eq!(copied, json!(expected), "the clipboard holds the API's URL");
+        browser.screenshot("flows").await;
+        // A phone's width: the page still reads.
+        browser.resize(360, 800).await;
+        browser.screenshot("flows-360px").await;
+        let overflow = browser
+            .eval("return document.documentElement.scrollWidth <= window.innerWidth + 1;")
+            .await;
+        assert_eq!(overflow, json!(true), "no sideways scrolling at 360 px");
+        browser.assert_only_origin(&weir.admin).await;
+        browser.close().await;
+    });
+}
+
+#[test]
+fn a_webhook_shows_up_live_with_its_payload_and_its_run() {
+    let flows = FlowDir::examples();
+    let data = tempfile::tempdir().unwrap();
+    let weir = Weir::start(flows.path(), &data.path().join("weir.redb"));
+    let hook = weir.webhook_url("github-issues");
+    runtime().block_on(async {
+        let browser = Browser::start("webhooks_live").await;
+        browser.open(&format!("{}/", weir.admin)).await;
+        browser.wait_text("main", "No webhooks yet", WAIT).await;
+        browser.wait(r#"#live[data-state="live"]"#, WAIT).await;
+        browser.screenshot("webhooks-empty").await;
+        // Set on this page load: still there later means the page did not reload.
+        browser.eval("window.__sameLoad = 'yes'; return null;").await;
+
+        let body = r#"{"action":"opened","issue":{"number":42,"title":"Crash on start","html_url":"https://github.com/acme/app/issues/42","user":{"login":"octocat"}}}"#;
+        let sent = Instant::now();
+        let answer = post_with(
+            &hook,
+            "application/json",
+            body.as_bytes(),
+            &[("x-github-event", "issues"), ("x-trace", "trace-7f3a")],
+        );
+        assert_eq!(answer.status, 202);
+        let id = answer.json()["run_id"].as_str().unwrap().to_owned();
+        let row = format!(r#"tr[data-run-id="{id}"]"#);
+        browser.wait(&row, Duration::from_secs(2)).await;
+        browser
+            .wait_text(
+                &format!("{row} .status-cell"),
+                "succeeded",
+                Duration::from_secs(2).saturating_sub(sent.elapsed()),
+            )
+            .await;
+        let took = sent.elapsed();
+        assert!(took < Duration::from_secs(2), "row turned succeeded after {took:?}");
+        assert_eq!(
+            browser.eval("return window.__sameLoad || null;").await,
+            json!("yes"),
+            "the row came without a reload"
+        );
+        browser.wait_text(&row, "GitHub issues to Slack", WAIT).await;
+        browser.screenshot("webhooks").await;
+
+        // Options → Payload.
+        browser
+            .wait(&format!("{row} button.options"), WAIT)
+            .await
+            .click()
+            .await
+            .unwrap();
+        browser
+            .wait(&format!("{row} a.menu-payload"), WAIT)
+            .await
+            .click()
+            .await
+            .unwrap();
+        browser.wait_text("dialog[open]", "Crash on start", WAIT).await;
+        let dialog = browser.wait_text("dialog[open]", "trace-7f3a", WAIT).await;
+        let text = dialog.text().await.unwrap();
+        assert!(text.contains("x-trace"), "{text}");
+        assert!(text.contains("octocat"), "{text}");
+        let url = browser.client.current_url().await.unwrap();
+        assert_eq!(url.path(), format!("/runs/{id}/payload"), "the dialog's own URL");
+        browser.screenshot("payload").await;
+        browser
+            .client
+            .find(Locator::Css("#tab-raw"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let raw = browser.wait("pre[data-raw]", WAIT).await;
+        assert_eq!(raw.text().await.unwrap(), body, "Raw shows the exact bytes");
+        browser.screenshot("payload-raw").await;
+
+        // The dialog's URL reloads to the dialog.
+        browser.client.refresh().await.unwrap();
+        browser.wait_text("dialog[open]", "trace-7f3a", WAIT).await;
+        browser
+            .client
+            .find(Locator::Css("dialog[open] button.close"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+
+        // Options → Open run.
+        browser
+            .wait(&format!("{row} button.options"), WAIT)
+            .await
+            .click()
+            .await
+            .unwrap();
+        browser
+            .wait(&format!("{row} a.menu-run"), WAIT)
+            .await
+            .click()
+            .await
+            .unwrap();
+        let webhook = browser
+            .wait_text(r#"[data-step-id="webhook"]"#, "Crash on start", WAIT)
+            .await;
+        let webhook = webhook.text().await.unwrap();
+        assert!(webhook.contains("x-github-event"), "{webhook}");
+        browser
+            .wait_text(r#"[data-step-id="opened"]"#, "opened", WAIT)
+            .await;
+        browser
+            .wait_text(
+                r#"[data-step-id="message"]"#,
+                "New issue #42: Crash on start by octocat",
+                WAIT,
+            )
+            .await;
+        browser
+            .wait_text(r##"[data-step-id="slack"]"##, "#issues", WAIT)
+            .await;
+        browser.screenshot("run").await;
+
+        // A run that fails on a mapping: the error names the step and the place.
+        let failing = post_json(&hook, &json!({"action": "opened", "issue": {"number": 7}}));
+        let failed_id = failing.json()["run_id"].as_str().unwrap().to_owned();
+        assert_eq!(weir.wait_run(&failed_id)["run"]["status"], "failed");
+        browser
+            .open(&format!("{}/runs/{failed_id}", weir.admin))
+            .await;
+        let error = browser.wait_text(".run-error", "message", WAIT).await;
+        let error = error.text().await.unwrap();
+        assert!(error.contains("input.title"), "{error}");
+        let step = browser
+            .wait_text(r#".step-failed[data-step-id="message"] .error-message"#, "input.title", WAIT)
+            .await;
+        let step = step.text().await.unwrap();
+        assert!(step.contains("$.webhook.body.issue.title"), "{step}");
+        browser
+            .wait_text(r#"[data-step-id="slack"]"#, "Not run", WAIT)
+            .await;
+        browser.screenshot("run-failed").await;
+
+        // Keyboard: Escape closes an Options menu and gives the focus back to its button.
+        browser.open(&format!("{}/", weir.admin)).await;
+        let options = browser.wait(&format!("{row} button.options"), WAIT).await;
+        options.click().await.unwrap();
+        browser.wait(&format!("{row} .menu:not([hidden])"), WAIT).await;
+        let focused = browser.client.active_element().await.unwrap();
+        assert_eq!(focused.text().await.unwrap(), "Payload", "the menu takes the focus");
+        focused
+            .send_keys(&String::from(char::from(Key::Escape)))
+            .await
+            .unwrap();
+        browser.wait(&format!("{row} .menu[hidden]"), WAIT).await;
+        let focused = browser.client.active_element().await.unwrap();
+        assert_eq!(focused.text().await.unwrap(), "Options", "the focus goes back");
+
+        browser.assert_only_origin(&weir.admin).await;
+        browser.close().await;
+    });
+}
+
+#[test]
+fn a_saved_flow_appears_live_and_a_broken_edit_shows_its_errors_while_the_last_good_serves() {
+    let flows = FlowDir::empty();
+    let data = tempfile::tempdir().unwrap();
+    let weir = Weir::start(flows.path(), &data.path().join("weir.redb"));
+    runtime().block_on(async {
+        let browser = Browser::start("flows_live").await;
+        browser.open(&format!("{}/flows", weir.admin)).await;
+        browser.wait_text("main", "No flows yet", WAIT).await;
+        browser.wait(r#"#live[data-state="live"]"#, WAIT).await;
+        browser.screenshot("flows-empty").await;
+
+        flows.write(
+            "hello.toml",
+            "name = \"Hello\"\ndescription = \"Says hello.\"\n\n[[steps]]\nid = \"greet\"\nplugin = \"transform\"\ninput = { hello = \"$.webhook.body.name\" }\n",
+        );
+        let saved = Instant::now();
+        let card = r#".flow-card[data-flow-id="hello"]"#;
+        browser.wait_text(card, "Hello", WAIT).await;
+        let shown = browser
+            .wait(&format!("{card} input.url"), WAIT)
+            .await
+            .prop("value")
+            .await
+            .unwrap()
+            .unwrap_or_default();
+        eprintln!("the new flow showed after {:?}", saved.elapsed());
+        let url = weir.webhook_url("hello");
+        assert_eq!(shown, url, "its newly generated URL");
+        browser.screenshot("flow-added").await;
+
+        // Broken: an unknown plugin on line 6.
+        flows.write(
+            "hello.toml",
+            "name = \"Hello\"\ndescription = \"Says hello.\"\n\n[[steps]]\nid = \"greet\"\nplugin = \"no-such-plugin\"\n",
+        );
+        let diagnostic = browser
+            .wait_text(&format!("{card} .diagnostic"), "hello.toml:6:", WAIT)
+            .await;
+        let diagnostic = diagnostic.text().await.unwrap();
+        assert!(diagnostic.contains("no-such-plugin"), "{diagnostic}");
+        browser
+            .wait_text(card, "the last good version keeps serving", WAIT)
+            .await;
+        browser.screenshot("flow-broken").await;
+        // And it does serve.
+        let answer = post_json(&url, &json!({"name": "Ada"}));
+        assert_eq!(answer.status, 202);
+        let run = weir.wait_run(answer.json()["run_id"].as_str().unwrap());
+        assert_eq!(run["run"]["status"], "succeeded");
+        assert_eq!(run["steps"][0]["output"], json!({"hello": "Ada"}));
+
+        // Its page: the URL unchanged, the errors, the source of the version serving.
+        browser.open(&format!("{}/flows/hello", weir.admin)).await;
+        browser.wait_text(".load-errors", "hello.toml:6:", WAIT).await;
+        browser.wait_text("pre.source", "transform", WAIT).await;
+        let on_page = browser
+            .wait(".webhook-step input.url", WAIT)
+            .await
+            .prop("value")
+            .await
+            .unwrap()
+            .unwrap_or_default();
+        assert_eq!(on_page, url);
+        browser
+            .wait_text(".webhook-step", "Ada", WAIT)
+            .await;
+        browser.screenshot("flow-page-broken").await;
+
+        // Fixed: the new version shows live, same URL.
+        flows.write(
+            "hello.toml",
+            "name = \"Hello again\"\n\n[[steps]]\nid = \"greet\"\nplugin = \"transform\"\n",
+        );
+        browser.wait_text("h1", "Hello again", WAIT).await;
+        browser.wait_text(".page-head .badge", "ok", WAIT).await;
+        assert_eq!(weir.webhook_url("hello"), url, "the URL survives edits");
+        browser.screenshot("flow-page-fixed").await;
+        browser.assert_only_origin(&weir.admin).await;
+        browser.close().await;
+    });
+}
+
+#[test]
+fn with_an_admin_token_the_ui_asks_for_it_once_and_never_puts_it_in_a_url() {
+    let flows = FlowDir::examples();
+    let data = tempfile::tempdir().unwrap();
+    let token = "ui-test-admin-token-7d1e0c";
+    let weir = Weir::start_with(
+        flows.path(),
+        &data.path().join("weir.redb"),
+        &["--admin-token", token],
+    );
+    runtime().block_on(async {
+        let browser = Browser::start("admin_token").await;
+        browser.open(&format!("{}/flows", weir.admin)).await;
+        let input = browser.wait("form.signin input#token", WAIT).await;
+        browser.screenshot("signin").await;
+        input.send_keys("not-the-token-at-all").await.unwrap();
+        browser
+            .client
+            .find(Locator::Css("form.signin button[type=submit]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        browser
+            .wait_text("#signin-error", "not accepted", WAIT)
+            .await;
+        browser.screenshot("signin-wrong").await;
+        let input = browser.wait("form.signin input#token", WAIT).await;
+        input.clear().await.unwrap();
+        input.send_keys(token).await.unwrap();
+        browser
+            .client
+            .find(Locator::Css("form.signin button[type=submit]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        browser
+            .wait_text(".flow-card", "GitHub issues to Slack", WAIT)
+            .await;
+        // The event stream authenticates the same way.
+        browser.wait(r#"#live[data-state="live"]"#, WAIT).await;
+        browser.screenshot("signed-in").await;
+        // Kept for the session: a reload does not ask again.
+        browser.client.refresh().await.unwrap();
+        browser
+            .wait_text(".flow-card", "GitHub issues to Slack", WAIT)
+            .await;
+        let urls = browser.requested_urls().await;
+        assert!(
+            urls.iter().all(|u| !u.contains(token)),
+            "the token is in a URL: {urls:?}"
+        );
+        browser.assert_only_origin(&weir.admin).await;
+        browser.close().await;
+    });
+}
+
+/// Whether `lines` hold a whole `kind` event (its blank line read).
+fn ended(lines: &[String], kind: &str) -> bool {
+    let name = format!("event:{kind}");
+    lines
+        .iter()
+        .position(|l| *l == name)
+        .is_some_and(|at| lines[at..].iter().any(String::is_empty))
+}
+
+/// One server-sent event.
+struct Block {
+    event: String,
+    id: String,
+    data: serde_json::Value,
+}
+
+/// The events among `lines` (blank-line separated `field: value` blocks; comments skipped).
+fn blocks(lines: &[String]) -> Vec<Block> {
+    let mut out = Vec::new();
+    let mut current = Block {
+        event: String::new(),
+        id: String::new(),
+        data: serde_json::Value::Null,
+    };
+    for line in lines {
+        if line.is_empty() {
+            if !current.event.is_empty() {
+                out.push(std::mem::replace(
+                    &mut current,
+                    Block {
+                        event: String::new(),
+                        id: String::new(),
+                        data: serde_json::Value::Null,
+                    },
+                ));
+            }
+        } else if let Some(v) = line.strip_prefix("event:") {
+            current.event = v.trim().to_owned();
+        } else if let Some(v) = line.strip_prefix("id:") {
+            current.id = v.trim().to_owned();
+        } else if let Some(v) = line.strip_prefix("data:") {
+            current.data = serde_json::from_str(v.trim()).unwrap_or(serde_json::Value::Null);
+        }
+    }
+    out
+}
+
+/// Reads SSE lines from `stream` until `done` says so or the deadline passes.
+fn read_events(
+    reader: &mut BufReader<TcpStream>,
+    deadline: Duration,
+    mut done: impl FnMut(&[String]) -> bool,
+) -> Vec<String> {
+    let start = Instant::now();
+    let mut lines = Vec::new();
+    reader
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    while start.elapsed() < deadline && !done(&lines) {
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(0) => break,
+            Ok(_) => lines.push(line.trim_end().to_owned()),
+            Err(_) => continue,
+        }
+    }
+    lines
+}
+
+fn open_events(admin: &str, headers: &[(&str, &str)]) -> BufReader<TcpStream> {
+    let address = admin.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(address).unwrap();
+    let mut request =
+        format!("GET /api/events HTTP/1.1\r\nHost: {address}\r\nAccept: text/event-stream\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    BufReader::new(stream)
+}
+
+#[test]
+fn the_event_stream_resumes_from_last_event_id_and_says_reset_when_it_cannot() {
+    let flows = FlowDir::examples();
+    let data = tempfile::tempdir().unwrap();
+    let weir = Weir::start(flows.path(), &data.path().join("weir.redb"));
+    let hook = weir.webhook_url("contact-form");
+
+    let mut first = open_events(&weir.admin, &[]);
+    let head = read_events(&mut first, WAIT, |l| l.iter().any(|l| l.is_empty()));
+    assert!(head[0].contains("200"), "{head:?}");
+    assert!(
+        head.iter()
+            .any(|l| l.eq_ignore_ascii_case("content-type: text/event-stream")),
+        "{head:?}"
+    );
+    let id = post_json(&hook, &json!({"email": "a@b.c", "message": "hi"})).json()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let lines = read_events(&mut first, WAIT, |l| ended(l, "run.finished"));
+    let events = blocks(&lines);
+    let kinds: Vec<&str> = events.iter().map(|b| b.event.as_str()).collect();
+    let at = |kind: &str| kinds.iter().position(|k| *k == kind);
+    let (accepted, started, finished) = (
+        at("run.accepted").unwrap_or_else(|| panic!("{lines:?}")),
+        at("run.started").unwrap_or_else(|| panic!("{lines:?}")),
+        at("run.finished").unwrap_or_else(|| panic!("{lines:?}")),
+    );
+    assert!(accepted < started && started < finished, "{kinds:?}");
+    for event in &events[accepted..=finished] {
+        assert_eq!(event.data["run_id"], json!(id), "{lines:?}");
+    }
+    assert_eq!(events[accepted].data["flow_id"], "contact-form");
+    assert_eq!(events[finished].data["status"], "succeeded");
+    let accepted_id = events[accepted].id.clone();
+    drop(first);
+
+    // Resume after the accept: the start and the finish again, not the accept.
+    let mut resumed = open_events(&weir.admin, &[("Last-Event-ID", &accepted_id)]);
+    let lines = read_events(&mut resumed, WAIT, |l| ended(l, "run.finished"));
+    assert!(
+        !lines.iter().any(|l| l == "event:run.accepted"),
+        "{lines:?}"
+    );
+    assert!(lines.iter().any(|l| l == "event:run.started"), "{lines:?}");
+    assert!(!lines.iter().any(|l| l == "event:reset"), "{lines:?}");
+
+    // An id this server never gave: reset, so that the page reloads its list.
+    let mut unknown = open_events(&weir.admin, &[("Last-Event-ID", "0-12")]);
+    let lines = read_events(&mut unknown, WAIT, |l| ended(l, "reset"));
+    assert!(lines.iter().any(|l| l == "event:reset"), "{lines:?}");
+
+    // The UI's pages answer with the strict policy; unknown paths stay 404s.
+    let page = get(&format!("{}/runs/{id}", weir.admin));
+    assert_eq!(page.status, 200);
+    let csp = page
+        .header("content-security-policy")
+        .unwrap_or_default()
+        .to_owned();
+    for part in [
+        "default-src 'self'",
+        "frame-ancestors 'none'",
+        "script-src 'self'",
+    ] {
+        assert!(csp.contains(part), "{csp}");
+    }
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert!(String::from_utf8_lossy(&page.body).contains("/ui/app.js"));
+    assert_eq!(get(&format!("{}/nope/nope", weir.admin)).status, 404);
+    assert_eq!(get(&format!("{}/ui/nope.js", weir.admin)).status, 404);
+
+    // An open stream does not hold up a graceful stop: the server ends it.
+    let mut open = open_events(&weir.admin, &[]);
+    read_events(&mut open, WAIT, |l| l.iter().any(|l| l.is_empty()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stopping = Instant::now();
+    std::thread::spawn(move || {
+        let _ = tx.send(weir.stop());
+    });
+    let status = rx
+        .recv_timeout(Duration::from_secs(15))
+        .expect("weir stops within 15 s with an event stream open");
+    assert!(
+        status.success(),
+        "{status:?} after {:?}",
+        stopping.elapsed()
+    );
+}
+
+#[test]
+fn the_event_stream_asks_for_the_admin_token_like_every_admin_route() {
+    let flows = FlowDir::examples();
+    let data = tempfile::tempdir().unwrap();
+    let token = "ui-test-admin-token-7d1e0c";
+    let weir = Weir::start_with(
+        flows.path(),
+        &data.path().join("weir.redb"),
+        &["--admin-token", token],
+    );
+    let url = format!("{}/api/events", weir.admin);
+    assert_eq!(get(&url).status, 401);
+    assert_eq!(
+        get_with(&url, &[("authorization", "Bearer wrong-token-wrong-token")]).status,
+        401
+    );
+    let mut stream = open_events(
+        &weir.admin,
+        &[("Authorization", &format!("Bearer {token}"))],
+    );
+    let head = read_events(&mut stream, WAIT, |l| l.iter().any(|l| l.is_empty()));
+    assert!(head[0].contains("200"), "{head:?}");
+    // The UI's files carry no data and load without it, so the sign-in form can show.
+    assert_eq!(get(&format!("{}/", weir.admin)).status, 200);
+    assert_eq!(get(&format!("{}/ui/app.js", weir.admin)).status, 200);
+}
+
+#[test]
+fn the_api_gives_the_pages_their_flow_source_activity_and_latest_webhook() {
+    let flows = FlowDir::examples();
+    flows.write(
+        "tokened.toml",
+        "name = \"Tokened\"\n[webhook]\nverify = { scheme = \"token\", token = \"${UI_TEST_TOKEN}\", query = \"key\" }\n\n[[steps]]\nid = \"all\"\nplugin = \"transform\"\ninput = { who = \"$.webhook.body.who\", literal = \"$$5\", fallback = { \"$path\" = \"$.webhook.body.x\", \"$default\" = 0 } }\n",
+    );
+    let data = tempfile::tempdir().unwrap();
+    let weir = Weir::start_with_env(
+        flows.path(),
+        &data.path().join("weir.redb"),
+        &[],
+        &[("UI_TEST_TOKEN", "a-shared-token-for-the-sender")],
+    );
+    let before = weir.flow("tokened");
+    assert_eq!(before["last_run"], json!(null));
+    assert_eq!(before["runs_24h"], 0);
+    assert_eq!(before["latest_webhook"], json!(null));
+    assert!(
+        before["source"]
+            .as_str()
+            .unwrap()
+            .contains("name = \"Tokened\"")
+    );
+    assert_eq!(
+        before["steps"][0]["input"],
+        json!({"who": "$.webhook.body.who", "literal": "$$5", "fallback": {"$path": "$.webhook.body.x", "$default": 0}}),
+        "the mapping as the file writes it"
+    );
+
+    let url = format!(
+        "{}?key=a-shared-token-for-the-sender",
+        weir.webhook_url("tokened")
+    );
+    let answer = post_json(&url, &json!({"who": "ada"}));
+    assert_eq!(
+        answer.status,
+        202,
+        "{:?}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    let id = answer.json()["run_id"].as_str().unwrap().to_owned();
+    weir.wait_run(&id);
+    let after = weir.flow("tokened");
+    assert_eq!(after["last_run"]["id"], json!(id));
+    assert_eq!(after["last_run"]["status"], "succeeded");
+    assert_eq!(after["runs_24h"], 1);
+    assert_eq!(after["latest_webhook"]["run_id"], json!(id));
+    assert_eq!(
+        after["latest_webhook"]["output"]["body"],
+        json!({"who": "ada"})
+    );
+    let listed = weir.api("/api/flows").json();
+    let listed = listed["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "tokened")
+        .unwrap()
+        .clone();
+    assert_eq!(listed["runs_24h"], 1);
+    assert!(listed.get("source").is_none(), "the list stays light");
+
+    let payload = weir.api(&format!("/api/runs/{id}/payload")).json();
+    assert_eq!(payload["secret_query"], json!(["key"]));
+    assert_eq!(payload["secret_headers"], json!([]));
+    assert!(payload["size"].as_u64().unwrap() > 0);
+    assert!(
+        payload["remote_addr"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
+}
