@@ -5,6 +5,7 @@
 //!     cargo run --release -p weir --bin weir-bench -- webhook [--rounds N]
 //!     cargo run --release -p weir --bin weir-bench -- floor [--rounds N]
 //!     cargo run --release -p weir --bin weir-bench -- disk [--dir DIR]
+//!     cargo run --release -p weir --bin weir-bench -- memory [--weir PATH] [--serve-arg ARG]...
 
 /// mimalloc: allocations on the gateway's threads are freed on the store writer's, which
 /// glibc's malloc makes contend on its arenas.
@@ -13,6 +14,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod disk;
 mod floor;
+mod memory;
 mod webhook;
 
 use std::time::{Duration, Instant};
@@ -51,6 +53,15 @@ enum Bench {
         #[arg(long, default_value = ".")]
         dir: std::path::PathBuf,
     },
+    /// Weir's peak memory while it takes in and runs four 40 MB webhooks sent at once.
+    Memory {
+        /// The `weir` binary to measure (default: the release binary next to this one).
+        #[arg(long)]
+        weir: Option<std::path::PathBuf>,
+        /// An argument for `weir serve`, such as `--serve-arg=--payload-budget=0` (repeatable).
+        #[arg(long = "serve-arg", allow_hyphen_values = true)]
+        serve_args: Vec<String>,
+    },
     /// Serves the bare warp baseline in a process of its own, as `webhook` needs it: prints
     /// `bare: ADDR` and serves until its stdin closes.
     #[command(hide = true)]
@@ -76,6 +87,7 @@ fn main() -> anyhow::Result<()> {
         Bench::Floor { rounds } => {
             floor::bench(usize::try_from(rounds).context("--rounds is too large")?)
         }
+        Bench::Memory { weir, serve_args } => memory::bench(weir, &serve_args),
         Bench::BareServer { durable, writers } => webhook::serve_bare(durable, writers),
     }
 }

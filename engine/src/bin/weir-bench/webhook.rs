@@ -287,7 +287,7 @@ impl Drop for WeirProcess {
 
 /// The release `weir` next to this binary, rebuilt first when run through cargo so the figures
 /// are of the current code.
-fn weir_binary() -> anyhow::Result<PathBuf> {
+pub(crate) fn weir_binary() -> anyhow::Result<PathBuf> {
     let weir = std::env::current_exe()?.with_file_name("weir");
     if let Ok(cargo) = std::env::var("CARGO") {
         let status = Command::new(cargo)
