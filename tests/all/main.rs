@@ -4,6 +4,7 @@ mod api;
 mod builtins;
 mod cli;
 mod gateway;
+mod hardening;
 mod hostile;
 mod jsonpath_cts;
 mod reload;

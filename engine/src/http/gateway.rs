@@ -135,7 +135,7 @@ where
     if declared.is_some_and(|n| n > spec.max_body) {
         return Err(too_large());
     }
-    let body = read_body(body, spec.max_body)
+    let body = read_body(body, spec.max_body, declared.unwrap_or(0))
         .await?
         .ok_or_else(too_large)?;
 
@@ -192,6 +192,7 @@ where
             spec.dedupe_key(&context)
         })
     });
+    let body_size = request.body.len() as u64;
     let new_run = NewRun {
         flow_id: req.flow_id.clone(),
         flow_version: live.flow.version.clone(),
@@ -205,11 +206,12 @@ where
             tracing::debug!(flow = %req.flow_id, run = %id, "webhook accepted");
             if !accepted.duplicate {
                 match spec.respond {
-                    Respond::Accepted => gateway.executor.submit(id),
+                    Respond::Accepted => gateway.executor.submit(id, body_size),
                     Respond::Result { timeout } => {
                         // `None`: too many senders wait already (the executor counts and
                         // warns), so this one gets the usual 202.
-                        if let Some(mut waiting) = gateway.executor.submit_and_wait(id)
+                        if let Some(mut waiting) =
+                            gateway.executor.submit_and_wait(id, body_size)
                             && let Ok(Some(result)) =
                                 tokio::time::timeout(timeout, waiting.result()).await
                         {
@@ -290,8 +292,14 @@ fn result_response(id: RunId, result: RunResult) -> Response {
     response
 }
 
-/// Reads the body; `None` as soon as it passes `max` bytes.
-async fn read_body<S, B>(mut stream: S, max: u64) -> Result<Option<Vec<u8>>, ApiError>
+/// Reads the body; `None` as soon as it passes `max` bytes. `declared` (the content length,
+/// at most `max`) is allocated once the first bytes come, so that a large body is not copied
+/// as it grows, and a sender that sends nothing is given nothing.
+async fn read_body<S, B>(
+    mut stream: S,
+    max: u64,
+    declared: u64,
+) -> Result<Option<Vec<u8>>, ApiError>
 where
     S: Stream<Item = Result<B, warp::Error>> + Unpin,
     B: Buf,
@@ -302,6 +310,9 @@ where
             chunk.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
         if body.len() as u64 + chunk.remaining() as u64 > max {
             return Ok(None);
+        }
+        if body.capacity() == 0 {
+            body.reserve_exact(usize::try_from(declared.min(max)).unwrap_or(0));
         }
         while chunk.has_remaining() {
             let part = chunk.chunk();
