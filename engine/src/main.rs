@@ -117,7 +117,12 @@ struct PluginPlacesArgs {
     plugins_anywhere: bool,
     /// A folder flows may load `.wasm` plugins from, besides the flows folder (repeatable;
     /// in the environment variable, separated by `:`).
-    #[arg(long = "plugin-dir", value_name = "DIR", env = "WEIR_PLUGIN_DIRS", value_delimiter = ':')]
+    #[arg(
+        long = "plugin-dir",
+        value_name = "DIR",
+        env = "WEIR_PLUGIN_DIRS",
+        value_delimiter = ':'
+    )]
     plugin_dirs: Vec<PathBuf>,
 }
 

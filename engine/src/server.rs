@@ -170,7 +170,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         config.plugin_places.clone(),
     )
     .await
-        .context("loading flows")?;
+    .context("loading flows")?;
     let watcher = catalog.watch().context("watching the flows folder")?;
     let executor = Executor::start(
         catalog.clone(),

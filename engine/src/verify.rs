@@ -102,9 +102,9 @@ impl std::fmt::Debug for Verify {
                 .field("encoding", encoding)
                 .field("algorithm", algorithm),
             Verify::Token { place, .. } => out.field("token", &REDACTED).field("place", place),
-            Verify::Basic { username, .. } => out
-                .field("username", username)
-                .field("password", &REDACTED),
+            Verify::Basic { username, .. } => {
+                out.field("username", username).field("password", &REDACTED)
+            }
         };
         out.finish()
     }
@@ -667,7 +667,11 @@ mod tests {
             place: TokenPlace::Bearer,
         };
         for header in ["bearer t0ken", "BEARER t0ken", "Bearer   t0ken"] {
-            assert_eq!(check(&bearer, &[("authorization", header)], ""), Ok(()), "{header}");
+            assert_eq!(
+                check(&bearer, &[("authorization", header)], ""),
+                Ok(()),
+                "{header}"
+            );
         }
         assert!(matches!(
             check(&bearer, &[("authorization", "Bearert0ken")], ""),
@@ -680,7 +684,11 @@ mod tests {
         let encoded = STANDARD.encode("hook:pass");
         for scheme in ["basic", "BASIC", "bAsIc"] {
             let header = format!("{scheme} {encoded}");
-            assert_eq!(check(&basic, &[("authorization", &header)], ""), Ok(()), "{header}");
+            assert_eq!(
+                check(&basic, &[("authorization", &header)], ""),
+                Ok(()),
+                "{header}"
+            );
         }
     }
 

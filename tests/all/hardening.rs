@@ -15,12 +15,24 @@ const API_KEY: &str = "supersecretapikey123";
 fn short_hmac_keys_are_refused_at_load_with_file_and_line() {
     let flows = FlowDir::empty();
     let cases = [
-        ("sw-empty", r#"{ scheme = "standard-webhooks", secret = "whsec_" }"#),
-        ("sw-one", r#"{ scheme = "standard-webhooks", secret = "whsec_AA==" }"#),
-        ("gh", r#"{ scheme = "github", secret = "${WEIR_TEST_SHORT}" }"#),
+        (
+            "sw-empty",
+            r#"{ scheme = "standard-webhooks", secret = "whsec_" }"#,
+        ),
+        (
+            "sw-one",
+            r#"{ scheme = "standard-webhooks", secret = "whsec_AA==" }"#,
+        ),
+        (
+            "gh",
+            r#"{ scheme = "github", secret = "${WEIR_TEST_SHORT}" }"#,
+        ),
         ("stripe", r#"{ scheme = "stripe", secret = "whsec_short" }"#),
         ("slack", r#"{ scheme = "slack", secret = "0123456789" }"#),
-        ("hmac", r#"{ scheme = "hmac", secret = "k", header = "x-s" }"#),
+        (
+            "hmac",
+            r#"{ scheme = "hmac", secret = "k", header = "x-s" }"#,
+        ),
     ];
     for (id, verify) in cases {
         flows.write(
@@ -130,7 +142,12 @@ fn env_values_are_masked_in_everything_a_run_stores_and_serves() {
 
     // The filter passed: the template's real output reached it. The sender gets it masked.
     let answer = post_json(&weir.webhook_url("passes"), &json!({"who": "ada"}));
-    assert_eq!(answer.status, 200, "{:?}", String::from_utf8_lossy(&answer.body));
+    assert_eq!(
+        answer.status,
+        200,
+        "{:?}",
+        String::from_utf8_lossy(&answer.body)
+    );
     assert_eq!(answer.json(), json!(masked));
     let passes = answer.header("x-weir-run-id").unwrap().to_owned();
     let run = weir.wait_run(&passes);
@@ -150,8 +167,7 @@ fn env_values_are_masked_in_everything_a_run_stores_and_serves() {
     let step_error = run["steps"][1]["error"]["message"].as_str().unwrap();
     assert!(step_error.contains(masked), "{step_error}");
 
-    let guess = post_json(&weir.webhook_url("guess"), &json!({"guess": "guess"})).json()
-        ["run_id"]
+    let guess = post_json(&weir.webhook_url("guess"), &json!({"guess": "guess"})).json()["run_id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -187,7 +203,11 @@ fn dedupe_keys_keep_their_json_type() {
     assert_eq!(send(json!(1)), (202, json!(false)));
     assert_eq!(send(json!("1")), (202, json!(false)), "\"1\" is not 1");
     assert_eq!(send(json!(true)), (202, json!(false)));
-    assert_eq!(send(json!("true")), (202, json!(false)), "\"true\" is not true");
+    assert_eq!(
+        send(json!("true")),
+        (202, json!(false)),
+        "\"true\" is not true"
+    );
     // Each is still deduped against itself.
     assert_eq!(send(json!(1)), (200, json!(true)));
     assert_eq!(send(json!("1")), (200, json!(true)));
@@ -225,13 +245,21 @@ fn authorization_scheme_names_are_case_insensitive() {
         .status
     };
     for scheme in ["Bearer", "bearer", "BEARER"] {
-        assert_eq!(post("bearer", &format!("{scheme} {token}")), 202, "{scheme}");
+        assert_eq!(
+            post("bearer", &format!("{scheme} {token}")),
+            202,
+            "{scheme}"
+        );
     }
     assert_eq!(post("bearer", &format!("bearer {token}x")), 401);
     let credentials =
         base64::engine::general_purpose::STANDARD.encode(format!("hook:{token}").as_bytes());
     for scheme in ["Basic", "basic", "BASIC"] {
-        assert_eq!(post("basic", &format!("{scheme} {credentials}")), 202, "{scheme}");
+        assert_eq!(
+            post("basic", &format!("{scheme} {credentials}")),
+            202,
+            "{scheme}"
+        );
     }
 }
 
@@ -333,7 +361,10 @@ fn runs_whose_bodies_exceed_the_payload_budget_together_run_one_at_a_time() {
             answer.json()["run_id"].as_str().unwrap().to_owned()
         })
         .collect();
-    let runs: Vec<Value> = ids.iter().map(|id| weir.wait_run(id)["run"].clone()).collect();
+    let runs: Vec<Value> = ids
+        .iter()
+        .map(|id| weir.wait_run(id)["run"].clone())
+        .collect();
     for run in &runs {
         assert_eq!(run["status"], "succeeded", "{run:#}");
     }

@@ -32,9 +32,7 @@ pub struct Redactor {
 impl fmt::Debug for Redactor {
     /// The names masked, never their values.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Redactor")
-            .field(&self.replacements)
-            .finish()
+        f.debug_tuple("Redactor").field(&self.replacements).finish()
     }
 }
 

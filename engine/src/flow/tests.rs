@@ -1199,7 +1199,9 @@ fn verify_problems_are_reported_where_they_are() {
 fn hmac_keys_under_16_bytes_are_refused_at_load() {
     let errors_of = |verify: &str| errors(&format!("name = \"x\"\n[webhook]\nverify = {verify}\n"));
     for scheme in ["github", "stripe", "slack"] {
-        let errors = errors_of(&format!(r#"{{ scheme = "{scheme}", secret = "${{API_TOKEN}}" }}"#));
+        let errors = errors_of(&format!(
+            r#"{{ scheme = "{scheme}", secret = "${{API_TOKEN}}" }}"#
+        ));
         assert_eq!(errors.len(), 1, "{scheme}: {errors:?}");
         let at = format!("3:{}: `secret`: the key is 6 bytes", 34 + scheme.len());
         assert!(errors[0].starts_with(&at), "{scheme}: {errors:?}");
@@ -1208,11 +1210,19 @@ fn hmac_keys_under_16_bytes_are_refused_at_load() {
     }
     let hmac = errors_of(r#"{ scheme = "hmac", secret = "fifteen bytes!!", header = "x-s" }"#);
     assert_eq!(hmac.len(), 1, "{hmac:?}");
-    assert!(hmac[0].starts_with("3:38: `secret`: the key is 15 bytes"), "{hmac:?}");
+    assert!(
+        hmac[0].starts_with("3:38: `secret`: the key is 15 bytes"),
+        "{hmac:?}"
+    );
     // Standard Webhooks keys are counted once decoded: `whsec_` is empty, `whsec_AA==` 1 byte.
-    for (secret, bytes) in [("whsec_", 0), ("whsec_AA==", 1), ("whsec_AAAAAAAAAAAAAAAAAAAA", 15)] {
-        let errors =
-            errors_of(&format!(r#"{{ scheme = "standard-webhooks", secret = "{secret}" }}"#));
+    for (secret, bytes) in [
+        ("whsec_", 0),
+        ("whsec_AA==", 1),
+        ("whsec_AAAAAAAAAAAAAAAAAAAA", 15),
+    ] {
+        let errors = errors_of(&format!(
+            r#"{{ scheme = "standard-webhooks", secret = "{secret}" }}"#
+        ));
         assert_eq!(
             errors,
             vec![format!(
@@ -1222,7 +1232,9 @@ fn hmac_keys_under_16_bytes_are_refused_at_load() {
     }
     // 16 bytes load.
     errors_of_none(r#"{ scheme = "hmac", secret = "sixteen bytes!!!", header = "x-s" }"#);
-    errors_of_none(r#"{ scheme = "standard-webhooks", secret = "whsec_AAAAAAAAAAAAAAAAAAAAAA==" }"#);
+    errors_of_none(
+        r#"{ scheme = "standard-webhooks", secret = "whsec_AAAAAAAAAAAAAAAAAAAAAA==" }"#,
+    );
 }
 
 fn errors_of_none(verify: &str) {
@@ -1233,9 +1245,8 @@ fn errors_of_none(verify: &str) {
 /// line unless the server allows it (`--plugin-dir`, `--plugins-anywhere`).
 #[test]
 fn plugin_files_outside_the_flows_folder_are_refused() {
-    let source = |plugin: &str| {
-        format!("name = \"x\"\n[[steps]]\nid = \"a\"\nplugin = \"{plugin}\"\n")
-    };
+    let source =
+        |plugin: &str| format!("name = \"x\"\n[[steps]]\nid = \"a\"\nplugin = \"{plugin}\"\n");
     let exists = |_: &Path| true;
     let load_with = |plugin: &str, places: &PluginPlaces| {
         parse_flow_with(
@@ -1293,7 +1304,10 @@ config.template = "${SLACK_URL} {{ x }}"
 "#,
     );
     let shown = format!("{flow:?} {flow:#?}");
-    assert!(!shown.contains("a-webhook-secret-of-32-bytes-ok!"), "{shown}");
+    assert!(
+        !shown.contains("a-webhook-secret-of-32-bytes-ok!"),
+        "{shown}"
+    );
     assert!(!shown.contains("hooks.slack.example"), "{shown}");
     assert!(shown.contains("[redacted]"), "{shown}");
 }

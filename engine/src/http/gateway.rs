@@ -210,8 +210,7 @@ where
                     Respond::Result { timeout } => {
                         // `None`: too many senders wait already (the executor counts and
                         // warns), so this one gets the usual 202.
-                        if let Some(mut waiting) =
-                            gateway.executor.submit_and_wait(id, body_size)
+                        if let Some(mut waiting) = gateway.executor.submit_and_wait(id, body_size)
                             && let Ok(Some(result)) =
                                 tokio::time::timeout(timeout, waiting.result()).await
                         {

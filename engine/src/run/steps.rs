@@ -209,7 +209,10 @@ fn masked(mut record: StepRecord, redactor: &Redactor) -> StepRecord {
     if redactor.is_empty() {
         return record;
     }
-    for value in [&mut record.input, &mut record.output].into_iter().flatten() {
+    for value in [&mut record.input, &mut record.output]
+        .into_iter()
+        .flatten()
+    {
         redactor.value(value);
     }
     for line in &mut record.logs {

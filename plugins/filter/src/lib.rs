@@ -201,9 +201,7 @@ impl Condition {
             Condition::Exists(true) => Err(format!("{key}: expected a value, got null")),
             Condition::Exists(false) => Err(format!("{key}: expected null, got {got}")),
             Condition::OneOf(values) if values.iter().any(|v| same(input, v)) => Ok(()),
-            Condition::OneOf(_) => Err(format!(
-                "{key}: got {got}, none of the configured values"
-            )),
+            Condition::OneOf(_) => Err(format!("{key}: got {got}, none of the configured values")),
             Condition::Matches(regex) => match input {
                 Value::String(text) if regex.is_match(text) => Ok(()),
                 Value::String(_) => Err(format!(
