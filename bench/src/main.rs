@@ -3,6 +3,7 @@
 //!
 //!     cargo run --release -p weir-bench -- plugin
 //!     cargo run --release -p weir-bench -- webhook [--rounds N]
+//!     cargo run --release -p weir-bench -- memory [--weir PATH] [--serve-arg ARG]...
 //!
 //! The method and the current figures are in BENCHMARKS.md at the repository's root.
 
@@ -12,6 +13,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod floor;
+mod memory;
 mod plugin;
 mod webhook;
 
@@ -36,6 +38,15 @@ enum Bench {
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
         rounds: u64,
     },
+    /// Weir's peak memory while it takes in and runs four 40 MB webhooks sent at once.
+    Memory {
+        /// The `weir` binary to measure (default: built like `webhook` does).
+        #[arg(long)]
+        weir: Option<std::path::PathBuf>,
+        /// An argument for `weir serve`, such as `--serve-arg=--payload-budget=0` (repeatable).
+        #[arg(long = "serve-arg", allow_hyphen_values = true)]
+        serve_args: Vec<String>,
+    },
     /// Serves a baseline in a process of its own, as `webhook` needs it: prints `bare: ADDR`
     /// and serves until its stdin closes.
     #[command(hide = true)]
@@ -54,6 +65,7 @@ fn main() -> anyhow::Result<()> {
         Bench::Webhook { rounds } => {
             webhook::bench(usize::try_from(rounds).context("--rounds is too large")?)
         }
+        Bench::Memory { weir, serve_args } => memory::bench(weir, &serve_args),
         Bench::BareServer { durable } => webhook::serve_bare(durable),
     }
 }

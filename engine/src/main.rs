@@ -59,6 +59,8 @@ enum Command {
     Validate {
         /// Flow files or folders of flow files (default: ./flows).
         paths: Vec<PathBuf>,
+        #[command(flatten)]
+        plugin_places: PluginPlacesArgs,
     },
     /// Run a flow once, locally, with no server: prints each step's output.
     Run {
@@ -73,6 +75,8 @@ enum Command {
         /// The request method.
         #[arg(long, default_value = "POST")]
         method: String,
+        #[command(flatten)]
+        plugin_places: PluginPlacesArgs,
     },
     /// Write, run and test step plugins.
     #[command(subcommand)]
@@ -150,6 +154,40 @@ struct ServeArgs {
     /// exiting; connections still open are closed, and runs cut off run again at the next start.
     #[arg(long, default_value = "10s", env = "WEIR_SHUTDOWN_GRACE", value_parser = humantime::parse_duration)]
     shutdown_grace: std::time::Duration,
+    /// Bytes of request body the executing runs may hold at once, beside --concurrency: a run
+    /// waits for room for its body before it starts (a larger body runs alone). Each byte of
+    /// body costs a few in memory while its run executes. 0: no limit.
+    #[arg(long, default_value = "64 MiB", env = "WEIR_PAYLOAD_BUDGET")]
+    payload_budget: bytesize::ByteSize,
+    #[command(flatten)]
+    plugin_places: PluginPlacesArgs,
+}
+
+/// Where flows may load `.wasm` plugins from: the flows folder, unless these say more.
+#[derive(clap::Args)]
+struct PluginPlacesArgs {
+    /// Let flows load `.wasm` plugins from anywhere the server can read, not only from the
+    /// flows folder.
+    #[arg(long, env = "WEIR_PLUGINS_ANYWHERE")]
+    plugins_anywhere: bool,
+    /// A folder flows may load `.wasm` plugins from, besides the flows folder (repeatable;
+    /// in the environment variable, separated by `:`).
+    #[arg(
+        long = "plugin-dir",
+        value_name = "DIR",
+        env = "WEIR_PLUGIN_DIRS",
+        value_delimiter = ':'
+    )]
+    plugin_dirs: Vec<PathBuf>,
+}
+
+impl PluginPlacesArgs {
+    fn places(&self) -> weir::flow::PluginPlaces {
+        weir::flow::PluginPlaces {
+            anywhere: self.plugins_anywhere,
+            dirs: self.plugin_dirs.clone(),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -189,13 +227,17 @@ fn main() -> ExitCode {
     init_logs(cli.log_format);
     let result = match cli.command {
         Command::Serve(args) => serve(args),
-        Command::Validate { paths } => return validate(&paths),
+        Command::Validate {
+            paths,
+            plugin_places,
+        } => return validate(&paths, &plugin_places.places()),
         Command::Run {
             flow,
             payload,
             headers,
             method,
-        } => run_flow(&flow, &payload, &headers, &method),
+            plugin_places,
+        } => run_flow(&flow, &payload, &headers, &method, &plugin_places.places()),
         Command::Plugin(PluginCommand::Run {
             plugin,
             input,
@@ -316,6 +358,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 max_wait: args.burst_wait,
             },
             shutdown_grace: args.shutdown_grace,
+            payload_budget: args.payload_budget.as_u64(),
+            plugin_places: args.plugin_places.places(),
             cache_dir: HostConfig::default_cache_dir(),
         })
         .await?;
@@ -418,15 +462,22 @@ fn compile_plugin_files(
     errors
 }
 
-fn load_flow(path: &Path) -> Result<weir::flow::Flow, String> {
+fn load_flow(
+    path: &Path,
+    plugin_places: &weir::flow::PluginPlaces,
+) -> Result<weir::flow::Flow, String> {
     let source = std::fs::read_to_string(path)
         .map_err(|e| format!("{}: error: cannot read: {e}", path.display()))?;
-    let env = |name: &str| std::env::var(name).ok();
-    let builtin = |name: &str| PluginHost::builtin_names().any(|n| n == name);
-    weir::flow::parse_flow(path, &source, &env, &builtin).map_err(|d| d.to_string())
+    let context = weir::flow::LoadContext {
+        env: &|name: &str| std::env::var(name).ok(),
+        is_builtin: &|name: &str| PluginHost::builtin_names().any(|n| n == name),
+        plugin_exists: &|plugin: &Path| plugin.is_file(),
+        plugin_places,
+    };
+    weir::flow::parse_flow_with(path, &source, &context).map_err(|d| d.to_string())
 }
 
-fn validate(paths: &[PathBuf]) -> ExitCode {
+fn validate(paths: &[PathBuf], plugin_places: &weir::flow::PluginPlaces) -> ExitCode {
     let files = match flow_files(paths) {
         Ok(files) => files,
         Err(e) => {
@@ -442,7 +493,7 @@ fn validate(paths: &[PathBuf]) -> ExitCode {
     // Built only if a flow names a `.wasm` file: built-in plugins come with the binary.
     let mut host = None;
     for file in &files {
-        let checked = load_flow(file).and_then(|flow| {
+        let checked = load_flow(file, plugin_places).and_then(|flow| {
             let errors = compile_plugin_files(&flow, file, &mut host);
             if errors.is_empty() {
                 Ok(flow)
@@ -501,8 +552,9 @@ fn run_flow(
     payload: &str,
     headers: &[String],
     method: &str,
+    plugin_places: &weir::flow::PluginPlaces,
 ) -> anyhow::Result<()> {
-    let flow = load_flow(flow_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let flow = load_flow(flow_path, plugin_places).map_err(|e| anyhow::anyhow!("{e}"))?;
     let body = if payload == "-" {
         let mut body = Vec::new();
         std::io::stdin()
@@ -559,7 +611,7 @@ fn run_flow(
     if flow.webhook.dedupe.is_some() {
         let context = serde_json::json!({ "webhook": &webhook });
         match flow.webhook.dedupe_key(&context) {
-            Some(key) => eprintln!("dedupe key: {key}"),
+            Some(key) => eprintln!("dedupe key: {}", key.escape_debug()),
             None => eprintln!("dedupe key: none (the query selects nothing; never a duplicate)"),
         }
     }

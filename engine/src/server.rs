@@ -55,8 +55,8 @@ async fn sweep_dedupe(
     }
 }
 
-/// How to serve.
-#[derive(Debug, Clone)]
+/// How to serve. Not `Debug`: it holds the admin token.
+#[derive(Clone)]
 pub struct ServeConfig {
     pub flows: PathBuf,
     pub data: PathBuf,
@@ -92,6 +92,11 @@ pub struct ServeConfig {
     pub shutdown_grace: Duration,
     /// Webhooks that may wait to be written before the gateway answers 503.
     pub accept_queue: usize,
+    /// Bytes of request body executing runs may hold at once (0: no limit); see
+    /// `Executor::start`.
+    pub payload_budget: u64,
+    /// Where flows may load `.wasm` plugins from.
+    pub plugin_places: crate::flow::PluginPlaces,
     pub cache_dir: Option<PathBuf>,
 }
 
@@ -281,9 +286,15 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         .clone()
         .unwrap_or_else(|| format!("http://{webhook_addr}"));
 
-    let catalog = Catalog::open(&config.flows, host, store.clone(), &public_url)
-        .await
-        .context("loading flows")?;
+    let catalog = Catalog::open(
+        &config.flows,
+        host,
+        store.clone(),
+        &public_url,
+        config.plugin_places.clone(),
+    )
+    .await
+    .context("loading flows")?;
     let watcher = catalog.watch().context("watching the flows folder")?;
     let executor = Executor::start(
         catalog.clone(),
@@ -291,6 +302,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         config.concurrency,
         config.run_nice,
         config.burst,
+        config.payload_budget,
     )
     .context("starting the run executor")?;
     executor.recover(&store).await.context("resuming runs")?;

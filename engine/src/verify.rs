@@ -34,8 +34,13 @@ use thiserror::Error;
 /// Stripe, Slack and Standard Webhooks recommend.
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
 
-/// A flow's `verify`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The shortest HMAC key a flow may use, in bytes (after decoding, for `whsec_` secrets): a
+/// shorter key can be guessed, and an empty one lets anyone sign. Standard Webhooks secrets are
+/// 24 to 64 bytes; GitHub, Stripe and Slack make longer ones.
+pub const MIN_KEY_BYTES: usize = 16;
+
+/// A flow's `verify`. Its `Debug` shows the scheme and its settings, never a secret.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Verify {
     Github {
         secret: String,
@@ -68,6 +73,41 @@ pub enum Verify {
         username: String,
         password: String,
     },
+}
+
+/// What `Debug` prints in place of a secret.
+const REDACTED: &str = "[redacted]";
+
+impl std::fmt::Debug for Verify {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut out = f.debug_struct(self.scheme());
+        match self {
+            Verify::Github { .. } => out.field("secret", &REDACTED),
+            Verify::Stripe { tolerance, .. } | Verify::Slack { tolerance, .. } => {
+                out.field("secret", &REDACTED).field("tolerance", tolerance)
+            }
+            Verify::StandardWebhooks { tolerance, .. } => {
+                out.field("key", &REDACTED).field("tolerance", tolerance)
+            }
+            Verify::Hmac {
+                header,
+                prefix,
+                encoding,
+                algorithm,
+                ..
+            } => out
+                .field("secret", &REDACTED)
+                .field("header", header)
+                .field("prefix", prefix)
+                .field("encoding", encoding)
+                .field("algorithm", algorithm),
+            Verify::Token { place, .. } => out.field("token", &REDACTED).field("place", place),
+            Verify::Basic { username, .. } => {
+                out.field("username", username).field("password", &REDACTED)
+            }
+        };
+        out.finish()
+    }
 }
 
 /// The hash of an `hmac` signature.
@@ -283,9 +323,7 @@ impl Verify {
             }
             Verify::Token { token, place } => {
                 let given = match place {
-                    TokenPlace::Bearer => request
-                        .header("authorization")?
-                        .strip_prefix("Bearer ")
+                    TokenPlace::Bearer => credentials(request.header("authorization")?, "bearer")
                         .ok_or_else(|| {
                             Refusal::Malformed("authorization".into(), "it is not Bearer <token>")
                         })?
@@ -299,9 +337,7 @@ impl Verify {
                 credentials_ok(given.as_bytes().ct_eq(token.as_bytes()).into())
             }
             Verify::Basic { username, password } => {
-                let encoded = request
-                    .header("authorization")?
-                    .strip_prefix("Basic ")
+                let encoded = credentials(request.header("authorization")?, "basic")
                     .ok_or_else(|| Refusal::Malformed("authorization".into(), "it is not Basic"))?;
                 let decoded = STANDARD
                     .decode(encoded)
@@ -311,6 +347,14 @@ impl Verify {
             }
         }
     }
+}
+
+/// The credentials of an `Authorization` value of `scheme` (lower-case): the scheme's name is
+/// case-insensitive and followed by one or more spaces (RFC 7235 §2.1).
+fn credentials<'v>(value: &'v str, scheme: &str) -> Option<&'v str> {
+    let (name, rest) = value.split_once(' ')?;
+    name.eq_ignore_ascii_case(scheme)
+        .then(|| rest.trim_start_matches(' '))
 }
 
 fn ok_if(good: bool) -> Result<(), Refusal> {
@@ -325,11 +369,32 @@ fn credentials_ok(good: bool) -> Result<(), Refusal> {
     }
 }
 
-/// The key of a Standard Webhooks secret (`whsec_<base64>`).
-pub fn standard_webhooks_key(secret: &str) -> Result<Vec<u8>, &'static str> {
-    STANDARD
+/// Why an HMAC key is refused: shorter than [`MIN_KEY_BYTES`]. Names the length, never the
+/// key.
+pub fn key_too_short(key: &[u8]) -> Option<String> {
+    (key.len() < MIN_KEY_BYTES).then(|| {
+        format!(
+            "the key is {} bytes; HMAC keys must be at least {MIN_KEY_BYTES} bytes (use the \
+             secret your sender generated, or 32 random bytes)",
+            key.len()
+        )
+    })
+}
+
+/// The key of a Standard Webhooks secret (`whsec_<base64>`), at least [`MIN_KEY_BYTES`] long
+/// once decoded.
+pub fn standard_webhooks_key(secret: &str) -> Result<Vec<u8>, String> {
+    let key = STANDARD
         .decode(secret.strip_prefix("whsec_").unwrap_or(secret))
-        .map_err(|_| "a standard-webhooks secret is `whsec_` followed by base64")
+        .map_err(|_| "a standard-webhooks secret is `whsec_` followed by base64".to_owned())?;
+    if key.len() < MIN_KEY_BYTES {
+        return Err(format!(
+            "the key of this standard-webhooks secret decodes to {} bytes; HMAC keys must be at \
+             least {MIN_KEY_BYTES} bytes (Standard Webhooks secrets are 24 to 64)",
+            key.len()
+        ));
+    }
+    Ok(key)
 }
 
 #[cfg(test)]
@@ -593,5 +658,88 @@ mod tests {
             check(&basic, &[("authorization", &bad)], ""),
             Err(Refusal::Credentials)
         );
+    }
+
+    #[test]
+    fn auth_scheme_names_are_case_insensitive() {
+        let bearer = Verify::Token {
+            token: "t0ken".into(),
+            place: TokenPlace::Bearer,
+        };
+        for header in ["bearer t0ken", "BEARER t0ken", "Bearer   t0ken"] {
+            assert_eq!(
+                check(&bearer, &[("authorization", header)], ""),
+                Ok(()),
+                "{header}"
+            );
+        }
+        assert!(matches!(
+            check(&bearer, &[("authorization", "Bearert0ken")], ""),
+            Err(Refusal::Malformed(..))
+        ));
+        let basic = Verify::Basic {
+            username: "hook".into(),
+            password: "pass".into(),
+        };
+        let encoded = STANDARD.encode("hook:pass");
+        for scheme in ["basic", "BASIC", "bAsIc"] {
+            let header = format!("{scheme} {encoded}");
+            assert_eq!(
+                check(&basic, &[("authorization", &header)], ""),
+                Ok(()),
+                "{header}"
+            );
+        }
+    }
+
+    #[test]
+    fn debug_never_shows_a_secret() {
+        let key = b"0123456789abcdef-key".to_vec();
+        let schemes = [
+            Verify::Github {
+                secret: "gh-secret-value".into(),
+            },
+            Verify::Stripe {
+                secret: "gh-secret-value".into(),
+                tolerance: DEFAULT_TOLERANCE,
+            },
+            Verify::StandardWebhooks {
+                key,
+                tolerance: DEFAULT_TOLERANCE,
+            },
+            Verify::Hmac {
+                secret: "gh-secret-value".into(),
+                header: "x-signature".into(),
+                prefix: String::new(),
+                encoding: Encoding::Hex,
+                algorithm: Algorithm::Sha256,
+            },
+            Verify::Token {
+                token: "gh-secret-value".into(),
+                place: TokenPlace::Query("key".into()),
+            },
+            Verify::Basic {
+                username: "hook".into(),
+                password: "gh-secret-value".into(),
+            },
+        ];
+        for verify in schemes {
+            let shown = format!("{verify:?} {verify:#?}");
+            assert!(shown.contains("[redacted]"), "{shown}");
+            assert!(!shown.contains("gh-secret-value"), "{shown}");
+            // The key's bytes, as `Vec<u8>`'s Debug would list them.
+            assert!(!shown.contains("48, 49, 50"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn keys_under_16_bytes_are_refused() {
+        assert!(key_too_short(b"").is_some());
+        assert!(key_too_short(b"fifteen bytes!!").is_some());
+        assert!(key_too_short(b"sixteen bytes!!!").is_none());
+        for secret in ["whsec_", "whsec_AA==", "whsec_AAAAAAAAAAAAAAAAAAAA"] {
+            let why = standard_webhooks_key(secret).unwrap_err();
+            assert!(why.contains("at least 16 bytes"), "{why}");
+        }
     }
 }

@@ -63,7 +63,7 @@ fn filter_filters_with_the_failed_condition_as_reason() {
     assert!(
         failure
             .to_string()
-            .contains(r#"equals: expected "opened", got "closed""#),
+            .contains(r#"equals: got "closed", not the configured value"#),
         "{failure}"
     );
 }

@@ -294,6 +294,8 @@ fn a_store_that_cannot_keep_up_answers_503_with_retry_after_and_loses_nothing() 
             run_nice: 0,
             burst: weir::run::Burst::default(),
             shutdown_grace: std::time::Duration::from_secs(10),
+            payload_budget: weir::run::DEFAULT_PAYLOAD_BUDGET,
+            plugin_places: weir::flow::PluginPlaces::default(),
             cache_dir: Some(weir_tests::process_plugin_cache().to_owned()),
         }))
         .unwrap();

@@ -5,6 +5,7 @@ mod builtins;
 mod cli;
 mod edge;
 mod gateway;
+mod hardening;
 mod hostile;
 mod jsonpath_cts;
 mod reload;

@@ -14,6 +14,14 @@ pub const HOSTILE_WASM: &str = env!("WEIR_TEST_HOSTILE_WASM");
 /// A guest on the bare WIT contract that echoes its input string unchecked.
 pub const RAW_WASM: &str = env!("WEIR_TEST_RAW_WASM");
 
+/// The folder the test guests are built in.
+pub fn test_guests_dir() -> PathBuf {
+    PathBuf::from(HOSTILE_WASM)
+        .parent()
+        .expect("a guest is in a folder")
+        .to_owned()
+}
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -339,6 +347,9 @@ impl Weir {
             .arg(flows)
             .arg("--data")
             .arg(data)
+            // The test guests are built outside every flows folder; flows may name them.
+            .arg("--plugin-dir")
+            .arg(test_guests_dir())
             .args(extra)
             .env("WEIR_CACHE_DIR", cache.path())
             .envs(env.iter().copied())

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use sha2::{Digest, Sha256};
 
 use crate::events::Events;
-use crate::flow::{self, Diagnostic, Flow, PluginRef};
+use crate::flow::{self, Diagnostic, Flow, PluginPlaces, PluginRef};
 use crate::plugin::{Plugin, PluginHost};
 use crate::store::{PluginBlob, Store};
 
@@ -151,6 +151,8 @@ struct Inner {
     host: Arc<PluginHost>,
     store: Store,
     public_url: String,
+    /// Where flows may load `.wasm` plugins from.
+    plugin_places: PluginPlaces,
     snapshot: RwLock<Arc<Snapshot>>,
     /// Built-ins, compiled once per process, with their content hashes.
     builtins: Mutex<HashMap<String, (Plugin, PluginBlob)>>,
@@ -164,12 +166,14 @@ struct Inner {
 }
 
 impl Catalog {
-    /// Loads every flow in `dir`. Flows with errors are reported, not fatal.
+    /// Loads every flow in `dir`, whose `.wasm` plugins must be in `plugin_places`. Flows with
+    /// errors are reported, not fatal.
     pub async fn open(
         dir: &Path,
         host: Arc<PluginHost>,
         store: Store,
         public_url: &str,
+        plugin_places: PluginPlaces,
     ) -> Result<Catalog, CatalogError> {
         let catalog = Catalog {
             inner: Arc::new(Inner {
@@ -177,6 +181,7 @@ impl Catalog {
                 host,
                 store,
                 public_url: public_url.trim_end_matches('/').to_owned(),
+                plugin_places,
                 snapshot: RwLock::new(Arc::new(Snapshot::default())),
                 builtins: Mutex::new(HashMap::new()),
                 versions: Mutex::new(lru::LruCache::new(VERSIONS_KEPT)),
@@ -326,9 +331,7 @@ impl Catalog {
         let file = entry
             .map(|e| e.file.clone())
             .unwrap_or_else(|| self.inner.dir.join(format!("{id}.toml")));
-        let env = |name: &str| std::env::var(name).ok();
-        let builtin = |name: &str| PluginHost::builtin_names().any(|n| n == name);
-        let mut flow = flow::parse_flow(&file, &source, &env, &builtin)
+        let mut flow = flow::parse_flow_with(&file, &source, &self.load_context())
             .map_err(|d| format!("flow '{id}' version {version} no longer loads: {d}"))?;
         let plugins = match hashes {
             Some(hashes) => self
@@ -428,9 +431,7 @@ impl Catalog {
                     .await;
             }
         };
-        let env = |name: &str| std::env::var(name).ok();
-        let builtin = |name: &str| PluginHost::builtin_names().any(|n| n == name);
-        let parsed = flow::parse_flow(file, source, &env, &builtin);
+        let parsed = flow::parse_flow_with(file, source, &self.load_context());
         let mut flow = match parsed {
             Ok(flow) => flow,
             Err(diagnostics) => {
@@ -493,6 +494,17 @@ impl Catalog {
             source_hash: hash,
             plugin_files,
         })
+    }
+
+    /// What flow files are read with: the process environment, the built-in plugins, and the
+    /// places `.wasm` plugins may be.
+    fn load_context(&self) -> flow::LoadContext<'_> {
+        flow::LoadContext {
+            env: &|name: &str| std::env::var(name).ok(),
+            is_builtin: &|name: &str| PluginHost::builtin_names().any(|n| n == name),
+            plugin_exists: &|plugin: &Path| plugin.is_file(),
+            plugin_places: &self.inner.plugin_places,
+        }
     }
 
     /// A built-in plugin and its content hash, compiled once per process.

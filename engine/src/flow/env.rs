@@ -45,6 +45,8 @@ pub(crate) struct Interpolated {
     pub(crate) value: String,
     /// True when at least one `${NAME}` was replaced, so the value may hold a secret.
     pub(crate) from_env: bool,
+    /// Each `${NAME}` replaced, with its value: what the flow's redactor masks.
+    pub(crate) used: Vec<(String, String)>,
 }
 
 fn is_name(name: &str) -> bool {
@@ -62,7 +64,7 @@ pub(crate) fn interpolate(
 ) -> Result<Interpolated, Vec<EnvProblem>> {
     let mut value = String::with_capacity(text.len());
     let mut problems = Vec::new();
-    let mut from_env = false;
+    let mut used = Vec::new();
     let mut rest = text;
     let mut offset = 0;
     while let Some(dollar) = rest.find('$') {
@@ -88,7 +90,7 @@ pub(crate) fn interpolate(
                         });
                     } else if let Some(found) = lookup(name) {
                         value.push_str(&found);
-                        from_env = true;
+                        used.push((name.to_owned(), found));
                     } else {
                         problems.push(EnvProblem::Missing {
                             name: name.to_owned(),
@@ -107,7 +109,11 @@ pub(crate) fn interpolate(
     }
     value.push_str(rest);
     if problems.is_empty() {
-        Ok(Interpolated { value, from_env })
+        Ok(Interpolated {
+            value,
+            from_env: !used.is_empty(),
+            used,
+        })
     } else {
         Err(problems)
     }
@@ -135,7 +141,8 @@ mod tests {
             ok("Bearer ${TOKEN}!"),
             Interpolated {
                 value: "Bearer s3cret!".into(),
-                from_env: true
+                from_env: true,
+                used: vec![("TOKEN".into(), "s3cret".into())],
             }
         );
         assert_eq!(ok("${EMPTY}").value, "");

@@ -20,6 +20,7 @@ use super::env::interpolate;
 use super::id::{FlowId, StepId};
 use super::mapping::{Mapping, Node, Selection, place_index, place_key};
 use super::query::Query;
+use super::redact::Redactor;
 use super::{
     DEFAULT_MAX_BODY, DEFAULT_MAX_HEAD, DEFAULT_RESPOND_TIMEOUT, Flow, LoadContext,
     MAX_DEDUPE_WINDOW, MAX_MAX_BODY, MAX_MAX_HEAD, MAX_MEMORY, MAX_RESPOND_TIMEOUT, MAX_TIMEOUT,
@@ -84,6 +85,7 @@ pub(crate) fn load(path: &Path, source: &str, ctx: &LoadContext<'_>) -> Result<F
         flow_dir: path.parent().unwrap_or(Path::new("")).to_path_buf(),
         step_label: None,
         problems: Vec::new(),
+        env_used: Vec::new(),
     };
     let flow = loader.flow(path);
     let Loader {
@@ -146,6 +148,8 @@ struct Loader<'s, 'c> {
     step_label: Option<String>,
     /// (byte offset, message)
     problems: Vec<(usize, String)>,
+    /// Every `${NAME}` the flow reads, with its value: what its redactor masks.
+    env_used: Vec<(String, String)>,
 }
 
 impl Loader<'_, '_> {
@@ -230,6 +234,7 @@ impl Loader<'_, '_> {
             steps,
             version: hex::encode(&Sha256::digest(self.source.as_bytes())[..8]),
             source_path: path.to_path_buf(),
+            redactor: Redactor::new(std::mem::take(&mut self.env_used)),
         })
     }
 
@@ -411,20 +416,32 @@ impl Loader<'_, '_> {
                 None => Some(None),
             }
         };
+        // An HMAC key shorter than `MIN_KEY_BYTES` is refused where it is written.
+        let hmac_secret = |loader: &mut Self| -> Option<String> {
+            let secret = text(loader, "secret", true)??;
+            if let Some(why) = verify::key_too_short(secret.as_bytes()) {
+                loader.error(
+                    table.get("secret").map_or(at, |s| s.span().start),
+                    format!("`secret`: {why}"),
+                );
+                return None;
+            }
+            Some(secret)
+        };
         let tolerance = match table.get("tolerance") {
             None => Some(verify::DEFAULT_TOLERANCE),
             Some(item) => self.duration(item, "tolerance", MAX_TOLERANCE),
         };
         let verify = match scheme {
             "github" => Verify::Github {
-                secret: text(self, "secret", true)??,
+                secret: hmac_secret(self)?,
             },
             "stripe" => Verify::Stripe {
-                secret: text(self, "secret", true)??,
+                secret: hmac_secret(self)?,
                 tolerance: tolerance?,
             },
             "slack" => Verify::Slack {
-                secret: text(self, "secret", true)??,
+                secret: hmac_secret(self)?,
                 tolerance: tolerance?,
             },
             "standard-webhooks" => {
@@ -468,7 +485,7 @@ impl Loader<'_, '_> {
                     }
                 };
                 Verify::Hmac {
-                    secret: text(self, "secret", true)??,
+                    secret: hmac_secret(self)?,
                     header: text(self, "header", true)??.to_ascii_lowercase(),
                     prefix: text(self, "prefix", false)?.unwrap_or_default(),
                     encoding,
@@ -504,7 +521,10 @@ impl Loader<'_, '_> {
     fn secret(&mut self, item: &Item<'_>, what: &str) -> Option<String> {
         let text = self.string(item, what)?;
         let value = match interpolate(text, self.ctx.env) {
-            Ok(interpolated) => interpolated.value,
+            Ok(interpolated) => {
+                self.env_used.extend(interpolated.used);
+                interpolated.value
+            }
             Err(problems) => {
                 for problem in problems {
                     let offset = self.offset_in_string(item.span(), text, problem.offset());
@@ -875,7 +895,18 @@ impl Loader<'_, '_> {
         if name.ends_with(".wasm") {
             let joined = self.flow_dir.join(name);
             let path = std::path::absolute(&joined).unwrap_or(joined);
-            if (self.ctx.plugin_exists)(&path) {
+            if !self.ctx.plugin_places.allows(&self.flow_dir, &path) {
+                self.error(
+                    item.span().start,
+                    format!(
+                        "plugin file `{name}` is outside the flows folder ({}); keep plugins in \
+                         the flows folder, or start Weir with --plugin-dir DIR (a folder it may \
+                         load plugins from) or --plugins-anywhere",
+                        self.flow_dir.display()
+                    ),
+                );
+                None
+            } else if (self.ctx.plugin_exists)(&path) {
                 Some(PluginRef::Path(path))
             } else {
                 self.error(
@@ -1083,6 +1114,7 @@ impl Loader<'_, '_> {
                     if interpolated.from_env {
                         from_env.push(pointer);
                     }
+                    self.env_used.extend(interpolated.used);
                     Value::String(interpolated.value)
                 }
                 Err(problems) => {

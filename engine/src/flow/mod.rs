@@ -6,7 +6,8 @@
 //! input from the run context. It is pure: the caller passes the file's text, the environment
 //! and what plugins exist, and nothing here reads files or the process environment itself
 //! (except [`parse_flow`]'s check that a `.wasm` plugin file exists; [`parse_flow_with`] takes
-//! that check from the caller too).
+//! that check from the caller too; and [`PluginPlaces`] following symbolic links to see where a
+//! plugin file really is).
 //!
 //! A flow file looks like this:
 //!
@@ -40,6 +41,7 @@ mod id;
 mod loader;
 mod mapping;
 mod query;
+mod redact;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -50,6 +52,7 @@ pub use diagnostic::{Diagnostic, Diagnostics};
 pub use id::{FlowId, IdError, StepId};
 pub use mapping::{Mapping, MappingError};
 pub use query::{Query, QueryError};
+pub use redact::{MIN_REDACTED_LEN, Redactor};
 
 /// The methods a webhook accepts when its flow does not say.
 pub const DEFAULT_METHODS: &[&str] = &["POST"];
@@ -92,6 +95,9 @@ pub struct Flow {
     pub version: String,
     /// The flow file, as the caller named it.
     pub source_path: PathBuf,
+    /// Masks the `${ENV}` values the flow uses (in config and `verify`) out of everything a
+    /// run stores and serves.
+    pub redactor: Redactor,
 }
 
 impl Flow {
@@ -141,16 +147,25 @@ pub const MAX_RESPOND_TIMEOUT: Duration = Duration::from_secs(300);
 /// The longest `dedupe_window`: a year; leave it out to dedupe for as long as runs are kept.
 pub const MAX_DEDUPE_WINDOW: Duration = Duration::from_secs(365 * 24 * 3600);
 
+/// The first character of a dedupe key that is not a plain string (see
+/// [`WebhookSpec::dedupe_key`]). NUL: no header can hold it, and a body string seldom does.
+pub const DEDUPE_TYPED: char = '\0';
+
 impl WebhookSpec {
-    /// The dedupe key of a webhook whose run context is `context` (`{"webhook": …}`): the
-    /// selected string, or the JSON text of any other value; `None` when it selects nothing
-    /// or `null`, or when the flow has no `dedupe`.
+    /// The dedupe key of a webhook whose run context is `context` (`{"webhook": …}`);
+    /// `None` when it selects nothing or `null`, or when the flow has no `dedupe`.
+    ///
+    /// The key keeps the value's JSON type, so `1` and `"1"` are different deliveries: a
+    /// string is its own text (as keys were before types were kept, so that redeliveries
+    /// across an upgrade still match), and any other value, or a string that starts with
+    /// [`DEDUPE_TYPED`], is `DEDUPE_TYPED` followed by the value's JSON text. No plain string
+    /// starts with `DEDUPE_TYPED`, and JSON texts of different values differ.
     pub fn dedupe_key(&self, context: &Value) -> Option<String> {
         let query = self.dedupe.as_ref()?;
         match query.select(context).first()? {
             Value::Null => None,
-            Value::String(text) => Some(text.clone()),
-            other => Some(other.to_string()),
+            Value::String(text) if !text.starts_with(DEDUPE_TYPED) => Some(text.clone()),
+            other => Some(format!("{DEDUPE_TYPED}{other}")),
         }
     }
 }
@@ -179,8 +194,8 @@ pub enum PluginRef {
     Path(PathBuf),
 }
 
-/// One step of a flow.
-#[derive(Debug, Clone)]
+/// One step of a flow. Its `Debug` shows [`Step::redacted_config`], never an `${ENV}` value.
+#[derive(Clone)]
 pub struct Step {
     /// Unique within the flow.
     pub id: StepId,
@@ -203,6 +218,21 @@ pub struct Step {
     pub timeout: Option<Duration>,
     /// How much memory the step may use in bytes, when the flow says.
     pub memory: Option<u64>,
+}
+
+impl std::fmt::Debug for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Step")
+            .field("id", &self.id)
+            .field("plugin", &self.plugin)
+            .field("plugin_at", &self.plugin_at)
+            .field("when", &self.when)
+            .field("input", &self.input)
+            .field("config", &self.redacted_config())
+            .field("timeout", &self.timeout)
+            .field("memory", &self.memory)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Step {
@@ -235,12 +265,66 @@ pub struct LoadContext<'a> {
     pub is_builtin: &'a dyn Fn(&str) -> bool,
     /// Whether a `.wasm` plugin file exists; gets the absolute path.
     pub plugin_exists: &'a dyn Fn(&Path) -> bool,
+    /// Where `.wasm` plugin files may be.
+    pub plugin_places: &'a PluginPlaces,
+}
+
+/// Where a flow's `.wasm` plugin files may be: by default only in the flow file's folder (the
+/// flows folder) and below it, so that whoever edits flows cannot run any component the
+/// server can read elsewhere on disk.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PluginPlaces {
+    /// Anywhere (`--plugins-anywhere`).
+    pub anywhere: bool,
+    /// These folders too (`--plugin-dir`), with the flows folder.
+    pub dirs: Vec<PathBuf>,
+}
+
+impl PluginPlaces {
+    /// Whether `plugin` (absolute) may be loaded by a flow in `flow_dir`. Paths are compared
+    /// with `..` resolved and symbolic links followed where they exist, so neither leads out.
+    pub fn allows(&self, flow_dir: &Path, plugin: &Path) -> bool {
+        if self.anywhere {
+            return true;
+        }
+        let plugin = resolved(plugin);
+        std::iter::once(flow_dir)
+            .chain(self.dirs.iter().map(PathBuf::as_path))
+            .any(|dir| plugin.starts_with(resolved(dir)))
+    }
+}
+
+/// `path` made absolute, through its symbolic links when it exists, else with `.` and `..`
+/// resolved by their names.
+fn resolved(path: &Path) -> PathBuf {
+    // A flow file named without a folder is in the current one.
+    let path = if path.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        path
+    };
+    if let Ok(real) = std::fs::canonicalize(path) {
+        return real;
+    }
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = PathBuf::new();
+    for part in absolute.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Reads the flow file at `path` whose text is `source`.
 ///
 /// `env` supplies `${NAME}` values and `builtin` says which plugin names are built in. A `.wasm`
-/// plugin must exist as a file, relative to the flow file's folder. Returns every problem of the
+/// plugin must exist as a file, relative to the flow file's folder, and lie in that folder (the
+/// default [`PluginPlaces`]). Returns every problem of the
 /// file at once when there is any.
 pub fn parse_flow(
     path: &Path,
@@ -255,6 +339,7 @@ pub fn parse_flow(
             env,
             is_builtin: builtin,
             plugin_exists: &|plugin: &Path| plugin.is_file(),
+            plugin_places: &PluginPlaces::default(),
         },
     )
 }

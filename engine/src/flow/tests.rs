@@ -13,6 +13,7 @@ fn env(name: &str) -> Option<String> {
     match name {
         "SLACK_URL" => Some("https://hooks.slack.example/T000/B000".to_owned()),
         "API_TOKEN" => Some("s3cret".to_owned()),
+        "HOOK_SECRET" => Some("a-webhook-secret-of-32-bytes-ok!".to_owned()),
         "EMPTY" => Some(String::new()),
         _ => None,
     }
@@ -30,6 +31,7 @@ fn load_at(path: &str, source: &str) -> Result<Flow, Diagnostics> {
             env: &env,
             is_builtin: &builtin,
             plugin_exists: &|plugin: &Path| plugin == Path::new("/srv/flows/plugins/shout.wasm"),
+            plugin_places: &PluginPlaces::default(),
         },
     )
 }
@@ -929,8 +931,28 @@ dedupe = "$.webhook.headers['x-github-delivery']"
     );
     assert_eq!(
         key(json!({"headers": {"x-github-delivery": 42}})),
-        Some("42".into())
+        Some("\u{0}42".into())
     );
+    // Issue 20, item 12: keys keep their JSON type; `1` and `"1"` are different deliveries,
+    // and a string cannot pass for a typed key.
+    let keys: Vec<Option<String>> = [
+        json!(1),
+        json!("1"),
+        json!("\u{0}1"),
+        json!(true),
+        json!("true"),
+        json!([1]),
+        json!("[1]"),
+    ]
+    .into_iter()
+    .map(|value| key(json!({"headers": {"x-github-delivery": value}})))
+    .collect();
+    for (i, a) in keys.iter().enumerate() {
+        assert!(a.is_some());
+        for b in &keys[i + 1..] {
+            assert_ne!(a, b, "{keys:?}");
+        }
+    }
     // Nothing selected, or null: never a duplicate.
     assert_eq!(key(json!({"headers": {}})), None);
     assert_eq!(key(json!({"headers": {"x-github-delivery": null}})), None);
@@ -1056,31 +1078,31 @@ fn verify_reads_each_scheme_with_secrets_from_the_environment() {
             .expect("a verify")
     };
     assert_eq!(
-        with(r#"{ scheme = "github", secret = "${API_TOKEN}" }"#),
+        with(r#"{ scheme = "github", secret = "${HOOK_SECRET}" }"#),
         Verify::Github {
-            secret: "s3cret".into()
+            secret: "a-webhook-secret-of-32-bytes-ok!".into()
         }
     );
     assert_eq!(
-        with(r#"{ scheme = "stripe", secret = "whsec_x", tolerance = "10m" }"#),
+        with(r#"{ scheme = "stripe", secret = "whsec_0123456789abcdef", tolerance = "10m" }"#),
         Verify::Stripe {
-            secret: "whsec_x".into(),
+            secret: "whsec_0123456789abcdef".into(),
             tolerance: std::time::Duration::from_secs(600)
         }
     );
     assert_eq!(
-        with(r#"{ scheme = "slack", secret = "x" }"#),
+        with(r#"{ scheme = "slack", secret = "0123456789abcdef" }"#),
         Verify::Slack {
-            secret: "x".into(),
+            secret: "0123456789abcdef".into(),
             tolerance: DEFAULT_TOLERANCE
         }
     );
     assert_eq!(
         with(
-            r#"{ scheme = "hmac", secret = "k", header = "X-Signature", prefix = "sha256=", encoding = "base64" }"#
+            r#"{ scheme = "hmac", secret = "0123456789abcdef", header = "X-Signature", prefix = "sha256=", encoding = "base64" }"#
         ),
         Verify::Hmac {
-            secret: "k".into(),
+            secret: "0123456789abcdef".into(),
             header: "x-signature".into(),
             prefix: "sha256=".into(),
             encoding: Encoding::Base64,
@@ -1089,10 +1111,10 @@ fn verify_reads_each_scheme_with_secrets_from_the_environment() {
     );
     assert_eq!(
         with(
-            r#"{ scheme = "hmac", secret = "k", header = "X-Hub-Signature", prefix = "sha1=", algorithm = "sha1" }"#
+            r#"{ scheme = "hmac", secret = "0123456789abcdef", header = "X-Hub-Signature", prefix = "sha1=", algorithm = "sha1" }"#
         ),
         Verify::Hmac {
-            secret: "k".into(),
+            secret: "0123456789abcdef".into(),
             header: "x-hub-signature".into(),
             prefix: "sha1=".into(),
             encoding: Encoding::Hex,
@@ -1146,9 +1168,9 @@ fn verify_problems_are_reported_where_they_are() {
     assert_eq!(missing.len(), 1);
     assert!(missing[0].contains("`NOT_SET` is not set"), "{missing:?}");
     assert_eq!(
-        errors_of(r#"{ scheme = "github", secret = "x", tolerance = "1m" }"#),
+        errors_of(r#"{ scheme = "github", secret = "0123456789abcdef", tolerance = "1m" }"#),
         vec![
-            "3:45: unknown key `tolerance` in verify (scheme \"github\"); allowed keys: scheme, secret"
+            "3:60: unknown key `tolerance` in verify (scheme \"github\"); allowed keys: scheme, secret"
         ]
     );
     assert_eq!(
@@ -1168,5 +1190,153 @@ fn verify_problems_are_reported_where_they_are() {
         vec![
             "3:10: `verify` must be a table such as { scheme = \"github\", secret = \"${GITHUB_WEBHOOK_SECRET}\" }, found string"
         ]
+    );
+}
+
+/// Issue 20, item 3: every HMAC scheme refuses a key under 16 bytes at load, where it is
+/// written, and says how long it is but not what it is.
+#[test]
+fn hmac_keys_under_16_bytes_are_refused_at_load() {
+    let errors_of = |verify: &str| errors(&format!("name = \"x\"\n[webhook]\nverify = {verify}\n"));
+    for scheme in ["github", "stripe", "slack"] {
+        let errors = errors_of(&format!(
+            r#"{{ scheme = "{scheme}", secret = "${{API_TOKEN}}" }}"#
+        ));
+        assert_eq!(errors.len(), 1, "{scheme}: {errors:?}");
+        let at = format!("3:{}: `secret`: the key is 6 bytes", 34 + scheme.len());
+        assert!(errors[0].starts_with(&at), "{scheme}: {errors:?}");
+        assert!(errors[0].contains("at least 16 bytes"), "{errors:?}");
+        assert!(!errors[0].contains("s3cret"), "{errors:?}");
+    }
+    let hmac = errors_of(r#"{ scheme = "hmac", secret = "fifteen bytes!!", header = "x-s" }"#);
+    assert_eq!(hmac.len(), 1, "{hmac:?}");
+    assert!(
+        hmac[0].starts_with("3:38: `secret`: the key is 15 bytes"),
+        "{hmac:?}"
+    );
+    // Standard Webhooks keys are counted once decoded: `whsec_` is empty, `whsec_AA==` 1 byte.
+    for (secret, bytes) in [
+        ("whsec_", 0),
+        ("whsec_AA==", 1),
+        ("whsec_AAAAAAAAAAAAAAAAAAAA", 15),
+    ] {
+        let errors = errors_of(&format!(
+            r#"{{ scheme = "standard-webhooks", secret = "{secret}" }}"#
+        ));
+        assert_eq!(
+            errors,
+            vec![format!(
+                "3:51: the key of this standard-webhooks secret decodes to {bytes} bytes; HMAC keys must be at least 16 bytes (Standard Webhooks secrets are 24 to 64)"
+            )]
+        );
+    }
+    // 16 bytes load.
+    errors_of_none(r#"{ scheme = "hmac", secret = "sixteen bytes!!!", header = "x-s" }"#);
+    errors_of_none(
+        r#"{ scheme = "standard-webhooks", secret = "whsec_AAAAAAAAAAAAAAAAAAAAAA==" }"#,
+    );
+}
+
+fn errors_of_none(verify: &str) {
+    load(&format!("name = \"x\"\n[webhook]\nverify = {verify}\n"));
+}
+
+/// Issue 20, item 12: a `.wasm` plugin outside the flows folder is refused at its `plugin`
+/// line unless the server allows it (`--plugin-dir`, `--plugins-anywhere`).
+#[test]
+fn plugin_files_outside_the_flows_folder_are_refused() {
+    let source =
+        |plugin: &str| format!("name = \"x\"\n[[steps]]\nid = \"a\"\nplugin = \"{plugin}\"\n");
+    let exists = |_: &Path| true;
+    let load_with = |plugin: &str, places: &PluginPlaces| {
+        parse_flow_with(
+            Path::new(FILE),
+            &source(plugin),
+            &LoadContext {
+                env: &env,
+                is_builtin: &builtin,
+                plugin_exists: &exists,
+                plugin_places: places,
+            },
+        )
+    };
+    let strict = PluginPlaces::default();
+    for plugin in ["../elsewhere/x.wasm", "/opt/x.wasm", "plugins/../../x.wasm"] {
+        let errors: Vec<String> = load_with(plugin, &strict)
+            .expect_err(plugin)
+            .iter()
+            .map(|d| format!("{}:{}: {}", d.line, d.column, d.message))
+            .collect();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with(&format!(
+                "4:10: in step 'a': plugin file `{plugin}` is outside the flows folder (/srv/flows)"
+            )),
+            "{errors:?}"
+        );
+        assert!(errors[0].contains("--plugins-anywhere"), "{errors:?}");
+    }
+    assert!(load_with("plugins/./x.wasm", &strict).is_ok());
+    let anywhere = PluginPlaces {
+        anywhere: true,
+        dirs: Vec::new(),
+    };
+    assert!(load_with("/opt/x.wasm", &anywhere).is_ok());
+    let opt = PluginPlaces {
+        anywhere: false,
+        dirs: vec![PathBuf::from("/opt/plugins")],
+    };
+    assert!(load_with("/opt/plugins/x.wasm", &opt).is_ok());
+    assert!(load_with("/opt/plugins/../x.wasm", &opt).is_err());
+}
+
+/// Issue 20, item 12: `Debug` of a flow never shows a secret (config or `verify`).
+#[test]
+fn debug_of_a_flow_shows_no_secret() {
+    let flow = load(
+        r#"name = "x"
+[webhook]
+verify = { scheme = "github", secret = "${HOOK_SECRET}" }
+[[steps]]
+id = "post"
+plugin = "template"
+config.template = "${SLACK_URL} {{ x }}"
+"#,
+    );
+    let shown = format!("{flow:?} {flow:#?}");
+    assert!(
+        !shown.contains("a-webhook-secret-of-32-bytes-ok!"),
+        "{shown}"
+    );
+    assert!(!shown.contains("hooks.slack.example"), "{shown}");
+    assert!(shown.contains("[redacted]"), "{shown}");
+}
+
+/// Issue 20, item 5: the flow's redactor masks every `${ENV}` value it uses, in config and
+/// `verify`, by name.
+#[test]
+fn the_redactor_masks_the_values_a_flow_uses() {
+    let flow = load(
+        r#"name = "x"
+[webhook]
+verify = { scheme = "github", secret = "${HOOK_SECRET}" }
+[[steps]]
+id = "post"
+plugin = "template"
+config.template = "${SLACK_URL} {{ x }} ${API_TOKEN}"
+"#,
+    );
+    let mut value = json!({
+        "a": "to https://hooks.slack.example/T000/B000 with a-webhook-secret-of-32-bytes-ok!",
+        "short": "s3cret",
+    });
+    flow.redactor.value(&mut value);
+    assert_eq!(
+        value,
+        json!({
+            "a": "to [redacted:SLACK_URL] with [redacted:HOOK_SECRET]",
+            // Under MIN_REDACTED_LEN: not masked.
+            "short": "s3cret",
+        })
     );
 }

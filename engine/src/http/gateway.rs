@@ -156,20 +156,24 @@ where
             ),
         ));
     }
-    let body =
-        match tokio::time::timeout(gateway.body_timeout, read_body(body, spec.max_body)).await {
-            Ok(read) => read?.ok_or_else(too_large)?,
-            Err(_) => {
-                return Err(ApiError::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    format!(
-                        "the body did not arrive within {}",
-                        humantime::format_duration(gateway.body_timeout)
-                    ),
-                )
-                .with_header("connection", "close"));
-            }
-        };
+    let body = match tokio::time::timeout(
+        gateway.body_timeout,
+        read_body(body, spec.max_body, declared.unwrap_or(0)),
+    )
+    .await
+    {
+        Ok(read) => read?.ok_or_else(too_large)?,
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the body did not arrive within {}",
+                    humantime::format_duration(gateway.body_timeout)
+                ),
+            )
+            .with_header("connection", "close"));
+        }
+    };
 
     let headers = req
         .headers
@@ -225,6 +229,7 @@ where
             spec.dedupe_key(&context)
         })
     });
+    let body_size = request.body.len() as u64;
     let new_run = NewRun {
         flow_id: req.flow_id.clone(),
         flow_version: live.flow.version.clone(),
@@ -239,11 +244,11 @@ where
             if !accepted.duplicate {
                 gateway.catalog.events().run_accepted(id, &req.flow_id);
                 match spec.respond {
-                    Respond::Accepted => gateway.executor.submit(id),
+                    Respond::Accepted => gateway.executor.submit(id, body_size),
                     Respond::Result { timeout } => {
                         // `None`: too many senders wait already (the executor counts and
                         // warns), so this one gets the usual 202.
-                        if let Some(mut waiting) = gateway.executor.submit_and_wait(id)
+                        if let Some(mut waiting) = gateway.executor.submit_and_wait(id, body_size)
                             && let Ok(Some(result)) =
                                 tokio::time::timeout(timeout, waiting.result()).await
                         {
@@ -324,8 +329,14 @@ fn result_response(id: RunId, result: RunResult) -> Response {
     response
 }
 
-/// Reads the body; `None` as soon as it passes `max` bytes.
-async fn read_body<S, B>(mut stream: S, max: u64) -> Result<Option<Vec<u8>>, ApiError>
+/// Reads the body; `None` as soon as it passes `max` bytes. `declared` (the content length,
+/// at most `max`) is allocated once the first bytes come, so that a large body is not copied
+/// as it grows, and a sender that sends nothing is given nothing.
+async fn read_body<S, B>(
+    mut stream: S,
+    max: u64,
+    declared: u64,
+) -> Result<Option<Vec<u8>>, ApiError>
 where
     S: Stream<Item = Result<B, warp::Error>> + Unpin,
     B: Buf,
@@ -336,6 +347,9 @@ where
             chunk.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
         if body.len() as u64 + chunk.remaining() as u64 > max {
             return Ok(None);
+        }
+        if body.capacity() == 0 {
+            body.reserve_exact(usize::try_from(declared.min(max)).unwrap_or(0));
         }
         while chunk.has_remaining() {
             let part = chunk.chunk();

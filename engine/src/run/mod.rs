@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
 use crate::catalog::Catalog;
 use crate::store::{RunId, RunOutcome, StepRecord, Store, StoreError};
@@ -41,6 +41,49 @@ impl Default for Burst {
         }
     }
 }
+
+/// How many bytes of request body the runs that execute at once may hold, when `serve` is not
+/// told (`--payload-budget`): the largest body a flow may take, so that one such run executes
+/// alone and small ones by the hundred.
+pub const DEFAULT_PAYLOAD_BUDGET: u64 = crate::flow::MAX_MAX_BODY;
+
+/// The bytes of request body executing runs may hold at once, beside their number: a run's
+/// body is read, decoded and mapped into its steps' inputs, several times its size in memory
+/// (see `weir-bench memory`), so a few large bodies can take more memory than hundreds of
+/// small ones. A run reserves its body's size before its request is read; a body larger than
+/// the whole budget runs alone. Counted in KiB, the semaphore's permits.
+#[derive(Clone)]
+struct PayloadBudget {
+    /// `None`: no budget (`--payload-budget 0`).
+    permits: Option<Arc<Semaphore>>,
+    total: u32,
+}
+
+impl PayloadBudget {
+    fn new(bytes: u64) -> PayloadBudget {
+        let total = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+        PayloadBudget {
+            permits: (total > 0).then(|| Arc::new(Semaphore::new(total as usize))),
+            total,
+        }
+    }
+
+    /// Waits until `body` bytes fit in the budget (all of it, for a larger body) and holds
+    /// them until the permit is dropped.
+    async fn reserve(&self, body: u64) -> Option<OwnedSemaphorePermit> {
+        let permits = self.permits.as_ref()?;
+        let want = u32::try_from(body.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .min(self.total);
+        if want == 0 {
+            return None;
+        }
+        permits.clone().acquire_many_owned(want).await.ok()
+    }
+}
+
+/// A run handed to the dispatcher: its id, and its body's size when the caller knows it.
+type Queued = (RunId, Option<u64>);
 
 /// The window over which arrivals are counted against [`Burst::rate`].
 const BURST_WINDOW: Duration = Duration::from_millis(100);
@@ -115,9 +158,9 @@ impl Arrivals {
 /// The pool of workers that runs accepted runs.
 #[derive(Clone)]
 pub struct Executor {
-    queue: mpsc::UnboundedSender<RunId>,
+    queue: mpsc::UnboundedSender<Queued>,
     /// Runs whose sender waits for the result: they never wait for a burst to pass.
-    urgent: mpsc::UnboundedSender<RunId>,
+    urgent: mpsc::UnboundedSender<Queued>,
     arrivals: Arc<Arrivals>,
     waiters: Arc<Waiters>,
     /// One permit per run that may execute at once; a run holds one while it executes.
@@ -305,12 +348,16 @@ impl Executor {
     /// execute on threads of their own with the niceness `nice` (0 to 19, see
     /// `setpriority(2)`), so that under a long burst webhooks keep priority when the CPU is
     /// short. With the CPU to spare, priority changes nothing.
+    ///
+    /// Beside their number, executing runs hold at most `payload_budget` bytes of request body
+    /// at once (0: no budget): a run waits for room for its body before its request is read.
     pub fn start(
         catalog: Catalog,
         store: Store,
         concurrency: usize,
         nice: i32,
         burst: Burst,
+        payload_budget: u64,
     ) -> std::io::Result<Executor> {
         // Plugin calls run on these workers (see `steps::CALL_SLOTS`), at most one per core; the
         // one more worker takes claims, records and finishes while every core runs wasm.
@@ -320,8 +367,8 @@ impl Executor {
             .enable_time()
             .on_thread_start(move || lower_priority(nice))
             .build()?;
-        let (queue, incoming) = mpsc::unbounded_channel::<RunId>();
-        let (urgent, urgent_incoming) = mpsc::unbounded_channel::<RunId>();
+        let (queue, incoming) = mpsc::unbounded_channel::<Queued>();
+        let (urgent, urgent_incoming) = mpsc::unbounded_channel::<Queued>();
         let arrivals = Arc::new(Arrivals::new(burst.rate));
         // Semaphore permits are u32; more runs at once than that would not fit in memory anyway.
         let concurrency = u32::try_from(concurrency.max(1)).unwrap_or(u32::MAX);
@@ -337,6 +384,7 @@ impl Executor {
             arrivals: Arc::clone(&arrivals),
             max_wait: burst.max_wait,
             concurrency,
+            budget: PayloadBudget::new(payload_budget),
         };
         runtime.spawn(dispatcher.run(incoming, urgent_incoming));
         Ok(Executor {
@@ -367,13 +415,14 @@ impl Executor {
     /// Queues a run and returns where its result will come once it ends, or `None` when
     /// [`MAX_WAITING_SENDERS`] already wait (the run is queued all the same). Dropping the
     /// [`Waiting`] gives up waiting; the run goes on either way.
-    pub fn submit_and_wait(&self, id: RunId) -> Option<Waiting> {
+    /// `body` is the size of the run's request body.
+    pub fn submit_and_wait(&self, id: RunId, body: u64) -> Option<Waiting> {
         let waiting = self.waiters.add(id);
         self.arrivals.note();
         if waiting.is_some() {
-            enqueue(&self.urgent, id);
+            enqueue(&self.urgent, (id, Some(body)));
         } else {
-            enqueue(&self.queue, id);
+            enqueue(&self.queue, (id, Some(body)));
         }
         waiting
     }
@@ -383,10 +432,10 @@ impl Executor {
         self.waiters.stats()
     }
 
-    /// Queues a run that the store has just accepted.
-    pub fn submit(&self, id: RunId) {
+    /// Queues a run that the store has just accepted, whose request body is `body` bytes.
+    pub fn submit(&self, id: RunId, body: u64) {
         self.arrivals.note();
-        enqueue(&self.queue, id);
+        enqueue(&self.queue, (id, Some(body)));
     }
 
     /// Submits every run the store still holds live (queued, or cut off while running).
@@ -394,7 +443,7 @@ impl Executor {
         let ids = store.recover().await?;
         let n = ids.len();
         for id in ids {
-            enqueue(&self.queue, id);
+            enqueue(&self.queue, (id, None));
         }
         if n > 0 {
             tracing::info!(runs = n, "resuming runs left from before the restart");
@@ -413,6 +462,7 @@ struct Dispatcher {
     arrivals: Arc<Arrivals>,
     max_wait: Duration,
     concurrency: u32,
+    budget: PayloadBudget,
 }
 
 impl Dispatcher {
@@ -420,8 +470,8 @@ impl Dispatcher {
     /// at the next start.
     async fn run(
         mut self,
-        mut incoming: mpsc::UnboundedReceiver<RunId>,
-        mut urgent: mpsc::UnboundedReceiver<RunId>,
+        mut incoming: mpsc::UnboundedReceiver<Queued>,
+        mut urgent: mpsc::UnboundedReceiver<Queued>,
     ) {
         loop {
             let mut closed = self.closed.clone();
@@ -439,7 +489,7 @@ impl Dispatcher {
             // core): a long burst still has most of the CPU, and its runs make progress.
             while waits
                 && self.arrivals.busy()
-                && (waited(id) < self.max_wait || self.executing() >= steps::cores())
+                && (waited(id.0) < self.max_wait || self.executing() >= steps::cores())
             {
                 tokio::select! {
                     biased;
@@ -464,7 +514,7 @@ impl Dispatcher {
     }
 
     /// Starts `id` once a slot is free; false when the executor closed first.
-    async fn launch(&mut self, id: RunId) -> bool {
+    async fn launch(&mut self, (id, body): Queued) -> bool {
         let slot = tokio::select! {
             biased;
             () = closing(&mut self.closed) => return false,
@@ -473,17 +523,30 @@ impl Dispatcher {
                 Err(_) => return false,
             },
         };
-        let (catalog, store, waiters) = (
+        let (catalog, store, waiters, budget) = (
             self.catalog.clone(),
             self.store.clone(),
             self.waiters.clone(),
+            self.budget.clone(),
         );
         tokio::spawn(async move {
+            // Recovered runs come without their size: the run's record has it, without its
+            // body.
+            let body = match body {
+                Some(body) => body,
+                None => store
+                    .get_run(id)
+                    .ok()
+                    .flatten()
+                    .map_or(0, |run| run.body_size),
+            };
+            let payload = budget.reserve(body).await;
             match execute(&catalog, &store, id, &waiters).await {
                 Some(result) => waiters.notify(id, result),
                 // Not run here: a sender waiting for it gets its 202 at once.
                 None => waiters.forget(id),
             }
+            drop(payload);
             drop(slot);
         });
         true
@@ -491,8 +554,9 @@ impl Dispatcher {
 }
 
 /// Hands a run to the dispatcher.
-fn enqueue(queue: &mpsc::UnboundedSender<RunId>, id: RunId) {
-    if queue.send(id).is_err() {
+fn enqueue(queue: &mpsc::UnboundedSender<Queued>, queued: Queued) {
+    let id = queued.0;
+    if queue.send(queued).is_err() {
         // Only when shutting down; the run stays queued in the store and resumes at the next
         // start.
         tracing::debug!(run = %id, "executor stopped; run left queued");
@@ -592,7 +656,7 @@ async fn execute(
         Err(message) => return finish(RunOutcome::Failed, Some(message), Value::Null).await,
     };
     let flow = Arc::clone(&live);
-    let webhook = payload::webhook_document_for(&run, &request);
+    let webhook = payload::webhook_document_owned(&run, request);
     let info = RunInfo {
         run_id: id.to_string(),
         attempt: run.attempt,
@@ -600,7 +664,7 @@ async fn execute(
     let mut sink = StoreSink { store, id };
     let mut outcome = execute_steps(live, webhook, &info, &mut sink).await;
     tracing::debug!(run = %id, flow = %run.flow_id, outcome = ?outcome.outcome, "run finished");
-    let output = match flow.flow.steps.last() {
+    let mut output = match flow.flow.steps.last() {
         Some(last) if waiters.is_waiting(id) => outcome
             .context
             .get_mut("steps")
@@ -610,6 +674,8 @@ async fn execute(
             .unwrap_or(Value::Null),
         _ => Value::Null,
     };
+    // The sender is served what the API would show: `${ENV}` values masked.
+    flow.flow.redactor.value(&mut output);
     finish(outcome.outcome, outcome.error, output).await
 }
 

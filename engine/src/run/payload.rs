@@ -24,8 +24,28 @@ impl Body {
     /// JSON, forms (`application/x-www-form-urlencoded`) an object of strings (repeated keys an
     /// array), UTF-8 text a string, and other bytes base64. An empty body is `null`.
     pub fn decode(content_type: Option<&str>, bytes: &[u8]) -> Body {
+        Body::structured(content_type, bytes).unwrap_or_else(|| match std::str::from_utf8(bytes) {
+            Ok(text) => Body::Text(text.to_owned()),
+            Err(_) => Body::Base64(base64::engine::general_purpose::STANDARD.encode(bytes)),
+        })
+    }
+
+    /// [`Body::decode`], taking the bytes: a text body becomes its string without a copy, and
+    /// the bytes of any other are freed as soon as it is decoded.
+    pub fn decode_owned(content_type: Option<&str>, bytes: Vec<u8>) -> Body {
+        if let Some(body) = Body::structured(content_type, &bytes) {
+            return body;
+        }
+        match String::from_utf8(bytes) {
+            Ok(text) => Body::Text(text),
+            Err(e) => Body::Base64(base64::engine::general_purpose::STANDARD.encode(e.as_bytes())),
+        }
+    }
+
+    /// The body as JSON when it is empty, JSON that parses, or a form; `None` otherwise.
+    fn structured(content_type: Option<&str>, bytes: &[u8]) -> Option<Body> {
         if bytes.is_empty() {
-            return Body::Json(Value::Null);
+            return Some(Body::Json(Value::Null));
         }
         let mime = content_type
             .and_then(|ct| ct.split(';').next())
@@ -34,15 +54,12 @@ impl Body {
         if (mime == "application/json" || mime.ends_with("+json") || mime.is_empty())
             && let Ok(value) = serde_json::from_slice(bytes)
         {
-            return Body::Json(value);
+            return Some(Body::Json(value));
         }
         if mime == "application/x-www-form-urlencoded" {
-            return Body::Json(form_to_json(bytes));
+            return Some(Body::Json(form_to_json(bytes)));
         }
-        match std::str::from_utf8(bytes) {
-            Ok(text) => Body::Text(text.to_owned()),
-            Err(_) => Body::Base64(base64::engine::general_purpose::STANDARD.encode(bytes)),
-        }
+        None
     }
 
     /// The body as the run context holds it: JSON as itself, text as a string, other bytes as
@@ -155,6 +172,18 @@ pub fn webhook_document_for(run: &Run, request: &RawRequest) -> Value {
     webhook_document(&run.id.to_string(), request)
 }
 
+/// [`webhook_document_for`], taking the request: the body's bytes are freed once decoded, so
+/// that a run holds its body once, as the document, while its steps run.
+pub fn webhook_document_owned(run: &Run, mut request: RawRequest) -> Value {
+    let bytes = std::mem::take(&mut request.body);
+    let mut document = request_head(&request);
+    let body = Body::decode_owned(request.header("content-type"), bytes);
+    drop(request);
+    document.insert("body".into(), body.into_value());
+    document.insert("run_id".into(), Value::String(run.id.to_string()));
+    Value::Object(document)
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -191,6 +220,18 @@ mod tests {
             Body::Base64("/wA=".into())
         );
         assert_eq!(Body::decode(None, b""), Body::Json(Value::Null));
+        // Taking the bytes decodes the same.
+        for (content_type, bytes) in [
+            ("application/json", &br#"{"a":1}"#[..]),
+            ("text/plain", b"hi"),
+            ("application/octet-stream", &[0xff, 0x00]),
+            ("application/x-www-form-urlencoded", b"a=1"),
+        ] {
+            assert_eq!(
+                Body::decode_owned(Some(content_type), bytes.to_vec()),
+                Body::decode(Some(content_type), bytes)
+            );
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 
 use crate::catalog::LiveFlow;
-use crate::flow::Step;
+use crate::flow::{Redactor, Step};
 use crate::plugin::{CallContext, Limits, LogLevel, StepFailure};
 use crate::store::{LogLine, RunOutcome, StepErrorRecord, StepRecord, StepStatus};
 
@@ -52,6 +52,7 @@ pub async fn execute_steps(
     sink: &mut impl StepSink,
 ) -> Outcome {
     let flow = &live.flow;
+    let redactor = &flow.redactor;
     // Not `json!`, which would copy the webhook document through serde's serializer.
     let mut context = Map::with_capacity(2);
     context.insert("webhook".into(), webhook);
@@ -75,7 +76,7 @@ pub async fn execute_steps(
         if !step.should_run(&context) {
             // A skipped step's output is null, so later steps can still refer to it.
             set_output(&mut context, step, Value::Null, true);
-            sink.record(record).await;
+            sink.record(masked(record, redactor)).await;
             continue;
         }
         let input = match step.input.evaluate(&context) {
@@ -88,10 +89,13 @@ pub async fn execute_steps(
                     message: message.clone(),
                 });
                 record.duration_us = micros(started);
-                sink.record(record).await;
+                sink.record(masked(record, redactor)).await;
                 return Outcome {
                     outcome: RunOutcome::Failed,
-                    error: Some(format!("step '{}' failed: mapping: {message}", step.id)),
+                    error: Some(masked_text(
+                        format!("step '{}' failed: mapping: {message}", step.id),
+                        redactor,
+                    )),
                     context,
                 };
             }
@@ -132,13 +136,14 @@ pub async fn execute_steps(
                     .map(|s| (*s).to_owned())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "unknown panic".into());
+                let message = masked_text(message, redactor);
                 tracing::error!(run = %info.run_id, step = %step.id, %message, "the plugin host panicked");
                 record.status = StepStatus::Failed;
                 record.error = Some(StepErrorRecord {
                     kind: "internal".into(),
                     message: format!("the plugin host failed: {message}"),
                 });
-                sink.record(record).await;
+                sink.record(masked(record, redactor)).await;
                 return Outcome {
                     outcome: RunOutcome::Failed,
                     error: Some(format!("step '{}' failed: the plugin host failed", step.id)),
@@ -159,7 +164,7 @@ pub async fn execute_steps(
                 record.status = StepStatus::Succeeded;
                 record.output = Some(output.clone());
                 set_output(&mut context, step, output, false);
-                sink.record(record).await;
+                sink.record(masked(record, redactor)).await;
             }
             Err(failure) => {
                 let filtered = failure.is_filtered();
@@ -173,7 +178,7 @@ pub async fn execute_steps(
                     kind: failure.kind().to_owned(),
                     message: message.clone(),
                 });
-                sink.record(record).await;
+                sink.record(masked(record, redactor)).await;
                 let (outcome, verb) = if filtered {
                     (RunOutcome::Filtered, "filtered the run")
                 } else {
@@ -181,7 +186,10 @@ pub async fn execute_steps(
                 };
                 return Outcome {
                     outcome,
-                    error: Some(format!("step '{}' {verb}: {failure}", step.id)),
+                    error: Some(masked_text(
+                        format!("step '{}' {verb}: {failure}", step.id),
+                        redactor,
+                    )),
                     context,
                 };
             }
@@ -192,6 +200,34 @@ pub async fn execute_steps(
         error: None,
         context,
     }
+}
+
+/// The record as it may be stored and shown: the flow's `${ENV}` values masked in its input,
+/// output, logs and error (see [`crate::flow::Redactor`]). Every record leaves
+/// [`execute_steps`] through here; the run context keeps the values unmasked for later steps.
+fn masked(mut record: StepRecord, redactor: &Redactor) -> StepRecord {
+    if redactor.is_empty() {
+        return record;
+    }
+    for value in [&mut record.input, &mut record.output]
+        .into_iter()
+        .flatten()
+    {
+        redactor.value(value);
+    }
+    for line in &mut record.logs {
+        redactor.string(&mut line.message);
+    }
+    if let Some(error) = &mut record.error {
+        redactor.string(&mut error.message);
+    }
+    record
+}
+
+/// A run's error as it may be stored and shown.
+fn masked_text(mut text: String, redactor: &Redactor) -> String {
+    redactor.string(&mut text);
+    text
 }
 
 fn set_output(context: &mut Value, step: &Step, output: Value, skipped: bool) {

@@ -1,7 +1,9 @@
 //! `filter`: lets a run go on only when its input meets every condition of the config. When one
 //! fails, the run ends with status `filtered` (not a failure) and the reason names the condition
-//! and the value, such as `equals: expected "opened", got "closed"`. When all hold, the output is
-//! the input unchanged, so later steps can read it as `$.steps.<id>.output`.
+//! and the value it got, such as `equals: got "closed", not the configured value`. A reason never
+//! shows a configured value: config strings may come from `${ENV}` and hold secrets. When all
+//! hold, the output is the input unchanged, so later steps can read it as
+//! `$.steps.<id>.output`.
 //!
 //! Input: any JSON value. The flow's `input` mapping picks the value to test:
 //!
@@ -190,27 +192,20 @@ impl Condition {
         let key = self.key();
         match self {
             Condition::Equals(expected) if same(input, expected) => Ok(()),
-            Condition::Equals(expected) => {
-                Err(format!("{key}: expected {}, got {got}", shown(expected)))
-            }
+            // Configured values are not shown (they may be secrets), and neither is an input
+            // equal to one.
+            Condition::Equals(_) => Err(format!("{key}: got {got}, not the configured value")),
             Condition::NotEquals(excluded) if !same(input, excluded) => Ok(()),
-            Condition::NotEquals(excluded) => Err(format!(
-                "{key}: expected anything but {}, got {got}",
-                shown(excluded)
-            )),
+            Condition::NotEquals(_) => Err(format!("{key}: got the value it excludes")),
             Condition::Exists(wanted) if *wanted != input.is_null() => Ok(()),
             Condition::Exists(true) => Err(format!("{key}: expected a value, got null")),
             Condition::Exists(false) => Err(format!("{key}: expected null, got {got}")),
             Condition::OneOf(values) if values.iter().any(|v| same(input, v)) => Ok(()),
-            Condition::OneOf(values) => Err(format!(
-                "{key}: expected one of {}, got {got}",
-                shown(&Value::Array(values.clone()))
-            )),
+            Condition::OneOf(_) => Err(format!("{key}: got {got}, none of the configured values")),
             Condition::Matches(regex) => match input {
                 Value::String(text) if regex.is_match(text) => Ok(()),
                 Value::String(_) => Err(format!(
-                    "{key}: expected a string matching {:?}, got {got}",
-                    regex.as_str()
+                    "{key}: got {got}, which the configured pattern does not match"
                 )),
                 _ => Err(format!("{key}: expected a string, got {got}")),
             },
@@ -330,7 +325,7 @@ mod tests {
         passes(json!("opened"), json!({"equals": "opened"}));
         assert_eq!(
             filtered(json!("closed"), json!({"equals": "opened"})),
-            r#"equals: expected "opened", got "closed""#
+            r#"equals: got "closed", not the configured value"#
         );
     }
 
@@ -342,7 +337,7 @@ mod tests {
         passes(json!({"n": [1.0]}), json!({"equals": {"n": [1]}}));
         assert_eq!(
             filtered(json!(1.5), json!({"equals": 1})),
-            "equals: expected 1, got 1.5"
+            "equals: got 1.5, not the configured value"
         );
     }
 
@@ -363,19 +358,19 @@ mod tests {
                 json!({"labels": ["bug"]}),
                 json!({"equals": {"labels": ["bug", "ui"]}})
             ),
-            r#"equals: expected {"labels":["bug","ui"]}, got {"labels":["bug"]}"#
+            r#"equals: got {"labels":["bug"]}, not the configured value"#
         );
         assert_eq!(
             filtered(json!({"a": 1}), json!({"equals": {"a": 1, "b": null}})),
-            r#"equals: expected {"a":1,"b":null}, got {"a":1}"#
+            r#"equals: got {"a":1}, not the configured value"#
         );
         assert_eq!(
             filtered(json!("1"), json!({"equals": 1})),
-            r#"equals: expected 1, got "1""#
+            r#"equals: got "1", not the configured value"#
         );
         assert_eq!(
             filtered(json!(true), json!({"equals": "true"})),
-            r#"equals: expected "true", got true"#
+            "equals: got true, not the configured value"
         );
     }
 
@@ -384,7 +379,7 @@ mod tests {
         passes(json!(null), json!({"equals": null}));
         assert_eq!(
             filtered(json!(0), json!({"equals": null})),
-            "equals: expected null, got 0"
+            "equals: got 0, not the configured value"
         );
     }
 
@@ -394,7 +389,7 @@ mod tests {
         passes(json!(null), json!({"not_equals": "closed"}));
         assert_eq!(
             filtered(json!(2.0), json!({"not_equals": 2})),
-            "not_equals: expected anything but 2, got 2.0"
+            "not_equals: got the value it excludes"
         );
     }
 
@@ -421,7 +416,7 @@ mod tests {
         passes(json!(3.0), config.clone());
         assert_eq!(
             filtered(json!("closed"), config),
-            r#"one_of: expected one of ["opened","reopened",3], got "closed""#
+            r#"one_of: got "closed", none of the configured values"#
         );
     }
 
@@ -431,7 +426,7 @@ mod tests {
         passes(json!("v1.20"), config.clone());
         assert_eq!(
             filtered(json!("v1.x"), config),
-            r#"matches: expected a string matching "^v\\d+\\.\\d+$", got "v1.x""#
+            r#"matches: got "v1.x", which the configured pattern does not match"#
         );
     }
 
@@ -514,18 +509,21 @@ mod tests {
         assert_eq!(passes(json!("pi_42"), config.clone()), json!("pi_42"));
         assert_eq!(
             filtered(json!("pi_test"), config.clone()),
-            r#"not_equals: expected anything but "pi_test", got "pi_test""#
+            "not_equals: got the value it excludes"
         );
         assert_eq!(
             filtered(json!("ch_1"), config),
-            r#"matches: expected a string matching "^pi_", got "ch_1""#
+            r#"matches: got "ch_1", which the configured pattern does not match"#
         );
     }
 
     #[test]
     fn the_first_failing_condition_in_documented_order_is_the_reason() {
         let config = json!({"lt": 0, "equals": 1, "one_of": [2]});
-        assert_eq!(filtered(json!(5), config), "equals: expected 1, got 5");
+        assert_eq!(
+            filtered(json!(5), config),
+            "equals: got 5, not the configured value"
+        );
     }
 
     #[test]
@@ -544,9 +542,25 @@ mod tests {
         let long = "é".repeat(500);
         let reason = filtered(json!(long), json!({"equals": "short"}));
         let got = reason
-            .strip_prefix(r#"equals: expected "short", got "#)
+            .strip_prefix("equals: got ")
+            .and_then(|rest| rest.strip_suffix(", not the configured value"))
             .unwrap();
         assert_eq!(got, format!("\"{}…", "é".repeat(SHOWN_CHARS - 1)));
+    }
+
+    /// Issue 20, item 5: a config value may be a secret from `${ENV}`; no reason shows it.
+    #[test]
+    fn reasons_never_show_a_configured_value() {
+        let secret = "supersecretapikey123";
+        for config in [
+            json!({"equals": secret}),
+            json!({"not_equals": "guess"}),
+            json!({"one_of": [secret, "other"]}),
+            json!({"matches": format!("^{secret}$")}),
+        ] {
+            let reason = filtered(json!("guess"), config.clone());
+            assert!(!reason.contains(secret), "{config}: {reason}");
+        }
     }
 
     #[test]
