@@ -24,6 +24,10 @@
 //! respond = "accepted"     # default; or "result": answer with the last step's output
 //! respond_timeout = "10s"  # with "result": how long to wait before answering 202 (max 5m)
 //! verify = { scheme = "github", secret = "${GITHUB_WEBHOOK_SECRET}" }  # see `crate::verify`
+//! slack_url_verification = true   # handshakes, see `Handshakes`; all off by default
+//! meta_verify_token = "${META_VERIFY_TOKEN}"
+//! graph_validation = true
+//! echo_challenge = true
 //!
 //! [[steps]]
 //! id = "opened"                          # unique; `webhook` is reserved
@@ -127,6 +131,41 @@ pub struct WebhookSpec {
     pub respond: Respond,
     /// How a request proves it comes from the sender; checked before anything is stored.
     pub verify: Option<crate::verify::Verify>,
+    /// The URL checks of senders that must see an answer before they send webhooks.
+    pub handshakes: Handshakes,
+}
+
+/// The handshakes a flow answers (`[webhook]` keys), each for the senders that use it. A
+/// handshake is answered by the gateway, `200` with `text/plain`, and starts no run.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Handshakes {
+    /// `slack_url_verification = true`: Slack's Events API sends
+    /// `{"type": "url_verification", "challenge": …}` and wants the challenge back. Slack signs
+    /// it, so it is answered only once the flow's `verify` passed.
+    pub slack: bool,
+    /// `meta_verify_token = "…"`: Meta (Facebook, WhatsApp, Instagram) subscribes with
+    /// `GET ?hub.mode=subscribe&hub.verify_token=…&hub.challenge=…`; the challenge is echoed when
+    /// the token matches this one (constant-time), and a wrong token gets `403`.
+    pub meta_verify_token: Option<String>,
+    /// `graph_validation = true`: Microsoft Graph validates a subscription's URL with
+    /// `?validationToken=…` and wants it back within 10 seconds.
+    pub graph: bool,
+    /// `echo_challenge = true`: Dropbox and others send `GET ?challenge=…` and want it back.
+    pub echo_challenge: bool,
+}
+
+impl std::fmt::Debug for Handshakes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handshakes")
+            .field("slack", &self.slack)
+            .field(
+                "meta_verify_token",
+                &self.meta_verify_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field("graph", &self.graph)
+            .field("echo_challenge", &self.echo_challenge)
+            .finish()
+    }
 }
 
 /// What a webhook's sender is answered (`[webhook] respond`).
@@ -180,6 +219,7 @@ impl Default for WebhookSpec {
             dedupe_window: None,
             respond: Respond::Accepted,
             verify: None,
+            handshakes: Handshakes::default(),
         }
     }
 }

@@ -3,14 +3,14 @@
 
 use std::time::Duration;
 
-use toml::de::DeValue;
+use toml::de::{DeTable, DeValue};
 
 use super::{Item, Loader, Scope};
 use crate::flow::env::interpolate;
 use crate::flow::query::Query;
 use crate::flow::{
-    DEFAULT_MAX_BODY, DEFAULT_MAX_HEAD, DEFAULT_RESPOND_TIMEOUT, MAX_DEDUPE_WINDOW, MAX_MAX_BODY,
-    MAX_MAX_HEAD, MAX_RESPOND_TIMEOUT, MIN_MAX_HEAD, Respond, WebhookSpec,
+    DEFAULT_MAX_BODY, DEFAULT_MAX_HEAD, DEFAULT_RESPOND_TIMEOUT, Handshakes, MAX_DEDUPE_WINDOW,
+    MAX_MAX_BODY, MAX_MAX_HEAD, MAX_RESPOND_TIMEOUT, MIN_MAX_HEAD, Respond, WebhookSpec,
 };
 use crate::verify::{self, Algorithm, Encoding, TokenPlace, Verify};
 
@@ -23,6 +23,10 @@ const WEBHOOK_KEYS: &[&str] = &[
     "respond",
     "respond_timeout",
     "verify",
+    "slack_url_verification",
+    "meta_verify_token",
+    "graph_validation",
+    "echo_challenge",
 ];
 
 /// The `verify` schemes and the keys each takes.
@@ -95,6 +99,7 @@ impl Loader<'_, '_> {
             None => Some(None),
             Some(item) => self.verify(item).map(Some),
         };
+        let handshakes = self.handshakes(table);
         Some(WebhookSpec {
             methods: methods?,
             max_body: max_body?,
@@ -103,7 +108,39 @@ impl Loader<'_, '_> {
             dedupe_window: dedupe_window?,
             respond: respond?,
             verify: verify?,
+            handshakes: handshakes?,
         })
+    }
+
+    /// The handshake keys; see [`Handshakes`].
+    fn handshakes(&mut self, table: &DeTable<'_>) -> Option<Handshakes> {
+        let slack = self.flag(table, "slack_url_verification");
+        let graph = self.flag(table, "graph_validation");
+        let echo_challenge = self.flag(table, "echo_challenge");
+        let meta_verify_token = match table.get("meta_verify_token") {
+            None => Some(None),
+            Some(item) => self.secret(item, "meta_verify_token").map(Some),
+        };
+        Some(Handshakes {
+            slack: slack?,
+            meta_verify_token: meta_verify_token?,
+            graph: graph?,
+            echo_challenge: echo_challenge?,
+        })
+    }
+
+    /// An optional `true`/`false` key, `false` when absent.
+    fn flag(&mut self, table: &DeTable<'_>, key: &str) -> Option<bool> {
+        match table.get(key) {
+            None => Some(false),
+            Some(item) => match item.get_ref() {
+                DeValue::Boolean(value) => Some(*value),
+                _ => {
+                    self.wrong_type(item, key, "true or false");
+                    None
+                }
+            },
+        }
     }
 
     /// `verify = { scheme = "…", … }`: see [`crate::verify`].
