@@ -19,8 +19,10 @@
 //! methods = ["POST"]       # default ["POST"]
 //! max_body = "1 MiB"       # default 1 MiB, at most 64 MiB
 //! max_head = "64 KiB"      # path, query and headers; default 64 KiB, 1 KiB to 1 MiB
-//! dedupe = "$.webhook.headers['x-github-delivery']"  # optional; a redelivery starts no run
-//! dedupe_window = "3d"     # with dedupe: how long a value holds (default: as long as runs are kept)
+//! dedupe = "$.webhook.headers['x-github-delivery']"  # optional; a redelivery starts no run;
+//!                          # default: the verify scheme's delivery id; `false`: off
+//! dedupe_window = "3d"     # how long a value holds (default: 7d for a scheme's delivery id,
+//!                          # else as long as runs are kept)
 //! respond = "accepted"     # default; or "result": answer with the last step's output
 //! respond_timeout = "10s"  # with "result": how long to wait before answering 202 (max 5m)
 //! verify = { scheme = "github", secret = "${GITHUB_WEBHOOK_SECRET}" }  # see `crate::verify`
@@ -124,6 +126,8 @@ pub struct WebhookSpec {
     /// value was already accepted for this flow is answered with the first run and starts
     /// none. A webhook where it selects nothing (or `null`) is never a duplicate.
     pub dedupe: Option<Query>,
+    /// Where `dedupe` comes from, when there is one.
+    pub dedupe_from: Option<DedupeFrom>,
     /// How long a dedupe value holds (`dedupe_window`): a delivery whose first run came
     /// longer ago than this is a new run. `None`: for as long as the first run is kept.
     pub dedupe_window: Option<Duration>,
@@ -167,6 +171,20 @@ impl std::fmt::Debug for Handshakes {
             .finish()
     }
 }
+
+/// Where a flow's dedupe query comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DedupeFrom {
+    /// The flow's own `dedupe`.
+    Flow,
+    /// The delivery id of its `verify` scheme (named), which the flow did not turn off with
+    /// `dedupe = false`.
+    Scheme(&'static str),
+}
+
+/// How long the delivery id of a `verify` scheme holds when the flow does not say: 7 days,
+/// longer than any sender keeps redelivering.
+pub const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// What a webhook's sender is answered (`[webhook] respond`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -216,6 +234,7 @@ impl Default for WebhookSpec {
             max_body: DEFAULT_MAX_BODY,
             max_head: DEFAULT_MAX_HEAD,
             dedupe: None,
+            dedupe_from: None,
             dedupe_window: None,
             respond: Respond::Accepted,
             verify: None,

@@ -199,7 +199,7 @@ input.name = { "$path" = "$.webhook.body.name", "$default" = "n", "$dflt" = 1 }
         errors(source),
         vec![
             "2:1: unknown key `colour` at the top level; allowed keys: name, description, webhook, steps",
-            "5:1: unknown key `respnd` in [webhook]; allowed keys: methods, max_body, max_head, dedupe, dedupe_window, respond, respond_timeout, verify",
+            "5:1: unknown key `respnd` in [webhook]; allowed keys: methods, max_body, max_head, dedupe, dedupe_window, respond, respond_timeout, verify, slack_url_verification, meta_verify_token, graph_validation, echo_challenge",
             "10:1: in step 'a': unknown key `tiemout` in a step; allowed keys: id, plugin, when, input, config, timeout, memory",
             "11:67: in step 'a': unknown key `$dflt` in a mapping with a default; allowed keys: $path, $default",
         ]
@@ -978,7 +978,16 @@ dedupe_window = "3d"
     );
     assert_eq!(
         errors("name = \"x\"\n[webhook]\ndedupe_window = \"1h\"\n"),
-        vec!["3:17: `dedupe_window` only applies with `dedupe`"]
+        vec![
+            "3:17: `dedupe_window` only applies with `dedupe` (or a `verify` scheme that brings one)"
+        ]
+    );
+    assert_eq!(
+        errors("name = \"x\"\n[webhook]\ndedupe = true\n"),
+        vec![
+            "3:10: `dedupe = true` is not a query: write the JSONPath of the delivery id, such as \
+             \"$.webhook.headers['x-request-id']\", or `false` to turn dedupe off"
+        ]
     );
     assert_eq!(
         errors(

@@ -9,8 +9,9 @@ use super::{Item, Loader, Scope};
 use crate::flow::env::interpolate;
 use crate::flow::query::Query;
 use crate::flow::{
-    DEFAULT_MAX_BODY, DEFAULT_MAX_HEAD, DEFAULT_RESPOND_TIMEOUT, Handshakes, MAX_DEDUPE_WINDOW,
-    MAX_MAX_BODY, MAX_MAX_HEAD, MAX_RESPOND_TIMEOUT, MIN_MAX_HEAD, Respond, WebhookSpec,
+    DEFAULT_DEDUPE_WINDOW, DEFAULT_MAX_BODY, DEFAULT_MAX_HEAD, DEFAULT_RESPOND_TIMEOUT, DedupeFrom,
+    Handshakes, MAX_DEDUPE_WINDOW, MAX_MAX_BODY, MAX_MAX_HEAD, MAX_RESPOND_TIMEOUT, MIN_MAX_HEAD,
+    Respond, WebhookSpec,
 };
 use crate::verify::{self, Algorithm, Encoding, TokenPlace, Verify};
 
@@ -57,6 +58,18 @@ fn scheme_names() -> String {
 /// The widest `tolerance` of a signed timestamp.
 const MAX_TOLERANCE: Duration = Duration::from_secs(24 * 3600);
 
+/// The delivery id each sender puts on a webhook, and keeps on its redeliveries: the `dedupe`
+/// of a flow verified with that sender's scheme, unless the flow says otherwise.
+pub(crate) fn scheme_dedupe(scheme: &str) -> Option<&'static str> {
+    match scheme {
+        "github" => Some("$.webhook.headers['x-github-delivery']"),
+        "standard-webhooks" => Some("$.webhook.headers['webhook-id']"),
+        "stripe" => Some("$.webhook.body.id"),
+        "slack" => Some("$.webhook.body.event_id"),
+        _ => None,
+    }
+}
+
 impl Loader<'_, '_> {
     pub(super) fn webhook(&mut self, item: &Item<'_>) -> Option<WebhookSpec> {
         let DeValue::Table(table) = item.get_ref() else {
@@ -77,34 +90,39 @@ impl Loader<'_, '_> {
             None => Some(DEFAULT_MAX_HEAD),
             Some(item) => self.size(item, "max_head", MIN_MAX_HEAD, MAX_MAX_HEAD),
         };
-        let dedupe = match table.get("dedupe") {
-            None => Some(None),
-            Some(item) => self.dedupe(item).map(Some),
-        };
-        let dedupe_window = match (table.get("dedupe"), table.get("dedupe_window")) {
-            (_, None) => Some(None),
-            (None, Some(item)) => {
-                self.error(
-                    item.span().start,
-                    "`dedupe_window` only applies with `dedupe`",
-                );
-                None
-            }
-            (Some(_), Some(item)) => self
-                .duration(item, "dedupe_window", MAX_DEDUPE_WINDOW)
-                .map(Some),
-        };
-        let respond = self.respond(table.get("respond"), table.get("respond_timeout"));
         let verify = match table.get("verify") {
             None => Some(None),
             Some(item) => self.verify(item).map(Some),
         };
+        let scheme = verify.as_ref().and_then(|v| v.as_ref().map(Verify::scheme));
+        let dedupe = self.dedupe_setting(table.get("dedupe"), scheme);
+        let dedupe_window = match (&dedupe, table.get("dedupe_window")) {
+            (Some(Some((_, DedupeFrom::Scheme(_)))), None) => Some(Some(DEFAULT_DEDUPE_WINDOW)),
+            (_, None) => Some(None),
+            (Some(None), Some(item)) => {
+                self.error(
+                    item.span().start,
+                    "`dedupe_window` only applies with `dedupe` (or a `verify` scheme that \
+                     brings one)",
+                );
+                None
+            }
+            (_, Some(item)) => self
+                .duration(item, "dedupe_window", MAX_DEDUPE_WINDOW)
+                .map(Some),
+        };
+        let respond = self.respond(table.get("respond"), table.get("respond_timeout"));
         let handshakes = self.handshakes(table);
+        let (dedupe, dedupe_from) = match dedupe? {
+            Some((query, from)) => (Some(query), Some(from)),
+            None => (None, None),
+        };
         Some(WebhookSpec {
             methods: methods?,
             max_body: max_body?,
             max_head: max_head?,
-            dedupe: dedupe?,
+            dedupe,
+            dedupe_from,
             dedupe_window: dedupe_window?,
             respond: respond?,
             verify: verify?,
@@ -345,6 +363,31 @@ impl Loader<'_, '_> {
             (true, Some(item)) => Some(Respond::Result {
                 timeout: self.duration(item, "respond_timeout", MAX_RESPOND_TIMEOUT)?,
             }),
+        }
+    }
+
+    /// The flow's dedupe: its own `dedupe` query, none with `dedupe = false`, else its `verify`
+    /// scheme's delivery id (see [`scheme_dedupe`]).
+    fn dedupe_setting(
+        &mut self,
+        item: Option<&Item<'_>>,
+        scheme: Option<&'static str>,
+    ) -> Option<Option<(Query, DedupeFrom)>> {
+        match item.map(|item| (item, item.get_ref())) {
+            Some((_, DeValue::Boolean(false))) => Some(None),
+            Some((item, DeValue::Boolean(true))) => {
+                self.error(
+                    item.span().start,
+                    "`dedupe = true` is not a query: write the JSONPath of the delivery id, such \
+                     as \"$.webhook.headers['x-request-id']\", or `false` to turn dedupe off",
+                );
+                None
+            }
+            Some((item, _)) => self.dedupe(item).map(|q| Some((q, DedupeFrom::Flow))),
+            None => Some(scheme.and_then(|scheme| {
+                let query = Query::parse(scheme_dedupe(scheme)?).ok()?;
+                Some((query, DedupeFrom::Scheme(scheme)))
+            })),
         }
     }
 
