@@ -13,7 +13,7 @@ use crate::flow::{
     Handshakes, MAX_DEDUPE_WINDOW, MAX_MAX_BODY, MAX_MAX_HEAD, MAX_RESPOND_TIMEOUT, MIN_MAX_HEAD,
     Respond, WebhookSpec,
 };
-use crate::verify::{self, Algorithm, Encoding, TokenPlace, Verify};
+use crate::verify::{self, Algorithm, Encoding, Secrets, TokenPlace, Verify};
 
 const WEBHOOK_KEYS: &[&str] = &[
     "methods",
@@ -204,18 +204,50 @@ impl Loader<'_, '_> {
                 None => Some(None),
             }
         };
-        // An HMAC key shorter than `MIN_KEY_BYTES` is refused where it is written.
-        let hmac_secret = |loader: &mut Self| -> Option<String> {
-            let secret = text(loader, "secret", true)??;
-            if let Some(why) = verify::key_too_short(secret.as_bytes()) {
+        // A secret, or a list of them to rotate (newest first), each turned into its key by
+        // `key` (which says why it cannot be one), where it is written.
+        let secrets = |loader: &mut Self,
+                       name: &str,
+                       key: &dyn Fn(String) -> Result<Vec<u8>, String>|
+         -> Option<Secrets> {
+            let Some(item) = table.get(name) else {
                 loader.error(
-                    table.get("secret").map_or(at, |s| s.span().start),
-                    format!("`secret`: {why}"),
+                    at,
+                    format!("`verify` with scheme \"{scheme}\" needs `{name}`"),
                 );
                 return None;
+            };
+            let items: Vec<&Item<'_>> = match item.get_ref() {
+                DeValue::Array(array) if array.is_empty() => {
+                    loader.error(
+                        item.span().start,
+                        format!("`{name}` lists no secret; write one, or the new and the old while rotating"),
+                    );
+                    return None;
+                }
+                DeValue::Array(array) => array.iter().collect(),
+                _ => vec![item],
+            };
+            let mut keys = Vec::new();
+            for item in items {
+                let value = loader.secret(item, name)?;
+                match key(value) {
+                    Ok(bytes) => keys.push(bytes),
+                    Err(why) => {
+                        loader.error(item.span().start, format!("`{name}`: {why}"));
+                        return None;
+                    }
+                }
             }
-            Some(secret)
+            Secrets::new(keys)
         };
+        // An HMAC key shorter than `MIN_KEY_BYTES` is refused where it is written.
+        let hmac_key = |secret: String| match verify::key_too_short(secret.as_bytes()) {
+            Some(why) => Err(why),
+            None => Ok(secret.into_bytes()),
+        };
+        let plain = |secret: String| Ok(secret.into_bytes());
+        let hmac_secret = |loader: &mut Self| secrets(loader, "secret", &hmac_key);
         let tolerance = match table.get("tolerance") {
             None => Some(verify::DEFAULT_TOLERANCE),
             Some(item) => self.duration(item, "tolerance", MAX_TOLERANCE),
@@ -233,14 +265,9 @@ impl Loader<'_, '_> {
                 tolerance: tolerance?,
             },
             "standard-webhooks" => {
-                let secret = text(self, "secret", true)??;
-                let key = match verify::standard_webhooks_key(&secret) {
-                    Ok(key) => key,
-                    Err(message) => {
-                        self.error(table.get("secret").map_or(at, |s| s.span().start), message);
-                        return None;
-                    }
-                };
+                let key = secrets(self, "secret", &|secret: String| {
+                    verify::standard_webhooks_key(&secret)
+                })?;
                 Verify::StandardWebhooks {
                     key,
                     tolerance: tolerance?,
@@ -281,7 +308,7 @@ impl Loader<'_, '_> {
                 }
             }
             "token" => {
-                let token = text(self, "token", true)??;
+                let token = secrets(self, "token", &plain)?;
                 let header = text(self, "header", false)?;
                 let query = text(self, "query", false)?;
                 let place = match (header, query) {
@@ -298,7 +325,7 @@ impl Loader<'_, '_> {
             // "basic", the last of SCHEMES_KEYS.
             _ => Verify::Basic {
                 username: text(self, "username", true)??,
-                password: text(self, "password", true)??,
+                password: secrets(self, "password", &plain)?,
             },
         };
         Some(verify)
