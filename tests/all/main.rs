@@ -11,4 +11,5 @@ mod jsonpath_cts;
 mod reload;
 mod restart;
 mod sdk_scaffold;
+mod served_guests;
 mod ui;
