@@ -12,4 +12,5 @@ mod receive;
 mod reload;
 mod restart;
 mod sdk_scaffold;
+mod served_guests;
 mod ui;
