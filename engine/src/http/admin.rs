@@ -29,7 +29,7 @@ use super::error::ApiError;
 use crate::catalog::{Catalog, FlowEntry};
 use crate::flow::Respond;
 use crate::run::Executor;
-use crate::run::payload::{Body, form_to_json, headers_to_json};
+use crate::run::payload::{form_to_json, headers_to_json};
 use crate::store::{RawRequest, RunFilter, RunId, RunStatus, Store};
 
 /// What the admin API needs.
@@ -494,7 +494,7 @@ fn get_payload(id: String, query: HashMap<String, String>, admin: Arc<Admin>) ->
         );
         return Ok(harden(response));
     }
-    let body = Body::decode(content_type.as_deref(), &request.body);
+    let body = crate::run::payload::request_body_decoded(&request);
     let encoding = body.encoding();
     let flow_id = admin
         .store

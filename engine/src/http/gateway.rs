@@ -33,6 +33,7 @@ use super::error::ApiError;
 use super::listener::Peer;
 use crate::catalog::Catalog;
 use crate::flow::{Handshakes, Respond};
+use crate::run::content::{self, ContentError};
 use crate::run::{Executor, RunResult, payload};
 use crate::store::{NewRun, RawRequest, RunId, RunOutcome, RunStatus, Store, StoreError};
 use crate::verify;
@@ -215,6 +216,7 @@ where
             ));
         }
     }
+    check_content(&request, spec.max_body)?;
     if spec.handshakes.slack
         && let Some(challenge) = slack_challenge(&request)
     {
@@ -341,6 +343,33 @@ fn handshake(handshakes: &Handshakes, req: &Incoming) -> Option<Result<Response,
         return Some(Ok(text_answer(challenge)));
     }
     None
+}
+
+/// Refuses, before anything is stored, a body its flow could not read: a `Content-Encoding`
+/// Weir does not know (415), one that does not decode (400) or decodes past `max_body` (413,
+/// found by streaming it into nothing), and a multipart form with too many parts (413).
+fn check_content(request: &RawRequest, max_body: u64) -> Result<(), ApiError> {
+    let encoding = request.header("content-encoding");
+    let answer = |error: ContentError| {
+        let status = match error {
+            ContentError::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ContentError::Corrupt { .. } => StatusCode::BAD_REQUEST,
+            ContentError::TooLarge(_) | ContentError::TooManyParts => StatusCode::PAYLOAD_TOO_LARGE,
+        };
+        ApiError::new(status, error.to_string())
+    };
+    content::check_decoded(encoding, &request.body, max_body).map_err(answer)?;
+    if let Some(content_type) = request.header("content-type")
+        && content_type
+            .trim_start()
+            .to_ascii_lowercase()
+            .starts_with("multipart/form-data")
+    {
+        let body = content::decode(encoding, request.body.clone(), max_body)
+            .map_err(|(error, _)| answer(error))?;
+        content::multipart(content_type, &body).map_err(answer)?;
+    }
+    Ok(())
 }
 
 /// The challenge of a Slack `url_verification` body, once the request passed `verify`.
