@@ -127,6 +127,11 @@ struct ServeArgs {
     /// The longest a webhook body may take to arrive; past it the sender gets 408.
     #[arg(long, default_value = "30s", env = "WEIR_BODY_TIMEOUT", value_parser = humantime::parse_duration)]
     body_timeout: std::time::Duration,
+    /// A proxy (CIDR or address, repeatable or comma-separated) whose `X-Forwarded-For` or
+    /// `Forwarded` header names the webhook's sender; from any other peer those headers are
+    /// ignored. Flows' `allow_ips` and stored remote addresses use the sender's address.
+    #[arg(long = "trusted-proxy", env = "WEIR_TRUSTED_PROXIES", value_delimiter = ',', value_parser = weir::flow::parse_ip_net)]
+    trusted_proxies: Vec<ipnet::IpNet>,
     /// The largest request head (path, query and headers) on either listener, at least
     /// 8 KiB; past it, 431. A flow's `max_head` can only ask less.
     #[arg(long, default_value = "64 KiB", env = "WEIR_MAX_HEAD")]
@@ -350,6 +355,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             header_timeout: args.header_timeout,
             idle_timeout: args.idle_timeout,
             body_timeout: args.body_timeout,
+            trusted_proxies: args.trusted_proxies,
             max_head: usize::try_from(args.max_head.as_u64()).unwrap_or(usize::MAX),
             concurrency: args.concurrency,
             accept_queue: args.accept_queue,

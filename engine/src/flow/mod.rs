@@ -30,6 +30,7 @@
 //! meta_verify_token = "${META_VERIFY_TOKEN}"
 //! graph_validation = true
 //! echo_challenge = true
+//! allow_ips = ["192.0.2.0/24", "2001:db8::/32"]  # optional; others get 403
 //!
 //! [[steps]]
 //! id = "opened"                          # unique; `webhook` is reserved
@@ -137,6 +138,9 @@ pub struct WebhookSpec {
     pub verify: Option<crate::verify::Verify>,
     /// The URL checks of senders that must see an answer before they send webhooks.
     pub handshakes: Handshakes,
+    /// `allow_ips`: the networks a webhook may come from (see `--trusted-proxy` for senders
+    /// behind a proxy); `None`: any.
+    pub allow_ips: Option<Vec<ipnet::IpNet>>,
 }
 
 /// The handshakes a flow answers (`[webhook]` keys), each for the senders that use it. A
@@ -185,6 +189,27 @@ pub enum DedupeFrom {
 /// How long the delivery id of a `verify` scheme holds when the flow does not say: 7 days,
 /// longer than any sender keeps redelivering.
 pub const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// A network as `allow_ips` and `--trusted-proxy` write it: CIDR (`192.0.2.0/24`) or one
+/// address (`192.0.2.7`, `2001:db8::1`). Host bits set below the prefix are refused, since
+/// `10.1.2.3/8` is more likely a typo than a wish for all of `10.0.0.0/8`.
+pub fn parse_ip_net(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    if let Ok(ip) = text.parse::<std::net::IpAddr>() {
+        return Ok(ipnet::IpNet::from(ip));
+    }
+    let net: ipnet::IpNet = text.parse().map_err(|_| {
+        format!("`{text}` is not an address or a CIDR network such as \"192.0.2.0/24\"")
+    })?;
+    if net.trunc() != net {
+        return Err(format!(
+            "`{text}` has bits set past its /{} prefix; did you mean `{}`?",
+            net.prefix_len(),
+            net.trunc()
+        ));
+    }
+    Ok(net)
+}
 
 /// What a webhook's sender is answered (`[webhook] respond`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -239,6 +264,7 @@ impl Default for WebhookSpec {
             respond: Respond::Accepted,
             verify: None,
             handshakes: Handshakes::default(),
+            allow_ips: None,
         }
     }
 }

@@ -45,6 +45,8 @@ pub struct Gateway {
     pub executor: Executor,
     /// The longest a request body may take to arrive, from its head.
     pub body_timeout: Duration,
+    /// Peers whose forwarding headers name a webhook's sender (see [`super::client`]).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// What a redacted credential reads in stored requests.
@@ -123,6 +125,19 @@ where
         return Err(no_such_webhook());
     }
     let spec = &live.flow.webhook;
+    let sender = super::client::sender(req.remote, &req.headers, &gateway.trusted_proxies);
+    if let Some(allowed) = &spec.allow_ips
+        && !sender.is_some_and(|ip| allowed.iter().any(|net| net.contains(&ip)))
+    {
+        tracing::info!(flow = %req.flow_id, sender = ?sender, "webhook refused: sender not in allow_ips");
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            match sender {
+                Some(ip) => format!("{ip} is not among this flow's allow_ips"),
+                None => "the sender's address is unknown (a trusted proxy sent no readable X-Forwarded-For or Forwarded), and this flow has allow_ips".to_owned(),
+            },
+        ));
+    }
     if let Some(answer) = handshake(&spec.handshakes, &req) {
         tracing::info!(flow = %req.flow_id, "handshake answered");
         return answer;
@@ -196,7 +211,11 @@ where
         query: req.query,
         headers,
         body,
-        remote_addr: req.remote.map(|a| a.to_string()),
+        remote_addr: match (req.remote, sender) {
+            // Through a trusted proxy: the sender, as the proxy named it.
+            (Some(peer), Some(ip)) if peer.ip() != ip => Some(ip.to_string()),
+            (peer, _) => peer.map(|a| a.to_string()),
+        },
         received_at,
     };
     if let Some(verify) = &spec.verify {

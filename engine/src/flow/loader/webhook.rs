@@ -28,6 +28,7 @@ const WEBHOOK_KEYS: &[&str] = &[
     "meta_verify_token",
     "graph_validation",
     "echo_challenge",
+    "allow_ips",
 ];
 
 /// The `verify` schemes and the keys each takes.
@@ -113,6 +114,10 @@ impl Loader<'_, '_> {
         };
         let respond = self.respond(table.get("respond"), table.get("respond_timeout"));
         let handshakes = self.handshakes(table);
+        let allow_ips = match table.get("allow_ips") {
+            None => Some(None),
+            Some(item) => self.allow_ips(item).map(Some),
+        };
         let (dedupe, dedupe_from) = match dedupe? {
             Some((query, from)) => (Some(query), Some(from)),
             None => (None, None),
@@ -127,7 +132,40 @@ impl Loader<'_, '_> {
             respond: respond?,
             verify: verify?,
             handshakes: handshakes?,
+            allow_ips: allow_ips?,
         })
+    }
+
+    /// `allow_ips = ["192.0.2.0/24", …]`: at least one network.
+    fn allow_ips(&mut self, item: &Item<'_>) -> Option<Vec<ipnet::IpNet>> {
+        let expected = "an array of networks, such as [\"192.0.2.0/24\", \"2001:db8::/32\"]";
+        let DeValue::Array(array) = item.get_ref() else {
+            self.wrong_type(item, "allow_ips", expected);
+            return None;
+        };
+        if array.is_empty() {
+            self.error(
+                item.span().start,
+                "`allow_ips` lists no network, so no webhook could arrive; leave it out to accept any sender",
+            );
+            return None;
+        }
+        let mut nets = Vec::new();
+        let mut ok = true;
+        for element in array.iter() {
+            let Some(text) = self.string(element, "allow_ips") else {
+                ok = false;
+                continue;
+            };
+            match crate::flow::parse_ip_net(text) {
+                Ok(net) => nets.push(net),
+                Err(why) => {
+                    self.error(element.span().start, format!("`allow_ips`: {why}"));
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(nets)
     }
 
     /// The handshake keys; see [`Handshakes`].
