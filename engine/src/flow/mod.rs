@@ -31,6 +31,8 @@
 //! graph_validation = true
 //! echo_challenge = true
 //! allow_ips = ["192.0.2.0/24", "2001:db8::/32"]  # optional; others get 403
+//! answer = { status = 200, headers = { "content-type" = "text/plain" }, body = "ok" }
+//!                          # optional; with "result" its values may be queries on the run
 //!
 //! [[steps]]
 //! id = "opened"                          # unique; `webhook` is reserved
@@ -105,6 +107,10 @@ pub struct Flow {
     /// Masks the `${ENV}` values the flow uses (in config and `verify`) out of everything a
     /// run stores and serves.
     pub redactor: Redactor,
+    /// `[webhook] answer`: what the sender is answered in place of the default, a mapping
+    /// that gives `{status, headers, body}` (constant with `respond = "accepted"`; read from
+    /// the run context at the end of the run with `respond = "result"`).
+    pub answer: Option<Mapping>,
 }
 
 impl Flow {
@@ -209,6 +215,38 @@ pub fn parse_ip_net(text: &str) -> Result<ipnet::IpNet, String> {
         ));
     }
     Ok(net)
+}
+
+/// Why an evaluated `answer` (`{status, headers, body}`) cannot be sent, if it cannot: a
+/// status outside 100–599, or headers that are not a table of valid names and string values.
+pub fn check_answer(answer: &Value) -> Result<(), String> {
+    if let Some(status) = answer.get("status")
+        && !status.as_u64().is_some_and(|s| (100..=599).contains(&s))
+    {
+        return Err(format!(
+            "the answer's `status` must be an HTTP status (100 to 599), not {status}"
+        ));
+    }
+    if let Some(headers) = answer.get("headers") {
+        let Some(headers) = headers.as_object() else {
+            return Err("the answer's `headers` must be a table of names and strings".into());
+        };
+        for (name, value) in headers {
+            let Some(value) = value.as_str() else {
+                return Err(format!(
+                    "the answer's header `{name}` must be a string, not {value}"
+                ));
+            };
+            if warp::http::HeaderName::from_bytes(name.as_bytes()).is_err()
+                || warp::http::HeaderValue::from_str(value).is_err()
+            {
+                return Err(format!(
+                    "the answer's header `{name}: {value}` is not a valid HTTP header"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What a webhook's sender is answered (`[webhook] respond`).

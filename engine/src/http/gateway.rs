@@ -283,11 +283,20 @@ where
                             && let Ok(Some(result)) =
                                 tokio::time::timeout(timeout, waiting.result()).await
                         {
-                            return Ok(result_response(id, result));
+                            return Ok(match result.answer {
+                                Some(Ok(answer)) => mapped_answer(id, StatusCode::OK, &answer),
+                                Some(Err(why)) => failed_answer(id, &why),
+                                None => result_response(id, result),
+                            });
                         }
                         // Too slow: the sender gets the usual 202, the run goes on.
                     }
                 }
+            }
+            if let (Respond::Accepted, Some(answer)) = (spec.respond, &live.flow.answer)
+                && let Ok(answer) = answer.evaluate(&Value::Null)
+            {
+                return Ok(mapped_answer(id, StatusCode::ACCEPTED, &answer));
             }
             let body = AcceptedAnswer {
                 run_id: id,
@@ -459,6 +468,61 @@ fn result_response(id: RunId, result: RunResult) -> Response {
         }
     }
     response
+}
+
+/// The answer a flow's `answer` describes (`{status, headers, body}`, checked when the flow
+/// loaded or, read from a run, here): a string body is sent as text, any other as JSON, and
+/// `x-weir-run-id` names the run. A mapped answer that cannot be sent is a `500` that says why.
+fn mapped_answer(id: RunId, default: StatusCode, answer: &Value) -> Response {
+    if let Err(why) = crate::flow::check_answer(answer) {
+        return failed_answer(id, &why);
+    }
+    let status = answer
+        .get("status")
+        .and_then(Value::as_u64)
+        .and_then(|s| u16::try_from(s).ok())
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(default);
+    let (body, content_type) = match answer.get("body") {
+        None | Some(Value::Null) => (Vec::new(), None),
+        Some(Value::String(text)) => (text.clone().into_bytes(), Some("text/plain; charset=utf-8")),
+        Some(other) => (other.to_string().into_bytes(), Some("application/json")),
+    };
+    let mut response = warp::reply::with_status(body, status).into_response();
+    let headers = response.headers_mut();
+    if let Some(content_type) = content_type {
+        headers.insert(
+            "content-type",
+            warp::http::HeaderValue::from_static(content_type),
+        );
+    }
+    for (name, value) in answer
+        .get("headers")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        if let (Ok(name), Some(Ok(value))) = (
+            warp::http::HeaderName::from_bytes(name.as_bytes()),
+            value.as_str().map(warp::http::HeaderValue::from_str),
+        ) {
+            headers.insert(name, value);
+        }
+    }
+    if let Ok(value) = warp::http::HeaderValue::from_str(&id.to_string()) {
+        headers.insert("x-weir-run-id", value);
+    }
+    response
+}
+
+/// `500` for a run whose `answer` could not be read or sent.
+fn failed_answer(id: RunId, why: &str) -> Response {
+    let body = json!({
+        "error": { "status": 500, "message": format!("run {id} succeeded, but its answer cannot be sent: {why}") },
+        "run_id": id.to_string(),
+    });
+    warp::reply::with_status(warp::reply::json(&body), StatusCode::INTERNAL_SERVER_ERROR)
+        .into_response()
 }
 
 /// Reads the body; `None` as soon as it passes `max` bytes. `declared` (the content length,
