@@ -68,6 +68,7 @@
 //! `accept` → queued → `start_run` → running → `finish_run` → succeeded | failed | filtered.
 //! After a crash, `recover` puts running runs back to queued with `attempt + 1`.
 
+mod check;
 mod entry;
 mod error;
 pub mod journal;
@@ -91,10 +92,11 @@ use std::time::{Duration, Instant};
 use redb::{Database, ReadableTable};
 use tokio::sync::oneshot;
 
+pub use check::{CheckReport, check};
 pub use error::StoreError;
 pub use types::{
-    Accepted, LogLine, NewRun, Page, PluginBlob, RawRequest, Run, RunFilter, RunId, RunOutcome,
-    RunStatus, StepErrorRecord, StepRecord, StepStatus, UnknownStatus,
+    Accepted, DamagedRun, LogLine, NewRun, Page, PluginBlob, RawRequest, Run, RunFilter, RunId,
+    RunOutcome, RunStatus, StepErrorRecord, StepRecord, StepStatus, UnknownStatus,
 };
 
 use tables::Envelope;

@@ -1478,3 +1478,72 @@ fn a_store_file_is_created_whole_beside_its_final_name() {
     assert!(!dir.path().join("weir.redb.new").exists());
     assert!(Store::open(&path).is_ok());
 }
+
+/// Overwrites every copy of `marker` in the file with bytes that are not UTF-8; how many.
+fn damage(path: &std::path::Path, marker: &[u8]) -> usize {
+    let mut bytes = std::fs::read(path).unwrap();
+    let mut damaged = 0;
+    let mut at = 0;
+    while let Some(found) = bytes[at..].windows(marker.len()).position(|w| w == marker) {
+        let start = at + found;
+        bytes[start..start + 4].copy_from_slice(b"\xff\xfe\xfd\xfc");
+        damaged += 1;
+        at = start + marker.len();
+    }
+    std::fs::write(path, bytes).unwrap();
+    damaged
+}
+
+#[tokio::test]
+async fn a_damaged_record_is_a_row_of_its_own_and_check_reports_it() {
+    let (_dir, path) = temp();
+    let store = Store::open(&path).unwrap();
+    let first = store.accept(new_run("github", b"one")).await.unwrap().id;
+    let mut marked = new_run("github", b"two");
+    marked
+        .request
+        .headers
+        .push(("x-marker".into(), "damage-me-please".into()));
+    let bad = store.accept(marked).await.unwrap().id;
+    let last = store.accept(new_run("github", b"three")).await.unwrap().id;
+    drop(store);
+    let report = check(&path).unwrap();
+    assert!(report.is_clean(), "{:?}", report.damaged);
+    assert_eq!(report.runs, 3);
+
+    assert!(damage(&path, b"damage-me-please") > 0);
+    let report = check(&path).unwrap();
+    assert!(
+        report
+            .damaged
+            .iter()
+            .any(|line| line.starts_with(&format!("run {bad}:"))),
+        "{:?}",
+        report.damaged
+    );
+    assert!(
+        !report
+            .damaged
+            .iter()
+            .any(|line| line.contains(&first.to_string()) || line.contains(&last.to_string())),
+        "{:?}",
+        report.damaged
+    );
+
+    // The store still opens, and a page holding the damaged run serves the others.
+    let store = Store::open(&path).unwrap();
+    let page = store.list_runs(&RunFilter::default()).unwrap();
+    let ids: Vec<RunId> = page.runs.iter().map(|run| run.id).collect();
+    assert_eq!(ids, [last, first]);
+    assert_eq!(page.damaged.len(), 1);
+    assert_eq!(page.damaged[0].id, bad);
+    assert!(page.damaged[0].error.contains(&bad.to_string()));
+    // Pages follow one another past it.
+    let first_page = store
+        .list_runs(&RunFilter {
+            limit: 2,
+            ..RunFilter::default()
+        })
+        .unwrap();
+    assert_eq!(first_page.next_cursor, Some(bad));
+}
