@@ -81,6 +81,13 @@ enum Command {
     /// Write, run and test step plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Check a store (stop Weir first): walks every record and the journal, and reports each
+    /// damaged one; exits 0 when none is, 1 when any is, 2 when the file cannot be opened.
+    Check {
+        /// The store file.
+        #[arg(long, default_value = "./weir.redb", env = "WEIR_DATA")]
+        data: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -236,6 +243,7 @@ fn main() -> ExitCode {
             paths,
             plugin_places,
         } => return validate(&paths, &plugin_places.places()),
+        Command::Check { data } => return check_store(&data),
         Command::Run {
             flow,
             payload,
@@ -482,6 +490,37 @@ fn load_flow(
         plugin_places,
     };
     weir::flow::parse_flow_with(path, &source, &context).map_err(|d| d.to_string())
+}
+
+fn check_store(data: &Path) -> ExitCode {
+    let report = match weir::store::check(data) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    for damaged in &report.damaged {
+        println!("damaged: {damaged}");
+    }
+    if report.pending_commits > 0 {
+        println!(
+            "journal: {} commits not yet in the store file; Weir applies them when it starts",
+            report.pending_commits
+        );
+    }
+    println!(
+        "{}: {} runs, {} records read, {} damaged",
+        data.display(),
+        report.runs,
+        report.records,
+        report.damaged.len()
+    );
+    if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn validate(paths: &[PathBuf], plugin_places: &weir::flow::PluginPlaces) -> ExitCode {

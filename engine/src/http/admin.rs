@@ -432,7 +432,21 @@ fn list_runs(query: HashMap<String, String>, admin: Arc<Admin>) -> Result<Respon
         }
     }
     let page = admin.store.list_runs(&filter).map_err(ApiError::internal)?;
-    json_ok(&json!({ "runs": page.runs, "next_cursor": page.next_cursor }))
+    // A run whose records cannot be read is a row of its own, so the rest of the page serves.
+    let mut rows: Vec<(RunId, serde_json::Value)> = page
+        .runs
+        .iter()
+        .map(|run| (run.id, json!(run)))
+        .chain(page.damaged.iter().map(|damaged| {
+            (
+                damaged.id,
+                json!({ "id": damaged.id, "status": "damaged", "error": damaged.error }),
+            )
+        }))
+        .collect();
+    rows.sort_by_key(|row| std::cmp::Reverse(row.0));
+    let rows: Vec<serde_json::Value> = rows.into_iter().map(|(_, row)| row).collect();
+    json_ok(&json!({ "runs": rows, "next_cursor": page.next_cursor }))
 }
 
 fn request_or_404(admin: &Admin, id: RunId) -> Result<RawRequest> {
