@@ -51,7 +51,7 @@ fn a_new_plugin_builds_passes_its_test_and_runs_under_weir() {
             .arg(shared.join("native")),
         "cargo test in the new crate",
     );
-    assert!(tests.contains("2 passed"), "{tests}");
+    assert!(tests.contains("3 passed"), "{tests}");
 
     run_ok(
         cargo()
