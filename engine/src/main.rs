@@ -216,7 +216,8 @@ enum PluginCommand {
         /// The folder to create it in.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
-        /// The weir-sdk crate to depend on (default: the SDK this binary was built from).
+        /// A weir-sdk folder to depend on, instead of the SDK this binary carries (written into
+        /// the new crate as weir-sdk/).
         #[arg(long)]
         sdk: Option<PathBuf>,
     },
@@ -246,8 +247,7 @@ fn main() -> ExitCode {
             memory,
         }) => plugin_run(&plugin, &input, config.as_deref(), timeout, memory.as_u64()),
         Command::Plugin(PluginCommand::New { name, dir, sdk }) => {
-            let sdk = sdk.unwrap_or_else(weir::scaffold::bundled_sdk);
-            weir::scaffold::new_plugin(&dir, &name, &sdk)
+            weir::scaffold::new_plugin(&dir, &name, sdk.as_deref())
                 .map(|path| {
                     println!("created {}", path.display());
                     println!(
