@@ -8,6 +8,7 @@ mod gateway;
 mod hardening;
 mod hostile;
 mod jsonpath_cts;
+mod receive;
 mod reload;
 mod restart;
 mod sdk_scaffold;

@@ -135,6 +135,17 @@ pub fn resident_memory() -> u64 {
         .unwrap_or(0)
 }
 
+/// The peak resident memory (`VmHWM`) of process `pid`, in bytes (Linux).
+pub fn peak_memory_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
 /// An HTTP answer, read whole.
 #[derive(Debug)]
 pub struct Answer {

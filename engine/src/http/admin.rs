@@ -29,7 +29,7 @@ use super::error::ApiError;
 use crate::catalog::{Catalog, FlowEntry};
 use crate::flow::Respond;
 use crate::run::Executor;
-use crate::run::payload::{Body, form_to_json, headers_to_json};
+use crate::run::payload::{form_to_json, headers_to_json};
 use crate::store::{RawRequest, RunFilter, RunId, RunStatus, Store};
 
 /// What the admin API needs.
@@ -247,6 +247,10 @@ fn flow_json(catalog: &Catalog, entry: &FlowEntry) -> Value {
         "max_body": live.map(|f| f.webhook.max_body),
         "max_head": live.map(|f| f.webhook.max_head),
         "dedupe": live.and_then(|f| f.webhook.dedupe.as_ref().map(|q| q.as_str().to_owned())),
+        "dedupe_from": live.and_then(|f| f.webhook.dedupe_from).map(|from| match from {
+            crate::flow::DedupeFrom::Flow => "flow".to_owned(),
+            crate::flow::DedupeFrom::Scheme(scheme) => format!("verify scheme {scheme}"),
+        }),
         "dedupe_window_ms": live.and_then(|f| f.webhook.dedupe_window)
             .map(|w| u64::try_from(w.as_millis()).unwrap_or(u64::MAX)),
         "respond": live.map(|f| match f.webhook.respond {
@@ -490,7 +494,7 @@ fn get_payload(id: String, query: HashMap<String, String>, admin: Arc<Admin>) ->
         );
         return Ok(harden(response));
     }
-    let body = Body::decode(content_type.as_deref(), &request.body);
+    let body = crate::run::payload::request_body_decoded(&request);
     let encoding = body.encoding();
     let flow_id = admin
         .store

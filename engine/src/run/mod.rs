@@ -9,6 +9,7 @@
 //! and are recorded as they finish, and its final status is written. At startup, [`Executor::recover`] submits
 //! every run the store still has queued or running.
 
+pub mod content;
 pub mod payload;
 mod steps;
 

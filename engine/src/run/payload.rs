@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
+use super::content;
+use crate::flow::MAX_MAX_BODY;
 use crate::store::{RawRequest, Run};
 
 /// A body decoded for people and mappings.
@@ -21,8 +23,10 @@ pub enum Body {
 
 impl Body {
     /// Decodes by content type: JSON types (`application/json`, `*+json`) that parse become
-    /// JSON, forms (`application/x-www-form-urlencoded`) an object of strings (repeated keys an
-    /// array), UTF-8 text a string, and other bytes base64. An empty body is `null`.
+    /// JSON (a UTF-8 byte order mark is skipped), forms (`application/x-www-form-urlencoded`)
+    /// an object of strings (repeated keys an array), `multipart/form-data` an object of fields
+    /// and files (see [`content::multipart`]), text in its declared `charset` a string, UTF-8
+    /// text a string, and other bytes base64. An empty body is `null`.
     pub fn decode(content_type: Option<&str>, bytes: &[u8]) -> Body {
         Body::structured(content_type, bytes).unwrap_or_else(|| match std::str::from_utf8(bytes) {
             Ok(text) => Body::Text(text.to_owned()),
@@ -42,7 +46,24 @@ impl Body {
         }
     }
 
-    /// The body as JSON when it is empty, JSON that parses, or a form; `None` otherwise.
+    /// [`Body::decode_owned`] after undoing the body's `Content-Encoding` (the gateway refused
+    /// bodies that do not decode within their flow's `max_body`; one stored before is kept as
+    /// base64 of its bytes).
+    pub fn decode_request(
+        content_type: Option<&str>,
+        content_encoding: Option<&str>,
+        bytes: Vec<u8>,
+    ) -> Body {
+        match content::decode(content_encoding, bytes, MAX_MAX_BODY) {
+            Ok(decoded) => Body::decode_owned(content_type, decoded),
+            Err((_, bytes)) => {
+                Body::Base64(base64::engine::general_purpose::STANDARD.encode(bytes))
+            }
+        }
+    }
+
+    /// The body as JSON when it is empty, JSON that parses, or a form; as text when its
+    /// content type names a charset it is valid in; `None` otherwise.
     fn structured(content_type: Option<&str>, bytes: &[u8]) -> Option<Body> {
         if bytes.is_empty() {
             return Some(Body::Json(Value::Null));
@@ -51,13 +72,28 @@ impl Body {
             .and_then(|ct| ct.split(';').next())
             .map(|m| m.trim().to_ascii_lowercase())
             .unwrap_or_default();
-        if (mime == "application/json" || mime.ends_with("+json") || mime.is_empty())
-            && let Ok(value) = serde_json::from_slice(bytes)
-        {
-            return Some(Body::Json(value));
+        if mime == "application/json" || mime.ends_with("+json") || mime.is_empty() {
+            let json = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+            if let Ok(value) = serde_json::from_slice(json) {
+                return Some(Body::Json(value));
+            }
         }
         if mime == "application/x-www-form-urlencoded" {
             return Some(Body::Json(form_to_json(bytes)));
+        }
+        let content_type = content_type.unwrap_or_default();
+        if mime == "multipart/form-data" {
+            return content::multipart(content_type, bytes)
+                .ok()
+                .flatten()
+                .map(Body::Json);
+        }
+        let texty = mime.starts_with("text/") || mime.ends_with("/xml") || mime.ends_with("+xml");
+        if texty
+            && let Some(label) = content::charset(content_type)
+            && label != "utf-8"
+        {
+            return content::text_in_charset(&label, bytes).map(Body::Text);
         }
         None
     }
@@ -164,7 +200,16 @@ pub fn request_head(request: &RawRequest) -> Map<String, Value> {
 
 /// The body as `$.webhook.body` holds it.
 pub fn request_body(request: &RawRequest) -> Value {
-    Body::decode(request.header("content-type"), &request.body).into_value()
+    request_body_decoded(request).into_value()
+}
+
+/// The body of `request`, decoded as [`Body::decode_request`] does.
+pub fn request_body_decoded(request: &RawRequest) -> Body {
+    let content_type = request.header("content-type");
+    match request.header("content-encoding") {
+        None => Body::decode(content_type, &request.body),
+        encoding => Body::decode_request(content_type, encoding, request.body.clone()),
+    }
 }
 
 /// The webhook step's output for a stored run.
@@ -177,7 +222,11 @@ pub fn webhook_document_for(run: &Run, request: &RawRequest) -> Value {
 pub fn webhook_document_owned(run: &Run, mut request: RawRequest) -> Value {
     let bytes = std::mem::take(&mut request.body);
     let mut document = request_head(&request);
-    let body = Body::decode_owned(request.header("content-type"), bytes);
+    let body = Body::decode_request(
+        request.header("content-type"),
+        request.header("content-encoding"),
+        bytes,
+    );
     drop(request);
     document.insert("body".into(), body.into_value());
     document.insert("run_id".into(), Value::String(run.id.to_string()));

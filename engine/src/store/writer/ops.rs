@@ -1,0 +1,765 @@
+//! The operations: what each write changes, as [entries](crate::store::entry), and the one
+//! function that applies an entry to a transaction's tables.
+//!
+//! [`apply`] is the only code that changes the tables (apart from [`take_back`], which runs
+//! when the journal can no longer be written). The writer decides an op's entry (a new run's
+//! id, the time, a token's random bits), applies it with [`apply`] and journals it; recovery
+//! applies the journal's entries with the same [`apply`]. So every change is journaled, and a
+//! replayed entry makes the change it made the first time.
+//!
+//! An entry reads and checks everything before it writes anything, so an entry that fails on
+//! its own (unknown run, wrong status, undecodable record) leaves no trace in the transaction.
+
+use std::time::SystemTime;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use redb::{ReadableTable, Table, WriteTransaction};
+use ulid::Ulid;
+
+use super::super::entry::Entry;
+use super::super::error::StoreError;
+use super::super::query::DedupeEntry;
+use super::super::tables::{
+    DEDUPE, DONE_BY_FLOW_STATUS, DONE_BY_STATUS, Envelope, FLOW_VERSION_PLUGINS, FLOW_VERSIONS,
+    LIVE, OUTCOMES, Outcome, PLUGINS, REQUESTS, RUNS_BY_FLOW, STEPS, State, TOKENS, bundle, encode,
+    run_of, state_of,
+};
+use super::super::types::{PluginBlob, Run, RunId, RunOutcome, RunStatus, to_ms};
+use super::{AcceptAnswer, JournalLink, Op, Pending, Prepared, Writer, settle};
+
+/// Why an op failed: on its own (answer it, go on with the batch), or because the database
+/// failed (abort the batch).
+pub(super) enum OpError {
+    Op(StoreError),
+    Fatal(StoreError),
+}
+
+impl From<StoreError> for OpError {
+    fn from(err: StoreError) -> Self {
+        OpError::Op(err)
+    }
+}
+
+macro_rules! fatal_from {
+    ($($ty:ty),* $(,)?) => {$(
+        impl From<$ty> for OpError {
+            fn from(err: $ty) -> Self {
+                OpError::Fatal(StoreError::from(err))
+            }
+        }
+    )*};
+}
+
+fatal_from!(redb::StorageError, redb::TableError);
+
+/// The tables of one batch's transaction. The two every accept writes are opened with it;
+/// the others when an op first needs them: opening a table is not free, and a burst of
+/// accepts makes batches that need no other.
+pub(super) struct WriteTables<'t> {
+    txn: &'t WriteTransaction,
+    requests: Table<'t, u128, &'static [u8]>,
+    live: Table<'t, u128, (u8, u32, u64)>,
+    outcomes: Option<Table<'t, u128, &'static [u8]>>,
+    steps: Option<Table<'t, (u128, u32), &'static [u8]>>,
+    by_flow: Option<Table<'t, (&'static str, u128), ()>>,
+    done_by_status: Option<Table<'t, (u8, u128), ()>>,
+    done_by_flow_status: Option<Table<'t, (&'static str, u8, u128), ()>>,
+    dedupe: Option<Table<'t, (&'static str, &'static str), u128>>,
+    flow_versions: Option<Table<'t, (&'static str, &'static str), &'static str>>,
+    flow_version_plugins: Option<Table<'t, (&'static str, &'static str), &'static str>>,
+    plugins: Option<Table<'t, &'static str, &'static [u8]>>,
+    tokens: Option<Table<'t, &'static str, &'static str>>,
+    /// The requests accepted in this transaction and not yet stored.
+    bundle: bundle::Builder,
+}
+
+/// The table in `slot`, opened in `txn` the first time.
+fn lazy<'a, 't, K: redb::Key + 'static, V: redb::Value + 'static>(
+    slot: &'a mut Option<Table<'t, K, V>>,
+    txn: &'t WriteTransaction,
+    definition: redb::TableDefinition<K, V>,
+) -> Result<&'a mut Table<'t, K, V>, redb::TableError> {
+    match slot {
+        Some(table) => Ok(table),
+        None => Ok(slot.insert(txn.open_table(definition)?)),
+    }
+}
+
+macro_rules! lazy_tables {
+    ($($name:ident: $definition:ident, $key:ty, $value:ty;)*) => {
+        impl<'t> WriteTables<'t> {
+            $(
+                fn $name(&mut self) -> Result<&mut Table<'t, $key, $value>, redb::TableError> {
+                    lazy(&mut self.$name, self.txn, $definition)
+                }
+            )*
+        }
+    };
+}
+
+lazy_tables! {
+    outcomes: OUTCOMES, u128, &'static [u8];
+    steps: STEPS, (u128, u32), &'static [u8];
+    by_flow: RUNS_BY_FLOW, (&'static str, u128), ();
+    done_by_status: DONE_BY_STATUS, (u8, u128), ();
+    done_by_flow_status: DONE_BY_FLOW_STATUS, (&'static str, u8, u128), ();
+    dedupe: DEDUPE, (&'static str, &'static str), u128;
+    flow_versions: FLOW_VERSIONS, (&'static str, &'static str), &'static str;
+    flow_version_plugins: FLOW_VERSION_PLUGINS, (&'static str, &'static str), &'static str;
+    plugins: PLUGINS, &'static str, &'static [u8];
+    tokens: TOKENS, &'static str, &'static str;
+}
+
+impl<'t> WriteTables<'t> {
+    pub fn open(txn: &'t WriteTransaction) -> Result<Self, redb::TableError> {
+        Ok(WriteTables {
+            txn,
+            requests: txn.open_table(REQUESTS)?,
+            live: txn.open_table(LIVE)?,
+            outcomes: None,
+            steps: None,
+            by_flow: None,
+            done_by_status: None,
+            done_by_flow_status: None,
+            dedupe: None,
+            flow_versions: None,
+            flow_version_plugins: None,
+            plugins: None,
+            tokens: None,
+            bundle: bundle::Builder::default(),
+        })
+    }
+
+    /// Stores the requests accepted so far as one bundle. Called before the transaction
+    /// commits and before anything reads [`REQUESTS`] in it.
+    pub fn flush_bundle(&mut self) -> Result<(), redb::StorageError> {
+        if let Some((key, value)) = self.bundle.take() {
+            self.requests.insert(key, value.as_slice())?;
+        }
+        Ok(())
+    }
+
+    /// What `read` makes of a live run's stored request.
+    pub fn with_request<R>(
+        &mut self,
+        id: RunId,
+        read: impl FnOnce(&[u8]) -> Result<R, StoreError>,
+    ) -> Result<R, OpError> {
+        self.flush_bundle()?;
+        let found = bundle::find(&self.requests, id)
+            .map_err(fatal_if_storage)?
+            .ok_or_else(|| StoreError::Corrupt(format!("run {id} is live but has no request")))?;
+        Ok(read(found.bytes())?)
+    }
+
+    /// The run's state; `NotFound` for an unknown run.
+    pub fn load_state(&mut self, id: RunId) -> Result<State, OpError> {
+        let outcomes = lazy(&mut self.outcomes, self.txn, OUTCOMES)?;
+        state_of(&self.live, outcomes, id)
+            .map_err(fatal_if_storage)?
+            .ok_or_else(|| StoreError::NotFound(format!("run {id}")).into())
+    }
+
+    /// The run as shown; `NotFound` for an unknown run.
+    pub fn load_run(&mut self, id: RunId) -> Result<Run, OpError> {
+        let outcomes = lazy(&mut self.outcomes, self.txn, OUTCOMES)?;
+        run_of(&self.requests, &self.live, outcomes, id)
+            .map_err(fatal_if_storage)?
+            .ok_or_else(|| StoreError::NotFound(format!("run {id}")).into())
+    }
+}
+
+/// A read error of the database aborts the batch; an undecodable record fails only its op.
+pub(super) fn fatal_if_storage(err: StoreError) -> OpError {
+    match err {
+        StoreError::Corrupt(_) | StoreError::NotFound(_) | StoreError::Conflict(_) => {
+            OpError::Op(err)
+        }
+        other => OpError::Fatal(other),
+    }
+}
+
+/// What applying an entry gives back to the op that made it.
+pub(super) enum Applied {
+    Done,
+    /// A run started: its new state and its stored request.
+    Started(State, Vec<u8>),
+}
+
+/// Applies one entry to the transaction.
+pub(super) fn apply(t: &mut WriteTables<'_>, entry: &Entry) -> Result<Applied, OpError> {
+    match entry {
+        Entry::Accept {
+            id,
+            flow_id,
+            dedupe_key,
+            bytes,
+        } => store_new(t, *id, flow_id, dedupe_key.as_deref(), bytes)?,
+        Entry::Start { id, at_ms } => {
+            let (state, request) = start(t, *id, *at_ms)?;
+            return Ok(Applied::Started(state, request));
+        }
+        Entry::Step {
+            id,
+            index,
+            step_id,
+            bytes,
+        } => record_step(t, *id, *index, step_id, bytes)?,
+        Entry::Finish {
+            id,
+            outcome,
+            error,
+            at_ms,
+        } => finish(t, *id, *outcome, error.clone(), *at_ms)?,
+        Entry::Token { flow_id, token } => {
+            t.tokens()?.insert(flow_id.as_str(), token.as_str())?;
+        }
+        Entry::FlowVersion {
+            flow_id,
+            version,
+            source,
+            plugins,
+        } => store_flow_version(t, flow_id, version, source, plugins)?,
+        Entry::Requeue { ids } => requeue(t, ids)?,
+        Entry::ForgetDedupe { flow_id, entries } => {
+            forget_dedupe(t, flow_id, entries)?;
+        }
+    }
+    Ok(Applied::Done)
+}
+
+/// Stores a new run, queued, with its request.
+fn store_new(
+    t: &mut WriteTables<'_>,
+    id: RunId,
+    flow_id: &str,
+    dedupe_key: Option<&str>,
+    bytes: &[u8],
+) -> Result<(), OpError> {
+    let key = id.as_u128();
+    if !t.bundle.fits(bytes.len()) {
+        t.flush_bundle()?;
+    }
+    t.bundle.push(key, bytes)?;
+    t.live.insert(key, State::queued().to_live())?;
+    if let Some(dedupe_key) = dedupe_key {
+        t.dedupe()?.insert((flow_id, dedupe_key), key)?;
+    }
+    Ok(())
+}
+
+/// The live state of a run, or why the run cannot `action`: unknown, or already finished.
+fn live_state(t: &mut WriteTables<'_>, id: RunId, action: &str) -> Result<State, OpError> {
+    let state = t.load_state(id)?;
+    if state.status.is_final() {
+        return Err(StoreError::Conflict(format!(
+            "run {id} cannot {action}: it already finished as {}",
+            state.status
+        ))
+        .into());
+    }
+    Ok(state)
+}
+
+/// Queued → Running: the run's new state and its stored request, to execute. Clears the
+/// steps of an earlier, interrupted attempt.
+fn start(t: &mut WriteTables<'_>, id: RunId, at_ms: u64) -> Result<(State, Vec<u8>), OpError> {
+    let mut state = live_state(t, id, "start")?;
+    if state.status != RunStatus::Queued {
+        return Err(StoreError::Conflict(format!(
+            "run {id} cannot start: it is {}, not queued",
+            state.status
+        ))
+        .into());
+    }
+    let key = id.as_u128();
+    let bytes = t.with_request(id, |bytes| Ok(bytes.to_vec()))?;
+    state.status = RunStatus::Running;
+    state.started_at_ms = Some(at_ms);
+    t.live.insert(key, state.to_live())?;
+    if state.attempt > 1 {
+        t.steps()?
+            .retain_in((key, 0)..=(key, u32::MAX), |_, _| false)?;
+    }
+    Ok((state, bytes))
+}
+
+/// Stores a step of a running run, replacing one with the same index.
+fn record_step(
+    t: &mut WriteTables<'_>,
+    id: RunId,
+    index: u32,
+    step_id: &str,
+    bytes: &[u8],
+) -> Result<(), OpError> {
+    let state = live_state(t, id, &format!("record step {step_id:?}"))?;
+    if state.status != RunStatus::Running {
+        return Err(StoreError::Conflict(format!(
+            "cannot record step {step_id:?} of run {id}: it is {}, not running",
+            state.status
+        ))
+        .into());
+    }
+    t.steps()?.insert((id.as_u128(), index), bytes)?;
+    Ok(())
+}
+
+/// Queued or Running → a final status: the run leaves [`LIVE`] for [`OUTCOMES`] and the
+/// status indexes.
+fn finish(
+    t: &mut WriteTables<'_>,
+    id: RunId,
+    outcome: RunOutcome,
+    error: Option<String>,
+    at_ms: u64,
+) -> Result<(), OpError> {
+    let state = live_state(t, id, "finish")?;
+    let key = id.as_u128();
+    let flow_id = t.with_request(id, |bytes| Ok(Envelope::flow_of(id, bytes)?.to_owned()))?;
+    let status = RunStatus::from(outcome);
+    let bytes = encode(
+        "outcome",
+        &Outcome {
+            status,
+            attempt: state.attempt,
+            started_at_ms: state.started_at_ms,
+            finished_at_ms: at_ms,
+            error,
+        },
+    )?;
+    t.outcomes()?.insert(key, bytes.as_slice())?;
+    t.live.remove(key)?;
+    t.done_by_status()?.insert((status.code(), key), ())?;
+    t.done_by_flow_status()?
+        .insert((flow_id.as_str(), status.code(), key), ())?;
+    t.by_flow()?.insert((flow_id.as_str(), key), ())?;
+    Ok(())
+}
+
+/// The flow's stored token, if it has one.
+pub(super) fn stored_token(
+    t: &mut WriteTables<'_>,
+    flow_id: &str,
+) -> Result<Option<String>, OpError> {
+    Ok(t.tokens()?
+        .get(flow_id)?
+        .map(|token| token.value().to_owned()))
+}
+
+/// A new token: 128 random bits, base64url without padding.
+pub(super) fn new_token(flow_id: &str) -> Result<String, OpError> {
+    let mut bits = [0u8; 16];
+    getrandom::fill(&mut bits).map_err(|e| {
+        StoreError::Storage(format!(
+            "no randomness for the token of flow {flow_id:?}: {e}"
+        ))
+    })?;
+    Ok(URL_SAFE_NO_PAD.encode(bits))
+}
+
+fn plugin_hashes(plugins: &[PluginBlob]) -> String {
+    plugins
+        .iter()
+        .map(|p| p.hash.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Whether this flow version is stored already, the same; a [`StoreError::Conflict`] if it
+/// is stored with another source or other plugins.
+pub(super) fn flow_version_stored(
+    t: &mut WriteTables<'_>,
+    flow_id: &str,
+    version: &str,
+    source: &str,
+    plugins: &[PluginBlob],
+) -> Result<bool, OpError> {
+    let same_source = t
+        .flow_versions()?
+        .get((flow_id, version))?
+        .map(|existing| existing.value() == source);
+    let Some(same_source) = same_source else {
+        return Ok(false);
+    };
+    let hashes = plugin_hashes(plugins);
+    let same_plugins = t
+        .flow_version_plugins()?
+        .get((flow_id, version))?
+        .is_none_or(|stored| stored.value() == hashes);
+    if same_source && same_plugins {
+        return Ok(true);
+    }
+    Err(StoreError::Conflict(format!(
+        "flow {flow_id:?} version {version:?} is already stored with another source"
+    ))
+    .into())
+}
+
+/// Keeps a flow version's source and its plugins.
+fn store_flow_version(
+    t: &mut WriteTables<'_>,
+    flow_id: &str,
+    version: &str,
+    source: &str,
+    plugins: &[PluginBlob],
+) -> Result<(), OpError> {
+    for plugin in plugins {
+        // Content-addressed: a blob stored once serves every version that uses it.
+        if t.plugins()?.get(plugin.hash.as_str())?.is_none() {
+            t.plugins()?
+                .insert(plugin.hash.as_str(), &plugin.bytes[..])?;
+        }
+    }
+    t.flow_versions()?.insert((flow_id, version), source)?;
+    t.flow_version_plugins()?
+        .insert((flow_id, version), plugin_hashes(plugins).as_str())?;
+    Ok(())
+}
+
+/// Deletes the flow's dedupe entries that still name the run they were read with; answers
+/// how many.
+pub(super) fn forget_dedupe(
+    t: &mut WriteTables<'_>,
+    flow_id: &str,
+    entries: &[DedupeEntry],
+) -> Result<u64, OpError> {
+    let mut forgotten = 0;
+    for (key, run) in entries {
+        let names = t.dedupe()?.get((flow_id, key.as_str()))?.map(|v| v.value());
+        if names == Some(*run) {
+            t.dedupe()?.remove((flow_id, key.as_str()))?;
+            forgotten += 1;
+        }
+    }
+    Ok(forgotten)
+}
+
+/// Every live run, oldest first, and of those the running ones (interrupted by a crash).
+pub(super) fn live_runs(t: &mut WriteTables<'_>) -> Result<(Vec<RunId>, Vec<RunId>), OpError> {
+    let mut ids = Vec::new();
+    let mut running = Vec::new();
+    for entry in t.live.iter()? {
+        let (key, value) = entry?;
+        let id = RunId::from(key.value());
+        if State::from_live(id, value.value())?.status == RunStatus::Running {
+            running.push(id);
+        }
+        ids.push(id);
+    }
+    Ok((ids, running))
+}
+
+/// Puts running runs back to queued, attempt + 1.
+fn requeue(t: &mut WriteTables<'_>, ids: &[RunId]) -> Result<(), OpError> {
+    let mut states = Vec::with_capacity(ids.len());
+    for id in ids {
+        let mut state = live_state(t, *id, "be queued again")?;
+        if state.status != RunStatus::Running {
+            return Err(StoreError::Conflict(format!(
+                "run {id} cannot be queued again: it is {}, not running",
+                state.status
+            ))
+            .into());
+        }
+        state.status = RunStatus::Queued;
+        state.attempt = state.attempt.saturating_add(1);
+        state.started_at_ms = None;
+        states.push((id, state));
+    }
+    for (id, state) in states {
+        tracing::info!(run_id = %id, attempt = state.attempt, "interrupted run queued again");
+        t.live.insert(id.as_u128(), state.to_live())?;
+    }
+    Ok(())
+}
+
+/// An accept or start of a transaction, answered once its journal frame is synced.
+pub(in crate::store) enum Unconfirmed {
+    /// A new run, with its flow and dedupe value if the flow dedupes.
+    Accepted {
+        id: RunId,
+        dedupe: Option<(String, String)>,
+    },
+    /// A run marked running.
+    Started { id: RunId },
+}
+
+/// Undoes accepts and starts whose journal frame could not be written: accepted runs are
+/// deleted (with their dedupe entries), started runs queued again. The one change that is
+/// not an entry: it is made once the journal is known to be unwritable, in a durable commit.
+pub(super) fn take_back(
+    t: &mut WriteTables<'_>,
+    unconfirmed: &[Unconfirmed],
+) -> Result<(), StoreError> {
+    for change in unconfirmed {
+        match change {
+            Unconfirmed::Accepted { id, dedupe } => {
+                let key = id.as_u128();
+                t.live.remove(key)?;
+                // A bundle's key is its first run's id, and every bundle the transaction
+                // wrote holds only its own runs.
+                t.requests.remove(key)?;
+                if let Some((flow_id, dedupe_key)) = dedupe {
+                    let table = t.dedupe()?;
+                    let entry = (flow_id.as_str(), dedupe_key.as_str());
+                    if table.get(entry)?.is_some_and(|first| first.value() == key) {
+                        table.remove(entry)?;
+                    }
+                }
+            }
+            Unconfirmed::Started { id } => {
+                let mut state = match t.load_state(*id) {
+                    Ok(state) => state,
+                    Err(OpError::Op(_)) => continue,
+                    Err(OpError::Fatal(err)) => return Err(err),
+                };
+                if state.status == RunStatus::Running {
+                    state.status = RunStatus::Queued;
+                    state.started_at_ms = None;
+                    t.live.insert(id.as_u128(), state.to_live())?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Writer {
+    /// Applies `entry` to the transaction and adds it to the transaction's journal frame: the
+    /// only way an op changes the store.
+    fn change(&mut self, t: &mut WriteTables<'_>, entry: &Entry) -> Result<Applied, OpError> {
+        let mark = self.redo.len();
+        if self.journal.as_ref().is_some_and(JournalLink::working) {
+            entry.encode(&mut self.redo)?;
+        }
+        let applied = apply(t, entry);
+        if applied.is_err() {
+            self.redo.truncate(mark);
+        }
+        applied
+    }
+
+    /// Applies one op; returns the error that must abort the batch, if any.
+    pub(super) fn apply_op(
+        &mut self,
+        t: &mut WriteTables<'_>,
+        op: Op,
+        answers: &mut Vec<Pending>,
+    ) -> Option<StoreError> {
+        match op {
+            Op::Accept { run, permit, reply } => {
+                let result = self.accept(t, *run);
+                settle(result, reply, permit, answers)
+            }
+            Op::Start { id, reply } => {
+                let entry = Entry::Start {
+                    id,
+                    at_ms: now_ms(),
+                };
+                let result = match self.change(t, &entry) {
+                    Ok(Applied::Started(state, request)) => {
+                        self.unconfirmed.push(Unconfirmed::Started { id });
+                        Ok((state, request))
+                    }
+                    Ok(Applied::Done) => Err(OpError::Op(StoreError::Storage(format!(
+                        "starting run {id} gave back no request"
+                    )))),
+                    Err(err) => Err(err),
+                };
+                settle(result, reply, (), answers)
+            }
+            Op::Step {
+                id,
+                index,
+                step_id,
+                bytes,
+                reply,
+            } => {
+                let entry = Entry::Step {
+                    id,
+                    index,
+                    step_id,
+                    bytes,
+                };
+                let result = self.change(t, &entry).map(|_| ());
+                settle(result, reply, (), answers)
+            }
+            Op::Finish {
+                id,
+                outcome,
+                error,
+                reply,
+            } => {
+                let entry = Entry::Finish {
+                    id,
+                    outcome,
+                    error,
+                    at_ms: now_ms(),
+                };
+                let result = self.change(t, &entry).map(|_| ());
+                settle(result, reply, (), answers)
+            }
+            Op::Token { flow_id, reply } => {
+                let result = self.token(t, flow_id);
+                settle(result, reply, (), answers)
+            }
+            Op::FlowVersion {
+                flow_id,
+                version,
+                source,
+                plugins,
+                reply,
+            } => {
+                let result = flow_version_stored(t, &flow_id, &version, &source, &plugins)
+                    .and_then(|stored| {
+                        if stored {
+                            return Ok(());
+                        }
+                        let entry = Entry::FlowVersion {
+                            flow_id,
+                            version,
+                            source,
+                            plugins,
+                        };
+                        self.change(t, &entry).map(|_| ())
+                    });
+                settle(result, reply, (), answers)
+            }
+            Op::Recover { reply } => {
+                let result = live_runs(t).and_then(|(ids, running)| {
+                    if !running.is_empty() {
+                        self.change(t, &Entry::Requeue { ids: running })?;
+                    }
+                    Ok(ids)
+                });
+                settle(result, reply, (), answers)
+            }
+            Op::ForgetDedupe {
+                flow_id,
+                entries,
+                reply,
+            } => {
+                let result = self.forget(t, flow_id, entries);
+                settle(result, reply, (), answers)
+            }
+            Op::Sync { reply } => settle(Ok(()), reply, (), answers),
+            Op::Pause { paused, resume } => {
+                let _ = paused.send(());
+                // Returns once the pause guard's sender is dropped.
+                let _ = resume.recv();
+                None
+            }
+        }
+    }
+
+    /// A new id, larger than any before it even if the clock went back.
+    fn next_id(&mut self) -> RunId {
+        let fresh = Ulid::generate().0;
+        // Incrementing the random part keeps ULID order; u128::MAX is 10889 AD.
+        self.last_id = fresh.max(self.last_id.saturating_add(1));
+        RunId::from(self.last_id)
+    }
+
+    fn accept(&mut self, t: &mut WriteTables<'_>, new: Prepared) -> Result<AcceptAnswer, OpError> {
+        let first = match &new.dedupe_key {
+            Some(key) => t
+                .dedupe()?
+                .get((new.flow_id.as_str(), key.as_str()))?
+                .map(|guard| guard.value()),
+            None => None,
+        };
+        // A first run accepted before the window is history: this delivery is a new run.
+        let cutoff = new
+            .dedupe_window
+            .and_then(|window| SystemTime::now().checked_sub(window));
+        if let Some(first) = first
+            && cutoff.is_none_or(|cutoff| RunId::from(first).timestamp() >= cutoff)
+        {
+            let id = RunId::from(first);
+            // The first run may be in this transaction's bundle.
+            t.flush_bundle()?;
+            match t.load_run(id) {
+                Ok(run) => return Ok(AcceptAnswer::Duplicate(Box::new(run))),
+                // The first run was deleted (retention): accept this one as new.
+                Err(OpError::Op(StoreError::NotFound(_))) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        let id = self.next_id();
+        let Prepared {
+            flow_id,
+            dedupe_key,
+            bytes,
+            ..
+        } = new;
+        let mut entry = Entry::Accept {
+            id,
+            flow_id,
+            dedupe_key,
+            bytes,
+        };
+        self.change(t, &entry)?;
+        if let Entry::Accept {
+            flow_id,
+            dedupe_key,
+            ..
+        } = &mut entry
+        {
+            let dedupe = dedupe_key.take().map(|key| (std::mem::take(flow_id), key));
+            self.unconfirmed.push(Unconfirmed::Accepted { id, dedupe });
+        }
+        Ok(AcceptAnswer::New(id))
+    }
+
+    /// The flow's token, made and stored on first use.
+    fn token(&mut self, t: &mut WriteTables<'_>, flow_id: String) -> Result<String, OpError> {
+        if let Some(token) = stored_token(t, &flow_id)? {
+            return Ok(token);
+        }
+        let token = new_token(&flow_id)?;
+        self.change(
+            t,
+            &Entry::Token {
+                flow_id,
+                token: token.clone(),
+            },
+        )?;
+        Ok(token)
+    }
+
+    /// Forgets those of `entries` that still name their run; answers how many.
+    fn forget(
+        &mut self,
+        t: &mut WriteTables<'_>,
+        flow_id: String,
+        entries: Vec<DedupeEntry>,
+    ) -> Result<u64, OpError> {
+        let mut current = Vec::with_capacity(entries.len());
+        for (key, run) in entries {
+            let names = t
+                .dedupe()?
+                .get((flow_id.as_str(), key.as_str()))?
+                .map(|v| v.value());
+            if names == Some(run) {
+                current.push((key, run));
+            }
+        }
+        if current.is_empty() {
+            return Ok(0);
+        }
+        let forgotten = current.len() as u64;
+        self.change(
+            t,
+            &Entry::ForgetDedupe {
+                flow_id,
+                entries: current,
+            },
+        )?;
+        Ok(forgotten)
+    }
+}
+
+fn now_ms() -> u64 {
+    to_ms(SystemTime::now())
+}
