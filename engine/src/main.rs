@@ -228,7 +228,8 @@ enum PluginCommand {
         /// The folder to create it in.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
-        /// The weir-sdk crate to depend on (default: the SDK this binary was built from).
+        /// A weir-sdk folder to depend on, instead of the SDK this binary carries (written into
+        /// the new crate as weir-sdk/).
         #[arg(long)]
         sdk: Option<PathBuf>,
     },
@@ -259,8 +260,7 @@ fn main() -> ExitCode {
             memory,
         }) => plugin_run(&plugin, &input, config.as_deref(), timeout, memory.as_u64()),
         Command::Plugin(PluginCommand::New { name, dir, sdk }) => {
-            let sdk = sdk.unwrap_or_else(weir::scaffold::bundled_sdk);
-            weir::scaffold::new_plugin(&dir, &name, &sdk)
+            weir::scaffold::new_plugin(&dir, &name, sdk.as_deref())
                 .map(|path| {
                     println!("created {}", path.display());
                     println!(
@@ -330,6 +330,9 @@ fn plugin_run(
         attempt: 1,
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    if let Err(refused) = runtime.block_on(loaded.validate_config(&config, &limits)) {
+        bail!("the plugin refuses the config: {refused}");
+    }
     let call = runtime.block_on(loaded.call(&ctx, &input, &config, &limits));
     for line in &call.logs {
         eprintln!(
@@ -444,34 +447,41 @@ fn local_host() -> Result<PluginHost, weir::plugin::PluginError> {
     })
 }
 
-/// Compiles the `.wasm` files the flow's steps name, as `serve` would, so that a file that is
-/// not a valid step component fails validation rather than the first load. One error per step
-/// whose plugin does not load, at its `plugin` value.
-fn compile_plugin_files(
+/// Loads every step's plugin and has it check the step's config, as `serve` does, so that a
+/// file that is not a valid step component, or a config the plugin cannot use, fails
+/// validation rather than the first load or run. One error per step: at its `plugin` value
+/// when the plugin does not load, at its `config` value when the plugin refuses the config.
+fn check_plugins(
     flow: &weir::flow::Flow,
     file: &Path,
     host: &mut Option<Result<PluginHost, String>>,
+    runtime: &tokio::runtime::Runtime,
 ) -> Vec<weir::flow::Diagnostic> {
     let mut errors = Vec::new();
     for step in &flow.steps {
-        let weir::flow::PluginRef::Path(path) = &step.plugin else {
-            continue;
-        };
         let host = host.get_or_insert_with(|| {
             local_host().map_err(|e| format!("cannot start the plugin host: {e}"))
         });
-        let problem = match host {
-            Ok(host) => host.load_file(path).err().map(|e| e.to_string()),
-            Err(e) => Some(e.clone()),
+        let loaded = match host {
+            Ok(host) => match &step.plugin {
+                weir::flow::PluginRef::Builtin(name) => host.load_builtin(name),
+                weir::flow::PluginRef::Path(path) => host.load_file(path),
+            }
+            .map_err(|e| e.to_string()),
+            Err(e) => Err(e.clone()),
         };
-        if let Some(problem) = problem {
-            let (line, column) = step.plugin_at;
-            errors.push(weir::flow::Diagnostic {
-                file: file.to_owned(),
-                line,
-                column,
-                message: format!("in step '{}': {problem}", step.id),
-            });
+        match loaded {
+            Ok(plugin) => errors
+                .extend(runtime.block_on(weir::catalog::check_config(flow, step, &plugin, file))),
+            Err(problem) => {
+                let (line, column) = step.plugin_at;
+                errors.push(weir::flow::Diagnostic {
+                    file: file.to_owned(),
+                    line,
+                    column,
+                    message: format!("in step '{}': {problem}", step.id),
+                });
+            }
         }
     }
     errors
@@ -536,11 +546,21 @@ fn validate(paths: &[PathBuf], plugin_places: &weir::flow::PluginPlaces) -> Exit
         return ExitCode::FAILURE;
     }
     let mut failed = 0;
-    // Built only if a flow names a `.wasm` file: built-in plugins come with the binary.
+    // Built for the first flow that parses.
     let mut host = None;
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     for file in &files {
         let checked = load_flow(file, plugin_places).and_then(|flow| {
-            let errors = compile_plugin_files(&flow, file, &mut host);
+            let errors = check_plugins(&flow, file, &mut host, &runtime);
             if errors.is_empty() {
                 Ok(flow)
             } else {
@@ -629,6 +649,18 @@ fn run_flow(
         };
         plugins.push(plugin);
     }
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let refused: Vec<_> = flow
+        .steps
+        .iter()
+        .zip(&plugins)
+        .filter_map(|(step, plugin)| {
+            runtime.block_on(weir::catalog::check_config(&flow, step, plugin, flow_path))
+        })
+        .collect();
+    if !refused.is_empty() {
+        bail!("{}", weir::flow::Diagnostics(refused));
+    }
     let request = weir::store::RawRequest {
         method: method.to_ascii_uppercase(),
         path: format!("/hooks/{}/local", flow.id),
@@ -662,7 +694,6 @@ fn run_flow(
         }
     }
     let live = std::sync::Arc::new(weir::catalog::LiveFlow { flow, plugins });
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let outcome = runtime.block_on(weir::run::execute_steps(
         live,
         webhook,

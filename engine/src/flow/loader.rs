@@ -88,6 +88,7 @@ struct StepDraft {
     id: Option<StepId>,
     plugin: Option<PluginRef>,
     plugin_at: (usize, usize),
+    config_at: (usize, usize),
     when: Option<Query>,
     input: Node,
     config: Value,
@@ -192,6 +193,7 @@ impl Loader<'_, '_> {
                 Some(Step {
                     plugin: draft.plugin?,
                     plugin_at: draft.plugin_at,
+                    config_at: draft.config_at,
                     when: draft.when,
                     input: Mapping::new(id.clone(), step.clone(), draft.input),
                     config: draft.config,
@@ -450,6 +452,12 @@ impl Loader<'_, '_> {
             None => Node::Literal(Value::Object(Map::new())),
             Some(item) => self.mapping(item, "input", &scope),
         };
+        // Where the plugin's `validate-config` errors point: the `config` value, or the
+        // `plugin` value for a step with no config (the plugin refused an empty one).
+        let config_at = match table.get("config") {
+            Some(item) => self.lines.line_col(item.span().start),
+            None => plugin_at,
+        };
         let mut env_config = Vec::new();
         let config = match table.get("config") {
             None => Value::Object(Map::new()),
@@ -467,6 +475,7 @@ impl Loader<'_, '_> {
             id,
             plugin,
             plugin_at,
+            config_at,
             when: when?,
             input,
             config,

@@ -327,6 +327,9 @@ pub struct Step {
     /// Line and column (1-based) of the `plugin` value in the flow file, for problems found
     /// only when the plugin is loaded (a `.wasm` file that does not compile).
     pub plugin_at: (usize, usize),
+    /// Line and column (1-based) of the `config` value (the `plugin` value when there is no
+    /// `config`), for what the plugin's `validate-config` says of it.
+    pub config_at: (usize, usize),
     /// The step runs only when this query selects at least one node (any node, even `false` or
     /// `null`); no condition means it always runs.
     pub when: Option<Query>,
@@ -349,6 +352,7 @@ impl std::fmt::Debug for Step {
             .field("id", &self.id)
             .field("plugin", &self.plugin)
             .field("plugin_at", &self.plugin_at)
+            .field("config_at", &self.config_at)
             .field("when", &self.when)
             .field("input", &self.input)
             .field("config", &self.redacted_config())
