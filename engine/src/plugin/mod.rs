@@ -15,6 +15,7 @@
 mod builtin;
 mod cache;
 mod failure;
+pub mod outbound;
 mod sandbox;
 
 use std::path::{Path, PathBuf};
