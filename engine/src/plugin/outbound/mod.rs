@@ -3,10 +3,13 @@
 //! every request after resolving its name, then connects to a checked address.
 //!
 //! - [`policy`]: the pure decision, from grants, URL and resolved addresses to allow or deny.
+//! - [`StepHttp`]: the checked sender, the `WasiHttpHooks` of one step call.
 
 pub mod policy;
+mod sender;
 
 pub use policy::{Denial, Grant, GrantError, Grants};
+pub use sender::{CallLog, CallRecord, OutboundConfig, OutboundError, StepHttp, redacted_url};
 
 /// The largest response body a call may bring when the step does not say: 10 MiB.
 pub const DEFAULT_MAX_RESPONSE: u64 = 10 << 20;
@@ -37,3 +40,6 @@ impl Default for Outbound {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
