@@ -34,6 +34,7 @@
 extern crate self as weir_sdk;
 
 mod error;
+pub mod http;
 mod log;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
