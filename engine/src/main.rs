@@ -316,7 +316,8 @@ fn plugin_run(
         step_id: "step".into(),
         attempt: 1,
     };
-    let call = loaded.call(&ctx, &input, &config, &limits);
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let call = runtime.block_on(loaded.call(&ctx, &input, &config, &limits));
     for line in &call.logs {
         eprintln!(
             "[{}] {}",

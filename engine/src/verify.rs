@@ -43,22 +43,22 @@ pub const MIN_KEY_BYTES: usize = 16;
 #[derive(Clone, PartialEq, Eq)]
 pub enum Verify {
     Github {
-        secret: String,
+        secret: Secrets,
     },
     Stripe {
-        secret: String,
+        secret: Secrets,
         tolerance: Duration,
     },
     Slack {
-        secret: String,
+        secret: Secrets,
         tolerance: Duration,
     },
     StandardWebhooks {
-        key: Vec<u8>,
+        key: Secrets,
         tolerance: Duration,
     },
     Hmac {
-        secret: String,
+        secret: Secrets,
         /// Lower-case header name.
         header: String,
         prefix: String,
@@ -66,13 +66,49 @@ pub enum Verify {
         algorithm: Algorithm,
     },
     Token {
-        token: String,
+        token: Secrets,
         place: TokenPlace,
     },
     Basic {
         username: String,
-        password: String,
+        password: Secrets,
     },
+}
+
+/// The secrets a scheme accepts, newest first: `secret = ["${NEW}", "${OLD}"]` lets a flow
+/// rotate a secret without a window of refusals. Never empty. A request passes when it is
+/// valid under any of them, and the check says which one (by position, never the value).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secrets(Vec<Vec<u8>>);
+
+impl Secrets {
+    /// `None` when `secrets` is empty.
+    pub fn new(secrets: Vec<Vec<u8>>) -> Option<Secrets> {
+        (!secrets.is_empty()).then_some(Secrets(secrets))
+    }
+
+    /// The position of the first secret `good` accepts.
+    fn position(&self, mut good: impl FnMut(&[u8]) -> bool) -> Option<usize> {
+        self.0.iter().position(|secret| good(secret))
+    }
+}
+
+impl From<&str> for Secrets {
+    fn from(secret: &str) -> Self {
+        Secrets(vec![secret.as_bytes().to_vec()])
+    }
+}
+
+impl From<Vec<u8>> for Secrets {
+    fn from(secret: Vec<u8>) -> Self {
+        Secrets(vec![secret])
+    }
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{} redacted]", self.0.len())
+    }
 }
 
 /// What `Debug` prints in place of a secret.
@@ -227,8 +263,8 @@ impl Verify {
         }
     }
 
-    /// Checks a request as of `now`.
-    pub fn check(&self, request: &Request<'_>, now: SystemTime) -> Result<(), Refusal> {
+    /// Checks a request as of `now`; `Ok` with the position of the secret it was valid under.
+    pub fn check(&self, request: &Request<'_>, now: SystemTime) -> Result<usize, Refusal> {
         match self {
             Verify::Github { secret } => {
                 let name = "x-hub-signature-256";
@@ -241,7 +277,7 @@ impl Verify {
                         })?;
                 let signature = hex::decode(hex_signature)
                     .map_err(|_| Refusal::Malformed(name.into(), "the signature is not hex"))?;
-                ok_if(matches(secret.as_bytes(), &[request.body], &signature))
+                matched(secret.position(|key| matches(key, &[request.body], &signature)))
             }
             Verify::Stripe { secret, tolerance } => {
                 let name = "stripe-signature";
@@ -262,12 +298,17 @@ impl Verify {
                 }
                 // The signature first: a stale request with a wrong signature is a forgery.
                 let signed: [&[u8]; 3] = [timestamp.as_bytes(), b".", request.body];
-                let good = signatures.iter().any(|hex_signature| {
-                    hex::decode(hex_signature)
-                        .is_ok_and(|signature| matches(secret.as_bytes(), &signed, &signature))
-                });
-                ok_if(good)?;
-                within(timestamp, name, *tolerance, now)
+                let signatures: Vec<Vec<u8>> = signatures
+                    .iter()
+                    .filter_map(|hex_signature| hex::decode(hex_signature).ok())
+                    .collect();
+                let position = matched(secret.position(|key| {
+                    signatures
+                        .iter()
+                        .any(|signature| matches(key, &signed, signature))
+                }))?;
+                within(timestamp, name, *tolerance, now)?;
+                Ok(position)
             }
             Verify::Slack { secret, tolerance } => {
                 let name = "x-slack-signature";
@@ -279,8 +320,9 @@ impl Verify {
                 let signature = hex::decode(hex_signature)
                     .map_err(|_| Refusal::Malformed(name.into(), "the signature is not hex"))?;
                 let signed: [&[u8]; 4] = [b"v0:", timestamp.as_bytes(), b":", request.body];
-                ok_if(matches(secret.as_bytes(), &signed, &signature))?;
-                within(timestamp, "x-slack-request-timestamp", *tolerance, now)
+                let position = matched(secret.position(|key| matches(key, &signed, &signature)))?;
+                within(timestamp, "x-slack-request-timestamp", *tolerance, now)?;
+                Ok(position)
             }
             Verify::StandardWebhooks { key, tolerance } => {
                 let id = request.header("webhook-id")?;
@@ -293,13 +335,20 @@ impl Verify {
                     b".",
                     request.body,
                 ];
-                let good = list.split_whitespace().any(|item| {
-                    item.strip_prefix("v1,")
-                        .and_then(|b64| STANDARD.decode(b64).ok())
-                        .is_some_and(|signature| matches(key, &signed, &signature))
-                });
-                ok_if(good)?;
-                within(timestamp, "webhook-timestamp", *tolerance, now)
+                let signatures: Vec<Vec<u8>> = list
+                    .split_whitespace()
+                    .filter_map(|item| {
+                        item.strip_prefix("v1,")
+                            .and_then(|b64| STANDARD.decode(b64).ok())
+                    })
+                    .collect();
+                let position = matched(key.position(|key| {
+                    signatures
+                        .iter()
+                        .any(|signature| matches(key, &signed, signature))
+                }))?;
+                within(timestamp, "webhook-timestamp", *tolerance, now)?;
+                Ok(position)
             }
             Verify::Hmac {
                 secret,
@@ -319,7 +368,7 @@ impl Verify {
                 .ok_or_else(|| {
                     Refusal::Malformed(header.clone(), "the signature does not decode")
                 })?;
-                ok_if(algorithm.matches(secret.as_bytes(), &[request.body], &signature))
+                matched(secret.position(|key| algorithm.matches(key, &[request.body], &signature)))
             }
             Verify::Token { token, place } => {
                 let given = match place {
@@ -334,7 +383,9 @@ impl Verify {
                         .map(|(_, value)| value.into_owned())
                         .ok_or(Refusal::Credentials)?,
                 };
-                credentials_ok(given.as_bytes().ct_eq(token.as_bytes()).into())
+                token
+                    .position(|token| given.as_bytes().ct_eq(token).into())
+                    .ok_or(Refusal::Credentials)
             }
             Verify::Basic { username, password } => {
                 let encoded = credentials(request.header("authorization")?, "basic")
@@ -342,8 +393,13 @@ impl Verify {
                 let decoded = STANDARD
                     .decode(encoded)
                     .map_err(|_| Refusal::Malformed("authorization".into(), "not base64"))?;
-                let expected = format!("{username}:{password}");
-                credentials_ok(decoded.ct_eq(expected.as_bytes()).into())
+                password
+                    .position(|password| {
+                        let mut expected = format!("{username}:").into_bytes();
+                        expected.extend_from_slice(password);
+                        decoded.ct_eq(&expected).into()
+                    })
+                    .ok_or(Refusal::Credentials)
             }
         }
     }
@@ -357,16 +413,8 @@ fn credentials<'v>(value: &'v str, scheme: &str) -> Option<&'v str> {
         .then(|| rest.trim_start_matches(' '))
 }
 
-fn ok_if(good: bool) -> Result<(), Refusal> {
-    if good { Ok(()) } else { Err(Refusal::Mismatch) }
-}
-
-fn credentials_ok(good: bool) -> Result<(), Refusal> {
-    if good {
-        Ok(())
-    } else {
-        Err(Refusal::Credentials)
-    }
+fn matched(position: Option<usize>) -> Result<usize, Refusal> {
+    position.ok_or(Refusal::Mismatch)
 }
 
 /// Why an HMAC key is refused: shorter than [`MIN_KEY_BYTES`]. Names the length, never the
@@ -408,6 +456,10 @@ mod tests {
     }
 
     fn check(verify: &Verify, headers: &[(&str, &str)], query: &str) -> Result<(), Refusal> {
+        check_at(verify, headers, query).map(|_| ())
+    }
+
+    fn check_at(verify: &Verify, headers: &[(&str, &str)], query: &str) -> Result<usize, Refusal> {
         let headers: Vec<(String, String)> = headers
             .iter()
             .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
@@ -469,6 +521,71 @@ mod tests {
         ));
     }
 
+    /// With two secrets (rotation), a request signed with either passes, and the check says
+    /// which; one signed with neither does not.
+    #[test]
+    fn rotated_secrets_each_pass_and_say_which_matched() {
+        let secrets =
+            || Secrets::new(vec![b"new-secret".to_vec(), b"old-secret".to_vec()]).unwrap();
+        let github = Verify::Github { secret: secrets() };
+        for (position, key) in [(0, &b"new-secret"[..]), (1, &b"old-secret"[..])] {
+            let signature = format!("sha256={}", hex_mac(key, &[BODY]));
+            assert_eq!(
+                check_at(&github, &[("x-hub-signature-256", &signature)], ""),
+                Ok(position)
+            );
+        }
+        let forged = format!("sha256={}", hex_mac(b"guessed", &[BODY]));
+        assert_eq!(
+            check_at(&github, &[("x-hub-signature-256", &forged)], ""),
+            Err(Refusal::Mismatch)
+        );
+        let ts = "1750000000";
+        let slack = Verify::Slack {
+            secret: secrets(),
+            tolerance: DEFAULT_TOLERANCE,
+        };
+        let signature = format!(
+            "v0={}",
+            hex_mac(b"old-secret", &[b"v0:", ts.as_bytes(), b":", BODY])
+        );
+        let headers = [
+            ("x-slack-request-timestamp", ts),
+            ("x-slack-signature", signature.as_str()),
+        ];
+        assert_eq!(check_at(&slack, &headers, ""), Ok(1));
+        let stripe = Verify::Stripe {
+            secret: secrets(),
+            tolerance: DEFAULT_TOLERANCE,
+        };
+        let v1 = hex_mac(b"new-secret", &[ts.as_bytes(), b".", BODY]);
+        let header = format!("t={ts},v1={v1}");
+        assert_eq!(
+            check_at(&stripe, &[("stripe-signature", &header)], ""),
+            Ok(0)
+        );
+        let token = Verify::Token {
+            token: secrets(),
+            place: TokenPlace::Bearer,
+        };
+        assert_eq!(
+            check_at(&token, &[("authorization", "Bearer old-secret")], ""),
+            Ok(1)
+        );
+        assert_eq!(
+            check_at(&token, &[("authorization", "Bearer other")], ""),
+            Err(Refusal::Credentials)
+        );
+        let basic = Verify::Basic {
+            username: "u".into(),
+            password: secrets(),
+        };
+        let header = format!("Basic {}", STANDARD.encode("u:old-secret"));
+        assert_eq!(check_at(&basic, &[("authorization", &header)], ""), Ok(1));
+        assert!(!format!("{github:?}").contains("secret\""), "{github:?}");
+        assert!(!format!("{:?}", secrets()).contains("new"));
+    }
+
     #[test]
     fn stripe_checks_the_signature_then_the_time() {
         let verify = Verify::Stripe {
@@ -528,7 +645,7 @@ mod tests {
     fn standard_webhooks() {
         let key = standard_webhooks_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
         let verify = Verify::StandardWebhooks {
-            key: key.clone(),
+            key: key.clone().into(),
             tolerance: DEFAULT_TOLERANCE,
         };
         let (id, ts) = ("msg_p5jXN8AQM9LWM0D4loKWxJek", "1750000000");
@@ -607,7 +724,7 @@ mod tests {
                 encoding: Encoding::Hex,
                 algorithm,
             };
-            assert_eq!(signed(&verify, expected), Ok(()), "{algorithm:?}");
+            assert_eq!(signed(&verify, expected), Ok(0), "{algorithm:?}");
             // Another algorithm's signature of the same body does not pass.
             for (other, signature) in cases {
                 if other != algorithm {
@@ -704,7 +821,7 @@ mod tests {
                 tolerance: DEFAULT_TOLERANCE,
             },
             Verify::StandardWebhooks {
-                key,
+                key: key.clone().into(),
                 tolerance: DEFAULT_TOLERANCE,
             },
             Verify::Hmac {

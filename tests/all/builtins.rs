@@ -4,18 +4,17 @@
 
 use serde_json::{Value, json};
 use weir::plugin::{CallContext, Limits, StepFailure};
-use weir_tests::host;
+use weir_tests::{block_on, host};
 
 fn run(plugin: &str, input: Value, config: Value) -> Result<Value, StepFailure> {
     let plugin = host().load_builtin(plugin).expect("built-in loads");
-    plugin
-        .call(
-            &CallContext::default(),
-            &input.to_string(),
-            &config.to_string(),
-            &Limits::default(),
-        )
-        .result
+    block_on(plugin.call(
+        &CallContext::default(),
+        &input.to_string(),
+        &config.to_string(),
+        &Limits::default(),
+    ))
+    .result
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use weir::plugin::{CallContext, Limits, Plugin, StepCall, StepFailure};
-use weir_tests::{HOSTILE_WASM, host, resident_memory};
+use weir_tests::{HOSTILE_WASM, block_on, host, resident_memory};
 
 mod world;
 
@@ -21,7 +21,7 @@ fn hostile() -> Plugin {
 
 fn call(mode: &str, target: &str, limits: Limits) -> StepCall {
     let config = json!({ "mode": mode, "target": target }).to_string();
-    hostile().call(&CallContext::default(), r#"{"ping":1}"#, &config, &limits)
+    block_on(hostile().call(&CallContext::default(), r#"{"ping":1}"#, &config, &limits))
 }
 
 fn output(call: StepCall) -> Value {
@@ -270,7 +270,7 @@ fn a_compiled_plugin_is_cached_on_disk_so_a_restart_does_not_compile_again() {
     let second = PluginHost::new(config).unwrap();
     let plugin = second.load_builtin("transform").unwrap();
     assert!(plugin.from_cache());
-    let call = plugin.call(&CallContext::default(), "[1]", "{}", &Limits::default());
+    let call = block_on(plugin.call(&CallContext::default(), "[1]", "{}", &Limits::default()));
     assert_eq!(call.result, Ok(json!([1])));
 
     // A damaged artifact is not trusted: the plugin compiles again.
@@ -289,8 +289,7 @@ fn output_that_is_not_json_is_refused() {
         .load_file(std::path::Path::new(weir_tests::RAW_WASM))
         .expect("the raw guest loads");
     let call = |input: &str| {
-        raw.call(&CallContext::default(), input, "{}", &Limits::default())
-            .result
+        block_on(raw.call(&CallContext::default(), input, "{}", &Limits::default())).result
     };
     assert!(matches!(
         call(r#""this is not json""#),

@@ -98,6 +98,15 @@ pub fn host() -> &'static PluginHost {
     })
 }
 
+/// Runs a future to its end on a runtime of its own (a plugin call, from a synchronous test).
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime for the test")
+        .block_on(future)
+}
+
 /// Polls `check` until it returns `Some`, or panics after `deadline` with `what`.
 pub fn wait_for<T>(deadline: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();

@@ -336,10 +336,12 @@ impl Catalog {
         let plugins = match hashes {
             Some(hashes) => self
                 .stored_plugins(&flow, &hashes)
+                .await
                 .map_err(|e| format!("flow '{id}' version {version}: {e}"))?,
             // Kept before plugins were stored with their versions: the files as they are now.
             None => self
                 .load_plugins(&flow, &file)
+                .await
                 .1
                 .map_err(|d| format!("flow '{id}' version {version}: {}", flow::Diagnostics(d)))?
                 .into_iter()
@@ -358,7 +360,7 @@ impl Catalog {
 
     /// The plugins of a stored version, by the content hashes it recorded: a built-in whose
     /// embedded bytes still have that hash, else the bytes kept in the store.
-    fn stored_plugins(&self, flow: &Flow, hashes: &[String]) -> Result<Vec<Plugin>, String> {
+    async fn stored_plugins(&self, flow: &Flow, hashes: &[String]) -> Result<Vec<Plugin>, String> {
         if hashes.len() != flow.steps.len() {
             return Err(format!(
                 "the store keeps {} plugins for {} steps",
@@ -369,7 +371,7 @@ impl Catalog {
         let mut plugins = Vec::with_capacity(hashes.len());
         for (step, hash) in flow.steps.iter().zip(hashes) {
             if let PluginRef::Builtin(name) = &step.plugin
-                && let Ok((plugin, blob)) = self.builtin(name)
+                && let Ok((plugin, blob)) = self.builtin(name).await
                 && blob.hash == *hash
             {
                 plugins.push(plugin);
@@ -390,7 +392,8 @@ impl Catalog {
             let plugin = self
                 .inner
                 .host
-                .load_bytes(&name, &bytes)
+                .compile(name, bytes.into())
+                .await
                 .map_err(|e| format!("in step '{}': {e}", step.id))?;
             plugins.push(plugin);
         }
@@ -440,7 +443,7 @@ impl Catalog {
                     .await;
             }
         };
-        let (plugin_files, loaded) = self.load_plugins(&flow, file);
+        let (plugin_files, loaded) = self.load_plugins(&flow, file).await;
         let loaded = match loaded {
             Ok(loaded) => loaded,
             Err(errors) => {
@@ -507,30 +510,38 @@ impl Catalog {
         }
     }
 
-    /// A built-in plugin and its content hash, compiled once per process.
-    fn builtin(&self, name: &str) -> Result<(Plugin, PluginBlob), crate::plugin::PluginError> {
-        let mut builtins = self
-            .inner
-            .builtins
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(found) = builtins.get(name) {
+    /// A built-in plugin and its content hash, compiled once per process (off the runtime's
+    /// workers; reloads are one at a time, so two compiles of one built-in are rare and
+    /// harmless).
+    async fn builtin(
+        &self,
+        name: &str,
+    ) -> Result<(Plugin, PluginBlob), crate::plugin::PluginError> {
+        let builtins = || {
+            self.inner
+                .builtins
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+        };
+        if let Some(found) = builtins().get(name) {
             return Ok(found.clone());
         }
-        let plugin = self.inner.host.load_builtin(name)?;
+        let plugin = self.inner.host.compile_builtin(name).await?;
         let bytes = PluginHost::builtin_bytes(name).unwrap_or_default();
         let blob = PluginBlob {
             hash: content_hash(bytes),
             bytes: bytes.into(),
         };
-        builtins.insert(name.to_owned(), (plugin.clone(), blob.clone()));
-        Ok((plugin, blob))
+        Ok(builtins()
+            .entry(name.to_owned())
+            .or_insert((plugin, blob))
+            .clone())
     }
 
     /// Loads each step's plugin, with the `.wasm` files the steps name and their content
     /// hashes (empty for a file that cannot be read), whether or not every plugin loaded.
     #[allow(clippy::type_complexity)]
-    fn load_plugins(
+    async fn load_plugins(
         &self,
         flow: &Flow,
         file: &Path,
@@ -545,20 +556,20 @@ impl Catalog {
             let loaded = match &step.plugin {
                 PluginRef::Builtin(name) => self
                     .builtin(name)
+                    .await
                     .map(|(plugin, blob)| LoadedPlugin { plugin, blob }),
                 PluginRef::Path(path) => match std::fs::read(path) {
                     Ok(bytes) => {
                         let hash = content_hash(&bytes);
                         files.push((path.clone(), hash.clone()));
+                        let bytes: Arc<[u8]> = bytes.into();
                         self.inner
                             .host
-                            .load_bytes(&path.display().to_string(), &bytes)
+                            .compile(path.display().to_string(), bytes.clone())
+                            .await
                             .map(|plugin| LoadedPlugin {
                                 plugin,
-                                blob: PluginBlob {
-                                    hash,
-                                    bytes: bytes.into(),
-                                },
+                                blob: PluginBlob { hash, bytes },
                             })
                     }
                     Err(e) => {

@@ -19,11 +19,17 @@
 //! methods = ["POST"]       # default ["POST"]
 //! max_body = "1 MiB"       # default 1 MiB, at most 64 MiB
 //! max_head = "64 KiB"      # path, query and headers; default 64 KiB, 1 KiB to 1 MiB
-//! dedupe = "$.webhook.headers['x-github-delivery']"  # optional; a redelivery starts no run
-//! dedupe_window = "3d"     # with dedupe: how long a value holds (default: as long as runs are kept)
+//! dedupe = "$.webhook.headers['x-github-delivery']"  # optional; a redelivery starts no run;
+//!                          # default: the verify scheme's delivery id; `false`: off
+//! dedupe_window = "3d"     # how long a value holds (default: 7d for a scheme's delivery id,
+//!                          # else as long as runs are kept)
 //! respond = "accepted"     # default; or "result": answer with the last step's output
 //! respond_timeout = "10s"  # with "result": how long to wait before answering 202 (max 5m)
 //! verify = { scheme = "github", secret = "${GITHUB_WEBHOOK_SECRET}" }  # see `crate::verify`
+//! slack_url_verification = true   # handshakes, see `Handshakes`; all off by default
+//! meta_verify_token = "${META_VERIFY_TOKEN}"
+//! graph_validation = true
+//! echo_challenge = true
 //!
 //! [[steps]]
 //! id = "opened"                          # unique; `webhook` is reserved
@@ -124,6 +130,8 @@ pub struct WebhookSpec {
     /// value was already accepted for this flow is answered with the first run and starts
     /// none. A webhook where it selects nothing (or `null`) is never a duplicate.
     pub dedupe: Option<Query>,
+    /// Where `dedupe` comes from, when there is one.
+    pub dedupe_from: Option<DedupeFrom>,
     /// How long a dedupe value holds (`dedupe_window`): a delivery whose first run came
     /// longer ago than this is a new run. `None`: for as long as the first run is kept.
     pub dedupe_window: Option<Duration>,
@@ -131,7 +139,56 @@ pub struct WebhookSpec {
     pub respond: Respond,
     /// How a request proves it comes from the sender; checked before anything is stored.
     pub verify: Option<crate::verify::Verify>,
+    /// The URL checks of senders that must see an answer before they send webhooks.
+    pub handshakes: Handshakes,
 }
+
+/// The handshakes a flow answers (`[webhook]` keys), each for the senders that use it. A
+/// handshake is answered by the gateway, `200` with `text/plain`, and starts no run.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Handshakes {
+    /// `slack_url_verification = true`: Slack's Events API sends
+    /// `{"type": "url_verification", "challenge": …}` and wants the challenge back. Slack signs
+    /// it, so it is answered only once the flow's `verify` passed.
+    pub slack: bool,
+    /// `meta_verify_token = "…"`: Meta (Facebook, WhatsApp, Instagram) subscribes with
+    /// `GET ?hub.mode=subscribe&hub.verify_token=…&hub.challenge=…`; the challenge is echoed when
+    /// the token matches this one (constant-time), and a wrong token gets `403`.
+    pub meta_verify_token: Option<String>,
+    /// `graph_validation = true`: Microsoft Graph validates a subscription's URL with
+    /// `?validationToken=…` and wants it back within 10 seconds.
+    pub graph: bool,
+    /// `echo_challenge = true`: Dropbox and others send `GET ?challenge=…` and want it back.
+    pub echo_challenge: bool,
+}
+
+impl std::fmt::Debug for Handshakes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handshakes")
+            .field("slack", &self.slack)
+            .field(
+                "meta_verify_token",
+                &self.meta_verify_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field("graph", &self.graph)
+            .field("echo_challenge", &self.echo_challenge)
+            .finish()
+    }
+}
+
+/// Where a flow's dedupe query comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DedupeFrom {
+    /// The flow's own `dedupe`.
+    Flow,
+    /// The delivery id of its `verify` scheme (named), which the flow did not turn off with
+    /// `dedupe = false`.
+    Scheme(&'static str),
+}
+
+/// How long the delivery id of a `verify` scheme holds when the flow does not say: 7 days,
+/// longer than any sender keeps redelivering.
+pub const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// What a webhook's sender is answered (`[webhook] respond`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -181,9 +238,11 @@ impl Default for WebhookSpec {
             max_body: DEFAULT_MAX_BODY,
             max_head: DEFAULT_MAX_HEAD,
             dedupe: None,
+            dedupe_from: None,
             dedupe_window: None,
             respond: Respond::Accepted,
             verify: None,
+            handshakes: Handshakes::default(),
         }
     }
 }

@@ -199,7 +199,7 @@ input.name = { "$path" = "$.webhook.body.name", "$default" = "n", "$dflt" = 1 }
         errors(source),
         vec![
             "2:1: unknown key `colour` at the top level; allowed keys: name, description, webhook, steps",
-            "5:1: unknown key `respnd` in [webhook]; allowed keys: methods, max_body, max_head, dedupe, dedupe_window, respond, respond_timeout, verify",
+            "5:1: unknown key `respnd` in [webhook]; allowed keys: methods, max_body, max_head, dedupe, dedupe_window, respond, respond_timeout, verify, slack_url_verification, meta_verify_token, graph_validation, echo_challenge",
             "10:1: in step 'a': unknown key `tiemout` in a step; allowed keys: id, plugin, when, input, config, timeout, memory, allow_hosts, allow_private, max_response, max_request",
             "11:67: in step 'a': unknown key `$dflt` in a mapping with a default; allowed keys: $path, $default",
         ]
@@ -978,7 +978,16 @@ dedupe_window = "3d"
     );
     assert_eq!(
         errors("name = \"x\"\n[webhook]\ndedupe_window = \"1h\"\n"),
-        vec!["3:17: `dedupe_window` only applies with `dedupe`"]
+        vec![
+            "3:17: `dedupe_window` only applies with `dedupe` (or a `verify` scheme that brings one)"
+        ]
+    );
+    assert_eq!(
+        errors("name = \"x\"\n[webhook]\ndedupe = true\n"),
+        vec![
+            "3:10: `dedupe = true` is not a query: write the JSONPath of the delivery id, such as \
+             \"$.webhook.headers['x-request-id']\", or `false` to turn dedupe off"
+        ]
     );
     assert_eq!(
         errors(
@@ -1179,7 +1188,7 @@ fn verify_problems_are_reported_where_they_are() {
     );
     assert_eq!(
         errors_of(r#"{ scheme = "standard-webhooks", secret = "whsec_***" }"#),
-        vec!["3:51: a standard-webhooks secret is `whsec_` followed by base64"]
+        vec!["3:51: `secret`: a standard-webhooks secret is `whsec_` followed by base64"]
     );
     assert_eq!(
         errors_of(r#"{ scheme = "hmac", secret = "k", header = "x-s", algorithm = "md5" }"#),
@@ -1226,7 +1235,7 @@ fn hmac_keys_under_16_bytes_are_refused_at_load() {
         assert_eq!(
             errors,
             vec![format!(
-                "3:51: the key of this standard-webhooks secret decodes to {bytes} bytes; HMAC keys must be at least 16 bytes (Standard Webhooks secrets are 24 to 64)"
+                "3:51: `secret`: the key of this standard-webhooks secret decodes to {bytes} bytes; HMAC keys must be at least 16 bytes (Standard Webhooks secrets are 24 to 64)"
             )]
         );
     }
@@ -1405,6 +1414,37 @@ max_request = "1 KiB"
             "6:17: in step 'post': `allow_private` must be true or false, found string",
             "7:16: in step 'post': `max_response` must be at most 256 MiB",
             "12:15: in step 'quiet': `max_request` only applies with `allow_hosts`, the hosts the step may call",
+        ]
+    );
+}
+
+/// `secret` may list secrets to rotate through; each is checked where it is written.
+#[test]
+fn a_secret_may_be_a_list_to_rotate() {
+    use crate::verify::{Secrets, Verify};
+    let flow = load(
+        "name = \"x\"\n[webhook]\nverify = { scheme = \"github\", secret = [\"${HOOK_SECRET}\", \"an-older-secret-of-24-bytes\"] }\n",
+    );
+    assert_eq!(
+        flow.webhook.verify,
+        Some(Verify::Github {
+            secret: Secrets::new(vec![
+                b"a-webhook-secret-of-32-bytes-ok!".to_vec(),
+                b"an-older-secret-of-24-bytes".to_vec()
+            ])
+            .unwrap()
+        })
+    );
+    assert_eq!(
+        errors("name = \"x\"\n[webhook]\nverify = { scheme = \"github\", secret = [] }\n"),
+        vec!["3:40: `secret` lists no secret; write one, or the new and the old while rotating"]
+    );
+    assert_eq!(
+        errors(
+            "name = \"x\"\n[webhook]\nverify = { scheme = \"github\", secret = [\"${HOOK_SECRET}\", \"short\"] }\n"
+        ),
+        vec![
+            "3:59: `secret`: the key is 5 bytes; HMAC keys must be at least 16 bytes (use the secret your sender generated, or 32 random bytes)"
         ]
     );
 }

@@ -247,6 +247,10 @@ fn flow_json(catalog: &Catalog, entry: &FlowEntry) -> Value {
         "max_body": live.map(|f| f.webhook.max_body),
         "max_head": live.map(|f| f.webhook.max_head),
         "dedupe": live.and_then(|f| f.webhook.dedupe.as_ref().map(|q| q.as_str().to_owned())),
+        "dedupe_from": live.and_then(|f| f.webhook.dedupe_from).map(|from| match from {
+            crate::flow::DedupeFrom::Flow => "flow".to_owned(),
+            crate::flow::DedupeFrom::Scheme(scheme) => format!("verify scheme {scheme}"),
+        }),
         "dedupe_window_ms": live.and_then(|f| f.webhook.dedupe_window)
             .map(|w| u64::try_from(w.as_millis()).unwrap_or(u64::MAX)),
         "respond": live.map(|f| match f.webhook.respond {

@@ -32,7 +32,7 @@ use warp::reply::{Reply, Response};
 use super::error::ApiError;
 use super::listener::Peer;
 use crate::catalog::Catalog;
-use crate::flow::Respond;
+use crate::flow::{Handshakes, Respond};
 use crate::run::{Executor, RunResult, payload};
 use crate::store::{NewRun, RawRequest, RunId, RunOutcome, RunStatus, Store, StoreError};
 use crate::verify;
@@ -122,6 +122,10 @@ where
         return Err(no_such_webhook());
     }
     let spec = &live.flow.webhook;
+    if let Some(answer) = handshake(&spec.handshakes, &req) {
+        tracing::info!(flow = %req.flow_id, "handshake answered");
+        return answer;
+    }
     if !spec.methods.iter().any(|m| m == req.method.as_str()) {
         return Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -211,6 +215,12 @@ where
             ));
         }
     }
+    if spec.handshakes.slack
+        && let Some(challenge) = slack_challenge(&request)
+    {
+        tracing::info!(flow = %req.flow_id, "Slack url_verification answered");
+        return Ok(text_answer(challenge));
+    }
     redact_credentials(&mut request, &req.flow_id, spec.verify.as_ref());
     // Only a flow with `dedupe` reads the request here, and most dedupe on a header: the body
     // is decoded only when the query selects nothing without it. A singular query selects the
@@ -286,6 +296,80 @@ where
             .with_header("retry-after", "5"))
         }
     }
+}
+
+/// The answer to a handshake that the request head alone decides: Meta's subscription (a
+/// `GET` with `hub.mode`), Microsoft Graph's `validationToken` and a `GET ?challenge=`, each
+/// only where the flow enables it. `None`: not a handshake, the request goes on as a webhook.
+fn handshake(handshakes: &Handshakes, req: &Incoming) -> Option<Result<Response, ApiError>> {
+    if req.query.is_empty() {
+        return None;
+    }
+    let param = |name: &str| {
+        form_urlencoded::parse(req.query.as_bytes())
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.into_owned())
+    };
+    let get = req.method == Method::GET;
+    if let Some(expected) = &handshakes.meta_verify_token
+        && get
+        && let Some(mode) = param("hub.mode")
+    {
+        let token = param("hub.verify_token").unwrap_or_default();
+        let matches = bool::from(token.as_bytes().ct_eq(expected.as_bytes()));
+        return Some(match param("hub.challenge") {
+            Some(challenge) if mode == "subscribe" && matches => Ok(text_answer(challenge)),
+            _ if mode != "subscribe" => Err(ApiError::bad_request(format!(
+                "hub.mode is \"{mode}\"; only \"subscribe\" is answered"
+            ))),
+            None => Err(ApiError::bad_request("hub.challenge is missing")),
+            Some(_) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "hub.verify_token does not match this flow's meta_verify_token",
+            )),
+        });
+    }
+    if handshakes.graph
+        && let Some(token) = param("validationToken")
+    {
+        return Some(Ok(text_answer(token)));
+    }
+    if handshakes.echo_challenge
+        && get
+        && let Some(challenge) = param("challenge")
+    {
+        return Some(Ok(text_answer(challenge)));
+    }
+    None
+}
+
+/// The challenge of a Slack `url_verification` body, once the request passed `verify`.
+fn slack_challenge(request: &RawRequest) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct UrlVerification {
+        #[serde(rename = "type")]
+        kind: String,
+        challenge: String,
+    }
+    let body: UrlVerification = serde_json::from_slice(&request.body).ok()?;
+    (body.kind == "url_verification").then_some(body.challenge)
+}
+
+/// `200` with `text` as `text/plain`: what every handshake answers. The text is the sender's
+/// own, so it is never sniffed as anything else.
+fn text_answer(text: String) -> Response {
+    let mut response =
+        warp::reply::with_header(text, "content-type", "text/plain; charset=utf-8").into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        "x-content-type-options",
+        warp::http::HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        "cache-control",
+        warp::http::HeaderValue::from_static("no-store"),
+    );
+    response
 }
 
 /// The body of a `202` (or of the `200` to a redelivery).

@@ -27,11 +27,12 @@ impl Cache {
     }
 
     /// Returns the component and whether it came from the cache. Cache trouble (unwritable
-    /// folder, stale or damaged file) never fails a load: it falls back to compiling.
+    /// folder, stale or damaged file) never fails a load: it falls back to `compile`.
     pub(super) fn load_or_compile(
         &self,
         engine: &Engine,
         bytes: &[u8],
+        compile: impl FnOnce() -> wasmtime::Result<Component>,
     ) -> wasmtime::Result<(Component, bool)> {
         let digest = hex::encode(Sha256::digest(bytes));
         let path = self
@@ -50,7 +51,7 @@ impl Cache {
                 }
             }
         }
-        let component = Component::new(engine, bytes)?;
+        let component = compile()?;
         if let Err(e) = self.store(&path, &component) {
             tracing::warn!(dir = %self.dir.display(), error = %e, "cannot write the plugin cache");
         }

@@ -6,6 +6,14 @@
 //! component compiled once and pre-linked (`InstancePre`); every call gets a fresh `Store`, so
 //! no state leaks from one run to the next.
 //!
+//! Calls are asynchronous and never block the thread that awaits them: WASI's host calls
+//! (`sleep`, stdout, ...) are tokio futures, and a guest computing yields to the executor at
+//! every epoch tick. A call ends at its deadline whatever the guest is doing: computing, it
+//! traps at the first tick past the deadline; waiting in a host call, the call's future is
+//! dropped by a timer. Compiling is CPU work of up to seconds: [`PluginHost::compile`] runs it
+//! on tokio's blocking threads, and the synchronous `load_*` methods are for callers outside a
+//! runtime.
+//!
 //! A guest gets nothing it was not granted: WASI is linked so that ordinary Rust guests load,
 //! but with no preopened directories, no environment, no arguments and no network. Its stdout
 //! and stderr are captured, bounded, into the step's logs.
@@ -24,7 +32,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
+};
 
 pub use failure::{PluginError, StepErrorKind, StepFailure};
 pub use sandbox::{LogLevel, LogLine};
@@ -35,6 +45,9 @@ mod bindings {
     wasmtime::component::bindgen!({
         path: "../sdk/wit",
         world: "step-plugin",
+        // The guest runs on a fiber so that WASI's host calls can await; the host's own
+        // imports (`log`) answer at once and stay synchronous.
+        exports: { default: async },
     });
 }
 
@@ -43,13 +56,16 @@ use bindings::weir::plugin::types;
 /// How often the epoch ticker advances; timeouts are rounded up to this.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
 
+/// Ticks a guest computes before it yields to the executor (and its deadline is checked).
+const YIELD_TICKS: u64 = 2;
+
 /// The most memory a step can be granted; the pooling allocator reserves address space for it.
 pub const MAX_MEMORY: u64 = 4 << 30;
 
 /// What one step call may use. Flows override `timeout` and `memory` per step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Wall-clock time for instantiation plus the call.
+    /// Wall-clock time for instantiation plus the call, waiting in host calls included.
     pub timeout: Duration,
     /// Linear memory, in bytes, across the component's memories.
     pub memory: u64,
@@ -145,7 +161,7 @@ impl PluginHost {
             }
         };
         let mut linker = Linker::<Sandbox>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(PluginError::engine)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(PluginError::engine)?;
         bindings::StepPlugin::add_to_linker::<Sandbox, HasSelf<Sandbox>>(&mut linker, |s| s)
             .map_err(PluginError::engine)?;
 
@@ -190,9 +206,13 @@ impl PluginHost {
     /// logs refer to it.
     pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<Plugin, PluginError> {
         let started = Instant::now();
+        let compile = || {
+            tracing::info!(plugin = name, bytes = bytes.len(), "compiling plugin");
+            Component::new(&self.engine, bytes)
+        };
         let loaded = match &self.cache {
-            Some(cache) => cache.load_or_compile(&self.engine, bytes),
-            None => Component::new(&self.engine, bytes).map(|c| (c, false)),
+            Some(cache) => cache.load_or_compile(&self.engine, bytes, compile),
+            None => compile().map(|c| (c, false)),
         };
         let (component, cached) = loaded.map_err(|e| PluginError::Invalid {
             plugin: name.to_owned(),
@@ -210,7 +230,11 @@ impl PluginHost {
                 plugin: name.to_owned(),
                 message: format!("{e:#}"),
             })?;
-        tracing::debug!(plugin = name, cached, elapsed = ?started.elapsed(), "plugin loaded");
+        if cached {
+            tracing::debug!(plugin = name, elapsed = ?started.elapsed(), "plugin loaded from the cache");
+        } else {
+            tracing::info!(plugin = name, elapsed = ?started.elapsed(), "plugin compiled");
+        }
         Ok(Plugin {
             inner: Arc::new(PluginInner {
                 name: name.to_owned(),
@@ -219,6 +243,34 @@ impl PluginHost {
                 from_cache: cached,
             }),
         })
+    }
+
+    /// As [`PluginHost::load_bytes`], on one of tokio's blocking threads: compiling takes up to
+    /// seconds of CPU, which must not stall the runtime's workers (webhooks, runs).
+    pub async fn compile(
+        self: &Arc<Self>,
+        name: String,
+        bytes: Arc<[u8]>,
+    ) -> Result<Plugin, PluginError> {
+        let host = Arc::clone(self);
+        let plugin = name.clone();
+        tokio::task::spawn_blocking(move || host.load_bytes(&name, &bytes))
+            .await
+            .unwrap_or_else(|e| {
+                Err(PluginError::Invalid {
+                    plugin,
+                    message: format!("compiling stopped: {e}"),
+                })
+            })
+    }
+
+    /// As [`PluginHost::load_builtin`], on one of tokio's blocking threads.
+    pub async fn compile_builtin(self: &Arc<Self>, name: &str) -> Result<Plugin, PluginError> {
+        let bytes = Self::builtin_bytes(name).ok_or_else(|| PluginError::Unknown {
+            name: name.to_owned(),
+            known: Self::builtin_names().collect::<Vec<_>>().join(", "),
+        })?;
+        self.compile(name.to_owned(), bytes.into()).await
     }
 
     /// Reads and loads a `.wasm` component file.
@@ -283,6 +335,8 @@ fn engine_config(pooling: bool) -> Config {
             // Linux's PAGEMAP_SCAN where the kernel has it) with memset, avoids a page fault per
             // touched page on the next call and the TLB shootdowns madvise costs on every core.
             .linear_memory_keep_resident(4 << 20)
+            // One fiber stack per instance: every call runs on one.
+            .total_stacks(256)
             .table_keep_resident(64 << 10)
             .pagemap_scan(wasmtime::Enabled::Auto)
             .decommit_batch_size(16);
@@ -323,18 +377,29 @@ impl Plugin {
         self.inner.from_cache
     }
 
-    /// Runs the step once in a fresh sandbox. Blocking: call it from a worker thread.
-    pub fn call(&self, ctx: &CallContext, input: &str, config: &str, limits: &Limits) -> StepCall {
+    /// Runs the step once in a fresh sandbox, within `limits`. Never blocks the thread: the
+    /// guest yields to the executor every few milliseconds and at every host call that waits.
+    pub async fn call(
+        &self,
+        ctx: &CallContext,
+        input: &str,
+        config: &str,
+        limits: &Limits,
+    ) -> StepCall {
         let started = Instant::now();
         let mut store = Store::new(&self.inner.engine, Sandbox::new(limits));
         store.limiter(|s| &mut s.limiter);
-        let ticks = limits
-            .timeout
-            .as_nanos()
-            .div_ceil(EPOCH_TICK.as_nanos())
-            .max(1);
-        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
-        store.epoch_deadline_trap();
+        // A computing guest reaches an epoch deadline every `YIELD_TICKS`: past the call's
+        // deadline it traps, otherwise it yields so other tasks on this worker go on.
+        let deadline = started + limits.timeout;
+        store.set_epoch_deadline(YIELD_TICKS);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(YIELD_TICKS)
+            })
+        });
 
         let wit_ctx = types::Context {
             run_id: ctx.run_id.clone(),
@@ -343,17 +408,26 @@ impl Plugin {
             attempt: ctx.attempt,
         };
         let (input, config) = (input.to_owned(), config.to_owned());
-        let outcome = self.inner.pre.instantiate(&mut store).and_then(|instance| {
+        let pre = &self.inner.pre;
+        let call = async {
+            let instance = pre.instantiate_async(&mut store).await?;
             instance
                 .weir_plugin_step()
                 .call_run(&mut store, &wit_ctx, &input, &config)
-        });
+                .await
+        };
+        // A guest waiting in a host call (a `sleep`) reaches no epoch deadline: the timer
+        // drops the call, which unwinds the guest's fiber.
+        let outcome = tokio::time::timeout(limits.timeout, call).await;
         let duration = started.elapsed();
         let sandbox = store.into_data();
         let result = match outcome {
-            Ok(Ok(output)) => failure::check_output(output, limits.max_output),
-            Ok(Err(step_error)) => Err(StepFailure::from_step_error(step_error)),
-            Err(trap) => Err(failure::classify_trap(&trap, &sandbox, limits)),
+            Ok(Ok(Ok(output))) => failure::check_output(output, limits.max_output),
+            Ok(Ok(Err(step_error))) => Err(StepFailure::from_step_error(step_error)),
+            Ok(Err(trap)) => Err(failure::classify_trap(&trap, &sandbox, limits)),
+            Err(_elapsed) => Err(StepFailure::Timeout {
+                after: limits.timeout,
+            }),
         };
         StepCall {
             result,

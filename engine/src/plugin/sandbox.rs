@@ -94,25 +94,42 @@ impl LogBuffer {
     }
 }
 
-/// The memory limiter: refuses growth past the step's limit and remembers that it did, so a
-/// trap that follows is reported as the memory limit and not as whatever the guest did next.
+/// The memory limiter: refuses growth that would take the component's memories, together,
+/// past the step's limit, and remembers that it did, so a trap that follows is reported as the
+/// memory limit and not as whatever the guest did next.
 pub(super) struct Limiter {
     memory_limit: usize,
+    /// Bytes of every memory of the instance: each memory's creation and growth pass here.
+    memory_used: usize,
+    /// The bytes of the last growth allowed, until it is known to have happened.
+    memory_last_growth: usize,
+    /// The total the refused growth asked for.
     pub(super) memory_refused: Option<usize>,
 }
 
 impl ResourceLimiter for Limiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory_limit {
-            self.memory_refused = Some(desired);
+        let total = self
+            .memory_used
+            .saturating_add(desired.saturating_sub(current));
+        if total > self.memory_limit {
+            self.memory_refused = Some(total);
             return Ok(false);
         }
+        self.memory_last_growth = total - self.memory_used;
+        self.memory_used = total;
         Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        // Allowed above but refused by the memory's own maximum: the bytes were not taken.
+        self.memory_used -= std::mem::take(&mut self.memory_last_growth);
+        Ok(())
     }
 
     fn table_growing(
@@ -137,7 +154,9 @@ impl ResourceLimiter for Limiter {
     }
 }
 
-/// The data of a plugin's `Store`.
+/// The data of a plugin's `Store`: one field per capability the host grants (WASI with
+/// nothing in it, the log), beside the limiter. A new capability (outbound HTTP) is a field
+/// with its context and policy, and its `...View` impl here, linked in `PluginHost::new`.
 pub(super) struct Sandbox {
     wasi: WasiCtx,
     table: ResourceTable,
@@ -174,6 +193,8 @@ impl Sandbox {
             table: ResourceTable::new(),
             limiter: Limiter {
                 memory_limit: usize::try_from(limits.memory).unwrap_or(usize::MAX),
+                memory_used: 0,
+                memory_last_growth: 0,
                 memory_refused: None,
             },
             logs,

@@ -2,8 +2,9 @@
 //! restart.
 //!
 //! The gateway hands each accepted run's id to [`Executor::submit`]. A dispatcher starts a
-//! task per run while fewer than `concurrency` runs are in flight; plugin calls (synchronous
-//! wasmtime calls) run on the executor's workers, one per core at most. Each run is marked
+//! task per run while fewer than `concurrency` runs are in flight; plugin calls (wasmtime
+//! async calls that yield every few milliseconds) run on the executor's workers, one per core
+//! at most. Each run is marked
 //! running (durably, so a crash from then on counts as an attempt), its steps execute in order
 //! and are recorded as they finish, and its final status is written. At startup, [`Executor::recover`] submits
 //! every run the store still has queued or running.

@@ -3,6 +3,7 @@
 use std::sync::{Arc, LazyLock};
 use std::time::{Instant, SystemTime};
 
+use futures_util::FutureExt as _;
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 
@@ -12,8 +13,8 @@ use crate::plugin::{CallContext, Limits, LogLevel, StepFailure};
 use crate::store::{LogLine, RunOutcome, StepErrorRecord, StepRecord, StepStatus};
 
 /// Plugin calls running at once, process-wide: one per core. Wasm is CPU work, so more calls
-/// than cores only add memory (each holds a pooled instance) and latency. Calls run on the
-/// caller's thread; runs waiting here hold none.
+/// than cores only add memory (each holds a pooled instance) and latency. Runs waiting here
+/// hold no instance.
 static CALL_SLOTS: LazyLock<Semaphore> = LazyLock::new(|| Semaphore::new(cores()));
 
 /// The machine's cores, as the OS reports them (2 when it cannot say).
@@ -115,15 +116,17 @@ pub async fn execute_steps(
         let input_text = input.to_string();
         let config_text = step.config.to_string();
         let slot = CALL_SLOTS.acquire().await;
-        // Called on this thread, not handed to a blocking pool: most calls are short, and the
-        // two thread hand-offs around each would cost a large share of a one-step run's CPU
-        // (BENCHMARKS.md). A long call holds this worker until it ends or
-        // times out, but at most one call per core runs, and the executor's runtime has one
-        // worker more than that for everything else (see `Executor::start`). A panic in the
-        // host is caught here, as a blocking task's would have been, and fails the step.
-        let call = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            plugin.call(&call_ctx, &input_text, &config_text, &limits)
-        }));
+        // Awaited here: the guest yields to this runtime at every epoch tick and every host
+        // call that waits, so a long call holds no worker. A panic in the host is caught here
+        // and fails the step.
+        let call = std::panic::AssertUnwindSafe(plugin.call(
+            &call_ctx,
+            &input_text,
+            &config_text,
+            &limits,
+        ))
+        .catch_unwind()
+        .await;
         drop(slot);
         record.input = Some(input);
         record.duration_us = micros(started);

@@ -27,6 +27,12 @@ fn run(_ctx: &Context, input: Value, config: Config) -> Result<Value, StepError>
             }
             Ok(input)
         }
+        "sleep" => {
+            // Waits in a host call (WASI's monotonic-clock poll), computing nothing.
+            weir_sdk::info!("going to sleep for {} ms", config.ms);
+            std::thread::sleep(std::time::Duration::from_millis(config.ms));
+            Ok(input)
+        }
         "loop" => {
             let mut n = 0u64;
             loop {

@@ -1,0 +1,277 @@
+//! Receiving what real senders send (issue 23): handshakes, default dedupe per scheme, secret
+//! rotation, content types and encodings, answers the sender wants, who may send.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hmac::{KeyInit as _, Mac as _};
+use weir_tests::{FlowDir, Weir, get, post_with, send};
+
+const SLACK_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+
+fn hmac_hex(secret: &[u8], parts: &[&[u8]]) -> String {
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+    for part in parts {
+        mac.update(part);
+    }
+    hex::encode(mac.finalize().into_bytes())
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// The headers Slack signs a body with.
+fn slack_headers(secret: &str, body: &[u8]) -> [(String, String); 2] {
+    let ts = now().to_string();
+    let signature = hmac_hex(secret.as_bytes(), &[b"v0:", ts.as_bytes(), b":", body]);
+    [
+        ("x-slack-request-timestamp".into(), ts),
+        ("x-slack-signature".into(), format!("v0={signature}")),
+    ]
+}
+
+const ECHO_STEP: &str = r#"
+[[steps]]
+id = "echo"
+plugin = "transform"
+input = "$.webhook.body"
+"#;
+
+/// Each handshake is answered with its challenge as `text/plain`, only where the flow enables
+/// it, a wrong token is refused, and none of them starts a run.
+#[test]
+fn handshakes_are_answered_without_a_run() {
+    let flows = FlowDir::empty();
+    flows.write(
+        "slack.toml",
+        &format!(
+            "name = \"Slack\"\n[webhook]\nverify = {{ scheme = \"slack\", secret = \"${{SLACK_SECRET}}\" }}\nslack_url_verification = true\n{ECHO_STEP}"
+        ),
+    );
+    flows.write(
+        "meta.toml",
+        &format!(
+            "name = \"Meta\"\n[webhook]\nmeta_verify_token = \"${{META_TOKEN}}\"\n{ECHO_STEP}"
+        ),
+    );
+    flows.write(
+        "graph.toml",
+        &format!("name = \"Graph\"\n[webhook]\ngraph_validation = true\n{ECHO_STEP}"),
+    );
+    flows.write(
+        "dropbox.toml",
+        &format!("name = \"Dropbox\"\n[webhook]\necho_challenge = true\n{ECHO_STEP}"),
+    );
+    flows.write("plain.toml", &format!("name = \"Plain\"\n{ECHO_STEP}"));
+    let data = tempfile::tempdir().unwrap();
+    let weir = Weir::start_with_env(
+        flows.path(),
+        &data.path().join("weir.redb"),
+        &[],
+        &[
+            ("SLACK_SECRET", SLACK_SECRET),
+            ("META_TOKEN", "meta-verify-token-123"),
+        ],
+    );
+    let text = |answer: &weir_tests::Answer| String::from_utf8_lossy(&answer.body).into_owned();
+    let is_plain_text = |answer: &weir_tests::Answer| {
+        assert!(
+            answer
+                .header("content-type")
+                .is_some_and(|t| t.starts_with("text/plain")),
+            "{:?}",
+            answer.headers
+        );
+        assert_eq!(answer.header("x-content-type-options"), Some("nosniff"));
+    };
+
+    // Slack: signed url_verification echoes the challenge; unsigned is refused.
+    let slack = weir.webhook_url("slack");
+    let body = br#"{"token":"x","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}"#;
+    let headers = slack_headers(SLACK_SECRET, body);
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let answer = post_with(&slack, "application/json", body, &headers);
+    assert_eq!(answer.status, 200, "{}", text(&answer));
+    is_plain_text(&answer);
+    assert_eq!(
+        text(&answer),
+        "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"
+    );
+    let forged = post_with(&slack, "application/json", body, &[]);
+    assert_eq!(forged.status, 401, "{}", text(&forged));
+
+    // Meta: the right token gets the challenge, a wrong one 403.
+    let meta = weir.webhook_url("meta");
+    let answer = get(&format!(
+        "{meta}?hub.mode=subscribe&hub.verify_token=meta-verify-token-123&hub.challenge=1158201444"
+    ));
+    assert_eq!(answer.status, 200, "{}", text(&answer));
+    is_plain_text(&answer);
+    assert_eq!(text(&answer), "1158201444");
+    let wrong = get(&format!(
+        "{meta}?hub.mode=subscribe&hub.verify_token=guess&hub.challenge=1158201444"
+    ));
+    assert_eq!(wrong.status, 403, "{}", text(&wrong));
+    assert!(!text(&wrong).contains("1158201444"));
+
+    // Microsoft Graph: the validation token, URL-decoded, on a POST.
+    let graph = weir.webhook_url("graph");
+    let answer = send(
+        "POST",
+        &format!("{graph}?validationToken=Validation%3A%20Testing%20client%20application"),
+        "text/plain",
+        b"",
+    )
+    .unwrap();
+    assert_eq!(answer.status, 200, "{}", text(&answer));
+    is_plain_text(&answer);
+    assert_eq!(text(&answer), "Validation: Testing client application");
+
+    // Dropbox: GET ?challenge= echoed.
+    let dropbox = weir.webhook_url("dropbox");
+    let answer = get(&format!("{dropbox}?challenge=abc123"));
+    assert_eq!(answer.status, 200);
+    is_plain_text(&answer);
+    assert_eq!(text(&answer), "abc123");
+
+    // A flow without the keys answers none of them: its GET is 405, its POST a run.
+    let plain = weir.webhook_url("plain");
+    assert_eq!(get(&format!("{plain}?challenge=abc123")).status, 405);
+    assert_eq!(
+        get(&format!(
+            "{plain}?hub.mode=subscribe&hub.verify_token=x&hub.challenge=1"
+        ))
+        .status,
+        405
+    );
+    assert_eq!(weir.count_runs(), 0, "handshakes start no run");
+    let answer = send(
+        "POST",
+        &format!("{plain}?validationToken=abc"),
+        "application/json",
+        b"{}",
+    )
+    .unwrap();
+    assert_eq!(answer.status, 202);
+    // A Slack flow's ordinary event still runs.
+    let event = br#"{"type":"event_callback","event_id":"Ev1","event":{"type":"app_mention"}}"#;
+    let headers = slack_headers(SLACK_SECRET, event);
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let answer = post_with(&slack, "application/json", event, &headers);
+    assert_eq!(answer.status, 202, "{}", text(&answer));
+    let run = weir.wait_run(answer.json()["run_id"].as_str().unwrap());
+    assert_eq!(run["run"]["status"], "succeeded");
+    assert_eq!(weir.count_runs(), 2);
+}
+
+fn github_signature(secret: &str, body: &[u8]) -> String {
+    format!("sha256={}", hmac_hex(secret.as_bytes(), &[body]))
+}
+
+/// A flow verified with `github` dedupes on `X-GitHub-Delivery` without saying so: 20
+/// concurrent redeliveries make one run, the others are answered 200 with its id; with
+/// `dedupe = false` each delivery runs.
+#[test]
+fn a_verify_scheme_brings_its_delivery_id_as_default_dedupe() {
+    const SECRET: &str = "github-webhook-secret-0123456789";
+    let flows = FlowDir::empty();
+    for (id, extra) in [("deduped", ""), ("every", "dedupe = false\n")] {
+        flows.write(
+            &format!("{id}.toml"),
+            &format!(
+                "name = \"{id}\"\n[webhook]\nverify = {{ scheme = \"github\", secret = \"${{GH}}\" }}\n{extra}{ECHO_STEP}"
+            ),
+        );
+    }
+    flows.write(
+        "stripe.toml",
+        &format!(
+            "name = \"stripe\"\n[webhook]\nverify = {{ scheme = \"stripe\", secret = \"${{GH}}\" }}\n{ECHO_STEP}"
+        ),
+    );
+    let data = tempfile::tempdir().unwrap();
+    let weir = Weir::start_with_env(
+        flows.path(),
+        &data.path().join("weir.redb"),
+        &[],
+        &[("GH", SECRET)],
+    );
+    let deduped = weir.flow("deduped");
+    assert_eq!(deduped["dedupe"], "$.webhook.headers['x-github-delivery']");
+    assert_eq!(deduped["dedupe_from"], "verify scheme github");
+    assert_eq!(deduped["dedupe_window_ms"], 7 * 24 * 3600 * 1000_u64);
+    assert_eq!(weir.flow("every")["dedupe"], serde_json::Value::Null);
+    assert_eq!(weir.flow("stripe")["dedupe"], "$.webhook.body.id");
+
+    let body = br#"{"action":"opened","number":1}"#;
+    let signature = github_signature(SECRET, body);
+    let deliver = |flow: &str| {
+        let url = weir.webhook_url(flow);
+        let signature = signature.clone();
+        std::thread::spawn(move || {
+            post_with(
+                &url,
+                "application/json",
+                body,
+                &[
+                    ("x-github-delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958"),
+                    ("x-hub-signature-256", &signature),
+                ],
+            )
+        })
+    };
+    let answers: Vec<_> = (0..20)
+        .map(|_| deliver("deduped"))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    let accepted: Vec<_> = answers.iter().filter(|a| a.status == 202).collect();
+    let redelivered: Vec<_> = answers.iter().filter(|a| a.status == 200).collect();
+    assert_eq!(
+        accepted.len(),
+        1,
+        "{:?}",
+        answers.iter().map(|a| a.status).collect::<Vec<_>>()
+    );
+    assert_eq!(redelivered.len(), 19);
+    let first = accepted[0].json()["run_id"].as_str().unwrap().to_owned();
+    for answer in &redelivered {
+        assert_eq!(answer.json()["run_id"], first.as_str());
+        assert_eq!(answer.json()["duplicate"], true);
+    }
+    weir.wait_run(&first);
+
+    let every: Vec<_> = (0..2).map(|_| deliver("every").join().unwrap()).collect();
+    assert!(
+        every.iter().all(|a| a.status == 202),
+        "{:?}",
+        every.iter().map(|a| a.status).collect::<Vec<_>>()
+    );
+    assert_ne!(every[0].json()["run_id"], every[1].json()["run_id"]);
+
+    // Stripe's event id is in the body.
+    let url = weir.webhook_url("stripe");
+    let event = br#"{"id":"evt_1NG8Du2eZvKYlo2CUI79vXWy","type":"payment_intent.succeeded"}"#;
+    let stripe_post = || {
+        let t = now().to_string();
+        let v1 = hmac_hex(SECRET.as_bytes(), &[t.as_bytes(), b".", event]);
+        post_with(
+            &url,
+            "application/json",
+            event,
+            &[("stripe-signature", &format!("t={t},v1={v1}"))],
+        )
+    };
+    assert_eq!(stripe_post().status, 202);
+    assert_eq!(stripe_post().status, 200);
+}
