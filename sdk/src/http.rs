@@ -257,11 +257,18 @@ mod imp {
 
     pub(super) fn send(request: &Request) -> Result<Response, HttpError> {
         let (https, authority, path) = split_url(&request.url)?;
-        let entries: Vec<(String, Vec<u8>)> = request
+        let mut entries: Vec<(String, Vec<u8>)> = request
             .headers
             .iter()
             .map(|(n, v)| (n.to_ascii_lowercase(), v.as_bytes().to_vec()))
             .collect();
+        // A known length goes out as `content-length` rather than chunked, which some servers
+        // (and signature schemes) do not take.
+        if let Some(body) = &request.body
+            && !entries.iter().any(|(n, _)| n == "content-length")
+        {
+            entries.push(("content-length".into(), body.len().to_string().into_bytes()));
+        }
         let headers = Fields::from_list(&entries).map_err(|e| {
             HttpError::InvalidRequest(format!(
                 "a header cannot be sent ({e:?}): hop-by-hop headers and Host are set by Weir"
@@ -356,7 +363,21 @@ mod imp {
             StreamError::LastOperationFailed(error) => {
                 match wasip2::http::types::http_error_code(&error) {
                     Some(code) => from_code(code),
-                    None => HttpError::Protocol(error.to_debug_string()),
+                    // A body error may come as text only; its words still tell the cases
+                    // apart that a step reports differently.
+                    None => {
+                        let text = error.to_debug_string();
+                        let lower = text.to_ascii_lowercase();
+                        if lower.contains("size exceeds limit") {
+                            HttpError::TooLarge(format!(
+                                "the response body is over the step's cap ({text})"
+                            ))
+                        } else if lower.contains("timeout") || lower.contains("timed out") {
+                            HttpError::Timeout(text)
+                        } else {
+                            HttpError::Protocol(text)
+                        }
+                    }
                 }
             }
             StreamError::Closed => HttpError::Protocol("the stream closed early".into()),

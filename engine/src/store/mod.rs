@@ -50,8 +50,8 @@ use tokio::sync::oneshot;
 
 pub use error::StoreError;
 pub use types::{
-    Accepted, LogLine, NewRun, Page, PluginBlob, RawRequest, Run, RunFilter, RunId, RunOutcome,
-    RunStatus, StepErrorRecord, StepRecord, StepStatus, UnknownStatus,
+    Accepted, CallRecord, LogLine, NewRun, Page, PluginBlob, RawRequest, Run, RunFilter, RunId,
+    RunOutcome, RunStatus, StepErrorRecord, StepRecord, StepStatus, UnknownStatus,
 };
 
 use tables::Envelope;

@@ -248,7 +248,7 @@ pub enum Denial {
         port: u16,
         granted: String,
     },
-    #[error("{host} resolves to {address} ({range}), which a step may not reach{hint}")]
+    #[error("{}", restricted_message(host, address, range, hint))]
     Restricted {
         host: String,
         address: IpAddr,
@@ -257,6 +257,18 @@ pub enum Denial {
     },
     #[error("{host} resolves to no address")]
     NoAddress { host: String },
+}
+
+fn restricted_message(host: &str, address: &IpAddr, range: &str, hint: &str) -> String {
+    let literal = match address {
+        IpAddr::V4(ip) => ip.to_string(),
+        IpAddr::V6(ip) => format!("[{ip}]"),
+    };
+    if literal == host {
+        format!("{host} is a {range} address, which a step may not reach{hint}")
+    } else {
+        format!("{host} resolves to {address} ({range}), which a step may not reach{hint}")
+    }
 }
 
 impl Denial {
