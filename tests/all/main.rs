@@ -8,6 +8,7 @@ mod gateway;
 mod hardening;
 mod hostile;
 mod jsonpath_cts;
+mod outbound;
 mod receive;
 mod reload;
 mod restart;
