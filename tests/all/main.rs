@@ -8,6 +8,7 @@ mod gateway;
 mod hardening;
 mod hostile;
 mod jsonpath_cts;
+mod metrics;
 mod receive;
 mod reload;
 mod restart;

@@ -6,6 +6,7 @@
 //! - `GET /api/runs/{id}`: the run, its webhook step and every step's record
 //! - `GET /api/runs/{id}/payload` (`?raw=true` for the exact bytes)
 //! - `GET /api/events`: server-sent events of runs and flows (see `super::ui`)
+//! - `GET /metrics`: Prometheus metrics (see [`crate::metrics`])
 //!
 //! When a token is configured, every request needs `Authorization: Bearer <token>`. Without
 //! one, the API answers only requests whose `Host` is this machine (a loopback name or
@@ -41,6 +42,10 @@ pub struct Admin {
     pub token: Option<String>,
     /// Without a token, the `Host` names (lower-case, without port) accepted besides loopback.
     pub hosts: Vec<String>,
+    /// What `/metrics` serves (the executor records into the same).
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// The store's file, whose length `/metrics` reports.
+    pub store_file: std::path::PathBuf,
 }
 
 type Result<T> = std::result::Result<T, ApiError>;
@@ -100,6 +105,9 @@ pub fn routes(
         .and(with.clone())
         .then(|id, query, admin| blocking(move || get_payload(id, query, admin)));
     let events = super::ui::events(admin.catalog.events().clone()).map(Ok);
+    let metrics = warp::path!("metrics")
+        .and(with.clone())
+        .then(|admin| blocking(move || metrics(admin)));
 
     let api = warp::get()
         .and(auth)
@@ -116,6 +124,8 @@ pub fn routes(
                 .or(payload)
                 .unify()
                 .or(events)
+                .unify()
+                .or(metrics)
                 .unify(),
         )
         .map(|result: Result<Response>| match result {
@@ -229,6 +239,32 @@ fn health(admin: Arc<Admin>) -> Result<Response> {
         "store": admin.store.stats(),
         "senders_waiting_for_results": admin.executor.wait_stats(),
     }))
+}
+
+/// The metrics, with the gauges read now: the queue from the store (live runs less those
+/// executing, and the oldest queued run's age) and the store file's length.
+fn metrics(admin: Arc<Admin>) -> Result<Response> {
+    let live = admin.store.queue_len().map_err(ApiError::internal)?;
+    let executing = admin.executor.executing() as u64;
+    let oldest = admin.store.oldest_queued().map_err(ApiError::internal)?;
+    let sample = crate::metrics::Sample {
+        queued: live.saturating_sub(executing),
+        executing,
+        oldest_queued: oldest.map(|id| {
+            std::time::SystemTime::now()
+                .duration_since(id.timestamp())
+                .unwrap_or_default()
+        }),
+        store_bytes: std::fs::metadata(&admin.store_file).map_or(0, |m| m.len()),
+    };
+    let text = admin
+        .metrics
+        .render(sample)
+        .map_err(|e| ApiError::internal(format!("encoding the metrics: {e}")))?;
+    Ok(
+        warp::reply::with_header(text, "content-type", crate::metrics::CONTENT_TYPE)
+            .into_response(),
+    )
 }
 
 fn flow_json(catalog: &Catalog, entry: &FlowEntry) -> Value {

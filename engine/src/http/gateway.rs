@@ -45,6 +45,8 @@ pub struct Gateway {
     pub executor: Executor,
     /// The longest a request body may take to arrive, from its head.
     pub body_timeout: Duration,
+    /// Where every answer is counted.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// What a redacted credential reads in stored requests.
@@ -73,6 +75,8 @@ pub fn routes(
                   body| {
                 let gateway = gateway.clone();
                 async move {
+                    // Labels the count only once `receive` has matched the URL's token.
+                    let flow = flow_id.clone();
                     let request = Incoming {
                         flow_id,
                         token,
@@ -82,10 +86,14 @@ pub fn routes(
                         headers,
                         remote: remote.map(|Peer(addr)| addr),
                     };
-                    match receive(&gateway, request, body).await {
+                    let response = match receive(&gateway, request, body).await {
                         Ok(response) => response,
                         Err(error) => error.into_response(),
-                    }
+                    };
+                    gateway
+                        .metrics
+                        .webhook_answered(&flow, response.status().as_u16());
+                    response
                 }
             },
         )
@@ -101,6 +109,8 @@ struct Incoming {
     remote: Option<SocketAddr>,
 }
 
+/// The gateway's only 404, answered before the URL's token has matched a flow: the metrics
+/// count a 404 without a flow label, since the flow id is then whatever the sender wrote.
 fn no_such_webhook() -> ApiError {
     ApiError::not_found("no such webhook")
 }
