@@ -9,6 +9,7 @@ mod hardening;
 mod hostile;
 mod jsonpath_cts;
 mod metrics;
+mod openapi;
 mod receive;
 mod reload;
 mod restart;

@@ -5,6 +5,7 @@ mod admin;
 mod error;
 mod gateway;
 mod listener;
+mod openapi;
 mod ui;
 
 use std::net::SocketAddr;
