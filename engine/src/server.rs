@@ -304,6 +304,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     )
     .await
     .context("loading flows")?;
+    let metrics = Arc::new(crate::metrics::Metrics::new());
     let watcher = catalog.watch().context("watching the flows folder")?;
     let executor = Executor::start(
         catalog.clone(),
@@ -312,6 +313,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         config.run_nice,
         config.burst,
         config.payload_budget,
+        metrics.clone(),
     )
     .context("starting the run executor")?;
     executor.recover(&store).await.context("resuming runs")?;
@@ -339,6 +341,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         executor: executor.clone(),
         body_timeout: config.body_timeout,
         trusted_proxies: config.trusted_proxies.clone(),
+        metrics: metrics.clone(),
     });
     let admin = Arc::new(Admin {
         catalog: catalog.clone(),
@@ -350,6 +353,8 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
             .iter()
             .map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase())
             .collect(),
+        metrics,
+        store_file: config.data.clone(),
     });
     let tasks = vec![
         tokio::spawn(http::serve_gateway(

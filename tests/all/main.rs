@@ -8,6 +8,8 @@ mod gateway;
 mod hardening;
 mod hostile;
 mod jsonpath_cts;
+mod metrics;
+mod openapi;
 mod outbound;
 mod receive;
 mod reload;

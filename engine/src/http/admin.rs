@@ -6,6 +6,8 @@
 //! - `GET /api/runs/{id}`: the run, its webhook step and every step's record
 //! - `GET /api/runs/{id}/payload` (`?raw=true` for the exact bytes)
 //! - `GET /api/events`: server-sent events of runs and flows (see `super::ui`)
+//! - `GET /metrics`: Prometheus metrics (see [`crate::metrics`])
+//! - `GET /api/openapi.json`: the OpenAPI 3.1 document of these routes (see `super::openapi`)
 //!
 //! When a token is configured, every request needs `Authorization: Bearer <token>`. Without
 //! one, the API answers only requests whose `Host` is this machine (a loopback name or
@@ -19,18 +21,20 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use serde::Serialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
+use utoipa::ToSchema;
 use warp::Filter;
 use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use crate::catalog::{Catalog, FlowEntry};
 use crate::flow::Respond;
 use crate::run::Executor;
 use crate::run::payload::{form_to_json, headers_to_json};
-use crate::store::{RawRequest, RunFilter, RunId, RunStatus, Store};
+use crate::store::{Page, RawRequest, Run, RunFilter, RunId, RunStatus, StepRecord, Store};
 
 /// What the admin API needs.
 pub struct Admin {
@@ -41,6 +45,10 @@ pub struct Admin {
     pub token: Option<String>,
     /// Without a token, the `Host` names (lower-case, without port) accepted besides loopback.
     pub hosts: Vec<String>,
+    /// What `/metrics` serves (the executor records into the same).
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// The store's file, whose length `/metrics` reports.
+    pub store_file: std::path::PathBuf,
 }
 
 type Result<T> = std::result::Result<T, ApiError>;
@@ -100,6 +108,10 @@ pub fn routes(
         .and(with.clone())
         .then(|id, query, admin| blocking(move || get_payload(id, query, admin)));
     let events = super::ui::events(admin.catalog.events().clone()).map(Ok);
+    let metrics = warp::path!("metrics")
+        .and(with.clone())
+        .then(|admin| blocking(move || metrics(admin)));
+    let openapi = warp::path!("api" / "openapi.json").map(openapi);
 
     let api = warp::get()
         .and(auth)
@@ -116,6 +128,10 @@ pub fn routes(
                 .or(payload)
                 .unify()
                 .or(events)
+                .unify()
+                .or(metrics)
+                .unify()
+                .or(openapi)
                 .unify(),
         )
         .map(|result: Result<Response>| match result {
@@ -217,6 +233,15 @@ fn json_ok(value: &Value) -> Result<Response> {
     Ok(warp::reply::json(value).into_response())
 }
 
+/// The server's state: flows loaded, runs waiting, the store's writer.
+#[utoipa::path(get, path = "/api/health", tag = "server",
+    responses(
+        (status = 200, description = "Version, flows, runs in the queue, the store's writer, \
+            senders waiting for results", body = serde_json::Value),
+        (status = 401, description = "A token is set and the request does not carry it", body = ErrorBody),
+        (status = 421, description = "No token is set and the request's Host is not this machine", body = ErrorBody),
+        (status = 500, description = "The store could not be read", body = ErrorBody),
+    ))]
 fn health(admin: Arc<Admin>) -> Result<Response> {
     let snapshot = admin.catalog.snapshot();
     let queued = admin.store.queue_len().map_err(ApiError::internal)?;
@@ -229,6 +254,50 @@ fn health(admin: Arc<Admin>) -> Result<Response> {
         "store": admin.store.stats(),
         "senders_waiting_for_results": admin.executor.wait_stats(),
     }))
+}
+
+/// The metrics, with the gauges read now: the queue from the store (live runs less those
+/// executing, and the oldest queued run's age) and the store file's length.
+#[utoipa::path(get, path = "/metrics", tag = "server",
+    responses(
+        (status = 200, description = "Prometheus metrics in the OpenMetrics text format",
+            content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String),
+        (status = 401, description = "A token is set and the request does not carry it", body = ErrorBody),
+        (status = 421, description = "No token is set and the request's Host is not this machine", body = ErrorBody),
+        (status = 500, description = "The store could not be read", body = ErrorBody),
+    ))]
+fn metrics(admin: Arc<Admin>) -> Result<Response> {
+    let live = admin.store.queue_len().map_err(ApiError::internal)?;
+    let executing = admin.executor.executing() as u64;
+    let oldest = admin.store.oldest_queued().map_err(ApiError::internal)?;
+    let sample = crate::metrics::Sample {
+        queued: live.saturating_sub(executing),
+        executing,
+        oldest_queued: oldest.map(|id| {
+            std::time::SystemTime::now()
+                .duration_since(id.timestamp())
+                .unwrap_or_default()
+        }),
+        store_bytes: std::fs::metadata(&admin.store_file).map_or(0, |m| m.len()),
+    };
+    let text = admin
+        .metrics
+        .render(sample)
+        .map_err(|e| ApiError::internal(format!("encoding the metrics: {e}")))?;
+    Ok(
+        warp::reply::with_header(text, "content-type", crate::metrics::CONTENT_TYPE)
+            .into_response(),
+    )
+}
+
+#[utoipa::path(get, path = "/api/openapi.json", tag = "server",
+    responses(
+        (status = 200, description = "This document: OpenAPI 3.1", body = serde_json::Value),
+        (status = 401, description = "A token is set and the request does not carry it", body = ErrorBody),
+        (status = 421, description = "No token is set and the request's Host is not this machine", body = ErrorBody),
+    ))]
+fn openapi() -> Result<Response> {
+    json_ok(&super::openapi::document())
 }
 
 fn flow_json(catalog: &Catalog, entry: &FlowEntry) -> Value {
@@ -306,6 +375,14 @@ fn add_activity(admin: &Admin, id: &str, flow: &mut Value) -> Result<()> {
     Ok(())
 }
 
+#[utoipa::path(get, path = "/api/flows", tag = "flows",
+    responses(
+        (status = 200, description = "`{\"flows\": [...]}`: every flow of the folder with its \
+            webhook URL, status, errors, version, steps and activity", body = serde_json::Value),
+        (status = 401, description = "A token is set and the request does not carry it", body = ErrorBody),
+        (status = 421, description = "No token is set and the request's Host is not this machine", body = ErrorBody),
+        (status = 500, description = "The store could not be read", body = ErrorBody),
+    ))]
 fn list_flows(admin: Arc<Admin>) -> Result<Response> {
     let snapshot = admin.catalog.snapshot();
     let mut flows = Vec::with_capacity(snapshot.flows.len());
@@ -319,6 +396,16 @@ fn list_flows(admin: Arc<Admin>) -> Result<Response> {
 
 /// One flow, with what its page shows beyond the list: `source`, the TOML of the version
 /// serving (`version`), and `latest_webhook`, the webhook step's output in its latest run.
+#[utoipa::path(get, path = "/api/flows/{id}", tag = "flows",
+    params(("id" = String, Path, description = "The flow id (its file name)")),
+    responses(
+        (status = 200, description = "The flow as listed, with `source` (its TOML) and \
+            `latest_webhook`", body = serde_json::Value),
+        (status = 404, description = "No such flow", body = ErrorBody),
+        (status = 401, description = "A token is set and the request does not carry it", body = ErrorBody),
+        (status = 421, description = "No token is set and the request's Host is not this machine", body = ErrorBody),
+        (status = 500, description = "The store could not be read", body = ErrorBody),
+    ))]
 fn get_flow(id: String, admin: Arc<Admin>) -> Result<Response> {
     let snapshot = admin.catalog.snapshot();
     let entry = snapshot
@@ -401,6 +488,21 @@ fn parse_run_id(id: &str) -> Result<RunId> {
         .ok_or_else(|| ApiError::bad_request(format!("'{id}' is not a run id")))
 }
 
+#[utoipa::path(get, path = "/api/runs", tag = "runs",
+    params(
+        ("flow" = Option<String>, Query, description = "Only runs of this flow"),
+        ("status" = Option<RunStatus>, Query, description = "Only runs with this status"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000,
+            description = "Runs per page (default 50)"),
+        ("cursor" = Option<RunId>, Query, description = "A page's `next_cursor`: runs older than it"),
+    ),
+    responses(
+        (status = 200, description = "A page of runs, newest first", body = Page),
+        (status = 400, description = "An unknown parameter or a bad value", body = ErrorBody),
+        (status = 401, description = "A token is set and the request does not carry it", body = ErrorBody),
+        (status = 421, description = "No token is set and the request's Host is not this machine", body = ErrorBody),
+        (status = 500, description = "The store could not be read", body = ErrorBody),
+    ))]
 fn list_runs(query: HashMap<String, String>, admin: Arc<Admin>) -> Result<Response> {
     let mut filter = RunFilter::default();
     for (key, value) in &query {
@@ -457,6 +559,17 @@ fn request_or_404(admin: &Admin, id: RunId) -> Result<RawRequest> {
         .ok_or_else(|| ApiError::not_found(format!("no run '{id}'")))
 }
 
+#[utoipa::path(get, path = "/api/runs/{id}", tag = "runs",
+    params(("id" = RunId, Path, description = "The run id")),
+    responses(
+        (status = 200, description = "The run, its webhook step and every step's record",
+            body = RunDetail),
+        (status = 400, description = "Not a run id", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 401, description = "A token is set and the request does not carry it", body = ErrorBody),
+        (status = 421, description = "No token is set and the request's Host is not this machine", body = ErrorBody),
+        (status = 500, description = "The store could not be read", body = ErrorBody),
+    ))]
 fn get_run(id: String, admin: Arc<Admin>) -> Result<Response> {
     let id = parse_run_id(&id)?;
     let run = admin
@@ -467,13 +580,56 @@ fn get_run(id: String, admin: Arc<Admin>) -> Result<Response> {
     let request = request_or_404(&admin, id)?;
     let steps = admin.store.get_steps(id).map_err(ApiError::internal)?;
     let webhook = crate::run::payload::webhook_document_for(&run, &request);
-    json_ok(&json!({
-        "run": run,
-        "webhook": { "step_id": "webhook", "output": webhook },
-        "steps": steps,
-    }))
+    json_ok(
+        &serde_json::to_value(RunDetail {
+            run,
+            webhook: WebhookStep {
+                step_id: "webhook".into(),
+                output: webhook,
+            },
+            steps,
+        })
+        .map_err(ApiError::internal)?,
+    )
 }
 
+/// `GET /api/runs/{id}`.
+#[derive(Serialize, ToSchema)]
+pub struct RunDetail {
+    run: Run,
+    /// The flow's first step.
+    webhook: WebhookStep,
+    /// Every other step's record, in flow order.
+    steps: Vec<StepRecord>,
+}
+
+/// The webhook step of a run.
+#[derive(Serialize, ToSchema)]
+pub struct WebhookStep {
+    /// Always `webhook`.
+    step_id: String,
+    /// The run context's `$.webhook`: method, path, query, headers, body, received_at, run_id.
+    output: Value,
+}
+
+#[utoipa::path(get, path = "/api/runs/{id}/payload", tag = "runs",
+    params(
+        ("id" = RunId, Path, description = "The run id"),
+        ("raw" = Option<bool>, Query, description = "`true`: the exact bytes received, as an \
+            attachment under the sender's content type"),
+    ),
+    responses(
+        (status = 200, description = "The request: method, headers, query and the body decoded \
+            (or with `raw=true`, the body's bytes)", content(
+            (serde_json::Value = "application/json"),
+            (Vec<u8> = "application/octet-stream"),
+        )),
+        (status = 400, description = "Not a run id, or `raw` is not true or false", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 401, description = "A token is set and the request does not carry it", body = ErrorBody),
+        (status = 421, description = "No token is set and the request's Host is not this machine", body = ErrorBody),
+        (status = 500, description = "The store could not be read", body = ErrorBody),
+    ))]
 fn get_payload(id: String, query: HashMap<String, String>, admin: Arc<Admin>) -> Result<Response> {
     let id = parse_run_id(&id)?;
     let request = request_or_404(&admin, id)?;

@@ -1,7 +1,7 @@
 //! Errors as the HTTP APIs answer them: a status code and a JSON body
 //! `{"error": {"status": 404, "message": "…"}}`.
 
-use serde_json::json;
+use serde::Serialize;
 use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 
@@ -42,9 +42,29 @@ impl ApiError {
     }
 }
 
+/// The body of every error answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// The answer's HTTP status, repeated.
+    pub status: u16,
+    /// A sentence for a person: what was wrong and, where it helps, what to do.
+    pub message: String,
+}
+
 impl Reply for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": { "status": self.status.as_u16(), "message": self.message } });
+        let body = ErrorBody {
+            error: ErrorDetail {
+                status: self.status.as_u16(),
+                message: self.message,
+            },
+        };
         let mut response =
             warp::reply::with_status(warp::reply::json(&body), self.status).into_response();
         for (name, value) in self.headers {

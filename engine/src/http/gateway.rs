@@ -47,6 +47,8 @@ pub struct Gateway {
     pub body_timeout: Duration,
     /// Peers whose forwarding headers name a webhook's sender (see [`super::client`]).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Where every answer is counted.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// What a redacted credential reads in stored requests.
@@ -75,6 +77,8 @@ pub fn routes(
                   body| {
                 let gateway = gateway.clone();
                 async move {
+                    // Labels the count only once `receive` has matched the URL's token.
+                    let flow = flow_id.clone();
                     let request = Incoming {
                         flow_id,
                         token,
@@ -84,10 +88,14 @@ pub fn routes(
                         headers,
                         remote: remote.map(|Peer(addr)| addr),
                     };
-                    match receive(&gateway, request, body).await {
+                    let response = match receive(&gateway, request, body).await {
                         Ok(response) => response,
                         Err(error) => error.into_response(),
-                    }
+                    };
+                    gateway
+                        .metrics
+                        .webhook_answered(&flow, response.status().as_u16());
+                    response
                 }
             },
         )
@@ -103,6 +111,8 @@ struct Incoming {
     remote: Option<SocketAddr>,
 }
 
+/// The gateway's only 404, answered before the URL's token has matched a flow: the metrics
+/// count a 404 without a flow label, since the flow id is then whatever the sender wrote.
 fn no_such_webhook() -> ApiError {
     ApiError::not_found("no such webhook")
 }

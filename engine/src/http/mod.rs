@@ -6,6 +6,7 @@ pub mod client;
 mod error;
 mod gateway;
 mod listener;
+mod openapi;
 mod ui;
 
 use std::net::SocketAddr;

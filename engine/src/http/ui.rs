@@ -138,6 +138,18 @@ pub fn routes() -> impl Filter<Extract = (Response,), Error = warp::Rejection> +
 }
 
 /// `GET /api/events`; the caller checks the admin token first.
+#[utoipa::path(get, path = "/api/events", tag = "server",
+    params(("Last-Event-ID" = Option<String>, Header,
+        description = "The last event seen: the stream starts after it (or says it was reset)")),
+    responses(
+        (status = 200, description = "Server-sent events: runs accepted, started and finished, \
+            flows changed; a heartbeat comment every few seconds", content_type = "text/event-stream",
+            body = String),
+        (status = 401, description = "A token is set and the request does not carry it",
+            body = super::error::ErrorBody),
+        (status = 421, description = "No token is set and the request's Host is not this machine",
+            body = super::error::ErrorBody),
+    ))]
 pub fn events(
     events: Events,
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {

@@ -22,7 +22,8 @@ use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
 use crate::catalog::Catalog;
-use crate::store::{RunId, RunOutcome, StepRecord, Store, StoreError};
+use crate::metrics::Metrics;
+use crate::store::{RunId, RunOutcome, RunStatus, StepRecord, StepStatus, Store, StoreError};
 
 pub use steps::{Outcome, RunInfo, StepSink, execute_steps};
 
@@ -168,6 +169,7 @@ pub struct Executor {
     /// One permit per run that may execute at once; a run holds one while it executes.
     slots: Arc<Semaphore>,
     concurrency: u32,
+    metrics: Arc<Metrics>,
     /// Tells the dispatcher to start no more runs.
     closing: watch::Sender<bool>,
     _runtime: Arc<RunRuntime>,
@@ -356,6 +358,7 @@ impl Executor {
     ///
     /// Beside their number, executing runs hold at most `payload_budget` bytes of request body
     /// at once (0: no budget): a run waits for room for its body before its request is read.
+    /// Finished runs and the steps they ran are counted in `metrics`.
     pub fn start(
         catalog: Catalog,
         store: Store,
@@ -363,6 +366,7 @@ impl Executor {
         nice: i32,
         burst: Burst,
         payload_budget: u64,
+        metrics: Arc<Metrics>,
     ) -> std::io::Result<Executor> {
         // Plugin calls run on these workers (see `steps::CALL_SLOTS`), at most one per core; the
         // one more worker takes claims, records and finishes while every core runs wasm.
@@ -392,6 +396,7 @@ impl Executor {
             max_wait: burst.max_wait,
             concurrency,
             budget: PayloadBudget::new(payload_budget),
+            metrics: metrics.clone(),
         };
         runtime.spawn(dispatcher.run(incoming, urgent_incoming));
         Ok(Executor {
@@ -401,6 +406,7 @@ impl Executor {
             waiters,
             slots,
             concurrency,
+            metrics,
             closing,
             _runtime: Arc::new(RunRuntime(Some(runtime))),
         })
@@ -432,6 +438,16 @@ impl Executor {
             enqueue(&self.queue, (id, Some(body)));
         }
         waiting
+    }
+
+    /// How many runs execute now (each holds a slot from before its claim until it ends).
+    pub fn executing(&self) -> usize {
+        (self.concurrency as usize).saturating_sub(self.slots.available_permits())
+    }
+
+    /// The metrics runs are counted in.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// How many senders wait for their runs' results, and how many were turned away.
@@ -470,6 +486,7 @@ struct Dispatcher {
     max_wait: Duration,
     concurrency: u32,
     budget: PayloadBudget,
+    metrics: Arc<Metrics>,
 }
 
 impl Dispatcher {
@@ -530,11 +547,12 @@ impl Dispatcher {
                 Err(_) => return false,
             },
         };
-        let (catalog, store, waiters, budget) = (
+        let (catalog, store, waiters, budget, metrics) = (
             self.catalog.clone(),
             self.store.clone(),
             self.waiters.clone(),
             self.budget.clone(),
+            self.metrics.clone(),
         );
         tokio::spawn(async move {
             // Recovered runs come without their size: the run's record has it, without its
@@ -548,7 +566,7 @@ impl Dispatcher {
                     .map_or(0, |run| run.body_size),
             };
             let payload = budget.reserve(body).await;
-            match execute(&catalog, &store, id, &waiters).await {
+            match execute(&catalog, &store, id, &waiters, &metrics).await {
                 Some(result) => waiters.notify(id, result),
                 // Not run here: a sender waiting for it gets its 202 at once.
                 None => waiters.forget(id),
@@ -608,10 +626,15 @@ fn lower_priority(nice: i32) {
 struct StoreSink<'a> {
     store: &'a Store,
     id: RunId,
+    metrics: &'a Metrics,
 }
 
 impl StepSink for StoreSink<'_> {
     async fn record(&mut self, step: StepRecord) {
+        if step.status != StepStatus::Skipped {
+            self.metrics
+                .step_ran(&step.plugin, Duration::from_micros(step.duration_us));
+        }
         // Queued in order before the run's finish; not awaited, so a run costs two writer
         // round trips (start, finish) whatever its number of steps.
         self.store.record_step_detached(self.id, step);
@@ -625,11 +648,14 @@ async fn execute(
     store: &Store,
     id: RunId,
     waiters: &Waiters,
+    metrics: &Metrics,
 ) -> Option<RunResult> {
-    let finish = |outcome, error: Option<String>, output, answer| async move {
+    // `flow` is empty only for a run whose stored request cannot be read.
+    let finish = |flow: String, outcome, error: Option<String>, output, answer| async move {
         if let Err(e) = store.finish(id, outcome, error.clone()).await {
             tracing::error!(run = %id, error = %e, "recording the end of a run");
         }
+        metrics.run_finished(&flow, RunStatus::from(outcome).as_str());
         catalog.events().run_finished(id, outcome);
         Some(RunResult {
             outcome,
@@ -647,6 +673,7 @@ async fn execute(
             // the reason shown, rather than retry it at every start.
             tracing::error!(run = %id, error = %message, "cannot read the run's request");
             return finish(
+                String::new(),
                 RunOutcome::Failed,
                 Some(format!("reading the request: {message}")),
                 Value::Null,
@@ -663,7 +690,14 @@ async fn execute(
     let live = match catalog.flow_version(&run.flow_id, &run.flow_version).await {
         Ok(live) => live,
         Err(message) => {
-            return finish(RunOutcome::Failed, Some(message), Value::Null, None).await;
+            return finish(
+                run.flow_id,
+                RunOutcome::Failed,
+                Some(message),
+                Value::Null,
+                None,
+            )
+            .await;
         }
     };
     let flow = Arc::clone(&live);
@@ -672,7 +706,7 @@ async fn execute(
         run_id: id.to_string(),
         attempt: run.attempt,
     };
-    let mut sink = StoreSink { store, id };
+    let mut sink = StoreSink { store, id, metrics };
     let mut outcome = execute_steps(live, webhook, &info, &mut sink).await;
     tracing::debug!(run = %id, flow = %run.flow_id, outcome = ?outcome.outcome, "run finished");
     // Read before the last step's output is taken out of the context.
@@ -700,7 +734,7 @@ async fn execute(
             value
         })
     });
-    finish(outcome.outcome, outcome.error, output, answer).await
+    finish(run.flow_id, outcome.outcome, outcome.error, output, answer).await
 }
 
 #[cfg(test)]

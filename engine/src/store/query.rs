@@ -7,7 +7,9 @@
 use std::ops::Bound;
 use std::time::{Duration, SystemTime};
 
-use redb::{ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTableMetadata};
+use redb::{
+    ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+};
 
 use super::Store;
 use super::error::StoreError;
@@ -228,6 +230,19 @@ impl Store {
     pub fn queue_len(&self) -> Result<u64, StoreError> {
         let txn = self.inner.db.begin_read()?;
         Ok(txn.open_table(LIVE)?.len()?)
+    }
+
+    /// The oldest run still queued (accepted, not started), if any. The live runs ahead of
+    /// it are running, at most the executor's concurrency, so this reads a few entries.
+    pub fn oldest_queued(&self) -> Result<Option<RunId>, StoreError> {
+        let txn = self.inner.db.begin_read()?;
+        for entry in txn.open_table(LIVE)?.iter()? {
+            let (id, live) = entry?;
+            if live.value().0 == RunStatus::Queued.code() {
+                return Ok(Some(RunId::from(id.value())));
+            }
+        }
+        Ok(None)
     }
 }
 

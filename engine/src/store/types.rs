@@ -12,7 +12,7 @@ use ulid::Ulid;
 /// The store hands out strictly increasing ids (also across restarts), so "newest first" is a
 /// reverse key scan and a cursor is simply the last id seen. Shown and parsed as the
 /// 26-character ULID text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, utoipa::ToSchema)]
 pub struct RunId(Ulid);
 
 impl RunId {
@@ -64,7 +64,7 @@ impl<'de> Deserialize<'de> for RunId {
 ///
 /// `Queued` and `Running` are live (the run has an entry in the `live` table); the other three
 /// are final.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     /// Accepted and on disk, waiting for the executor.
@@ -233,7 +233,7 @@ pub struct Accepted {
 }
 
 /// A run as listed and shown: everything but the request body and the steps.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Run {
     /// Time-ordered id.
     pub id: RunId,
@@ -264,7 +264,7 @@ pub struct Run {
 }
 
 /// What happened to one step of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
     /// The plugin returned an output.
@@ -278,7 +278,7 @@ pub enum StepStatus {
 }
 
 /// One line a plugin logged.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogLine {
     /// `trace`, `debug`, `info`, `warn` or `error`.
     pub level: String,
@@ -287,7 +287,7 @@ pub struct LogLine {
 }
 
 /// Why a step failed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StepErrorRecord {
     /// E.g. `invalid_input`, `config`, `upstream`, `internal`, `timeout`, `trap`.
     pub kind: String,
@@ -296,7 +296,7 @@ pub struct StepErrorRecord {
 }
 
 /// The record of one step of one attempt of a run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StepRecord {
     /// Position in the flow, from 0; steps are listed in this order.
     pub index: u32,
@@ -325,7 +325,7 @@ pub struct StepRecord {
 }
 
 /// One outbound HTTP call of a step.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CallRecord {
     pub method: String,
     /// The URL, every query value shown as `[redacted]`.
@@ -374,7 +374,7 @@ impl Default for RunFilter {
 }
 
 /// One page of runs, newest first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Page {
     /// The runs.
     pub runs: Vec<Run>,
@@ -387,7 +387,7 @@ pub struct Page {
 }
 
 /// A run whose stored records cannot be read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DamagedRun {
     pub id: RunId,
     /// What is wrong with it.
