@@ -652,10 +652,12 @@ async fn execute(
 ) -> Option<RunResult> {
     // `flow` is empty only for a run whose stored request cannot be read.
     let finish = |flow: String, outcome, error: Option<String>, output, answer| async move {
+        // Counted before the store says so, so that a reader who sees the run finished also
+        // sees it counted.
+        metrics.run_finished(&flow, RunStatus::from(outcome).as_str());
         if let Err(e) = store.finish(id, outcome, error.clone()).await {
             tracing::error!(run = %id, error = %e, "recording the end of a run");
         }
-        metrics.run_finished(&flow, RunStatus::from(outcome).as_str());
         catalog.events().run_finished(id, outcome);
         Some(RunResult {
             outcome,
