@@ -479,7 +479,18 @@ async fn connect_and_send(
             HttpError::ConnectionReadTimeout,
         )
     })?
-    .map_err(|e| Failure::Other(format!("{host}: {e}"), HttpError::Hyper(e)))?;
+    .map_err(|e| {
+        // The connection task ends at the same deadline and may be dropped first: the request
+        // then fails as canceled, but what happened is the timeout.
+        if tokio::time::Instant::now() >= first_byte_deadline {
+            timeout(
+                format!("waiting for the answer of {host}"),
+                HttpError::ConnectionReadTimeout,
+            )
+        } else {
+            Failure::Other(format!("{host}: {e}"), HttpError::Hyper(e))
+        }
+    })?;
 
     let status = response.status().as_u16();
     shared.calls.update(index, |r| r.status = Some(status));
