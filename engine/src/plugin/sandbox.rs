@@ -347,3 +347,56 @@ impl tokio::io::AsyncWrite for Capture {
         std::task::Poll::Ready(Ok(()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use wasmtime::{Engine, Instance, Module, Store};
+
+    use super::Limiter;
+
+    /// The limit holds across a component's memories together: a module with two memories
+    /// may grow the first to most of the limit, and then the second only within what is left.
+    #[test]
+    fn the_memory_limit_counts_every_memory_together() {
+        const PAGE: usize = 64 << 10;
+        let engine = Engine::default();
+        let module = Module::new(
+            &engine,
+            wat::parse_str(
+                r#"(module
+                    (memory $a 0)
+                    (memory $b 0)
+                    (func (export "grow_a") (param i32) (result i32) (memory.grow $a (local.get 0)))
+                    (func (export "grow_b") (param i32) (result i32) (memory.grow $b (local.get 0))))"#,
+            )
+            .expect("valid WAT"),
+        )
+        .expect("multi-memory is on");
+        let mut store = Store::new(
+            &engine,
+            Limiter {
+                memory_limit: 10 * PAGE,
+                memory_used: 0,
+                memory_last_growth: 0,
+                memory_refused: None,
+            },
+        );
+        store.limiter(|limiter| limiter);
+        let instance = Instance::new(&mut store, &module, &[]).expect("instantiates");
+        let grow_a = instance
+            .get_typed_func::<i32, i32>(&mut store, "grow_a")
+            .unwrap();
+        let grow_b = instance
+            .get_typed_func::<i32, i32>(&mut store, "grow_b")
+            .unwrap();
+        assert_eq!(grow_a.call(&mut store, 8).unwrap(), 0, "8 of 10 pages");
+        assert_eq!(
+            grow_b.call(&mut store, 4).unwrap(),
+            -1,
+            "8 + 4 pages pass the limit"
+        );
+        assert_eq!(store.data().memory_refused, Some(12 * PAGE));
+        assert_eq!(grow_b.call(&mut store, 2).unwrap(), 0, "8 + 2 pages fit");
+        assert_eq!(grow_a.call(&mut store, 1).unwrap(), -1);
+    }
+}
