@@ -43,4 +43,47 @@ fn main() {
     }
     code.push_str("];\n");
     std::fs::write(embed_dir.join("builtin_plugins.rs"), code).expect("OUT_DIR is writable");
+
+    embed_sdk(&root.join("sdk"), &embed_dir);
+}
+
+/// Embeds the SDK's sources (`sdk/`, its macros and WIT) in the binary as
+/// `scaffold::SDK_FILES`, so that `weir plugin new` can write the SDK beside a new crate
+/// wherever the binary runs. Every file under `sdk/` but build output is taken.
+fn embed_sdk(sdk: &Path, embed_dir: &Path) {
+    fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .expect("sdk/ is readable")
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        entries.sort();
+        for path in entries {
+            let name = path.file_name().unwrap_or_default();
+            if name == "target" || name == "Cargo.lock" || name.to_string_lossy().starts_with('.') {
+                continue;
+            }
+            if path.is_dir() {
+                walk(&path, files);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(sdk, &mut files);
+    let mut code = String::from("/// The SDK's sources: (path under `sdk/`, contents).\n");
+    code.push_str("pub const SDK_FILES: &[(&str, &str)] = &[\n");
+    for file in &files {
+        let relative = file.strip_prefix(sdk).expect("under sdk/");
+        writeln!(
+            code,
+            "    ({:?}, include_str!({:?})),",
+            relative.display().to_string(),
+            file.display().to_string()
+        )
+        .expect("writing to a String");
+    }
+    code.push_str("];\n");
+    std::fs::write(embed_dir.join("sdk_files.rs"), code).expect("OUT_DIR is writable");
 }

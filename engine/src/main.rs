@@ -81,6 +81,13 @@ enum Command {
     /// Write, run and test step plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Check a store (stop Weir first): walks every record and the journal, and reports each
+    /// damaged one; exits 0 when none is, 1 when any is, 2 when the file cannot be opened.
+    Check {
+        /// The store file.
+        #[arg(long, default_value = "./weir.redb", env = "WEIR_DATA")]
+        data: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -127,6 +134,11 @@ struct ServeArgs {
     /// The longest a webhook body may take to arrive; past it the sender gets 408.
     #[arg(long, default_value = "30s", env = "WEIR_BODY_TIMEOUT", value_parser = humantime::parse_duration)]
     body_timeout: std::time::Duration,
+    /// A proxy (CIDR or address, repeatable or comma-separated) whose `X-Forwarded-For` or
+    /// `Forwarded` header names the webhook's sender; from any other peer those headers are
+    /// ignored. Flows' `allow_ips` and stored remote addresses use the sender's address.
+    #[arg(long = "trusted-proxy", env = "WEIR_TRUSTED_PROXIES", value_delimiter = ',', value_parser = weir::flow::parse_ip_net)]
+    trusted_proxies: Vec<ipnet::IpNet>,
     /// The largest request head (path, query and headers) on either listener, at least
     /// 8 KiB; past it, 431. A flow's `max_head` can only ask less.
     #[arg(long, default_value = "64 KiB", env = "WEIR_MAX_HEAD")]
@@ -216,7 +228,8 @@ enum PluginCommand {
         /// The folder to create it in.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
-        /// The weir-sdk crate to depend on (default: the SDK this binary was built from).
+        /// A weir-sdk folder to depend on, instead of the SDK this binary carries (written into
+        /// the new crate as weir-sdk/).
         #[arg(long)]
         sdk: Option<PathBuf>,
     },
@@ -231,6 +244,7 @@ fn main() -> ExitCode {
             paths,
             plugin_places,
         } => return validate(&paths, &plugin_places.places()),
+        Command::Check { data } => return check_store(&data),
         Command::Run {
             flow,
             payload,
@@ -246,8 +260,7 @@ fn main() -> ExitCode {
             memory,
         }) => plugin_run(&plugin, &input, config.as_deref(), timeout, memory.as_u64()),
         Command::Plugin(PluginCommand::New { name, dir, sdk }) => {
-            let sdk = sdk.unwrap_or_else(weir::scaffold::bundled_sdk);
-            weir::scaffold::new_plugin(&dir, &name, &sdk)
+            weir::scaffold::new_plugin(&dir, &name, sdk.as_deref())
                 .map(|path| {
                     println!("created {}", path.display());
                     println!(
@@ -317,6 +330,9 @@ fn plugin_run(
         attempt: 1,
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    if let Err(refused) = runtime.block_on(loaded.validate_config(&config, &limits)) {
+        bail!("the plugin refuses the config: {refused}");
+    }
     let call = runtime.block_on(loaded.call(&ctx, &input, &config, &limits));
     for line in &call.logs {
         eprintln!(
@@ -350,6 +366,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             header_timeout: args.header_timeout,
             idle_timeout: args.idle_timeout,
             body_timeout: args.body_timeout,
+            trusted_proxies: args.trusted_proxies,
             max_head: usize::try_from(args.max_head.as_u64()).unwrap_or(usize::MAX),
             concurrency: args.concurrency,
             accept_queue: args.accept_queue,
@@ -430,34 +447,41 @@ fn local_host() -> Result<PluginHost, weir::plugin::PluginError> {
     })
 }
 
-/// Compiles the `.wasm` files the flow's steps name, as `serve` would, so that a file that is
-/// not a valid step component fails validation rather than the first load. One error per step
-/// whose plugin does not load, at its `plugin` value.
-fn compile_plugin_files(
+/// Loads every step's plugin and has it check the step's config, as `serve` does, so that a
+/// file that is not a valid step component, or a config the plugin cannot use, fails
+/// validation rather than the first load or run. One error per step: at its `plugin` value
+/// when the plugin does not load, at its `config` value when the plugin refuses the config.
+fn check_plugins(
     flow: &weir::flow::Flow,
     file: &Path,
     host: &mut Option<Result<PluginHost, String>>,
+    runtime: &tokio::runtime::Runtime,
 ) -> Vec<weir::flow::Diagnostic> {
     let mut errors = Vec::new();
     for step in &flow.steps {
-        let weir::flow::PluginRef::Path(path) = &step.plugin else {
-            continue;
-        };
         let host = host.get_or_insert_with(|| {
             local_host().map_err(|e| format!("cannot start the plugin host: {e}"))
         });
-        let problem = match host {
-            Ok(host) => host.load_file(path).err().map(|e| e.to_string()),
-            Err(e) => Some(e.clone()),
+        let loaded = match host {
+            Ok(host) => match &step.plugin {
+                weir::flow::PluginRef::Builtin(name) => host.load_builtin(name),
+                weir::flow::PluginRef::Path(path) => host.load_file(path),
+            }
+            .map_err(|e| e.to_string()),
+            Err(e) => Err(e.clone()),
         };
-        if let Some(problem) = problem {
-            let (line, column) = step.plugin_at;
-            errors.push(weir::flow::Diagnostic {
-                file: file.to_owned(),
-                line,
-                column,
-                message: format!("in step '{}': {problem}", step.id),
-            });
+        match loaded {
+            Ok(plugin) => errors
+                .extend(runtime.block_on(weir::catalog::check_config(flow, step, &plugin, file))),
+            Err(problem) => {
+                let (line, column) = step.plugin_at;
+                errors.push(weir::flow::Diagnostic {
+                    file: file.to_owned(),
+                    line,
+                    column,
+                    message: format!("in step '{}': {problem}", step.id),
+                });
+            }
         }
     }
     errors
@@ -478,6 +502,37 @@ fn load_flow(
     weir::flow::parse_flow_with(path, &source, &context).map_err(|d| d.to_string())
 }
 
+fn check_store(data: &Path) -> ExitCode {
+    let report = match weir::store::check(data) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    for damaged in &report.damaged {
+        println!("damaged: {damaged}");
+    }
+    if report.pending_commits > 0 {
+        println!(
+            "journal: {} commits not yet in the store file; Weir applies them when it starts",
+            report.pending_commits
+        );
+    }
+    println!(
+        "{}: {} runs, {} records read, {} damaged",
+        data.display(),
+        report.runs,
+        report.records,
+        report.damaged.len()
+    );
+    if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 fn validate(paths: &[PathBuf], plugin_places: &weir::flow::PluginPlaces) -> ExitCode {
     let files = match flow_files(paths) {
         Ok(files) => files,
@@ -491,11 +546,21 @@ fn validate(paths: &[PathBuf], plugin_places: &weir::flow::PluginPlaces) -> Exit
         return ExitCode::FAILURE;
     }
     let mut failed = 0;
-    // Built only if a flow names a `.wasm` file: built-in plugins come with the binary.
+    // Built for the first flow that parses.
     let mut host = None;
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     for file in &files {
         let checked = load_flow(file, plugin_places).and_then(|flow| {
-            let errors = compile_plugin_files(&flow, file, &mut host);
+            let errors = check_plugins(&flow, file, &mut host, &runtime);
             if errors.is_empty() {
                 Ok(flow)
             } else {
@@ -584,6 +649,18 @@ fn run_flow(
         };
         plugins.push(plugin);
     }
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let refused: Vec<_> = flow
+        .steps
+        .iter()
+        .zip(&plugins)
+        .filter_map(|(step, plugin)| {
+            runtime.block_on(weir::catalog::check_config(&flow, step, plugin, flow_path))
+        })
+        .collect();
+    if !refused.is_empty() {
+        bail!("{}", weir::flow::Diagnostics(refused));
+    }
     let request = weir::store::RawRequest {
         method: method.to_ascii_uppercase(),
         path: format!("/hooks/{}/local", flow.id),
@@ -617,7 +694,6 @@ fn run_flow(
         }
     }
     let live = std::sync::Arc::new(weir::catalog::LiveFlow { flow, plugins });
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let outcome = runtime.block_on(weir::run::execute_steps(
         live,
         webhook,

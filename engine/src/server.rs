@@ -80,6 +80,8 @@ pub struct ServeConfig {
     pub idle_timeout: Duration,
     /// The longest a webhook's body may take to arrive.
     pub body_timeout: Duration,
+    /// Peers whose forwarding headers name a webhook's sender.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The largest request head on either listener, in bytes; flows may ask less.
     pub max_head: usize,
     /// Runs executing at once.
@@ -331,6 +333,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         store: store.clone(),
         executor: executor.clone(),
         body_timeout: config.body_timeout,
+        trusted_proxies: config.trusted_proxies.clone(),
         metrics: metrics.clone(),
     });
     let admin = Arc::new(Admin {

@@ -1,6 +1,11 @@
 use std::fmt;
 
 /// A failure a step reports. The host records its kind and message with the step.
+///
+/// `?` turns any [`std::error::Error`] into [`StepError::Internal`] with the error's message
+/// (its sources appended). To give another kind, map it: `.map_err(|e|
+/// StepError::Upstream(e.to_string()))?`. Like `anyhow::Error`, `StepError` does not itself
+/// implement `std::error::Error`, which is what makes that conversion possible.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StepError {
     /// The mapped input does not fit what the step needs.
@@ -46,4 +51,33 @@ impl fmt::Display for StepError {
     }
 }
 
-impl std::error::Error for StepError {}
+impl<E: std::error::Error> From<E> for StepError {
+    fn from(error: E) -> Self {
+        let mut message = error.to_string();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        StepError::Internal(message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<u32, StepError> {
+        Ok(text.parse::<u32>()?)
+    }
+
+    #[test]
+    fn question_mark_turns_any_error_into_an_internal_step_error() {
+        assert_eq!(parse("7"), Ok(7));
+        assert_eq!(
+            parse("x"),
+            Err(StepError::Internal("invalid digit found in string".into()))
+        );
+    }
+}

@@ -27,6 +27,13 @@
 //! assert_eq!(out.logs[0].message, "greeting Ada");
 //! ```
 //!
+//! Weir checks a step's config when the flow loads (`validate-config`): the config must
+//! deserialize into the step's `Config`, and pass the check named by `#[weir_sdk::step(validate
+//! = path)]` when there is one (`fn(&Config) -> Result<(), StepError>`), so a config the step
+//! cannot use is an error at the flow's `config` line, not at its first run. `?` works on any
+//! `std::error::Error` inside a step (it becomes `StepError::Internal`), and a panic is
+//! reported to Weir with its message and location (the step's error kind is `panic`).
+//!
 //! Build it with `cargo build --release --target wasm32-wasip2`: the result is a WebAssembly
 //! component that Weir runs with `plugin = "path/to/name.wasm"`. See `sdk/README.md`.
 
@@ -80,6 +87,24 @@ where
         .map_err(|e| StepError::Internal(format!("output is not JSON: {e}")))
 }
 
+/// A step's deeper check of its config, beyond deserializing it: `#[weir_sdk::step(validate =
+/// path)]` names one.
+pub type ConfigCheck<C> = fn(&C) -> Result<(), StepError>;
+
+/// The one path of `validate-config`, shared by the component export and the native test
+/// harness: the config deserializes into the step's `Config`, then passes the step's check.
+/// The error is the message the host shows at the step's `config` line.
+fn validate_json<C>(config: &str, check: Option<ConfigCheck<C>>) -> Result<(), String>
+where
+    C: serde::de::DeserializeOwned,
+{
+    let config: C = serde_json::from_str(config).map_err(|e| e.to_string())?;
+    match check {
+        Some(check) => check(&config).map_err(|e| e.message().to_owned()),
+        None => Ok(()),
+    }
+}
+
 #[doc(hidden)]
 pub mod __private {
     #[cfg(target_arch = "wasm32")]
@@ -97,6 +122,36 @@ pub mod __private {
         });
     }
 
+    /// Ties a step and its config check together natively, where nothing else uses the check:
+    /// a check of the wrong type is a compile error in the plugin's own `cargo test` too.
+    pub const fn check_type<I, C, O>(
+        _step: fn(&crate::Context, I, C) -> Result<O, crate::StepError>,
+        _check: Option<crate::ConfigCheck<C>>,
+    ) {
+    }
+
+    /// Reports a panic to the host (message and location) instead of printing it: the host
+    /// records the step's error as `panic` with that message. Installed before the step runs.
+    #[cfg(target_arch = "wasm32")]
+    fn report_panics() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            std::panic::set_hook(Box::new(|info| {
+                let payload = info.payload();
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic without a message".to_owned());
+                let location = info
+                    .location()
+                    .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
+                    .unwrap_or_default();
+                bindings::weir::plugin::log::panicked(&message, &location);
+            }));
+        });
+    }
+
     /// Called by the code `#[step]` generates inside the component.
     #[cfg(target_arch = "wasm32")]
     pub fn guest_run<I, C, O>(
@@ -111,6 +166,7 @@ pub mod __private {
         O: serde::Serialize,
     {
         use bindings::weir::plugin::types::StepError as Wit;
+        report_panics();
         let ctx = crate::Context {
             run_id: ctx.run_id,
             flow_id: ctx.flow_id,
@@ -124,5 +180,20 @@ pub mod __private {
             crate::StepError::Internal(m) => Wit::Internal(m),
             crate::StepError::Filtered(m) => Wit::Filtered(m),
         })
+    }
+
+    /// Called by the code `#[step]` generates inside the component, for `validate-config`.
+    /// `_step` only fixes the config type: it is the step function, never called here.
+    #[cfg(target_arch = "wasm32")]
+    pub fn guest_validate<I, C, O>(
+        _step: fn(&crate::Context, I, C) -> Result<O, crate::StepError>,
+        check: Option<crate::ConfigCheck<C>>,
+        config: &str,
+    ) -> Result<(), String>
+    where
+        C: serde::de::DeserializeOwned,
+    {
+        report_panics();
+        crate::validate_json(config, check)
     }
 }

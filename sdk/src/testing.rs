@@ -77,3 +77,18 @@ where
     let logs = LOGS.with(|logs| std::mem::take(&mut *logs.borrow_mut()));
     Outcome { output, logs }
 }
+
+/// What Weir's `validate-config` answers for `config`, as the component would: the config
+/// deserializes into `step`'s `Config` type and passes `check` (the function named by
+/// `#[weir_sdk::step(validate = ...)]`, or `None`). `Err` is the message Weir shows at the
+/// flow's `config` line.
+pub fn validate_config<I, C, O>(
+    _step: fn(&Context, I, C) -> Result<O, StepError>,
+    check: Option<crate::ConfigCheck<C>>,
+    config: Value,
+) -> Result<(), String>
+where
+    C: serde::de::DeserializeOwned,
+{
+    crate::validate_json(&config.to_string(), check)
+}

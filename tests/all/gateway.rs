@@ -288,6 +288,7 @@ fn a_store_that_cannot_keep_up_answers_503_with_retry_after_and_loses_nothing() 
             header_timeout: std::time::Duration::from_secs(10),
             idle_timeout: std::time::Duration::from_secs(30),
             body_timeout: std::time::Duration::from_secs(30),
+            trusted_proxies: Vec::new(),
             max_head: 64 << 10,
             concurrency: 4,
             accept_queue: 2,

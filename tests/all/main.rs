@@ -16,3 +16,4 @@ mod restart;
 mod sdk_scaffold;
 mod served_guests;
 mod ui;
+mod validate_config;

@@ -139,7 +139,18 @@ fn counters_move_as_webhooks_arrive_and_runs_end_behind_the_admin_token() {
     }
     assert_eq!(wait_run(&weir, &failing), "failed");
 
-    let after = scrape(&weir);
+    // A run is counted just after its end is recorded, which the API shows first.
+    let after = wait_for(Duration::from_secs(10), "the runs to be counted", || {
+        let now = scrape(&weir);
+        let counted = |flow, status| {
+            value(
+                &now,
+                "weir_runs_finished_total",
+                &[("flow", flow), ("status", status)],
+            )
+        };
+        (counted("ok", "succeeded") >= 2.0 && counted("strict", "failed") >= 1.0).then_some(now)
+    });
     let received = |flow, status| {
         value(
             &after,

@@ -456,3 +456,148 @@ fn a_compression_bomb_is_refused_with_bounded_memory() {
     );
     assert_eq!(weir.count_runs(), 0);
 }
+
+/// `allow_ips` admits only its networks; forwarding headers count only from a
+/// `--trusted-proxy`, and then name the sender that is checked and stored.
+#[test]
+fn allow_ips_with_and_without_a_trusted_proxy() {
+    let flows = FlowDir::empty();
+    flows.write(
+        "local.toml",
+        &format!(
+            "name = \"local\"\n[webhook]\nallow_ips = [\"127.0.0.0/8\", \"::1\"]\n{ECHO_STEP}"
+        ),
+    );
+    flows.write(
+        "partner.toml",
+        &format!("name = \"partner\"\n[webhook]\nallow_ips = [\"192.0.2.0/24\"]\n{ECHO_STEP}"),
+    );
+    let forwarded = |ip: &str| [("x-forwarded-for", ip.to_owned())];
+    let post = |weir: &Weir, flow: &str, headers: &[(&str, String)]| {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        post_with(&weir.webhook_url(flow), "application/json", b"{}", &headers)
+    };
+
+    let data = tempfile::tempdir().unwrap();
+    let direct = Weir::start(flows.path(), &data.path().join("direct.redb"));
+    assert_eq!(post(&direct, "local", &[]).status, 202);
+    let refused = post(&direct, "partner", &[]);
+    assert_eq!(refused.status, 403);
+    assert!(
+        String::from_utf8_lossy(&refused.body)
+            .contains("127.0.0.1 is not among this flow's allow_ips"),
+        "{}",
+        String::from_utf8_lossy(&refused.body)
+    );
+    // A forged header from an untrusted peer changes nothing.
+    assert_eq!(
+        post(&direct, "partner", &forwarded("192.0.2.7")).status,
+        403
+    );
+
+    let proxied = Weir::start_with(
+        flows.path(),
+        &data.path().join("proxied.redb"),
+        &["--trusted-proxy", "127.0.0.1"],
+    );
+    let answer = post(&proxied, "partner", &forwarded("198.51.100.1, 192.0.2.7"));
+    assert_eq!(
+        answer.status,
+        202,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    let id = answer.json()["run_id"].as_str().unwrap().to_owned();
+    let payload = proxied.api(&format!("/api/runs/{id}/payload")).json();
+    assert_eq!(payload["remote_addr"], "192.0.2.7");
+    assert_eq!(
+        post(&proxied, "local", &forwarded("198.51.100.1")).status,
+        403
+    );
+    // Through the proxy without the header, the sender is unknown.
+    assert_eq!(post(&proxied, "partner", &[]).status, 403);
+    assert_eq!(direct.count_runs() + proxied.count_runs(), 2);
+}
+
+/// `answer`: a static answer for senders that insist on one, and with `respond = "result"` an
+/// answer mapped from the run (a redirect, a Slack reply).
+#[test]
+fn static_and_mapped_answers() {
+    let flows = FlowDir::empty();
+    flows.write(
+        "empty200.toml",
+        &format!("name = \"a\"\n[webhook]\nanswer = {{ status = 200 }}\n{ECHO_STEP}"),
+    );
+    flows.write(
+        "text.toml",
+        &format!(
+            "name = \"b\"\n[webhook]\nanswer = {{ status = 201, headers = {{ \"x-partner\" = \"acme\" }}, body = \"OK\" }}\n{ECHO_STEP}"
+        ),
+    );
+    flows.write(
+        "redirect.toml",
+        r#"name = "form"
+[webhook]
+respond = "result"
+answer = { status = "$.steps.reply.output.status", headers = { location = "$.steps.reply.output.to" }, body = "$.steps.reply.output.text" }
+
+[[steps]]
+id = "reply"
+plugin = "transform"
+input = { status = 303, to = "http://127.0.0.1:9/thanks?name=x", text = "$.webhook.body.name" }
+"#,
+    );
+    flows.write(
+        "json.toml",
+        r#"name = "slash"
+[webhook]
+respond = "result"
+answer = { body = { response_type = "ephemeral", text = "$.steps.reply.output" } }
+
+[[steps]]
+id = "reply"
+plugin = "transform"
+input = "$.webhook.body.text"
+"#,
+    );
+    let data = tempfile::tempdir().unwrap();
+    let weir = Weir::start(flows.path(), &data.path().join("weir.redb"));
+    let post = |flow: &str, body: &[u8]| {
+        send("POST", &weir.webhook_url(flow), "application/json", body).unwrap()
+    };
+    let empty = post("empty200", b"{}");
+    assert_eq!(empty.status, 200);
+    assert!(empty.body.is_empty(), "{:?}", empty.body);
+    let run = empty.header("x-weir-run-id").unwrap().to_owned();
+    assert_eq!(weir.wait_run(&run)["run"]["status"], "succeeded");
+
+    let text = post("text", b"{}");
+    assert_eq!(text.status, 201);
+    assert_eq!(text.body, b"OK");
+    assert_eq!(text.header("x-partner"), Some("acme"));
+    assert!(
+        text.header("content-type")
+            .unwrap()
+            .starts_with("text/plain")
+    );
+
+    let redirect = post("redirect", br#"{"name":"Ada"}"#);
+    assert_eq!(
+        redirect.status,
+        303,
+        "{}",
+        String::from_utf8_lossy(&redirect.body)
+    );
+    assert_eq!(
+        redirect.header("location"),
+        Some("http://127.0.0.1:9/thanks?name=x")
+    );
+    assert_eq!(redirect.body, b"Ada");
+
+    let slash = post("json", br#"{"text":"hello"}"#);
+    assert_eq!(slash.status, 200);
+    assert_eq!(
+        slash.json(),
+        serde_json::json!({"response_type": "ephemeral", "text": "hello"})
+    );
+}

@@ -31,17 +31,60 @@ fn run_ok(cmd: &mut Command, what: &str) -> String {
     stdout
 }
 
+/// The manifest paths of the workspace members of the crate at `dir`: the crate itself and
+/// every path dependency inside it (one outside, such as an SDK on the build machine, is not a
+/// member).
+fn path_packages(dir: &std::path::Path) -> Vec<String> {
+    let metadata = run_ok(
+        cargo()
+            .current_dir(dir)
+            .args(["metadata", "--format-version", "1", "--no-deps"]),
+        "cargo metadata in the new crate",
+    );
+    let metadata: serde_json::Value = serde_json::from_str(&metadata).unwrap();
+    metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["manifest_path"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 #[test]
 fn a_new_plugin_builds_passes_its_test_and_runs_under_weir() {
-    let work = tempfile::tempdir().unwrap();
+    // The binary alone, away from the tree it was built in, makes the crate; the crate is then
+    // moved, as a user would: it must name nothing of the build machine and still build.
+    let bin_dir = tempfile::tempdir().unwrap();
+    let weir = bin_dir.path().join("weir");
+    std::fs::copy(weir_tests::weir_bin(), &weir).unwrap();
+    let made = tempfile::tempdir().unwrap();
     run_ok(
-        weir_command()
+        Command::new(&weir)
             .args(["plugin", "new", "hello-step", "--dir"])
-            .arg(work.path()),
+            .arg(made.path())
+            .current_dir(made.path())
+            .env("WEIR_CACHE_DIR", weir_tests::process_plugin_cache()),
         "weir plugin new",
     );
+    let work = tempfile::tempdir().unwrap();
     let krate = work.path().join("hello-step");
-    // Shared target folders, so the SDK and serde compile once across test runs.
+    std::fs::rename(made.path().join("hello-step"), &krate).unwrap();
+    let root = weir_tests::repo_root().display().to_string();
+    for text in [
+        std::fs::read_to_string(krate.join("Cargo.toml")).unwrap(),
+        std::fs::read_to_string(krate.join("weir-sdk/Cargo.toml")).unwrap(),
+    ] {
+        assert!(!text.contains(&root), "{text}");
+    }
+    let packages = path_packages(&krate);
+    assert_eq!(packages.len(), 3, "{packages:?}");
+    for manifest in &packages {
+        assert!(
+            std::path::Path::new(manifest).starts_with(&krate),
+            "{manifest} is outside the new crate"
+        );
+    }
+    // Shared target folders, so serde and the rest compile once across test runs.
     let shared = target_dir().join("scaffold");
 
     let tests = run_ok(
@@ -51,7 +94,7 @@ fn a_new_plugin_builds_passes_its_test_and_runs_under_weir() {
             .arg(shared.join("native")),
         "cargo test in the new crate",
     );
-    assert!(tests.contains("2 passed"), "{tests}");
+    assert!(tests.contains("3 passed"), "{tests}");
 
     run_ok(
         cargo()

@@ -90,6 +90,9 @@ fn each_hostile_guest_under_serve_fails_with_its_own_kind_and_keeps_its_logs() {
         message.contains("the hostile plugin panics on purpose"),
         "{message}"
     );
+    // Reported by the SDK's panic hook through the host, with where it happened; not printed.
+    assert!(message.contains("src/lib.rs:"), "{message}");
+    assert!(logs(&panic).is_empty(), "{panic}");
 
     // Waiting in a host call, the guest reaches no epoch check: the deadline still holds.
     let sleep = run(&weir, "sleep");

@@ -582,7 +582,10 @@ impl Catalog {
                 },
             };
             match loaded {
-                Ok(plugin) => plugins.push(plugin),
+                Ok(loaded) => {
+                    errors.extend(check_config(flow, step, &loaded.plugin, file).await);
+                    plugins.push(loaded);
+                }
                 Err(e) => {
                     let (line, column) = step.plugin_at;
                     errors.push(Diagnostic {
@@ -601,6 +604,40 @@ impl Catalog {
         };
         (files, loaded)
     }
+}
+
+/// What a step's plugin says of the step's config (its `validate-config`), as an error at the
+/// step's `config` value; `None` when the plugin accepts it. Shared by `serve`, `validate` and
+/// `run`. The message passes through the flow's redactor: a plugin may quote a config value
+/// that came from `${ENV}`.
+pub async fn check_config(
+    flow: &Flow,
+    step: &flow::Step,
+    plugin: &Plugin,
+    file: &Path,
+) -> Option<Diagnostic> {
+    let limits = crate::plugin::Limits {
+        timeout: step
+            .timeout
+            .unwrap_or(crate::plugin::Limits::default().timeout),
+        memory: step
+            .memory
+            .unwrap_or(crate::plugin::Limits::default().memory),
+        ..crate::plugin::Limits::default()
+    };
+    let refused = plugin
+        .validate_config(&step.config.to_string(), &limits)
+        .await
+        .err()?;
+    let mut message = format!("in step '{}': config: {refused}", step.id);
+    flow.redactor.string(&mut message);
+    let (line, column) = step.config_at;
+    Some(Diagnostic {
+        file: file.to_owned(),
+        line,
+        column,
+        message,
+    })
 }
 
 /// The `*.toml` files of the folder, by flow id (the file stem). Hidden files and editor

@@ -88,6 +88,7 @@ struct StepDraft {
     id: Option<StepId>,
     plugin: Option<PluginRef>,
     plugin_at: (usize, usize),
+    config_at: (usize, usize),
     when: Option<Query>,
     input: Node,
     config: Value,
@@ -165,8 +166,26 @@ impl Loader<'_, '_> {
             None => Some(Vec::new()),
             Some(item) => self.steps(item),
         };
+        // The answer may read every step's output.
+        let answer_item = table
+            .get("webhook")
+            .and_then(|webhook| webhook.get_ref().as_table())
+            .and_then(|webhook| webhook.get("answer"));
+        let answer = match answer_item {
+            None => Some(None),
+            Some(item) => {
+                let written = table.get("steps").map(written_ids).unwrap_or_default();
+                let scope = Scope {
+                    index: written.len(),
+                    written: &written,
+                };
+                let respond = webhook.as_ref().map(|w| w.respond);
+                self.answer(item, respond, &scope, id.clone()).map(Some)
+            }
+        };
 
-        let (id, name, description, webhook, steps) = (id?, name?, description?, webhook?, steps?);
+        let (id, name, description, webhook, steps, answer) =
+            (id?, name?, description?, webhook?, steps?, answer?);
         let steps = steps
             .into_iter()
             .map(|draft| {
@@ -174,6 +193,7 @@ impl Loader<'_, '_> {
                 Some(Step {
                     plugin: draft.plugin?,
                     plugin_at: draft.plugin_at,
+                    config_at: draft.config_at,
                     when: draft.when,
                     input: Mapping::new(id.clone(), step.clone(), draft.input),
                     config: draft.config,
@@ -193,6 +213,7 @@ impl Loader<'_, '_> {
             version: hex::encode(&Sha256::digest(self.source.as_bytes())[..8]),
             source_path: path.to_path_buf(),
             redactor: Redactor::new(std::mem::take(&mut self.env_used)),
+            answer,
         })
     }
 
@@ -373,17 +394,7 @@ impl Loader<'_, '_> {
             self.wrong_type(item, "steps", "an array of tables (`[[steps]]`)");
             return None;
         };
-        // Every id as written, to tell a later step from a missing one in reference errors.
-        let written: Vec<Option<WrittenId>> = array
-            .iter()
-            .map(|step| {
-                let id = step.get_ref().as_table()?.get("id")?;
-                Some(WrittenId {
-                    text: id.get_ref().as_str()?.to_owned(),
-                    offset: id.span().start,
-                })
-            })
-            .collect();
+        let written = written_ids(item);
         let mut drafts = Vec::with_capacity(array.len());
         for (index, step) in array.iter().enumerate() {
             self.step_label = Some(match &written[index] {
@@ -441,6 +452,12 @@ impl Loader<'_, '_> {
             None => Node::Literal(Value::Object(Map::new())),
             Some(item) => self.mapping(item, "input", &scope),
         };
+        // Where the plugin's `validate-config` errors point: the `config` value, or the
+        // `plugin` value for a step with no config (the plugin refused an empty one).
+        let config_at = match table.get("config") {
+            Some(item) => self.lines.line_col(item.span().start),
+            None => plugin_at,
+        };
         let mut env_config = Vec::new();
         let config = match table.get("config") {
             None => Value::Object(Map::new()),
@@ -458,6 +475,7 @@ impl Loader<'_, '_> {
             id,
             plugin,
             plugin_at,
+            config_at,
             when: when?,
             input,
             config,
@@ -804,6 +822,23 @@ impl Loader<'_, '_> {
 }
 
 /// Which steps a query in step `index` may read: those written before it.
+/// Every step id as written, to tell a later step from a missing one in reference errors.
+fn written_ids(steps: &Item<'_>) -> Vec<Option<WrittenId>> {
+    let Some(array) = steps.get_ref().as_array() else {
+        return Vec::new();
+    };
+    array
+        .iter()
+        .map(|step| {
+            let id = step.get_ref().as_table()?.get("id")?;
+            Some(WrittenId {
+                text: id.get_ref().as_str()?.to_owned(),
+                offset: id.span().start,
+            })
+        })
+        .collect()
+}
+
 struct Scope<'w> {
     index: usize,
     written: &'w [Option<WrittenId>],

@@ -30,6 +30,9 @@
 //! meta_verify_token = "${META_VERIFY_TOKEN}"
 //! graph_validation = true
 //! echo_challenge = true
+//! allow_ips = ["192.0.2.0/24", "2001:db8::/32"]  # optional; others get 403
+//! answer = { status = 200, headers = { "content-type" = "text/plain" }, body = "ok" }
+//!                          # optional; with "result" its values may be queries on the run
 //!
 //! [[steps]]
 //! id = "opened"                          # unique; `webhook` is reserved
@@ -104,6 +107,10 @@ pub struct Flow {
     /// Masks the `${ENV}` values the flow uses (in config and `verify`) out of everything a
     /// run stores and serves.
     pub redactor: Redactor,
+    /// `[webhook] answer`: what the sender is answered in place of the default, a mapping
+    /// that gives `{status, headers, body}` (constant with `respond = "accepted"`; read from
+    /// the run context at the end of the run with `respond = "result"`).
+    pub answer: Option<Mapping>,
 }
 
 impl Flow {
@@ -137,6 +144,9 @@ pub struct WebhookSpec {
     pub verify: Option<crate::verify::Verify>,
     /// The URL checks of senders that must see an answer before they send webhooks.
     pub handshakes: Handshakes,
+    /// `allow_ips`: the networks a webhook may come from (see `--trusted-proxy` for senders
+    /// behind a proxy); `None`: any.
+    pub allow_ips: Option<Vec<ipnet::IpNet>>,
 }
 
 /// The handshakes a flow answers (`[webhook]` keys), each for the senders that use it. A
@@ -185,6 +195,59 @@ pub enum DedupeFrom {
 /// How long the delivery id of a `verify` scheme holds when the flow does not say: 7 days,
 /// longer than any sender keeps redelivering.
 pub const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// A network as `allow_ips` and `--trusted-proxy` write it: CIDR (`192.0.2.0/24`) or one
+/// address (`192.0.2.7`, `2001:db8::1`). Host bits set below the prefix are refused, since
+/// `10.1.2.3/8` is more likely a typo than a wish for all of `10.0.0.0/8`.
+pub fn parse_ip_net(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    if let Ok(ip) = text.parse::<std::net::IpAddr>() {
+        return Ok(ipnet::IpNet::from(ip));
+    }
+    let net: ipnet::IpNet = text.parse().map_err(|_| {
+        format!("`{text}` is not an address or a CIDR network such as \"192.0.2.0/24\"")
+    })?;
+    if net.trunc() != net {
+        return Err(format!(
+            "`{text}` has bits set past its /{} prefix; did you mean `{}`?",
+            net.prefix_len(),
+            net.trunc()
+        ));
+    }
+    Ok(net)
+}
+
+/// Why an evaluated `answer` (`{status, headers, body}`) cannot be sent, if it cannot: a
+/// status outside 100–599, or headers that are not a table of valid names and string values.
+pub fn check_answer(answer: &Value) -> Result<(), String> {
+    if let Some(status) = answer.get("status")
+        && !status.as_u64().is_some_and(|s| (100..=599).contains(&s))
+    {
+        return Err(format!(
+            "the answer's `status` must be an HTTP status (100 to 599), not {status}"
+        ));
+    }
+    if let Some(headers) = answer.get("headers") {
+        let Some(headers) = headers.as_object() else {
+            return Err("the answer's `headers` must be a table of names and strings".into());
+        };
+        for (name, value) in headers {
+            let Some(value) = value.as_str() else {
+                return Err(format!(
+                    "the answer's header `{name}` must be a string, not {value}"
+                ));
+            };
+            if warp::http::HeaderName::from_bytes(name.as_bytes()).is_err()
+                || warp::http::HeaderValue::from_str(value).is_err()
+            {
+                return Err(format!(
+                    "the answer's header `{name}: {value}` is not a valid HTTP header"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
 
 /// What a webhook's sender is answered (`[webhook] respond`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -239,6 +302,7 @@ impl Default for WebhookSpec {
             respond: Respond::Accepted,
             verify: None,
             handshakes: Handshakes::default(),
+            allow_ips: None,
         }
     }
 }
@@ -263,6 +327,9 @@ pub struct Step {
     /// Line and column (1-based) of the `plugin` value in the flow file, for problems found
     /// only when the plugin is loaded (a `.wasm` file that does not compile).
     pub plugin_at: (usize, usize),
+    /// Line and column (1-based) of the `config` value (the `plugin` value when there is no
+    /// `config`), for what the plugin's `validate-config` says of it.
+    pub config_at: (usize, usize),
     /// The step runs only when this query selects at least one node (any node, even `false` or
     /// `null`); no condition means it always runs.
     pub when: Option<Query>,
@@ -285,6 +352,7 @@ impl std::fmt::Debug for Step {
             .field("id", &self.id)
             .field("plugin", &self.plugin)
             .field("plugin_at", &self.plugin_at)
+            .field("config_at", &self.config_at)
             .field("when", &self.when)
             .field("input", &self.input)
             .field("config", &self.redacted_config())

@@ -199,7 +199,7 @@ input.name = { "$path" = "$.webhook.body.name", "$default" = "n", "$dflt" = 1 }
         errors(source),
         vec![
             "2:1: unknown key `colour` at the top level; allowed keys: name, description, webhook, steps",
-            "5:1: unknown key `respnd` in [webhook]; allowed keys: methods, max_body, max_head, dedupe, dedupe_window, respond, respond_timeout, verify, slack_url_verification, meta_verify_token, graph_validation, echo_challenge",
+            "5:1: unknown key `respnd` in [webhook]; allowed keys: methods, max_body, max_head, dedupe, dedupe_window, respond, respond_timeout, verify, slack_url_verification, meta_verify_token, graph_validation, echo_challenge, allow_ips, answer",
             "10:1: in step 'a': unknown key `tiemout` in a step; allowed keys: id, plugin, when, input, config, timeout, memory",
             "11:67: in step 'a': unknown key `$dflt` in a mapping with a default; allowed keys: $path, $default",
         ]
@@ -1378,5 +1378,64 @@ fn a_secret_may_be_a_list_to_rotate() {
         vec![
             "3:59: `secret`: the key is 5 bytes; HMAC keys must be at least 16 bytes (use the secret your sender generated, or 32 random bytes)"
         ]
+    );
+}
+
+#[test]
+fn allow_ips_are_networks_checked_where_written() {
+    let flow = load("name = \"x\"\n[webhook]\nallow_ips = [\"192.0.2.0/24\", \"2001:db8::1\"]\n");
+    let nets: Vec<String> = flow
+        .webhook
+        .allow_ips
+        .unwrap()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(nets, ["192.0.2.0/24", "2001:db8::1/128"]);
+    assert_eq!(
+        errors(
+            "name = \"x\"\n[webhook]\nallow_ips = [\"192.0.2.0/24\", \"10.1.2.3/8\", \"nope\"]\n"
+        ),
+        vec![
+            "3:30: `allow_ips`: `10.1.2.3/8` has bits set past its /8 prefix; did you mean `10.0.0.0/8`?",
+            "3:44: `allow_ips`: `nope` is not an address or a CIDR network such as \"192.0.2.0/24\""
+        ]
+    );
+    assert_eq!(
+        errors("name = \"x\"\n[webhook]\nallow_ips = []\n"),
+        vec![
+            "3:13: `allow_ips` lists no network, so no webhook could arrive; leave it out to accept any sender"
+        ]
+    );
+}
+
+#[test]
+fn an_answer_is_checked_at_load() {
+    let flow = load("name = \"x\"\n[webhook]\nanswer = { status = 204 }\n");
+    assert!(flow.answer.is_some_and(|a| a.is_constant()));
+    assert_eq!(
+        errors("name = \"x\"\n[webhook]\nanswer = { status = 500 }\n"),
+        vec![
+            "3:21: with `respond = \"accepted\"` the answer's `status` is one of 200, 201, 202, 204: the webhook was stored"
+        ]
+    );
+    assert_eq!(
+        errors("name = \"x\"\n[webhook]\nanswer = { body = \"$.webhook.body\" }\n"),
+        vec![
+            "3:10: with `respond = \"accepted\"` the answer is sent before the run, so it cannot read the run context: write literal values, or use `respond = \"result\"`"
+        ]
+    );
+    assert_eq!(
+        errors(
+            "name = \"x\"\n[webhook]\nrespond = \"result\"\nanswer = { body = \"$.steps.nope.output\", colour = 1 }\n"
+        ),
+        vec![
+            "4:19: step 'nope' is not an earlier step: no step has that id",
+            "4:42: unknown key `colour` in answer; allowed keys: status, headers, body"
+        ]
+    );
+    assert_eq!(
+        errors("name = \"x\"\n[webhook]\nanswer = { headers = { \"bad name\" = \"v\" } }\n"),
+        vec!["3:10: the answer's header `bad name: v` is not a valid HTTP header"]
     );
 }

@@ -45,6 +45,8 @@ pub struct Gateway {
     pub executor: Executor,
     /// The longest a request body may take to arrive, from its head.
     pub body_timeout: Duration,
+    /// Peers whose forwarding headers name a webhook's sender (see [`super::client`]).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Where every answer is counted.
     pub metrics: Arc<crate::metrics::Metrics>,
 }
@@ -86,14 +88,19 @@ pub fn routes(
                         headers,
                         remote: remote.map(|Peer(addr)| addr),
                     };
-                    let response = match receive(&gateway, request, body).await {
-                        Ok(response) => response,
-                        Err(error) => error.into_response(),
-                    };
-                    gateway
-                        .metrics
-                        .webhook_answered(&flow, response.status().as_u16());
-                    response
+                    match receive(&gateway, request, body).await {
+                        Ok(response) => {
+                            let status = response.status().as_u16();
+                            gateway.metrics.webhook_answered(&flow, status);
+                            response
+                        }
+                        Err(error) => {
+                            gateway
+                                .metrics
+                                .webhook_refused(&flow, error.status.as_u16());
+                            error.into_response()
+                        }
+                    }
                 }
             },
         )
@@ -109,8 +116,8 @@ struct Incoming {
     remote: Option<SocketAddr>,
 }
 
-/// The gateway's only 404, answered before the URL's token has matched a flow: the metrics
-/// count a 404 without a flow label, since the flow id is then whatever the sender wrote.
+/// The gateway's only refusal with 404, before the URL's token has matched a flow: the
+/// metrics count it without a flow label, since the flow id is then whatever the sender wrote.
 fn no_such_webhook() -> ApiError {
     ApiError::not_found("no such webhook")
 }
@@ -133,6 +140,19 @@ where
         return Err(no_such_webhook());
     }
     let spec = &live.flow.webhook;
+    let sender = super::client::sender(req.remote, &req.headers, &gateway.trusted_proxies);
+    if let Some(allowed) = &spec.allow_ips
+        && !sender.is_some_and(|ip| allowed.iter().any(|net| net.contains(&ip)))
+    {
+        tracing::info!(flow = %req.flow_id, sender = ?sender, "webhook refused: sender not in allow_ips");
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            match sender {
+                Some(ip) => format!("{ip} is not among this flow's allow_ips"),
+                None => "the sender's address is unknown (a trusted proxy sent no readable X-Forwarded-For or Forwarded), and this flow has allow_ips".to_owned(),
+            },
+        ));
+    }
     if let Some(answer) = handshake(&spec.handshakes, &req) {
         tracing::info!(flow = %req.flow_id, "handshake answered");
         return answer;
@@ -206,7 +226,11 @@ where
         query: req.query,
         headers,
         body,
-        remote_addr: req.remote.map(|a| a.to_string()),
+        remote_addr: match (req.remote, sender) {
+            // Through a trusted proxy: the sender, as the proxy named it.
+            (Some(peer), Some(ip)) if peer.ip() != ip => Some(ip.to_string()),
+            (peer, _) => peer.map(|a| a.to_string()),
+        },
         received_at,
     };
     if let Some(verify) = &spec.verify {
@@ -274,11 +298,20 @@ where
                             && let Ok(Some(result)) =
                                 tokio::time::timeout(timeout, waiting.result()).await
                         {
-                            return Ok(result_response(id, result));
+                            return Ok(match result.answer {
+                                Some(Ok(answer)) => mapped_answer(id, StatusCode::OK, &answer),
+                                Some(Err(why)) => failed_answer(id, &why),
+                                None => result_response(id, result),
+                            });
                         }
                         // Too slow: the sender gets the usual 202, the run goes on.
                     }
                 }
+            }
+            if let (Respond::Accepted, Some(answer)) = (spec.respond, &live.flow.answer)
+                && let Ok(answer) = answer.evaluate(&Value::Null)
+            {
+                return Ok(mapped_answer(id, StatusCode::ACCEPTED, &answer));
             }
             let body = AcceptedAnswer {
                 run_id: id,
@@ -450,6 +483,61 @@ fn result_response(id: RunId, result: RunResult) -> Response {
         }
     }
     response
+}
+
+/// The answer a flow's `answer` describes (`{status, headers, body}`, checked when the flow
+/// loaded or, read from a run, here): a string body is sent as text, any other as JSON, and
+/// `x-weir-run-id` names the run. A mapped answer that cannot be sent is a `500` that says why.
+fn mapped_answer(id: RunId, default: StatusCode, answer: &Value) -> Response {
+    if let Err(why) = crate::flow::check_answer(answer) {
+        return failed_answer(id, &why);
+    }
+    let status = answer
+        .get("status")
+        .and_then(Value::as_u64)
+        .and_then(|s| u16::try_from(s).ok())
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(default);
+    let (body, content_type) = match answer.get("body") {
+        None | Some(Value::Null) => (Vec::new(), None),
+        Some(Value::String(text)) => (text.clone().into_bytes(), Some("text/plain; charset=utf-8")),
+        Some(other) => (other.to_string().into_bytes(), Some("application/json")),
+    };
+    let mut response = warp::reply::with_status(body, status).into_response();
+    let headers = response.headers_mut();
+    if let Some(content_type) = content_type {
+        headers.insert(
+            "content-type",
+            warp::http::HeaderValue::from_static(content_type),
+        );
+    }
+    for (name, value) in answer
+        .get("headers")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        if let (Ok(name), Some(Ok(value))) = (
+            warp::http::HeaderName::from_bytes(name.as_bytes()),
+            value.as_str().map(warp::http::HeaderValue::from_str),
+        ) {
+            headers.insert(name, value);
+        }
+    }
+    if let Ok(value) = warp::http::HeaderValue::from_str(&id.to_string()) {
+        headers.insert("x-weir-run-id", value);
+    }
+    response
+}
+
+/// `500` for a run whose `answer` could not be read or sent.
+fn failed_answer(id: RunId, why: &str) -> Response {
+    let body = json!({
+        "error": { "status": 500, "message": format!("run {id} succeeded, but its answer cannot be sent: {why}") },
+        "run_id": id.to_string(),
+    });
+    warp::reply::with_status(warp::reply::json(&body), StatusCode::INTERNAL_SERVER_ERROR)
+        .into_response()
 }
 
 /// Reads the body; `None` as soon as it passes `max` bytes. `declared` (the content length,

@@ -2,6 +2,7 @@
 //! by [`listener`], which bounds connections and closes them at shutdown).
 
 mod admin;
+pub mod client;
 mod error;
 mod gateway;
 mod listener;

@@ -23,6 +23,26 @@ pub enum PluginError {
     Invalid { plugin: String, message: String },
     #[error("no built-in plugin is named '{name}'; the built-in plugins are: {known}")]
     Unknown { name: String, known: String },
+    #[error(
+        "plugin {plugin} was built for Weir's plugin contract {found} (weir:plugin@{found}); this \
+         Weir speaks {expected}: rebuild the plugin with the current weir-sdk"
+    )]
+    Contract {
+        plugin: String,
+        found: String,
+        expected: &'static str,
+    },
+}
+
+/// Why a step's config was refused by its plugin's `validate-config`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigRefused {
+    /// The plugin's own message.
+    #[error("{0}")]
+    Invalid(String),
+    /// `validate-config` itself failed (trapped, panicked, ran out of time).
+    #[error("checking the config failed: {0}")]
+    Failed(StepFailure),
 }
 
 impl PluginError {
@@ -75,7 +95,7 @@ pub enum StepFailure {
     /// Unbounded recursion.
     #[error("stack overflow: the step's call stack grew past its limit")]
     StackOverflow,
-    /// The plugin panicked.
+    /// The plugin panicked, and reported its message and location through `log.panicked`.
     #[error("panic: {message}")]
     Panic { message: String },
     /// Any other trap (out-of-bounds access, unreachable, instantiation failure, ...).
@@ -162,53 +182,23 @@ pub(super) fn classify_trap(
             after: limits.timeout,
         },
         Some(Trap::StackOverflow) => StepFailure::StackOverflow,
-        Some(trap) => {
-            let stderr = sandbox.stderr_text();
-            match panic_message(&stderr) {
-                Some(message) => StepFailure::Panic { message },
-                None => StepFailure::Trap {
-                    message: trap.to_string(),
-                },
-            }
-        }
+        Some(trap) => match &sandbox.panic {
+            Some(message) => StepFailure::Panic {
+                message: message.clone(),
+            },
+            None => StepFailure::Trap {
+                message: trap.to_string(),
+            },
+        },
         None => StepFailure::Trap {
             message: format!("{err:#}"),
         },
     }
 }
 
-/// Rust's panic hook prints `thread '…' panicked at file:line:col:\nmessage`; keep the message
-/// and where it happened.
-fn panic_message(stderr: &str) -> Option<String> {
-    let start = stderr.find("panicked at ")?;
-    let rest = &stderr[start + "panicked at ".len()..];
-    let (location, message) = rest.split_once('\n').unwrap_or((rest, ""));
-    let message = message
-        .lines()
-        .take_while(|l| !l.starts_with("note: "))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let location = location.trim_end_matches(':');
-    Some(if message.is_empty() {
-        location.to_owned()
-    } else {
-        format!("{message} (at {location})")
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn panic_message_keeps_message_and_location() {
-        let stderr = "\nthread '<unnamed>' panicked at src/lib.rs:12:5:\nboom went the step\nnote: run with `RUST_BACKTRACE=1`";
-        assert_eq!(
-            panic_message(stderr).as_deref(),
-            Some("boom went the step (at src/lib.rs:12:5)")
-        );
-        assert_eq!(panic_message("no panic here"), None);
-    }
 
     #[test]
     fn output_is_checked_for_size_then_json() {

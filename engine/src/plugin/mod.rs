@@ -35,7 +35,7 @@ use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
 };
 
-pub use failure::{PluginError, StepErrorKind, StepFailure};
+pub use failure::{ConfigRefused, PluginError, StepErrorKind, StepFailure};
 pub use sandbox::{LogLevel, LogLine};
 
 use sandbox::Sandbox;
@@ -51,6 +51,9 @@ mod bindings {
 }
 
 use bindings::weir::plugin::types;
+
+/// The version of the `weir:plugin` WIT package this host speaks (`sdk/wit/step.wit`).
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 /// How often the epoch ticker advances; timeouts are rounded up to this.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -221,6 +224,7 @@ impl PluginHost {
                 .collect::<Vec<_>>()
                 .join(" "),
         })?;
+        check_contract(name, &component, &self.engine)?;
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -313,6 +317,29 @@ impl Drop for PluginHost {
     }
 }
 
+/// Refuses a component built against another version of the `weir:plugin` package with a
+/// message saying what to do, rather than the linker's "missing import".
+fn check_contract(name: &str, component: &Component, engine: &Engine) -> Result<(), PluginError> {
+    let ty = component.component_type();
+    let names = ty
+        .imports(engine)
+        .map(|(n, _)| n)
+        .chain(ty.exports(engine).map(|(n, _)| n));
+    for item in names {
+        if let Some(rest) = item.strip_prefix("weir:plugin/") {
+            let found = rest.split_once('@').map_or("unversioned", |(_, v)| v);
+            if found != CONTRACT_VERSION {
+                return Err(PluginError::Contract {
+                    plugin: name.to_owned(),
+                    found: found.to_owned(),
+                    expected: CONTRACT_VERSION,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 fn engine_config(pooling: bool) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
@@ -376,6 +403,23 @@ impl Plugin {
         self.inner.from_cache
     }
 
+    /// A fresh store for one call within `limits`: a computing guest reaches an epoch
+    /// deadline every `YIELD_TICKS`; past the call's deadline it traps, otherwise it yields so
+    /// other tasks on this worker go on.
+    fn store(&self, limits: &Limits, deadline: Instant) -> Store<Sandbox> {
+        let mut store = Store::new(&self.inner.engine, Sandbox::new(limits));
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(YIELD_TICKS);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(YIELD_TICKS)
+            })
+        });
+        store
+    }
+
     /// Runs the step once in a fresh sandbox, within `limits`. Never blocks the thread: the
     /// guest yields to the executor every few milliseconds and at every host call that waits.
     pub async fn call(
@@ -386,20 +430,7 @@ impl Plugin {
         limits: &Limits,
     ) -> StepCall {
         let started = Instant::now();
-        let mut store = Store::new(&self.inner.engine, Sandbox::new(limits));
-        store.limiter(|s| &mut s.limiter);
-        // A computing guest reaches an epoch deadline every `YIELD_TICKS`: past the call's
-        // deadline it traps, otherwise it yields so other tasks on this worker go on.
-        let deadline = started + limits.timeout;
-        store.set_epoch_deadline(YIELD_TICKS);
-        store.epoch_deadline_callback(move |_| {
-            Ok(if Instant::now() >= deadline {
-                UpdateDeadline::Interrupt
-            } else {
-                UpdateDeadline::Yield(YIELD_TICKS)
-            })
-        });
-
+        let mut store = self.store(limits, started + limits.timeout);
         let wit_ctx = types::Context {
             run_id: ctx.run_id.clone(),
             flow_id: ctx.flow_id.clone(),
@@ -432,6 +463,38 @@ impl Plugin {
             result,
             logs: sandbox.into_logs(),
             duration,
+        }
+    }
+
+    /// Asks the plugin whether it can run with `config` (its `validate-config` export), in a
+    /// fresh sandbox within `limits`: `Err` with the plugin's message when it cannot.
+    pub async fn validate_config(
+        &self,
+        config: &str,
+        limits: &Limits,
+    ) -> Result<(), ConfigRefused> {
+        let started = Instant::now();
+        let mut store = self.store(limits, started + limits.timeout);
+        let config = config.to_owned();
+        let pre = &self.inner.pre;
+        let check = async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            instance
+                .weir_plugin_step()
+                .call_validate_config(&mut store, &config)
+                .await
+        };
+        let outcome = tokio::time::timeout(limits.timeout, check).await;
+        let sandbox = store.into_data();
+        match outcome {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(message))) => Err(ConfigRefused::Invalid(message)),
+            Ok(Err(trap)) => Err(ConfigRefused::Failed(failure::classify_trap(
+                &trap, &sandbox, limits,
+            ))),
+            Err(_elapsed) => Err(ConfigRefused::Failed(StepFailure::Timeout {
+                after: limits.timeout,
+            })),
         }
     }
 }

@@ -162,6 +162,8 @@ pub(super) struct Sandbox {
     table: ResourceTable,
     pub(super) limiter: Limiter,
     logs: Arc<Mutex<LogBuffer>>,
+    /// What the guest reported through `log.panicked` just before it trapped.
+    pub(super) panic: Option<String>,
 }
 
 impl Sandbox {
@@ -198,19 +200,8 @@ impl Sandbox {
                 memory_refused: None,
             },
             logs,
+            panic: None,
         }
-    }
-
-    /// What the guest printed to stderr so far (for a panic message).
-    pub(super) fn stderr_text(&self) -> String {
-        let mut logs = lock(&self.logs);
-        logs.finish();
-        logs.lines
-            .iter()
-            .filter(|l| l.level == LogLevel::Stderr)
-            .map(|l| l.message.as_str())
-            .collect::<Vec<_>>()
-            .join("\n")
     }
 
     pub(super) fn into_logs(self) -> Vec<LogLine> {
@@ -244,6 +235,25 @@ impl log::Host for Sandbox {
             log::Level::Error => LogLevel::Error,
         };
         lock(&self.logs).push(level, message);
+    }
+
+    fn panicked(&mut self, message: String, location: String) {
+        // Bounded like a log line: the guest chooses the message.
+        let mut text = if location.is_empty() {
+            message
+        } else {
+            format!("{message} (at {location})")
+        };
+        let cap = lock(&self.logs).cap;
+        if text.len() > cap {
+            let mut cut = cap;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+            text.push('…');
+        }
+        self.panic.get_or_insert(text);
     }
 }
 

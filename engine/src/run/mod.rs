@@ -182,6 +182,9 @@ pub struct RunResult {
     pub error: Option<String>,
     /// The output of the flow's last step (`null` when it was skipped or did not run).
     pub output: Value,
+    /// The flow's `answer` read from the run context, when the run succeeded and the flow has
+    /// one; `Err` with why when its mapping could not be read.
+    pub answer: Option<Result<Value, String>>,
 }
 
 /// The most senders of `respond = "result"` flows that may wait for their runs at once. Past
@@ -646,7 +649,7 @@ async fn execute(
     metrics: &Metrics,
 ) -> Option<RunResult> {
     // `flow` is empty only for a run whose stored request cannot be read.
-    let finish = |flow: String, outcome, error: Option<String>, output| async move {
+    let finish = |flow: String, outcome, error: Option<String>, output, answer| async move {
         if let Err(e) = store.finish(id, outcome, error.clone()).await {
             tracing::error!(run = %id, error = %e, "recording the end of a run");
         }
@@ -656,6 +659,7 @@ async fn execute(
             outcome,
             error,
             output,
+            answer,
         })
     };
     let (run, request) = match store.claim_run(id).await {
@@ -671,6 +675,7 @@ async fn execute(
                 RunOutcome::Failed,
                 Some(format!("reading the request: {message}")),
                 Value::Null,
+                None,
             )
             .await;
         }
@@ -683,7 +688,14 @@ async fn execute(
     let live = match catalog.flow_version(&run.flow_id, &run.flow_version).await {
         Ok(live) => live,
         Err(message) => {
-            return finish(run.flow_id, RunOutcome::Failed, Some(message), Value::Null).await;
+            return finish(
+                run.flow_id,
+                RunOutcome::Failed,
+                Some(message),
+                Value::Null,
+                None,
+            )
+            .await;
         }
     };
     let flow = Arc::clone(&live);
@@ -695,6 +707,13 @@ async fn execute(
     let mut sink = StoreSink { store, id, metrics };
     let mut outcome = execute_steps(live, webhook, &info, &mut sink).await;
     tracing::debug!(run = %id, flow = %run.flow_id, outcome = ?outcome.outcome, "run finished");
+    // Read before the last step's output is taken out of the context.
+    let answer = match &flow.flow.answer {
+        Some(answer) if outcome.outcome == RunOutcome::Succeeded && waiters.is_waiting(id) => {
+            Some(answer.evaluate(&outcome.context).map_err(|e| e.to_string()))
+        }
+        _ => None,
+    };
     let mut output = match flow.flow.steps.last() {
         Some(last) if waiters.is_waiting(id) => outcome
             .context
@@ -707,7 +726,13 @@ async fn execute(
     };
     // The sender is served what the API would show: `${ENV}` values masked.
     flow.flow.redactor.value(&mut output);
-    finish(run.flow_id, outcome.outcome, outcome.error, output).await
+    let answer = answer.map(|answer| {
+        answer.map(|mut value| {
+            flow.flow.redactor.value(&mut value);
+            value
+        })
+    });
+    finish(run.flow_id, outcome.outcome, outcome.error, output, answer).await
 }
 
 #[cfg(test)]
@@ -719,6 +744,7 @@ mod tests {
             outcome,
             error: None,
             output: Value::Null,
+            answer: None,
         }
     }
 

@@ -68,6 +68,7 @@
 //! `accept` → queued → `start_run` → running → `finish_run` → succeeded | failed | filtered.
 //! After a crash, `recover` puts running runs back to queued with `attempt + 1`.
 
+mod check;
 mod entry;
 mod error;
 pub mod journal;
@@ -76,6 +77,8 @@ mod tables;
 mod types;
 mod writer;
 
+#[cfg(test)]
+mod power_loss;
 #[cfg(test)]
 mod tests;
 
@@ -89,10 +92,11 @@ use std::time::{Duration, Instant};
 use redb::{Database, ReadableTable};
 use tokio::sync::oneshot;
 
+pub use check::{CheckReport, check};
 pub use error::StoreError;
 pub use types::{
-    Accepted, LogLine, NewRun, Page, PluginBlob, RawRequest, Run, RunFilter, RunId, RunOutcome,
-    RunStatus, StepErrorRecord, StepRecord, StepStatus, UnknownStatus,
+    Accepted, DamagedRun, LogLine, NewRun, Page, PluginBlob, RawRequest, Run, RunFilter, RunId,
+    RunOutcome, RunStatus, StepErrorRecord, StepRecord, StepStatus, UnknownStatus,
 };
 
 use tables::Envelope;
@@ -242,6 +246,9 @@ impl Store {
     /// has it open) and [`StoreError::Corrupt`] if it was written by an incompatible version.
     pub fn open_with(path: impl AsRef<Path>, options: Options) -> Result<Store, StoreError> {
         let path = path.as_ref();
+        if !path.exists() {
+            create(path)?;
+        }
         let db = Database::builder()
             .set_cache_size(options.cache_size)
             .create(path)
@@ -638,6 +645,38 @@ fn prepare(db: &Database) -> Result<(), StoreError> {
     }
     txn.commit()?;
     Ok(())
+}
+
+/// Creates a new, empty store file at `path` as one step: made beside it and linked into
+/// place once complete, so that a power loss during the first start leaves either no file or
+/// a whole one (redb cannot open a file whose creation was cut short).
+fn create(path: &Path) -> Result<(), StoreError> {
+    let io = |what: &str, e: std::io::Error| {
+        StoreError::Storage(format!("cannot {what} the store {}: {e}", path.display()))
+    };
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".new");
+    let new = path.with_file_name(name);
+    match std::fs::remove_file(&new) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io("create", e)),
+        _ => {}
+    }
+    let db = Database::builder().create(&new).map_err(|e| {
+        StoreError::Storage(format!("cannot create the store {}: {e}", new.display()))
+    })?;
+    prepare(&db)?;
+    drop(db);
+    // A link, unlike a rename, never replaces a store another process created meanwhile.
+    match std::fs::hard_link(&new, path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(_) => std::fs::rename(&new, path).map_err(|e| io("create", e))?,
+    }
+    match std::fs::remove_file(&new) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io("create", e)),
+        _ => {}
+    }
+    journal::sync_dir(path)
 }
 
 /// The largest run id stored.

@@ -17,7 +17,7 @@ use super::tables::{
     DEDUPE, DONE_BY_FLOW_STATUS, DONE_BY_STATUS, Envelope, FLOW_VERSION_PLUGINS, FLOW_VERSIONS,
     LIVE, OUTCOMES, PLUGINS, REQUESTS, RUNS_BY_FLOW, STEPS, State, TOKENS, bundle, decode, run_of,
 };
-use super::types::{Page, RawRequest, Run, RunFilter, RunId, RunStatus, StepRecord};
+use super::types::{DamagedRun, Page, RawRequest, Run, RunFilter, RunId, RunStatus, StepRecord};
 
 /// A dedupe value of a flow and the run it names.
 pub(super) type DedupeEntry = (String, u128);
@@ -113,6 +113,7 @@ impl Store {
         if limit == 0 {
             return Ok(Page {
                 runs: Vec::new(),
+                damaged: Vec::new(),
                 next_cursor: None,
             });
         }
@@ -141,19 +142,30 @@ impl Store {
             txn.open_table(OUTCOMES)?,
         );
         let mut runs = Vec::with_capacity(ids.len());
-        for key in ids {
+        let mut damaged = Vec::new();
+        // A damaged record is reported in its own row; the rest of the page still serves.
+        for &key in &ids {
             let id = RunId::from(key);
-            let run = run_of(&requests, &live, &outcomes, id)?.ok_or_else(|| {
-                StoreError::Corrupt(format!("run {id} is indexed but has no request"))
-            })?;
-            runs.push(run);
+            match run_of(&requests, &live, &outcomes, id) {
+                Ok(Some(run)) => runs.push(run),
+                Ok(None) => damaged.push(DamagedRun {
+                    id,
+                    error: format!("run {id} is indexed but has no request"),
+                }),
+                Err(StoreError::Corrupt(error)) => damaged.push(DamagedRun { id, error }),
+                Err(other) => return Err(other),
+            }
         }
         let next_cursor = if more {
-            runs.last().map(|run| run.id)
+            ids.last().map(|&key| RunId::from(key))
         } else {
             None
         };
-        Ok(Page { runs, next_cursor })
+        Ok(Page {
+            runs,
+            damaged,
+            next_cursor,
+        })
     }
 
     /// How many runs match: constant without a filter; linear in the answer for a final
@@ -251,7 +263,14 @@ fn scan(
             let upper = before.map_or(Bound::Unbounded, Bound::Excluded);
             for entry in table.range::<u128>((Bound::Unbounded, upper))?.rev() {
                 let (first, value) = entry?;
-                for id in bundle::ids(first.value(), value.value())?.rev() {
+                let Ok(ids) = bundle::ids(first.value(), value.value()) else {
+                    // Damaged: listed by its first run, which reads as damaged.
+                    if !found(first.value()) {
+                        return Ok(());
+                    }
+                    continue;
+                };
+                for id in ids.rev() {
                     if before.is_some_and(|before| id >= before) {
                         continue;
                     }
@@ -303,7 +322,10 @@ fn scan(
             for entry in live.range::<u128>((Bound::Unbounded, upper))?.rev() {
                 let (key, value) = entry?;
                 let id = RunId::from(key.value());
-                if State::from_live(id, value.value())?.status == status && !found(id.as_u128()) {
+                // A state that cannot be read is listed, and reads as damaged.
+                let matches =
+                    State::from_live(id, value.value()).map_or(true, |s| s.status == status);
+                if matches && !found(id.as_u128()) {
                     break;
                 }
             }
@@ -312,7 +334,9 @@ fn scan(
             let (live, requests) = (txn.open_table(LIVE)?, txn.open_table(REQUESTS)?);
             for entry in live_of_flow(&live, &requests, flow, before)? {
                 let (id, value) = entry?;
-                if State::from_live(RunId::from(id), value)?.status == status && !found(id) {
+                let matches =
+                    State::from_live(RunId::from(id), value).map_or(true, |s| s.status == status);
+                if matches && !found(id) {
                     break;
                 }
             }
@@ -372,6 +396,11 @@ fn live_of_flow<'a>(
             })?;
             Ok((Envelope::flow_of(id, request)? == flow).then(|| (key.value(), value.value())))
         };
-        of_flow().transpose()
+        match of_flow() {
+            // A run whose request cannot be read has no known flow: it is listed (as damaged)
+            // among all runs, not among a flow's.
+            Err(StoreError::Corrupt(_)) => None,
+            other => other.transpose(),
+        }
     }))
 }

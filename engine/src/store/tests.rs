@@ -26,7 +26,7 @@ fn request(body: &[u8]) -> RawRequest {
     }
 }
 
-fn new_run(flow: &str, body: &[u8]) -> NewRun {
+pub(super) fn new_run(flow: &str, body: &[u8]) -> NewRun {
     NewRun {
         flow_id: flow.into(),
         flow_version: "v1".into(),
@@ -45,7 +45,7 @@ fn keyed_run(flow: &str, key: &str, window: Option<Duration>) -> NewRun {
     }
 }
 
-fn step(index: u32, id: &str) -> StepRecord {
+pub(super) fn step(index: u32, id: &str) -> StepRecord {
     StepRecord {
         index,
         step_id: id.into(),
@@ -908,10 +908,11 @@ async fn a_record_that_cannot_be_decoded_is_reported_corrupt() {
     }
     let store = Store::open(&path).unwrap();
     assert!(matches!(store.get_run(id), Err(StoreError::Corrupt(_))));
-    assert!(matches!(
-        store.list_runs(&RunFilter::default()),
-        Err(StoreError::Corrupt(_))
-    ));
+    // Listed as damaged, in a page that serves.
+    let page = store.list_runs(&RunFilter::default()).unwrap();
+    assert!(page.runs.is_empty());
+    assert_eq!(page.damaged.len(), 1);
+    assert_eq!(page.damaged[0].id, id);
     assert!(matches!(
         store.start_run(id).await,
         Err(StoreError::Corrupt(_))
@@ -1433,4 +1434,117 @@ fn a_journal_from_another_copy_of_the_store_is_refused() {
         err.to_string().contains("another copy of the store"),
         "{err}"
     );
+}
+
+#[test]
+fn a_journal_entry_that_cannot_be_applied_stops_the_open_naming_file_frame_and_entry() {
+    let (_dir, path) = temp();
+    drop(Store::open(&path).unwrap());
+    // A checksummed frame that follows the store (commit 1) but starts a run it never had.
+    let mut payload = Vec::new();
+    let missing = RunId::from(42);
+    entry::Entry::Start {
+        id: missing,
+        at_ms: 1,
+    }
+    .encode(&mut payload)
+    .unwrap();
+    let mut frames = Vec::new();
+    journal::frame(&mut frames, 1, &payload);
+    let journal_path = journal::path_for(&path);
+    std::fs::write(&journal_path, &frames).unwrap();
+    let Err(err) = Store::open(&path) else {
+        panic!("a journal entry that cannot be applied was skipped");
+    };
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+    let message = err.to_string();
+    for part in [
+        journal_path.display().to_string(),
+        "frame of commit 1 at byte 0".into(),
+        format!("entry 0 (start of run {missing})"),
+        "not found".into(),
+    ] {
+        assert!(message.contains(&part), "{part:?} missing from: {message}");
+    }
+    // Nothing was applied, and the next open says the same again.
+    assert!(Store::open(&path).is_err());
+}
+
+#[test]
+fn a_store_file_is_created_whole_beside_its_final_name() {
+    let (dir, path) = temp();
+    // A file left by a first start cut short is not in the way.
+    std::fs::write(dir.path().join("weir.redb.new"), b"half a file").unwrap();
+    drop(Store::open(&path).unwrap());
+    assert!(!dir.path().join("weir.redb.new").exists());
+    assert!(Store::open(&path).is_ok());
+}
+
+/// Overwrites every copy of `marker` in the file with bytes that are not UTF-8; how many.
+fn damage(path: &std::path::Path, marker: &[u8]) -> usize {
+    let mut bytes = std::fs::read(path).unwrap();
+    let mut damaged = 0;
+    let mut at = 0;
+    while let Some(found) = bytes[at..].windows(marker.len()).position(|w| w == marker) {
+        let start = at + found;
+        bytes[start..start + 4].copy_from_slice(b"\xff\xfe\xfd\xfc");
+        damaged += 1;
+        at = start + marker.len();
+    }
+    std::fs::write(path, bytes).unwrap();
+    damaged
+}
+
+#[tokio::test]
+async fn a_damaged_record_is_a_row_of_its_own_and_check_reports_it() {
+    let (_dir, path) = temp();
+    let store = Store::open(&path).unwrap();
+    let first = store.accept(new_run("github", b"one")).await.unwrap().id;
+    let mut marked = new_run("github", b"two");
+    marked
+        .request
+        .headers
+        .push(("x-marker".into(), "damage-me-please".into()));
+    let bad = store.accept(marked).await.unwrap().id;
+    let last = store.accept(new_run("github", b"three")).await.unwrap().id;
+    drop(store);
+    let report = check(&path).unwrap();
+    assert!(report.is_clean(), "{:?}", report.damaged);
+    assert_eq!(report.runs, 3);
+
+    assert!(damage(&path, b"damage-me-please") > 0);
+    let report = check(&path).unwrap();
+    assert!(
+        report
+            .damaged
+            .iter()
+            .any(|line| line.starts_with(&format!("run {bad}:"))),
+        "{:?}",
+        report.damaged
+    );
+    assert!(
+        !report
+            .damaged
+            .iter()
+            .any(|line| line.contains(&first.to_string()) || line.contains(&last.to_string())),
+        "{:?}",
+        report.damaged
+    );
+
+    // The store still opens, and a page holding the damaged run serves the others.
+    let store = Store::open(&path).unwrap();
+    let page = store.list_runs(&RunFilter::default()).unwrap();
+    let ids: Vec<RunId> = page.runs.iter().map(|run| run.id).collect();
+    assert_eq!(ids, [last, first]);
+    assert_eq!(page.damaged.len(), 1);
+    assert_eq!(page.damaged[0].id, bad);
+    assert!(page.damaged[0].error.contains(&bad.to_string()));
+    // Pages follow one another past it.
+    let first_page = store
+        .list_runs(&RunFilter {
+            limit: 2,
+            ..RunFilter::default()
+        })
+        .unwrap();
+    assert_eq!(first_page.next_cursor, Some(bad));
 }

@@ -352,12 +352,24 @@ impl Default for RunFilter {
 }
 
 /// One page of runs, newest first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Page {
     /// The runs.
     pub runs: Vec<Run>,
+    /// The runs of this page that cannot be read (damaged records), newest first; with
+    /// `runs`, they make up the page.
+    #[serde(default)]
+    pub damaged: Vec<DamagedRun>,
     /// Pass as `cursor` for the next page; `None` when this page is the last.
     pub next_cursor: Option<RunId>,
+}
+
+/// A run whose stored records cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DamagedRun {
+    pub id: RunId,
+    /// What is wrong with it.
+    pub error: String,
 }
 
 /// Milliseconds since the Unix epoch; times before it count as 0.

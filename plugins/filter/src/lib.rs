@@ -126,28 +126,28 @@ impl Comparison {
 
 impl Config {
     /// The conditions in checking order, or a `config` error for a config that cannot work.
-    fn conditions(self) -> Result<Vec<Condition>, StepError> {
+    fn conditions(&self) -> Result<Vec<Condition>, StepError> {
         let mut conditions = Vec::new();
-        if let Some(value) = self.equals {
-            conditions.push(Condition::Equals(value));
+        if let Some(value) = &self.equals {
+            conditions.push(Condition::Equals(value.clone()));
         }
-        if let Some(value) = self.not_equals {
-            conditions.push(Condition::NotEquals(value));
+        if let Some(value) = &self.not_equals {
+            conditions.push(Condition::NotEquals(value.clone()));
         }
         if let Some(wanted) = self.exists {
             conditions.push(Condition::Exists(wanted));
         }
-        if let Some(values) = self.one_of {
+        if let Some(values) = &self.one_of {
             if values.is_empty() {
                 return Err(StepError::Config(
                     "one_of needs at least one value: with none, every run would be filtered"
                         .into(),
                 ));
             }
-            conditions.push(Condition::OneOf(values));
+            conditions.push(Condition::OneOf(values.clone()));
         }
-        if let Some(pattern) = self.matches {
-            let regex = Regex::new(&pattern).map_err(|e| {
+        if let Some(pattern) = &self.matches {
+            let regex = Regex::new(pattern).map_err(|e| {
                 StepError::Config(format!("matches: invalid regex {pattern:?}: {e}"))
             })?;
             conditions.push(Condition::Matches(regex));
@@ -271,7 +271,13 @@ fn shown(value: &Value) -> String {
     }
 }
 
-#[weir_sdk::step]
+/// `validate-config`: Weir calls it when the flow loads, so a config that cannot work is an
+/// error at the flow's `config` line rather than at the first run.
+fn check(config: &Config) -> Result<(), StepError> {
+    config.conditions().map(drop)
+}
+
+#[weir_sdk::step(validate = check)]
 fn run(_ctx: &Context, input: Value, config: Config) -> Result<Value, StepError> {
     let conditions = config.conditions()?;
     for condition in &conditions {
@@ -588,6 +594,25 @@ mod tests {
         assert!(matches!(out.output, Err(StepError::Filtered(_))));
         let logs: Vec<_> = out.logs.iter().map(|l| l.message.as_str()).collect();
         assert_eq!(logs, ["exists holds"]);
+    }
+
+    #[test]
+    fn validate_config_refuses_what_run_would_refuse_and_accepts_the_rest() {
+        use weir_sdk::testing::validate_config;
+        assert_eq!(
+            validate_config(run, Some(check), json!({"matches": "^(opened|reopened)$"})),
+            Ok(())
+        );
+        for config in [
+            json!({}),
+            json!({"equal": "opened"}),
+            json!({"matches": "(unclosed"}),
+            json!({"one_of": []}),
+            json!({"gt": "x"}),
+        ] {
+            let message = validate_config(run, Some(check), config.clone()).unwrap_err();
+            assert_eq!(message, config_error(config));
+        }
     }
 
     #[test]

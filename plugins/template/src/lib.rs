@@ -28,8 +28,9 @@
 //!   <https://docs.rs/minijinja/latest/minijinja/syntax/>; the standard filters (`upper`,
 //!   `default`, `join`, `tojson`, ...) and tests (`is defined`, ...) are there. Nothing is
 //!   escaped, since the output is a message, not HTML; as in Jinja, one newline at the very end
-//!   is dropped. A template that does not parse, or that uses a filter, test or function that does
-//!   not exist, is a `config` error with the line.
+//!   is dropped. A template that does not parse is an error of the flow when it loads; one that
+//!   uses a filter, test or function that does not exist is a `config` error of the run, with
+//!   the line.
 //! - `output`: `"text"` (the default) outputs the rendered text as a JSON string. `"json"` parses
 //!   the rendered text as JSON and outputs that value; text that is not JSON is a `config` error
 //!   (the template is what has to change, typically by putting values through `tojson`), showing
@@ -88,13 +89,13 @@ enum Output {
     Json,
 }
 
-#[weir_sdk::step]
-fn run(_ctx: &Context, input: Value, config: Config) -> Result<Value, StepError> {
+/// The environment templates render in.
+fn environment(strict: bool) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_auto_escape_callback(|_| AutoEscape::None);
     // Not strict means empty text for anything missing: `Chainable`, unlike `Lenient`, also
     // lets `{{ pr.title }}` through when `pr` itself is missing.
-    env.set_undefined_behavior(if config.strict {
+    env.set_undefined_behavior(if strict {
         UndefinedBehavior::Strict
     } else {
         UndefinedBehavior::Chainable
@@ -103,6 +104,21 @@ fn run(_ctx: &Context, input: Value, config: Config) -> Result<Value, StepError>
     // "`issue.user` is undefined" rather than only "undefined value". It is off by default in
     // release builds, which the component is.
     env.set_debug(true);
+    env
+}
+
+/// `validate-config`: Weir calls it when the flow loads, so a template that does not parse is
+/// an error at the flow's `config` line rather than at the first run.
+fn check(config: &Config) -> Result<(), StepError> {
+    environment(config.strict)
+        .template_from_named_str(NAME, &config.template)
+        .map(drop)
+        .map_err(|e| StepError::Config(e.to_string()))
+}
+
+#[weir_sdk::step(validate = check)]
+fn run(_ctx: &Context, input: Value, config: Config) -> Result<Value, StepError> {
+    let env = environment(config.strict);
     let template = env
         .template_from_named_str(NAME, &config.template)
         .map_err(|e| StepError::Config(e.to_string()))?;
@@ -191,6 +207,19 @@ mod tests {
             Ok(output) => panic!("expected an error, got {output}"),
             Err(e) => e,
         }
+    }
+
+    #[test]
+    fn validate_config_refuses_a_template_that_does_not_parse_and_unknown_keys() {
+        use weir_sdk::testing::validate_config;
+        let ok = json!({"template": "Hi {{ name }}", "output": "text", "strict": false});
+        assert_eq!(validate_config(run, Some(check), ok), Ok(()));
+        let broken = validate_config(run, Some(check), json!({"template": "{% if %}"}));
+        assert!(broken.unwrap_err().contains("syntax error"));
+        let unknown = validate_config(run, Some(check), json!({"template": "x", "strikt": true}));
+        assert!(unknown.unwrap_err().contains("unknown field `strikt`"));
+        let missing = validate_config(run, Some(check), json!({}));
+        assert!(missing.unwrap_err().contains("missing field `template`"));
     }
 
     fn issue() -> Value {

@@ -7,6 +7,8 @@ use toml::de::{DeTable, DeValue};
 
 use super::{Item, Loader, Scope};
 use crate::flow::env::interpolate;
+use crate::flow::id::{FlowId, StepId};
+use crate::flow::mapping::Mapping;
 use crate::flow::query::Query;
 use crate::flow::{
     DEFAULT_DEDUPE_WINDOW, DEFAULT_MAX_BODY, DEFAULT_MAX_HEAD, DEFAULT_RESPOND_TIMEOUT, DedupeFrom,
@@ -28,7 +30,16 @@ const WEBHOOK_KEYS: &[&str] = &[
     "meta_verify_token",
     "graph_validation",
     "echo_challenge",
+    "allow_ips",
+    "answer",
 ];
+
+/// The keys of `[webhook] answer`.
+const ANSWER_KEYS: &[&str] = &["status", "headers", "body"];
+
+/// The statuses a `respond = "accepted"` answer may have: the webhook was stored, and these
+/// say so to every sender.
+const ACCEPTED_STATUSES: &[u64] = &[200, 201, 202, 204];
 
 /// The `verify` schemes and the keys each takes.
 const SCHEMES_KEYS: &[(&str, &[&str])] = &[
@@ -113,6 +124,10 @@ impl Loader<'_, '_> {
         };
         let respond = self.respond(table.get("respond"), table.get("respond_timeout"));
         let handshakes = self.handshakes(table);
+        let allow_ips = match table.get("allow_ips") {
+            None => Some(None),
+            Some(item) => self.allow_ips(item).map(Some),
+        };
         let (dedupe, dedupe_from) = match dedupe? {
             Some((query, from)) => (Some(query), Some(from)),
             None => (None, None),
@@ -127,7 +142,115 @@ impl Loader<'_, '_> {
             respond: respond?,
             verify: verify?,
             handshakes: handshakes?,
+            allow_ips: allow_ips?,
         })
+    }
+
+    /// `allow_ips = ["192.0.2.0/24", …]`: at least one network.
+    fn allow_ips(&mut self, item: &Item<'_>) -> Option<Vec<ipnet::IpNet>> {
+        let expected = "an array of networks, such as [\"192.0.2.0/24\", \"2001:db8::/32\"]";
+        let DeValue::Array(array) = item.get_ref() else {
+            self.wrong_type(item, "allow_ips", expected);
+            return None;
+        };
+        if array.is_empty() {
+            self.error(
+                item.span().start,
+                "`allow_ips` lists no network, so no webhook could arrive; leave it out to accept any sender",
+            );
+            return None;
+        }
+        let mut nets = Vec::new();
+        let mut ok = true;
+        for element in array.iter() {
+            let Some(text) = self.string(element, "allow_ips") else {
+                ok = false;
+                continue;
+            };
+            match crate::flow::parse_ip_net(text) {
+                Ok(net) => nets.push(net),
+                Err(why) => {
+                    self.error(element.span().start, format!("`allow_ips`: {why}"));
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(nets)
+    }
+
+    /// `[webhook] answer`, read once the steps are known (its queries may read them): a table
+    /// of `status`, `headers` and `body`, as a mapping over the run context.
+    pub(super) fn answer(
+        &mut self,
+        item: &Item<'_>,
+        respond: Option<Respond>,
+        scope: &Scope<'_>,
+        flow: Option<FlowId>,
+    ) -> Option<Mapping> {
+        let DeValue::Table(table) = item.get_ref() else {
+            self.wrong_type(
+                item,
+                "answer",
+                "a table such as { status = 200, body = \"ok\" }",
+            );
+            return None;
+        };
+        self.unknown_keys(table, ANSWER_KEYS, "in answer");
+        if let Some(headers) = table.get("headers")
+            && !matches!(headers.get_ref(), DeValue::Table(_))
+        {
+            self.wrong_type(headers, "headers", "a table of header names and values");
+            return None;
+        }
+        let before = self.problems.len();
+        let node = self.mapping(item, "answer", scope);
+        if self.problems.len() > before {
+            return None;
+        }
+        let step = StepId::new("webhook").ok()?;
+        let mapping = Mapping::new(flow?, step, node);
+        let at = item.span().start;
+        match respond {
+            Some(Respond::Accepted) | None => {
+                if !mapping.is_constant() {
+                    self.error(
+                        at,
+                        "with `respond = \"accepted\"` the answer is sent before the run, so it \
+                         cannot read the run context: write literal values, or use \
+                         `respond = \"result\"`",
+                    );
+                    return None;
+                }
+                let value = mapping.evaluate(&serde_json::Value::Null).ok()?;
+                match value.get("status").map(|s| s.as_u64()) {
+                    None => {}
+                    Some(Some(status)) if ACCEPTED_STATUSES.contains(&status) => {}
+                    Some(_) => {
+                        self.error(
+                            table.get("status").map_or(at, |s| s.span().start),
+                            "with `respond = \"accepted\"` the answer's `status` is one of 200, \
+                             201, 202, 204: the webhook was stored",
+                        );
+                        return None;
+                    }
+                }
+                if let Err(why) = crate::flow::check_answer(&value) {
+                    self.error(at, why);
+                    return None;
+                }
+            }
+            Some(Respond::Result { .. }) => {
+                if let Some(status) = table.get("status")
+                    && let DeValue::Integer(_) = status.get_ref()
+                    && let Ok(value) = mapping.evaluate(&serde_json::Value::Null)
+                    && let Err(why) = crate::flow::check_answer(&value)
+                {
+                    self.error(status.span().start, why);
+                    return None;
+                }
+            }
+        }
+        Some(mapping)
     }
 
     /// The handshake keys; see [`Handshakes`].

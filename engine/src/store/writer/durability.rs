@@ -12,7 +12,8 @@ use super::super::entry;
 use super::super::error::StoreError;
 use super::super::journal::{self, Frame};
 use super::super::tables::META;
-use super::ops::{self, OpError, WriteTables};
+use super::ops;
+use super::txn::{OpError, WriteTables};
 use super::{MAX_UNSYNCED, Op, Pending, Writer};
 
 /// The writer's journal.

@@ -19,6 +19,7 @@
 
 mod durability;
 mod ops;
+mod txn;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -36,7 +37,8 @@ use super::tables::State;
 use super::types::{PluginBlob, Run, RunId, RunOutcome};
 
 pub(super) use durability::{JournalLink, replay};
-use ops::{OpError, Unconfirmed};
+use ops::Unconfirmed;
+use txn::OpError;
 
 /// A function that answers one caller once its batch's fate is known: `None` when it
 /// committed (and, where needed, its journal frame is synced), the batch's error otherwise.

@@ -16,6 +16,10 @@ impl exports::weir::plugin::step::Guest for Raw {
         // The input is JSON text; its string value is handed back as the "JSON" output.
         Ok(input.trim_matches('"').to_owned())
     }
+
+    fn validate_config(_config: String) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 export!(Raw);
