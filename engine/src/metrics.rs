@@ -20,6 +20,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::store::LatencyObserver;
+
 /// The content type of [`Metrics::render`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -48,6 +50,28 @@ struct Plugin {
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
+/// Store latencies (a commit, a journal sync): 50 µs to about 3 s, doubling.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 17))
+}
+
+/// The store's latencies, as its writer reports them (see [`Metrics::store_latency`]).
+#[derive(Debug, Clone)]
+pub struct StoreLatency {
+    commit: Histogram,
+    journal_sync: Histogram,
+}
+
+impl LatencyObserver for StoreLatency {
+    fn commit(&self, took: Duration) {
+        self.commit.observe(took.as_secs_f64());
+    }
+
+    fn journal_sync(&self, took: Duration) {
+        self.journal_sync.observe(took.as_secs_f64());
+    }
+}
+
 /// Step durations: 1 ms to about 65 s, doubling.
 fn step_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 17))
@@ -66,6 +90,7 @@ pub struct Metrics {
     executing: Gauge,
     oldest_queued: Gauge<f64, AtomicU64>,
     store_bytes: Gauge,
+    store_latency: StoreLatency,
 }
 
 /// What the gauges show, read when a scrape comes.
@@ -161,8 +186,26 @@ impl Metrics {
             Unit::Bytes,
             store_bytes.clone(),
         );
+        let store_latency = StoreLatency {
+            commit: latency_histogram(),
+            journal_sync: latency_histogram(),
+        };
+        registry.register_with_unit(
+            "store_commit_duration",
+            "How long the store's write transactions took to commit (group commits; with redb's \
+             fsync for the durable ones)",
+            Unit::Seconds,
+            store_latency.commit.clone(),
+        );
+        registry.register_with_unit(
+            "store_journal_sync_duration",
+            "How long each journal frame took to write and sync (what makes an accept durable)",
+            Unit::Seconds,
+            store_latency.journal_sync.clone(),
+        );
         Metrics {
             registry,
+            store_latency,
             answered,
             rejected,
             unrouted,
@@ -220,6 +263,11 @@ impl Metrics {
                 plugin: plugin.to_owned(),
             })
             .observe(took.as_secs_f64());
+    }
+
+    /// What the store's writer reports its latencies to (`Store::observe_latency`).
+    pub fn store_latency(&self) -> std::sync::Arc<StoreLatency> {
+        std::sync::Arc::new(self.store_latency.clone())
     }
 
     /// The text of a scrape, with the gauges set from `sample`.
