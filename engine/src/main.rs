@@ -173,6 +173,10 @@ struct ServeArgs {
     payload_budget: bytesize::ByteSize,
     #[command(flatten)]
     plugin_places: PluginPlacesArgs,
+    /// A PEM file of CA certificates that steps' HTTPS calls trust besides the webpki roots
+    /// (a private PKI, or a test CA).
+    #[arg(long, value_name = "PEM", env = "WEIR_EXTRA_CA")]
+    extra_ca: Option<PathBuf>,
 }
 
 /// Where flows may load `.wasm` plugins from: the flows folder, unless these say more.
@@ -379,6 +383,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             payload_budget: args.payload_budget.as_u64(),
             plugin_places: args.plugin_places.places(),
             cache_dir: HostConfig::default_cache_dir(),
+            extra_ca: args.extra_ca,
         })
         .await?;
         // Tests and scripts read these two lines to find ephemeral ports.

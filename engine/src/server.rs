@@ -100,6 +100,8 @@ pub struct ServeConfig {
     /// Where flows may load `.wasm` plugins from.
     pub plugin_places: crate::flow::PluginPlaces,
     pub cache_dir: Option<PathBuf>,
+    /// A PEM file of CA certificates steps' HTTPS calls trust besides the webpki roots.
+    pub extra_ca: Option<PathBuf>,
 }
 
 /// The shortest admin token `serve` accepts: a token is the admin API's only lock once it
@@ -268,13 +270,18 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         },
     )
     .with_context(|| format!("opening the store {}", config.data.display()))?;
-    let host = Arc::new(
-        PluginHost::new(HostConfig {
-            cache_dir: config.cache_dir.clone(),
-            no_pooling: false,
-        })
-        .context("starting the plugin host")?,
-    );
+    let mut host = PluginHost::new(HostConfig {
+        cache_dir: config.cache_dir.clone(),
+        no_pooling: false,
+    })
+    .context("starting the plugin host")?;
+    if let Some(pem) = &config.extra_ca {
+        host.set_outbound(
+            crate::plugin::outbound::OutboundConfig::new(Some(pem))
+                .context("setting up outbound HTTPS")?,
+        );
+    }
+    let host = Arc::new(host);
     let webhook_listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening for webhooks on {}", config.listen))?;

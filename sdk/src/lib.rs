@@ -41,6 +41,7 @@
 extern crate self as weir_sdk;
 
 mod error;
+pub mod http;
 mod log;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;

@@ -10,6 +10,7 @@ mod hostile;
 mod jsonpath_cts;
 mod metrics;
 mod openapi;
+mod outbound;
 mod receive;
 mod reload;
 mod restart;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use weir::plugin::{HostConfig, PluginHost};
 
 pub mod browser;
+pub mod sink;
 
 /// The test guests built by `tests/build.rs`.
 pub const HOSTILE_WASM: &str = env!("WEIR_TEST_HOSTILE_WASM");

@@ -22,13 +22,24 @@ use super::mapping::{Mapping, Node, Selection, place_index, place_key};
 use super::query::Query;
 use super::redact::Redactor;
 use super::{Flow, LoadContext, MAX_MEMORY, MAX_TIMEOUT, MIN_MEMORY, PluginRef, Step, WebhookSpec};
+use crate::plugin::outbound::{Grant, MAX_MAX_REQUEST, MAX_MAX_RESPONSE, Outbound};
 mod webhook;
 
 type Item<'i> = Spanned<DeValue<'i>>;
 
 const TOP_KEYS: &[&str] = &["name", "description", "webhook", "steps"];
 const STEP_KEYS: &[&str] = &[
-    "id", "plugin", "when", "input", "config", "timeout", "memory",
+    "id",
+    "plugin",
+    "when",
+    "input",
+    "config",
+    "timeout",
+    "memory",
+    "allow_hosts",
+    "allow_private",
+    "max_response",
+    "max_request",
 ];
 const DEFAULT_KEYS: &[&str] = &["$path", "$default"];
 
@@ -95,6 +106,7 @@ struct StepDraft {
     env_config: Vec<String>,
     timeout: Option<Duration>,
     memory: Option<u64>,
+    outbound: Outbound,
 }
 
 struct Loader<'s, 'c> {
@@ -200,6 +212,7 @@ impl Loader<'_, '_> {
                     env_config: draft.env_config,
                     timeout: draft.timeout,
                     memory: draft.memory,
+                    outbound: draft.outbound,
                     id: step,
                 })
             })
@@ -471,6 +484,7 @@ impl Loader<'_, '_> {
             None => Some(None),
             Some(item) => self.size(item, "memory", MIN_MEMORY, MAX_MEMORY).map(Some),
         };
+        let outbound = self.outbound(table);
         Some(StepDraft {
             id,
             plugin,
@@ -482,7 +496,75 @@ impl Loader<'_, '_> {
             env_config,
             timeout: timeout?,
             memory: memory?,
+            outbound: outbound?,
         })
+    }
+
+    /// `allow_hosts`, `allow_private`, `max_response` and `max_request`: what the step may
+    /// reach over HTTP. The last three only apply with `allow_hosts`.
+    fn outbound(&mut self, table: &DeTable<'_>) -> Option<Outbound> {
+        let mut outbound = Outbound::default();
+        let mut ok = true;
+        match table.get("allow_hosts") {
+            None => {
+                for key in ["allow_private", "max_response", "max_request"] {
+                    if let Some(item) = table.get(key) {
+                        self.error(
+                            item.span().start,
+                            format!(
+                                "`{key}` only applies with `allow_hosts`, the hosts the step may call"
+                            ),
+                        );
+                        ok = false;
+                    }
+                }
+            }
+            Some(item) => {
+                let DeValue::Array(array) = item.get_ref() else {
+                    self.wrong_type(
+                        item,
+                        "allow_hosts",
+                        "an array of grants such as [\"https://hooks.slack.com\"]",
+                    );
+                    return None;
+                };
+                for element in array.iter() {
+                    let Some(text) = self.string(element, "allow_hosts") else {
+                        ok = false;
+                        continue;
+                    };
+                    match Grant::parse(text) {
+                        Ok(grant) => outbound.grants.hosts.push(grant),
+                        Err(err) => {
+                            self.error(element.span().start, err.to_string());
+                            ok = false;
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(item) = table.get("allow_private") {
+            match item.get_ref() {
+                DeValue::Boolean(value) => outbound.grants.allow_private = *value,
+                _ => {
+                    self.wrong_type(item, "allow_private", "true or false");
+                    ok = false;
+                }
+            }
+        }
+        if let Some(item) = table.get("max_response") {
+            match self.size(item, "max_response", 1, MAX_MAX_RESPONSE) {
+                Some(bytes) => outbound.max_response = bytes,
+                None => ok = false,
+            }
+        }
+        if let Some(item) = table.get("max_request") {
+            match self.size(item, "max_request", 1, MAX_MAX_REQUEST) {
+                Some(bytes) => outbound.max_request = bytes,
+                None => ok = false,
+            }
+        }
+        ok.then_some(outbound)
     }
 
     fn step_id(

@@ -42,6 +42,10 @@
 //! config = { equals = "opened" }         # static JSON; strings take `${ENV}` values
 //! timeout = "5s"                         # optional, up to 10 minutes
 //! memory = "64 MiB"                      # optional, 1 MiB to 4 GiB
+//! allow_hosts = ["https://hooks.slack.com", "https://*.example.com:8443"]  # optional: outbound HTTP
+//! allow_private = false                  # with allow_hosts: exact names may resolve to private addresses
+//! max_response = "10 MiB"                # with allow_hosts: largest response body (default 10 MiB)
+//! max_request = "10 MiB"                 # with allow_hosts: largest request body (default 10 MiB)
 //! ```
 
 mod diagnostic;
@@ -344,6 +348,9 @@ pub struct Step {
     pub timeout: Option<Duration>,
     /// How much memory the step may use in bytes, when the flow says.
     pub memory: Option<u64>,
+    /// The hosts the step may call over HTTP and the size caps of those calls; nothing is
+    /// granted by default.
+    pub outbound: crate::plugin::outbound::Outbound,
 }
 
 impl std::fmt::Debug for Step {
@@ -358,6 +365,7 @@ impl std::fmt::Debug for Step {
             .field("config", &self.redacted_config())
             .field("timeout", &self.timeout)
             .field("memory", &self.memory)
+            .field("outbound", &self.outbound)
             .finish_non_exhaustive()
     }
 }

@@ -200,7 +200,7 @@ input.name = { "$path" = "$.webhook.body.name", "$default" = "n", "$dflt" = 1 }
         vec![
             "2:1: unknown key `colour` at the top level; allowed keys: name, description, webhook, steps",
             "5:1: unknown key `respnd` in [webhook]; allowed keys: methods, max_body, max_head, dedupe, dedupe_window, respond, respond_timeout, verify, slack_url_verification, meta_verify_token, graph_validation, echo_challenge, allow_ips, answer",
-            "10:1: in step 'a': unknown key `tiemout` in a step; allowed keys: id, plugin, when, input, config, timeout, memory",
+            "10:1: in step 'a': unknown key `tiemout` in a step; allowed keys: id, plugin, when, input, config, timeout, memory, allow_hosts, allow_private, max_response, max_request",
             "11:67: in step 'a': unknown key `$dflt` in a mapping with a default; allowed keys: $path, $default",
         ]
     );
@@ -266,7 +266,7 @@ name = "x"
             "3:1: in step #1: missing `id`: give the step an id such as `id = \"notify\"`",
             "3:1: in step #1: missing `plugin`: the name of a built-in plugin or the path of a .wasm file",
             "6:1: in step 'b': missing `plugin`: the name of a built-in plugin or the path of a .wasm file",
-            "8:1: in step 'b': unknown key `name` in a step; allowed keys: id, plugin, when, input, config, timeout, memory",
+            "8:1: in step 'b': unknown key `name` in a step; allowed keys: id, plugin, when, input, config, timeout, memory, allow_hosts, allow_private, max_response, max_request",
         ]
     );
     assert_eq!(
@@ -1347,6 +1347,74 @@ config.template = "${SLACK_URL} {{ x }} ${API_TOKEN}"
             // Under MIN_REDACTED_LEN: not masked.
             "short": "s3cret",
         })
+    );
+}
+
+#[test]
+fn outbound_grants_are_read() {
+    let step = step_of(
+        r#"name = "x"
+[[steps]]
+id = "post"
+plugin = "transform"
+allow_hosts = ["https://hooks.slack.com", "https://*.example.com:8443", "http://127.0.0.1:9000"]
+allow_private = true
+max_response = "1 MiB"
+max_request = 2048
+"#,
+    );
+    let hosts: Vec<String> = step
+        .outbound
+        .grants
+        .hosts
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        hosts,
+        [
+            "https://hooks.slack.com:443",
+            "https://*.example.com:8443",
+            "http://127.0.0.1:9000"
+        ]
+    );
+    assert!(step.outbound.grants.allow_private);
+    assert_eq!(step.outbound.max_response, 1 << 20);
+    assert_eq!(step.outbound.max_request, 2048);
+
+    let plain = step_of("name = \"x\"\n[[steps]]\nid = \"a\"\nplugin = \"transform\"\n");
+    assert!(plain.outbound.grants.hosts.is_empty());
+    assert_eq!(
+        plain.outbound.max_response,
+        crate::plugin::outbound::DEFAULT_MAX_RESPONSE
+    );
+}
+
+#[test]
+fn malformed_grants_are_located() {
+    let source = r#"name = "x"
+[[steps]]
+id = "post"
+plugin = "transform"
+allow_hosts = ["https://hooks.slack.com/services/T0", "https://ok.example.com", "example.com", 7]
+allow_private = "yes"
+max_response = "1 GiB"
+
+[[steps]]
+id = "quiet"
+plugin = "transform"
+max_request = "1 KiB"
+"#;
+    assert_eq!(
+        errors(source),
+        vec![
+            "5:16: in step 'post': `https://hooks.slack.com/services/T0`: a grant names a host, not a path; remove everything after the host and port",
+            "5:81: in step 'post': `example.com` is not a host grant: write a scheme and a host, with an optional port, such as \"https://hooks.slack.com\" or \"http://127.0.0.1:9000\"",
+            "5:96: in step 'post': `allow_hosts` must be a string, found integer",
+            "6:17: in step 'post': `allow_private` must be true or false, found string",
+            "7:16: in step 'post': `max_response` must be at most 256 MiB",
+            "12:15: in step 'quiet': `max_request` only applies with `allow_hosts`, the hosts the step may call",
+        ]
     );
 }
 

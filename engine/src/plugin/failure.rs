@@ -107,12 +107,15 @@ pub enum StepFailure {
     /// The output is not JSON.
     #[error("output is not JSON: {message}")]
     OutputNotJson { message: String },
+    /// The step called a host (or an address) it is not granted; the message names it.
+    #[error("denied: {message}")]
+    Denied { message: String },
 }
 
 impl StepFailure {
     /// A short machine-readable name of the failure: the step error's kind, or `timeout`,
     /// `memory-limit`, `stack-overflow`, `panic`, `trap`, `output-too-large`,
-    /// `output-not-json`.
+    /// `output-not-json`, `denied`.
     pub fn kind(&self) -> &'static str {
         match self {
             StepFailure::Step { kind, .. } => kind.as_str(),
@@ -123,6 +126,7 @@ impl StepFailure {
             StepFailure::Trap { .. } => "trap",
             StepFailure::OutputTooLarge { .. } => "output-too-large",
             StepFailure::OutputNotJson { .. } => "output-not-json",
+            StepFailure::Denied { .. } => "denied",
         }
     }
 

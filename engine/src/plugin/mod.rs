@@ -15,14 +15,16 @@
 //! runtime.
 //!
 //! A guest gets nothing it was not granted: WASI is linked so that ordinary Rust guests load,
-//! but with no preopened directories, no environment, no arguments and no network. Its stdout
-//! and stderr are captured, bounded, into the step's logs.
+//! but with no preopened directories, no environment, no arguments and no sockets. Its stdout
+//! and stderr are captured, bounded, into the step's logs. Outbound HTTP goes through
+//! `wasi:http/outgoing-handler` to the hosts the step's flow grants it ([`outbound`]).
 //!
 //! This module knows nothing of HTTP, flows or storage.
 
 mod builtin;
 mod cache;
 mod failure;
+pub mod outbound;
 mod sandbox;
 
 use std::path::{Path, PathBuf};
@@ -107,6 +109,8 @@ pub struct StepCall {
     pub logs: Vec<LogLine>,
     /// Instantiation plus the call.
     pub duration: Duration,
+    /// The outbound HTTP calls the step made, in order.
+    pub calls: Vec<outbound::CallRecord>,
 }
 
 /// Settings of the host itself.
@@ -139,6 +143,7 @@ pub struct PluginHost {
     cache: Option<cache::Cache>,
     pooling: bool,
     ticker_stop: Arc<AtomicBool>,
+    outbound: outbound::OutboundConfig,
 }
 
 impl PluginHost {
@@ -164,8 +169,12 @@ impl PluginHost {
         };
         let mut linker = Linker::<Sandbox>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(PluginError::engine)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(PluginError::engine)?;
         bindings::StepPlugin::add_to_linker::<Sandbox, HasSelf<Sandbox>>(&mut linker, |s| s)
             .map_err(PluginError::engine)?;
+        let outbound =
+            outbound::OutboundConfig::new(None).map_err(|e| PluginError::Engine(e.to_string()))?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         {
@@ -196,7 +205,14 @@ impl PluginHost {
             cache,
             pooling,
             ticker_stop,
+            outbound,
         })
+    }
+
+    /// Sets how steps' outbound calls are made (TLS roots, connect timeout), for the plugins
+    /// loaded from now on.
+    pub fn set_outbound(&mut self, config: outbound::OutboundConfig) {
+        self.outbound = config;
     }
 
     /// Whether instances come from the pooling allocator.
@@ -244,6 +260,7 @@ impl PluginHost {
                 engine: self.engine.clone(),
                 pre,
                 from_cache: cached,
+                outbound: self.outbound.clone(),
             }),
         })
     }
@@ -376,6 +393,7 @@ struct PluginInner {
     engine: Engine,
     pre: bindings::StepPluginPre<Sandbox>,
     from_cache: bool,
+    outbound: outbound::OutboundConfig,
 }
 
 /// A compiled, linked plugin. Cheap to clone; calls from many threads at once are fine.
@@ -406,8 +424,13 @@ impl Plugin {
     /// A fresh store for one call within `limits`: a computing guest reaches an epoch
     /// deadline every `YIELD_TICKS`; past the call's deadline it traps, otherwise it yields so
     /// other tasks on this worker go on.
-    fn store(&self, limits: &Limits, deadline: Instant) -> Store<Sandbox> {
-        let mut store = Store::new(&self.inner.engine, Sandbox::new(limits));
+    fn store(
+        &self,
+        limits: &Limits,
+        deadline: Instant,
+        http: outbound::StepHttp,
+    ) -> Store<Sandbox> {
+        let mut store = Store::new(&self.inner.engine, Sandbox::new(limits, http));
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(YIELD_TICKS);
         store.epoch_deadline_callback(move |_| {
@@ -422,6 +445,7 @@ impl Plugin {
 
     /// Runs the step once in a fresh sandbox, within `limits`. Never blocks the thread: the
     /// guest yields to the executor every few milliseconds and at every host call that waits.
+    /// The step gets no outbound HTTP; see [`Plugin::call_granted`].
     pub async fn call(
         &self,
         ctx: &CallContext,
@@ -429,8 +453,32 @@ impl Plugin {
         config: &str,
         limits: &Limits,
     ) -> StepCall {
+        self.call_granted(ctx, input, config, limits, &outbound::Outbound::default())
+            .await
+    }
+
+    /// As [`Plugin::call`], with the outbound HTTP the step is granted. A call the grants
+    /// refuse fails the step as `denied`, naming the host, whatever the guest made of it.
+    pub async fn call_granted(
+        &self,
+        ctx: &CallContext,
+        input: &str,
+        config: &str,
+        limits: &Limits,
+        grants: &outbound::Outbound,
+    ) -> StepCall {
         let started = Instant::now();
-        let mut store = self.store(limits, started + limits.timeout);
+        let calls = outbound::CallLog::default();
+        // Outbound calls end a little before the step does, so the guest still gets to see
+        // (and report) a call's timeout.
+        let margin = (limits.timeout / 10).min(Duration::from_secs(1));
+        let http = outbound::StepHttp::new(
+            self.inner.outbound.clone(),
+            grants.clone(),
+            started + limits.timeout - margin,
+            calls.clone(),
+        );
+        let mut store = self.store(limits, started + limits.timeout, http);
         let wit_ctx = types::Context {
             run_id: ctx.run_id.clone(),
             flow_id: ctx.flow_id.clone(),
@@ -459,10 +507,15 @@ impl Plugin {
                 after: limits.timeout,
             }),
         };
+        let result = match calls.denied() {
+            Some(message) => Err(StepFailure::Denied { message }),
+            None => result,
+        };
         StepCall {
             result,
             logs: sandbox.into_logs(),
             duration,
+            calls: calls.calls(),
         }
     }
 
@@ -474,7 +527,14 @@ impl Plugin {
         limits: &Limits,
     ) -> Result<(), ConfigRefused> {
         let started = Instant::now();
-        let mut store = self.store(limits, started + limits.timeout);
+        // No grants: checking a config never reaches the network.
+        let http = outbound::StepHttp::new(
+            self.inner.outbound.clone(),
+            outbound::Outbound::default(),
+            started + limits.timeout,
+            outbound::CallLog::default(),
+        );
+        let mut store = self.store(limits, started + limits.timeout, http);
         let config = config.to_owned();
         let pre = &self.inner.pre;
         let check = async {

@@ -10,8 +10,11 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
 use super::Limits;
 use super::bindings::weir::plugin::log;
+use super::outbound::StepHttp;
 
 /// The level of a log line; `stdout` and `stderr` are what the guest printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,8 +158,9 @@ impl ResourceLimiter for Limiter {
 }
 
 /// The data of a plugin's `Store`: one field per capability the host grants (WASI with
-/// nothing in it, the log), beside the limiter. A new capability (outbound HTTP) is a field
-/// with its context and policy, and its `...View` impl here, linked in `PluginHost::new`.
+/// nothing in it, the log, outbound HTTP through the step's checked sender), beside the
+/// limiter. A new capability is a field with its context and policy, and its `...View` impl
+/// here, linked in `PluginHost::new`.
 pub(super) struct Sandbox {
     wasi: WasiCtx,
     table: ResourceTable,
@@ -164,10 +168,14 @@ pub(super) struct Sandbox {
     logs: Arc<Mutex<LogBuffer>>,
     /// What the guest reported through `log.panicked` just before it trapped.
     pub(super) panic: Option<String>,
+    /// Outbound HTTP: every request goes through the step's checked sender, which refuses
+    /// what the step is not granted (all of it, when nothing is).
+    http_ctx: WasiHttpCtx,
+    http: StepHttp,
 }
 
 impl Sandbox {
-    pub(super) fn new(limits: &Limits) -> Self {
+    pub(super) fn new(limits: &Limits, http: StepHttp) -> Self {
         let logs = Arc::new(Mutex::new(LogBuffer {
             lines: Vec::new(),
             bytes: 0,
@@ -201,6 +209,8 @@ impl Sandbox {
             },
             logs,
             panic: None,
+            http_ctx: WasiHttpCtx::new(),
+            http,
         }
     }
 
@@ -221,6 +231,16 @@ impl WasiView for Sandbox {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for Sandbox {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http_ctx,
+            table: &mut self.table,
+            hooks: &mut self.http,
         }
     }
 }

@@ -374,6 +374,8 @@ impl Executor {
             .worker_threads(steps::cores() + 1)
             .thread_name("weir-run")
             .enable_time()
+            // Steps' outbound HTTP calls (name lookups, sockets) run on these workers.
+            .enable_io()
             .on_thread_start(move || lower_priority(nice))
             .build()?;
         let (queue, incoming) = mpsc::unbounded_channel::<Queued>();

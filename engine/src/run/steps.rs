@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 use crate::catalog::LiveFlow;
 use crate::flow::{Redactor, Step};
 use crate::plugin::{CallContext, Limits, LogLevel, StepFailure};
-use crate::store::{LogLine, RunOutcome, StepErrorRecord, StepRecord, StepStatus};
+use crate::store::{CallRecord, LogLine, RunOutcome, StepErrorRecord, StepRecord, StepStatus};
 
 /// Plugin calls running at once, process-wide: one per core. Wasm is CPU work, so more calls
 /// than cores only add memory (each holds a pooled instance) and latency. Runs waiting here
@@ -73,6 +73,7 @@ pub async fn execute_steps(
             error: None,
             started_at,
             duration_us: 0,
+            calls: Vec::new(),
         };
         if !step.should_run(&context) {
             // A skipped step's output is null, so later steps can still refer to it.
@@ -119,11 +120,12 @@ pub async fn execute_steps(
         // Awaited here: the guest yields to this runtime at every epoch tick and every host
         // call that waits, so a long call holds no worker. A panic in the host is caught here
         // and fails the step.
-        let call = std::panic::AssertUnwindSafe(plugin.call(
+        let call = std::panic::AssertUnwindSafe(plugin.call_granted(
             &call_ctx,
             &input_text,
             &config_text,
             &limits,
+            &step.outbound,
         ))
         .catch_unwind()
         .await;
@@ -154,6 +156,19 @@ pub async fn execute_steps(
                 };
             }
         };
+        record.calls = call
+            .calls
+            .into_iter()
+            .map(|c| CallRecord {
+                method: c.method,
+                url: c.url,
+                status: c.status,
+                duration_ms: c.duration_ms,
+                request_bytes: c.request_bytes,
+                response_bytes: c.response_bytes,
+                error: c.error,
+            })
+            .collect();
         record.logs = call
             .logs
             .into_iter()
@@ -223,6 +238,12 @@ fn masked(mut record: StepRecord, redactor: &Redactor) -> StepRecord {
     }
     if let Some(error) = &mut record.error {
         redactor.string(&mut error.message);
+    }
+    for call in &mut record.calls {
+        redactor.string(&mut call.url);
+        if let Some(error) = &mut call.error {
+            redactor.string(error);
+        }
     }
     record
 }

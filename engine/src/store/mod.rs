@@ -95,8 +95,9 @@ use tokio::sync::oneshot;
 pub use check::{CheckReport, check};
 pub use error::StoreError;
 pub use types::{
-    Accepted, DamagedRun, LogLine, NewRun, Page, PluginBlob, RawRequest, Run, RunFilter, RunId,
-    RunOutcome, RunStatus, StepErrorRecord, StepRecord, StepStatus, UnknownStatus,
+    Accepted, CallRecord, DamagedRun, LogLine, NewRun, Page, PluginBlob, RawRequest, Run,
+    RunFilter, RunId, RunOutcome, RunStatus, StepErrorRecord, StepRecord, StepStatus,
+    UnknownStatus,
 };
 
 use tables::Envelope;

@@ -60,6 +60,7 @@ pub(super) fn step(index: u32, id: &str) -> StepRecord {
         error: None,
         started_at: "2026-01-01T00:00:00.000Z".into(),
         duration_us: 37,
+        calls: Vec::new(),
     }
 }
 

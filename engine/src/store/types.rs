@@ -318,6 +318,28 @@ pub struct StepRecord {
     pub started_at: String,
     /// How long it took, in microseconds.
     pub duration_us: u64,
+    /// The outbound HTTP calls the step made, in order (absent from records written before
+    /// steps could make any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calls: Vec<CallRecord>,
+}
+
+/// One outbound HTTP call of a step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CallRecord {
+    pub method: String,
+    /// The URL, every query value shown as `[redacted]`.
+    pub url: String,
+    /// The response status, when one came.
+    pub status: Option<u16>,
+    /// From the request to the end of the response body, or the failure.
+    pub duration_ms: u64,
+    /// Request body bytes sent.
+    pub request_bytes: u64,
+    /// Response body bytes received, up to the step's cap.
+    pub response_bytes: u64,
+    /// Why the call failed: `denied: …`, `too large: …`, `timeout: …`, …
+    pub error: Option<String>,
 }
 
 /// Which runs `list_runs` returns.
@@ -365,7 +387,7 @@ pub struct Page {
 }
 
 /// A run whose stored records cannot be read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DamagedRun {
     pub id: RunId,
     /// What is wrong with it.
