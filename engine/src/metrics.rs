@@ -20,6 +20,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::store::LatencyObserver;
+
 /// The content type of [`Metrics::render`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -48,6 +50,28 @@ struct Plugin {
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
+/// Store latencies (a commit, a journal sync): 50 µs to about 3 s, doubling.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 17))
+}
+
+/// The store's latencies, as its writer reports them (see [`Metrics::store_latency`]).
+#[derive(Debug, Clone)]
+pub struct StoreLatency {
+    commit: Histogram,
+    journal_sync: Histogram,
+}
+
+impl LatencyObserver for StoreLatency {
+    fn commit(&self, took: Duration) {
+        self.commit.observe(took.as_secs_f64());
+    }
+
+    fn journal_sync(&self, took: Duration) {
+        self.journal_sync.observe(took.as_secs_f64());
+    }
+}
+
 /// Step durations: 1 ms to about 65 s, doubling.
 fn step_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 17))
@@ -66,6 +90,7 @@ pub struct Metrics {
     executing: Gauge,
     oldest_queued: Gauge<f64, AtomicU64>,
     store_bytes: Gauge,
+    store_latency: StoreLatency,
 }
 
 /// What the gauges show, read when a scrape comes.
@@ -81,22 +106,20 @@ pub struct Sample {
     pub store_bytes: u64,
 }
 
-/// Why a webhook that reached its flow was refused, by the status it was answered with;
-/// `None` for answers that are not refusals.
-fn refusal(status: u16) -> Option<&'static str> {
-    Some(match status {
+/// Why a webhook that reached its flow was refused, by the status it was refused with.
+fn refusal(status: u16) -> &'static str {
+    match status {
         400 => "bad_request",
         401 => "verify",
-        403 => "handshake",
+        403 => "forbidden",
         405 => "method",
         408 => "body_timeout",
         413 => "too_large",
         415 => "unsupported_encoding",
         431 => "head_too_large",
         503 => "unavailable",
-        _ if (400..500).contains(&status) => "other",
-        _ => return None,
-    })
+        _ => "other",
+    }
 }
 
 impl Default for Metrics {
@@ -117,9 +140,9 @@ impl Metrics {
         let rejected = Family::<Rejected, Counter>::default();
         registry.register(
             "webhooks_rejected",
-            "Webhooks that reached a flow and were refused, by flow and reason (bad_request, \
-             verify, handshake, method, body_timeout, too_large, unsupported_encoding, \
-             head_too_large, unavailable, other)",
+            "Webhooks that reached a flow and were refused, nothing stored, by flow and reason \
+             (bad_request, verify, forbidden, method, body_timeout, too_large, \
+             unsupported_encoding, head_too_large, unavailable, other)",
             rejected.clone(),
         );
         let unrouted = Counter::default();
@@ -163,8 +186,26 @@ impl Metrics {
             Unit::Bytes,
             store_bytes.clone(),
         );
+        let store_latency = StoreLatency {
+            commit: latency_histogram(),
+            journal_sync: latency_histogram(),
+        };
+        registry.register_with_unit(
+            "store_commit_duration",
+            "How long the store's write transactions took to commit (group commits; with redb's \
+             fsync for the durable ones)",
+            Unit::Seconds,
+            store_latency.commit.clone(),
+        );
+        registry.register_with_unit(
+            "store_journal_sync_duration",
+            "How long each journal frame took to write and sync (what makes an accept durable)",
+            Unit::Seconds,
+            store_latency.journal_sync.clone(),
+        );
         Metrics {
             registry,
+            store_latency,
             answered,
             rejected,
             unrouted,
@@ -177,28 +218,32 @@ impl Metrics {
         }
     }
 
-    /// Counts a webhook the gateway answered with `status`. `flow` is the flow id from its
-    /// URL, trusted only when the answer is not 404 (the gateway answers 404 until the URL's
-    /// token matched a flow): a 404 is counted without it.
+    /// Counts a webhook of `flow` that the gateway took in (stored, or answered by a
+    /// handshake) and answered with `status`, whatever that status (a flow may map its own).
     pub fn webhook_answered(&self, flow: &str, status: u16) {
-        if status == 404 {
-            self.unrouted.inc();
-            return;
-        }
         self.answered
             .get_or_create(&Answered {
                 flow: flow.to_owned(),
                 status,
             })
             .inc();
-        if let Some(reason) = refusal(status) {
-            self.rejected
-                .get_or_create(&Rejected {
-                    flow: flow.to_owned(),
-                    reason,
-                })
-                .inc();
+    }
+
+    /// Counts a webhook the gateway refused with `status`, storing nothing. `flow` is the
+    /// flow id from its URL, trusted only when the refusal is not 404: the gateway refuses
+    /// with 404 until the URL's token matched a flow, so a 404 is counted without it.
+    pub fn webhook_refused(&self, flow: &str, status: u16) {
+        if status == 404 {
+            self.unrouted.inc();
+            return;
         }
+        self.webhook_answered(flow, status);
+        self.rejected
+            .get_or_create(&Rejected {
+                flow: flow.to_owned(),
+                reason: refusal(status),
+            })
+            .inc();
     }
 
     /// Counts a run of `flow` that ended with `status` (`succeeded`, `failed`, `filtered`).
@@ -218,6 +263,11 @@ impl Metrics {
                 plugin: plugin.to_owned(),
             })
             .observe(took.as_secs_f64());
+    }
+
+    /// What the store's writer reports its latencies to (`Store::observe_latency`).
+    pub fn store_latency(&self) -> std::sync::Arc<StoreLatency> {
+        std::sync::Arc::new(self.store_latency.clone())
     }
 
     /// The text of a scrape, with the gauges set from `sample`.
@@ -242,8 +292,10 @@ mod tests {
     fn refusals_are_labelled_by_reason_and_404s_carry_no_flow() {
         let metrics = Metrics::new();
         metrics.webhook_answered("github", 202);
-        metrics.webhook_answered("github", 401);
-        metrics.webhook_answered("made-up-by-a-sender", 404);
+        metrics.webhook_refused("github", 401);
+        metrics.webhook_refused("made-up-by-a-sender", 404);
+        // A flow's own answer is no refusal, whatever its status.
+        metrics.webhook_answered("github", 404);
         metrics.run_finished("github", "failed");
         metrics.step_ran("filter", Duration::from_millis(3));
         let text = metrics
@@ -258,6 +310,7 @@ mod tests {
             "weir_webhooks_received_total{flow=\"github\",status=\"401\"} 1",
             "weir_webhooks_rejected_total{flow=\"github\",reason=\"verify\"} 1",
             "weir_webhooks_unrouted_total 1",
+            "weir_webhooks_received_total{flow=\"github\",status=\"404\"} 1",
             "weir_runs_finished_total{flow=\"github\",status=\"failed\"} 1",
             "weir_step_duration_seconds_count{plugin=\"filter\"} 1",
             "weir_runs_queued 2",

@@ -305,6 +305,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     .await
     .context("loading flows")?;
     let metrics = Arc::new(crate::metrics::Metrics::new());
+    store.observe_latency(metrics.store_latency());
     let watcher = catalog.watch().context("watching the flows folder")?;
     let executor = Executor::start(
         catalog.clone(),

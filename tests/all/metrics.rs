@@ -47,6 +47,26 @@ fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
         })
 }
 
+/// The number of observations of the histogram `name` whose labels include `labels`.
+fn count(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let histogram = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .find(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .unwrap_or_else(|| panic!("no histogram {name} {labels:?}"));
+    match &histogram.value {
+        Value::Histogram(buckets) => {
+            buckets
+                .iter()
+                .find(|b| b.less_than.is_infinite())
+                .expect("a +Inf bucket")
+                .count
+        }
+        other => panic!("{name} is not a histogram: {other:?}"),
+    }
+}
+
 fn url(weir: &Weir, flow: &str) -> String {
     let answer = get_with(&format!("{}/api/flows/{flow}", weir.admin), &bearer());
     assert_eq!(answer.status, 200);
@@ -139,7 +159,18 @@ fn counters_move_as_webhooks_arrive_and_runs_end_behind_the_admin_token() {
     }
     assert_eq!(wait_run(&weir, &failing), "failed");
 
-    let after = scrape(&weir);
+    // A run is counted just after its end is recorded, which the API shows first.
+    let after = wait_for(Duration::from_secs(10), "the runs to be counted", || {
+        let now = scrape(&weir);
+        let counted = |flow, status| {
+            value(
+                &now,
+                "weir_runs_finished_total",
+                &[("flow", flow), ("status", status)],
+            )
+        };
+        (counted("ok", "succeeded") >= 2.0 && counted("strict", "failed") >= 1.0).then_some(now)
+    });
     let received = |flow, status| {
         value(
             &after,
@@ -178,24 +209,26 @@ fn counters_move_as_webhooks_arrive_and_runs_end_behind_the_admin_token() {
     assert_eq!(finished("ok", "failed"), 0.0);
     // Two runs of `ok` and the failing one each ran one `transform` step: the failing step's
     // mapping failed before its plugin, and is timed all the same.
-    let steps = after
-        .samples
-        .iter()
-        .find(|s| {
-            s.metric == "weir_step_duration_seconds" && s.labels.get("plugin") == Some("transform")
-        })
-        .expect("a step duration histogram for transform");
-    match &steps.value {
-        Value::Histogram(buckets) => {
-            let all = buckets
-                .iter()
-                .find(|b| b.less_than.is_infinite())
-                .expect("a +Inf bucket");
-            assert_eq!(all.count, 3.0, "{buckets:?}");
-        }
-        other => panic!("not a histogram: {other:?}"),
-    }
+    assert_eq!(
+        count(
+            &after,
+            "weir_step_duration_seconds",
+            &[("plugin", "transform")]
+        ),
+        3.0
+    );
     assert!(value(&after, "weir_store_size_bytes", &[]) > 0.0);
+    // Each accept was made durable by a journal sync, within a commit.
+    for latency in [
+        "weir_store_commit_duration_seconds",
+        "weir_store_journal_sync_duration_seconds",
+    ] {
+        assert!(
+            count(&after, latency, &[]) >= 3.0,
+            "{latency}: {}",
+            count(&after, latency, &[])
+        );
+    }
     assert_eq!(value(&after, "weir_runs_queued", &[]), 0.0);
     assert_eq!(value(&after, "weir_queue_oldest_age_seconds", &[]), 0.0);
 }

@@ -34,7 +34,7 @@ use crate::catalog::{Catalog, FlowEntry};
 use crate::flow::Respond;
 use crate::run::Executor;
 use crate::run::payload::{form_to_json, headers_to_json};
-use crate::store::{Page, RawRequest, Run, RunFilter, RunId, RunStatus, StepRecord, Store};
+use crate::store::{RawRequest, Run, RunFilter, RunId, RunStatus, StepRecord, Store};
 
 /// What the admin API needs.
 pub struct Admin {
@@ -497,7 +497,7 @@ fn parse_run_id(id: &str) -> Result<RunId> {
         ("cursor" = Option<RunId>, Query, description = "A page's `next_cursor`: runs older than it"),
     ),
     responses(
-        (status = 200, description = "A page of runs, newest first", body = Page),
+        (status = 200, description = "A page of runs, newest first", body = RunsPage),
         (status = 400, description = "An unknown parameter or a bad value", body = ErrorBody),
         (status = 401, description = "A token is set and the request does not carry it", body = ErrorBody),
         (status = 421, description = "No token is set and the request's Host is not this machine", body = ErrorBody),
@@ -535,20 +535,59 @@ fn list_runs(query: HashMap<String, String>, admin: Arc<Admin>) -> Result<Respon
     }
     let page = admin.store.list_runs(&filter).map_err(ApiError::internal)?;
     // A run whose records cannot be read is a row of its own, so the rest of the page serves.
-    let mut rows: Vec<(RunId, serde_json::Value)> = page
+    let mut runs: Vec<RunRow> = page
         .runs
-        .iter()
-        .map(|run| (run.id, json!(run)))
-        .chain(page.damaged.iter().map(|damaged| {
-            (
-                damaged.id,
-                json!({ "id": damaged.id, "status": "damaged", "error": damaged.error }),
-            )
+        .into_iter()
+        .map(RunRow::Run)
+        .chain(page.damaged.into_iter().map(|damaged| {
+            RunRow::Damaged(DamagedRow {
+                id: damaged.id,
+                status: "damaged".into(),
+                error: damaged.error,
+            })
         }))
         .collect();
-    rows.sort_by_key(|row| std::cmp::Reverse(row.0));
-    let rows: Vec<serde_json::Value> = rows.into_iter().map(|(_, row)| row).collect();
-    json_ok(&json!({ "runs": rows, "next_cursor": page.next_cursor }))
+    runs.sort_by_key(|row| std::cmp::Reverse(row.id()));
+    let page = RunsPage {
+        runs,
+        next_cursor: page.next_cursor,
+    };
+    json_ok(&serde_json::to_value(page).map_err(ApiError::internal)?)
+}
+
+/// `GET /api/runs`: a page of runs, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct RunsPage {
+    runs: Vec<RunRow>,
+    /// Pass as `cursor` for the next page; `null` when this page is the last.
+    next_cursor: Option<RunId>,
+}
+
+/// A row of [`RunsPage`]: a run, or a run whose stored records cannot be read.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum RunRow {
+    Run(Run),
+    Damaged(DamagedRow),
+}
+
+impl RunRow {
+    fn id(&self) -> RunId {
+        match self {
+            RunRow::Run(run) => run.id,
+            RunRow::Damaged(damaged) => damaged.id,
+        }
+    }
+}
+
+/// A run whose stored records cannot be read (`weir check` tells more).
+#[derive(Serialize, ToSchema)]
+pub struct DamagedRow {
+    id: RunId,
+    /// Always `damaged`.
+    status: String,
+    /// What is wrong with it.
+    error: String,
 }
 
 fn request_or_404(admin: &Admin, id: RunId) -> Result<RawRequest> {

@@ -88,14 +88,19 @@ pub fn routes(
                         headers,
                         remote: remote.map(|Peer(addr)| addr),
                     };
-                    let response = match receive(&gateway, request, body).await {
-                        Ok(response) => response,
-                        Err(error) => error.into_response(),
-                    };
-                    gateway
-                        .metrics
-                        .webhook_answered(&flow, response.status().as_u16());
-                    response
+                    match receive(&gateway, request, body).await {
+                        Ok(response) => {
+                            let status = response.status().as_u16();
+                            gateway.metrics.webhook_answered(&flow, status);
+                            response
+                        }
+                        Err(error) => {
+                            gateway
+                                .metrics
+                                .webhook_refused(&flow, error.status.as_u16());
+                            error.into_response()
+                        }
+                    }
                 }
             },
         )
@@ -111,8 +116,8 @@ struct Incoming {
     remote: Option<SocketAddr>,
 }
 
-/// The gateway's only 404, answered before the URL's token has matched a flow: the metrics
-/// count a 404 without a flow label, since the flow id is then whatever the sender wrote.
+/// The gateway's only refusal with 404, before the URL's token has matched a flow: the
+/// metrics count it without a flow label, since the flow id is then whatever the sender wrote.
 fn no_such_webhook() -> ApiError {
     ApiError::not_found("no such webhook")
 }

@@ -269,10 +269,14 @@ impl Journal {
                 let framed = (self.buffer.len() - start) as u64;
                 counters.journal_syncs.fetch_add(1, Ordering::Relaxed);
                 counters.journal_bytes.fetch_add(framed, Ordering::Relaxed);
+                let took = started.elapsed();
                 counters.journal_sync_us.fetch_add(
-                    u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                    u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
                     Ordering::Relaxed,
                 );
+                if let Some(observer) = counters.latency.get() {
+                    observer.journal_sync(took);
+                }
                 self.offset += framed;
                 if self.offset >= CHECKPOINT_AFTER {
                     self.want_checkpoint = true;

@@ -120,6 +120,17 @@ pub(crate) struct Counters {
     pub journal_bytes: AtomicU64,
     pub journal_sync_us: AtomicU64,
     pub journal_direct: AtomicBool,
+    /// Told each commit's and each journal sync's duration, once set.
+    pub latency: std::sync::OnceLock<Arc<dyn LatencyObserver>>,
+}
+
+/// Told how long each commit and each journal write (with its sync) took, on the writer
+/// thread: implementations must be quick (the metrics' histograms are).
+pub trait LatencyObserver: Send + Sync + std::fmt::Debug {
+    /// A write transaction's commit (with redb's fsync when it is a durable one).
+    fn commit(&self, took: Duration);
+    /// A journal frame's write and sync.
+    fn journal_sync(&self, took: Duration);
 }
 
 /// How the store queues and batches writes.
@@ -545,6 +556,12 @@ impl Store {
                 None => return Ok(forgotten),
             }
         }
+    }
+
+    /// Tells `observer` the duration of every commit and journal sync from now on; only the
+    /// first observer given is kept.
+    pub fn observe_latency(&self, observer: Arc<dyn LatencyObserver>) {
+        let _ = self.inner.counters.latency.set(observer);
     }
 
     /// What the writer has done so far: commits versus writes shows how well group commit

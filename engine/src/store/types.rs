@@ -374,7 +374,7 @@ impl Default for RunFilter {
 }
 
 /// One page of runs, newest first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Page {
     /// The runs.
     pub runs: Vec<Run>,

@@ -185,9 +185,13 @@ impl Writer {
         counters
             .apply_us
             .fetch_add(micros(applied - started), Ordering::Relaxed);
+        let took = applied.elapsed();
         counters
             .commit_us
-            .fetch_add(micros(applied.elapsed()), Ordering::Relaxed);
+            .fetch_add(micros(took), Ordering::Relaxed);
+        if let Some(observer) = counters.latency.get() {
+            observer.commit(took);
+        }
         Ok(())
     }
 
