@@ -209,3 +209,72 @@ fn log_format_json_writes_one_json_object_per_log_line() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `weir check` on a store: clean, then with a record's bytes flipped on disk, then missing.
+#[test]
+fn check_reports_each_damaged_record_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("weir.redb");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let request = |marker: &str| weir::store::NewRun {
+        flow_id: "f".into(),
+        flow_version: "v1".into(),
+        request: weir::store::RawRequest {
+            method: "POST".into(),
+            path: "/hooks/f/t".into(),
+            query: String::new(),
+            headers: vec![("x-marker".into(), marker.into())],
+            body: b"{}".to_vec(),
+            remote_addr: None,
+            received_at: std::time::SystemTime::now(),
+        },
+        dedupe_key: None,
+        dedupe_window: None,
+    };
+    let bad = runtime.block_on(async {
+        let store = weir::store::Store::open(&data).unwrap();
+        store.accept(request("fine-one")).await.unwrap();
+        let bad = store.accept(request("flip-these-bytes")).await.unwrap().id;
+        store.accept(request("fine-two")).await.unwrap();
+        bad
+    });
+    let check = || {
+        weir_command()
+            .args(["check", "--data"])
+            .arg(&data)
+            .output()
+            .unwrap()
+    };
+    let out = check();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("3 runs") && stdout.contains("0 damaged"),
+        "{stdout}"
+    );
+
+    let mut bytes = std::fs::read(&data).unwrap();
+    let marker = b"flip-these-bytes";
+    let mut flipped = 0;
+    while let Some(at) = bytes.windows(marker.len()).position(|w| w == marker) {
+        bytes[at..at + 4].copy_from_slice(b"\xff\xfe\xfd\xfc");
+        flipped += 1;
+    }
+    assert!(flipped > 0, "the record is not in the file");
+    std::fs::write(&data, bytes).unwrap();
+    let out = check();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains(&format!("damaged: run {bad}:")), "{stdout}");
+
+    let out = weir_command()
+        .args(["check", "--data"])
+        .arg(dir.path().join("missing.redb"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open the store"));
+}

@@ -8,8 +8,9 @@
 //! must hold every write answered `Ok` (see `check`).
 //!
 //! Each trial draws its workload and cut point from its seed, printed on failure; set
-//! `WEIR_POWER_LOSS_SEED` to run one seed again. The long run is
-//! `cargo test -p weir --lib -- --ignored power_loss_long`.
+//! `WEIR_POWER_LOSS_SEED` to run one seed again, `WEIR_POWER_LOSS_TRIALS` for another number
+//! of trials. The long run is
+//! `cargo test --release -p weir --lib -- --ignored power_loss_long`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::ErrorKind;
@@ -589,7 +590,10 @@ fn run_trials(tear: Tear, trials: u64) {
         Ok(seed) => (seed.parse().expect("WEIR_POWER_LOSS_SEED is a number"), 1),
         Err(_) => (
             u64::from(std::process::id()) << 32 ^ super::types::to_ms(std::time::SystemTime::now()),
-            trials,
+            std::env::var("WEIR_POWER_LOSS_TRIALS")
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(trials),
         ),
     };
     let started = std::time::Instant::now();
