@@ -9,6 +9,7 @@ mod hardening;
 mod hostile;
 mod jsonpath_cts;
 mod outbound;
+mod outbound_examples;
 mod receive;
 mod reload;
 mod restart;
