@@ -4,6 +4,7 @@
 //!     cargo run --release -p weir-bench -- plugin
 //!     cargo run --release -p weir-bench -- webhook [--rounds N]
 //!     cargo run --release -p weir-bench -- memory [--weir PATH] [--serve-arg ARG]...
+//!     cargo run --release -p weir-bench -- outbound
 //!
 //! The method and the current figures are in BENCHMARKS.md at the repository's root.
 
@@ -14,6 +15,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod floor;
 mod memory;
+mod outbound;
 mod plugin;
 mod webhook;
 
@@ -47,6 +49,9 @@ enum Bench {
         #[arg(long = "serve-arg", allow_hyphen_values = true)]
         serve_args: Vec<String>,
     },
+    /// A one-step `http` flow against a loopback sink: completed runs/s and the latency a
+    /// call adds over the sink's own.
+    Outbound,
     /// Serves a baseline in a process of its own, as `webhook` needs it: prints `bare: ADDR`
     /// and serves until its stdin closes.
     #[command(hide = true)]
@@ -66,6 +71,7 @@ fn main() -> anyhow::Result<()> {
             webhook::bench(usize::try_from(rounds).context("--rounds is too large")?)
         }
         Bench::Memory { weir, serve_args } => memory::bench(weir, &serve_args),
+        Bench::Outbound => outbound::bench(),
         Bench::BareServer { durable } => webhook::serve_bare(durable),
     }
 }

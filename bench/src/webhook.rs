@@ -24,12 +24,12 @@ use warp::Filter;
 use crate::floor::DurableLog;
 
 /// How long each server is loaded in each round.
-const PHASE: Duration = Duration::from_secs(5);
+pub(crate) const PHASE: Duration = Duration::from_secs(5);
 const CONCURRENCY: [usize; 2] = [16, 64];
 
 /// What one phase of load measured.
-struct Load {
-    ok: usize,
+pub(crate) struct Load {
+    pub(crate) ok: usize,
     refused: usize,
     /// How long each answer took.
     latencies: Vec<Duration>,
@@ -37,12 +37,12 @@ struct Load {
 }
 
 impl Load {
-    fn rps(&self) -> f64 {
+    pub(crate) fn rps(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64()
     }
 
     /// `latencies` sorted first.
-    fn percentile_ms(&self, p: f64) -> f64 {
+    pub(crate) fn percentile_ms(&self, p: f64) -> f64 {
         if self.latencies.is_empty() {
             return f64::NAN;
         }
@@ -61,7 +61,7 @@ fn payload() -> Bytes {
 }
 
 /// `concurrency` keep-alive connections, each posting as fast as answers come, for [`PHASE`].
-async fn load(addr: SocketAddr, path: &str, concurrency: usize) -> anyhow::Result<Load> {
+pub(crate) async fn load(addr: SocketAddr, path: &str, concurrency: usize) -> anyhow::Result<Load> {
     let body = payload();
     let deadline = Instant::now() + PHASE;
     let start = Instant::now();
@@ -165,9 +165,9 @@ pub fn serve_bare(durable: Option<PathBuf>) -> anyhow::Result<()> {
 }
 
 /// A baseline's own process; stopped when dropped.
-struct BareProcess {
+pub(crate) struct BareProcess {
     child: std::process::Child,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
 }
 
 impl Drop for BareProcess {
@@ -179,7 +179,7 @@ impl Drop for BareProcess {
 
 /// The bare server in its own process; with `durable`, the durable floor writing in that
 /// directory (and how it writes).
-fn start_bare(durable: Option<&Path>) -> anyhow::Result<(BareProcess, Option<String>)> {
+pub(crate) fn start_bare(durable: Option<&Path>) -> anyhow::Result<(BareProcess, Option<String>)> {
     let mut command = Command::new(std::env::current_exe()?);
     command.arg("bare-server");
     if let Some(dir) = durable {
@@ -208,10 +208,10 @@ fn start_bare(durable: Option<&Path>) -> anyhow::Result<(BareProcess, Option<Str
 }
 
 /// `weir serve` on a temporary folder; stopped when dropped.
-struct WeirProcess {
+pub(crate) struct WeirProcess {
     child: std::process::Child,
-    webhook: SocketAddr,
-    admin: SocketAddr,
+    pub(crate) webhook: SocketAddr,
+    pub(crate) admin: SocketAddr,
     _dir: tempfile::TempDir,
 }
 
@@ -249,14 +249,18 @@ pub(crate) fn weir_binary() -> anyhow::Result<PathBuf> {
 }
 
 fn start_weir() -> anyhow::Result<WeirProcess> {
+    start_weir_with(
+        "name = \"bench\"\n[[steps]]\nid = \"shape\"\nplugin = \"transform\"\n\
+         input = { number = \"$.webhook.body.issue.number\", title = \"$.webhook.body.issue.title\" }\n",
+    )
+}
+
+/// `weir serve` on ephemeral ports with one flow, `bench`, of this text.
+pub(crate) fn start_weir_with(flow: &str) -> anyhow::Result<WeirProcess> {
     let dir = tempfile::tempdir()?;
     let flows = dir.path().join("flows");
     std::fs::create_dir(&flows)?;
-    std::fs::write(
-        flows.join("bench.toml"),
-        "name = \"bench\"\n[[steps]]\nid = \"shape\"\nplugin = \"transform\"\n\
-         input = { number = \"$.webhook.body.issue.number\", title = \"$.webhook.body.issue.title\" }\n",
-    )?;
+    std::fs::write(flows.join("bench.toml"), flow)?;
     let mut child = Command::new(weir_binary()?)
         .args([
             "serve",
@@ -293,7 +297,7 @@ fn start_weir() -> anyhow::Result<WeirProcess> {
     })
 }
 
-async fn get_json(addr: SocketAddr, path: &str) -> anyhow::Result<serde_json::Value> {
+pub(crate) async fn get_json(addr: SocketAddr, path: &str) -> anyhow::Result<serde_json::Value> {
     let stream = tokio::net::TcpStream::connect(addr).await?;
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
@@ -312,7 +316,7 @@ async fn get_json(addr: SocketAddr, path: &str) -> anyhow::Result<serde_json::Va
 }
 
 /// Returns once Weir has no run left in its queue.
-async fn wait_drained(weir: &WeirProcess) -> anyhow::Result<()> {
+pub(crate) async fn wait_drained(weir: &WeirProcess) -> anyhow::Result<()> {
     loop {
         let health = get_json(weir.admin, "/api/health").await?;
         if health["runs_in_queue"] == 0 {
@@ -364,7 +368,7 @@ struct Round {
 }
 
 /// The median of `values`, then the lowest and the highest.
-fn median(values: impl Iterator<Item = f64>) -> (f64, f64, f64) {
+pub(crate) fn median(values: impl Iterator<Item = f64>) -> (f64, f64, f64) {
     let mut values: Vec<f64> = values.collect();
     values.sort_by(f64::total_cmp);
     if values.is_empty() {

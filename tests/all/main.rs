@@ -11,6 +11,7 @@ mod jsonpath_cts;
 mod metrics;
 mod openapi;
 mod outbound;
+mod outbound_examples;
 mod receive;
 mod reload;
 mod restart;

@@ -292,3 +292,47 @@ config.url = "{url}"
         "{call}"
     );
 }
+
+#[test]
+fn https_to_a_loopback_server_works_with_its_ca_and_fails_without() {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("a test cert");
+    let sink = Sink::start_tls(
+        vec![certified.cert.der().to_vec()],
+        certified.key_pair.serialize_der(),
+        |_| Reply::json(200, &json!({"secure": true})),
+    );
+    let ca = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(ca.path(), certified.cert.pem()).expect("write the CA");
+    let flow = format!(
+        r#"name = "tls"
+[[steps]]
+id = "get"
+plugin = "http"
+allow_hosts = ["https://127.0.0.1:{port}"]
+config.url = "https://127.0.0.1:{port}/secure"
+"#,
+        port = sink.port()
+    );
+    let ca_path = ca.path().to_str().expect("a UTF-8 temp path");
+    let (_flows, _data, weir) = serve_with(&flow, &["--extra-ca", ca_path]);
+    let run = run_once(&weir, json!({}));
+    assert_eq!(run["run"]["status"], "succeeded", "{run:#}");
+    assert_eq!(step(&run)["output"]["body"], json!({"secure": true}));
+    assert_eq!(sink.requests().len(), 1);
+
+    // Without the CA the certificate is not trusted: the call fails before any request.
+    let (_flows, _data, weir) = serve(&flow);
+    let run = run_once(&weir, json!({}));
+    assert_eq!(run["run"]["status"], "failed", "{run:#}");
+    let step = step(&run);
+    assert_eq!(step["error"]["kind"], "upstream", "{step}");
+    assert!(
+        step["calls"][0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("TLS with 127.0.0.1 failed"),
+        "{step}"
+    );
+    assert_eq!(sink.requests().len(), 1);
+}

@@ -68,6 +68,33 @@ pub struct Sink {
 impl Sink {
     /// Starts a sink that answers every request with `handler`'s reply.
     pub fn start(handler: impl Fn(&Received) -> Reply + Send + Sync + 'static) -> Sink {
+        Sink::start_inner(None, handler)
+    }
+
+    /// As [`Sink::start`], over TLS with this certificate chain and key (DER).
+    pub fn start_tls(
+        chain: Vec<Vec<u8>>,
+        key: Vec<u8>,
+        handler: impl Fn(&Received) -> Reply + Send + Sync + 'static,
+    ) -> Sink {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(
+                chain.into_iter().map(CertificateDer::from).collect(),
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
+            )
+            .expect("a usable test certificate");
+        Sink::start_inner(Some(Arc::new(config)), handler)
+    }
+
+    fn start_inner(
+        tls: Option<Arc<rustls::ServerConfig>>,
+        handler: impl Fn(&Received) -> Reply + Send + Sync + 'static,
+    ) -> Sink {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
         let addr = listener.local_addr().expect("local address");
         let sink = Sink {
@@ -89,8 +116,18 @@ impl Sink {
                 }
                 let Ok(stream) = stream else { continue };
                 connections.fetch_add(1, Ordering::SeqCst);
-                let (handler, requests) = (handler.clone(), requests.clone());
-                std::thread::spawn(move || serve(stream, &*handler, &requests));
+                let (handler, requests, tls) = (handler.clone(), requests.clone(), tls.clone());
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+                std::thread::spawn(move || match tls {
+                    None => serve(stream, &*handler, &requests),
+                    Some(config) => {
+                        let Ok(connection) = rustls::ServerConnection::new(config) else {
+                            return;
+                        };
+                        let tls = rustls::StreamOwned::new(connection, stream);
+                        serve(tls, &*handler, &requests)
+                    }
+                });
             }
         });
         sink
@@ -127,8 +164,7 @@ impl Drop for Sink {
     }
 }
 
-fn serve(mut stream: TcpStream, handler: &Handler, requests: &Mutex<Vec<Received>>) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+fn serve<S: Read + Write>(mut stream: S, handler: &Handler, requests: &Mutex<Vec<Received>>) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 16 << 10];
     loop {
@@ -193,7 +229,11 @@ fn serve(mut stream: TcpStream, handler: &Handler, requests: &Mutex<Vec<Received
                 out.push_str("\r\n");
                 let mut bytes = out.into_bytes();
                 bytes.extend_from_slice(&body);
-                if stream.write_all(&bytes).is_err() {
+                if stream
+                    .write_all(&bytes)
+                    .and_then(|()| stream.flush())
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -219,10 +259,10 @@ fn serve(mut stream: TcpStream, handler: &Handler, requests: &Mutex<Vec<Received
 }
 
 /// Reads a chunked body whose first bytes are in `buf`; `None` when the connection ends first.
-fn read_chunked(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
+fn read_chunked<S: Read>(stream: &mut S, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
     let mut body = Vec::new();
     let mut chunk = [0u8; 16 << 10];
-    let mut fill = |buf: &mut Vec<u8>, stream: &mut TcpStream| -> Option<()> {
+    let mut fill = |buf: &mut Vec<u8>, stream: &mut S| -> Option<()> {
         match stream.read(&mut chunk) {
             Ok(0) | Err(_) => None,
             Ok(n) => {
