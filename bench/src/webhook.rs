@@ -77,7 +77,7 @@ pub(crate) async fn load(addr: SocketAddr, path: &str, concurrency: usize) -> an
             let (mut ok, mut refused, mut latencies) = (0, 0, Vec::new());
             while Instant::now() < deadline {
                 let request = hyper::Request::post(&path)
-                    .header("host", "bench")
+                    .header("host", "127.0.0.1")
                     .header("content-type", "application/json")
                     .body(Full::new(body.clone()))?;
                 let sent = Instant::now();
@@ -303,7 +303,7 @@ pub(crate) async fn get_json(addr: SocketAddr, path: &str) -> anyhow::Result<ser
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
     tokio::spawn(conn);
     let request = hyper::Request::get(path)
-        .header("host", "bench")
+        .header("host", "127.0.0.1")
         .body(Full::new(Bytes::new()))?;
     let body = sender
         .send_request(request)
