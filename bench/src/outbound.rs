@@ -52,7 +52,7 @@ pub fn bench() -> anyhow::Result<()> {
         let flows = get_json(weir.admin, "/api/flows").await?;
         let url = flows["flows"][0]["webhook_url"]
             .as_str()
-            .context("the bench flow's URL")?;
+            .with_context(|| format!("the bench flow's URL in {flows}"))?;
         let hook_path = url
             .split_once("/hooks/")
             .map(|(_, rest)| format!("/hooks/{rest}"))

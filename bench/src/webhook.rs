@@ -77,7 +77,7 @@ pub(crate) async fn load(addr: SocketAddr, path: &str, concurrency: usize) -> an
             let (mut ok, mut refused, mut latencies) = (0, 0, Vec::new());
             while Instant::now() < deadline {
                 let request = hyper::Request::post(&path)
-                    .header("host", "bench")
+                    .header("host", "127.0.0.1")
                     .header("content-type", "application/json")
                     .body(Full::new(body.clone()))?;
                 let sent = Instant::now();
