@@ -54,6 +54,17 @@ export function optionsMenu(run) {
 }
 
 function row(run, flows) {
+  // A run whose stored records cannot be read: its id and what is wrong, nothing else.
+  if (run.status === "damaged") {
+    return h(
+      "tr",
+      { "data-run-id": run.id },
+      h("td", { "data-label": "Flow" }, h("span", { class: "muted id" }, "unknown")),
+      h("td", { "data-label": "Received" }, h("span", { class: "muted id" }, shortId(run.id))),
+      h("td", { "data-label": "Status", class: "status-cell" }, badge("damaged")),
+      h("td", { "data-label": "Error", colspan: "3" }, run.error || ""),
+    );
+  }
   const flow = flows.get(run.flow_id);
   const tr = h(
     "tr",
