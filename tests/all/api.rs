@@ -149,11 +149,18 @@ fn a_configured_admin_token_is_required() {
         &[("authorization", "Bearer nope")],
     );
     assert_eq!(wrong.status, 401);
-    let ok = get_with(
+    for scheme in ["Bearer", "bearer", "BEARER  "] {
+        let ok = get_with(
+            &format!("{}/api/flows", weir.admin),
+            &[("authorization", &format!("{scheme} let-me-in-please-0123"))],
+        );
+        assert_eq!(ok.status, 200, "{scheme}");
+    }
+    let no_scheme = get_with(
         &format!("{}/api/flows", weir.admin),
-        &[("authorization", "Bearer let-me-in-please-0123")],
+        &[("authorization", "let-me-in-please-0123")],
     );
-    assert_eq!(ok.status, 200);
+    assert_eq!(no_scheme.status, 401);
 }
 
 #[test]

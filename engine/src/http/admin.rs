@@ -209,7 +209,11 @@ fn check_token(admin: &Admin, header: Option<&str>) -> Result<()> {
     let Some(expected) = &admin.token else {
         return Ok(());
     };
-    let given = header.and_then(|h| h.strip_prefix("Bearer ")).unwrap_or("");
+    // The scheme name is case-insensitive and followed by one or more spaces (RFC 7235).
+    let given = header
+        .and_then(|h| h.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map_or("", |(_, token)| token.trim_start_matches(' '));
     if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
         Ok(())
     } else {

@@ -36,9 +36,14 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, message)
     }
 
+    /// A failure inside Weir: the details go to the log, never to the client (they may name
+    /// files, or say more about the store than a caller should learn).
     pub fn internal(message: impl std::fmt::Display) -> Self {
         tracing::error!(%message, "internal error");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message.to_string())
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "an internal error occurred; the server log has the details",
+        )
     }
 }
 
