@@ -34,7 +34,7 @@ use crate::catalog::{Catalog, FlowEntry};
 use crate::flow::Respond;
 use crate::run::Executor;
 use crate::run::payload::{form_to_json, headers_to_json};
-use crate::store::{RawRequest, Run, RunFilter, RunId, RunStatus, StepRecord, Store};
+use crate::store::{RawRequest, Run, RunFilter, RunId, RunStatus, StepRecord, Store, StoreError};
 
 /// What the admin API needs.
 pub struct Admin {
@@ -594,11 +594,25 @@ pub struct DamagedRow {
     error: String,
 }
 
+/// A store error of one run's records: a damaged record says so (an admin can act on it);
+/// anything else is an internal error.
+fn run_read_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Corrupt(message) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!(
+                "this run's stored records are damaged ({message}); `weir check` lists every damaged record"
+            ),
+        ),
+        other => ApiError::internal(other),
+    }
+}
+
 fn request_or_404(admin: &Admin, id: RunId) -> Result<RawRequest> {
     admin
         .store
         .get_request(id)
-        .map_err(ApiError::internal)?
+        .map_err(run_read_error)?
         .ok_or_else(|| ApiError::not_found(format!("no run '{id}'")))
 }
 
@@ -618,10 +632,10 @@ fn get_run(id: String, admin: Arc<Admin>) -> Result<Response> {
     let run = admin
         .store
         .get_run(id)
-        .map_err(ApiError::internal)?
+        .map_err(run_read_error)?
         .ok_or_else(|| ApiError::not_found(format!("no run '{id}'")))?;
     let request = request_or_404(&admin, id)?;
-    let steps = admin.store.get_steps(id).map_err(ApiError::internal)?;
+    let steps = admin.store.get_steps(id).map_err(run_read_error)?;
     let webhook = crate::run::payload::webhook_document_for(&run, &request);
     json_ok(
         &serde_json::to_value(RunDetail {
