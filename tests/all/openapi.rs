@@ -22,9 +22,12 @@ fn authorized() -> Vec<(&'static str, &'static str)> {
 /// hooks are not the API).
 fn router_paths() -> BTreeSet<String> {
     let mut paths = BTreeSet::new();
-    for file in ["admin.rs", "ui.rs"] {
-        let source = std::fs::read_to_string(repo_root().join("engine/src/http").join(file))
-            .expect("the admin router's source");
+    let http = repo_root().join("engine/src/http");
+    let admin = std::fs::read_dir(http.join("admin")).expect("the admin router's sources");
+    let mut files: Vec<_> = admin.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    files.push(http.join("ui.rs"));
+    for file in files {
+        let source = std::fs::read_to_string(&file).expect("the admin router's source");
         for declared in source.split("warp::path!(").skip(1) {
             let inside = declared.split(')').next().unwrap_or_default();
             let segments: Vec<String> = inside

@@ -1,0 +1,162 @@
+//! Flows: the list and one flow's page.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use warp::reply::Response;
+
+use super::{Admin, Result, json_ok};
+use crate::catalog::{Catalog, FlowEntry};
+use crate::flow::Respond;
+use crate::http::error::{ApiError, ErrorBody};
+use crate::store::RunFilter;
+
+pub(super) fn flow_json(catalog: &Catalog, entry: &FlowEntry) -> Value {
+    let live = entry.live.as_ref().map(|l| &l.flow);
+    json!({
+        "id": entry.id,
+        "name": live.map(|f| f.name.as_str()),
+        "description": live.and_then(|f| f.description.as_deref()),
+        "webhook_url": catalog.webhook_url(entry),
+        "status": entry.status(),
+        "errors": entry.errors,
+        "version": live.map(|f| f.version.as_str()),
+        "serving": live.is_some(),
+        "file": entry.file.display().to_string(),
+        "methods": live.map(|f| f.webhook.methods.clone()),
+        "max_body": live.map(|f| f.webhook.max_body),
+        "max_head": live.map(|f| f.webhook.max_head),
+        "dedupe": live.and_then(|f| f.webhook.dedupe.as_ref().map(|q| q.as_str().to_owned())),
+        "dedupe_from": live.and_then(|f| f.webhook.dedupe_from).map(|from| match from {
+            crate::flow::DedupeFrom::Flow => "flow".to_owned(),
+            crate::flow::DedupeFrom::Scheme(scheme) => format!("verify scheme {scheme}"),
+        }),
+        "dedupe_window_ms": live.and_then(|f| f.webhook.dedupe_window)
+            .map(|w| u64::try_from(w.as_millis()).unwrap_or(u64::MAX)),
+        "respond": live.map(|f| match f.webhook.respond {
+            Respond::Accepted => json!({ "mode": "accepted" }),
+            Respond::Result { timeout } => json!({
+                "mode": "result",
+                "timeout_ms": u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            }),
+        }),
+        // The scheme only: secrets never leave the flow.
+        "verify": live.and_then(|f| f.webhook.verify.as_ref().map(|v| v.scheme())),
+        "steps": live.map(|f| f.steps.iter().map(|s| json!({
+            "id": s.id.to_string(),
+            "plugin": match &s.plugin {
+                crate::flow::PluginRef::Builtin(name) => name.clone(),
+                crate::flow::PluginRef::Path(path) => path.display().to_string(),
+            },
+            "input": s.input.to_json(),
+            "when": s.when.as_ref().map(|q| q.as_str().to_owned()),
+            "config": s.redacted_config(),
+        })).collect::<Vec<_>>()),
+    })
+}
+
+/// The most runs read to count a flow's runs of the last 24 hours; past it the count says so.
+const RECENT_RUNS_READ: usize = RunFilter::MAX_LIMIT;
+
+/// Adds the flow's activity to its JSON: `last_run` (id, status, received_at) and `runs_24h`
+/// (capped at [`RECENT_RUNS_READ`], with `runs_24h_capped`). Reads run summaries only, never
+/// a payload.
+pub(super) fn add_activity(admin: &Admin, id: &str, flow: &mut Value) -> Result<()> {
+    let page = admin
+        .store
+        .list_runs(&RunFilter {
+            flow: Some(id.to_owned()),
+            limit: RECENT_RUNS_READ,
+            ..RunFilter::default()
+        })
+        .map_err(ApiError::internal)?;
+    let since = std::time::SystemTime::now() - std::time::Duration::from_secs(24 * 3600);
+    let recent = page
+        .runs
+        .iter()
+        .take_while(|run| run.id.timestamp() >= since)
+        .count();
+    flow["runs_24h"] = json!(recent);
+    flow["runs_24h_capped"] = json!(recent == page.runs.len() && page.next_cursor.is_some());
+    flow["last_run"] = json!(page.runs.first().map(|run| json!({
+        "id": run.id,
+        "status": run.status,
+        "received_at": run.received_at,
+    })));
+    Ok(())
+}
+
+#[utoipa::path(get, path = "/api/flows", tag = "flows",
+    responses(
+        (status = 200, description = "`{\"flows\": [...]}`: every flow of the folder with its \
+            webhook URL, status, errors, version, steps and activity", body = serde_json::Value),
+        (status = 401, description = "A token is set and the request does not carry it", body = ErrorBody),
+        (status = 421, description = "No token is set and the request's Host is not this machine", body = ErrorBody),
+        (status = 500, description = "The store could not be read", body = ErrorBody),
+    ))]
+pub(super) fn list_flows(admin: Arc<Admin>) -> Result<Response> {
+    let snapshot = admin.catalog.snapshot();
+    let mut flows = Vec::with_capacity(snapshot.flows.len());
+    for entry in snapshot.flows.values() {
+        let mut flow = flow_json(&admin.catalog, entry);
+        add_activity(&admin, &entry.id, &mut flow)?;
+        flows.push(flow);
+    }
+    json_ok(&json!({ "flows": flows }))
+}
+
+/// One flow, with what its page shows beyond the list: `source`, the TOML of the version
+/// serving (`version`), and `latest_webhook`, the webhook step's output in its latest run.
+#[utoipa::path(get, path = "/api/flows/{id}", tag = "flows",
+    params(("id" = String, Path, description = "The flow id (its file name)")),
+    responses(
+        (status = 200, description = "The flow as listed, with `source` (its TOML) and \
+            `latest_webhook`", body = serde_json::Value),
+        (status = 404, description = "No such flow", body = ErrorBody),
+        (status = 401, description = "A token is set and the request does not carry it", body = ErrorBody),
+        (status = 421, description = "No token is set and the request's Host is not this machine", body = ErrorBody),
+        (status = 500, description = "The store could not be read", body = ErrorBody),
+    ))]
+pub(super) fn get_flow(id: String, admin: Arc<Admin>) -> Result<Response> {
+    let snapshot = admin.catalog.snapshot();
+    let entry = snapshot
+        .flows
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found(format!("no flow '{id}'")))?;
+    let mut flow = flow_json(&admin.catalog, entry);
+    add_activity(&admin, &id, &mut flow)?;
+    let source = match entry.live.as_ref() {
+        Some(live) => admin
+            .store
+            .flow_version(&id, &live.flow.version)
+            .map_err(ApiError::internal)?,
+        None => None,
+    };
+    flow["source"] = json!(source);
+    let latest = admin
+        .store
+        .list_runs(&RunFilter {
+            flow: Some(id.clone()),
+            limit: 1,
+            ..RunFilter::default()
+        })
+        .map_err(ApiError::internal)?
+        .runs
+        .into_iter()
+        .next();
+    flow["latest_webhook"] = match latest {
+        Some(run) => match admin
+            .store
+            .get_request(run.id)
+            .map_err(ApiError::internal)?
+        {
+            Some(request) => json!({
+                "run_id": run.id,
+                "output": crate::run::payload::webhook_document_for(&run, &request),
+            }),
+            None => Value::Null,
+        },
+        None => Value::Null,
+    };
+    json_ok(&flow)
+}

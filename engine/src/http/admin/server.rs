@@ -1,0 +1,76 @@
+//! Health, metrics and the OpenAPI document.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use warp::reply::{Reply, Response};
+
+use super::{Admin, Result, json_ok};
+use crate::http::error::{ApiError, ErrorBody};
+
+/// The server's state: flows loaded, runs waiting, the store's writer.
+#[utoipa::path(get, path = "/api/health", tag = "server",
+    responses(
+        (status = 200, description = "Version, flows, runs in the queue, the store's writer, \
+            senders waiting for results", body = serde_json::Value),
+        (status = 401, description = "A token is set and the request does not carry it", body = ErrorBody),
+        (status = 421, description = "No token is set and the request's Host is not this machine", body = ErrorBody),
+        (status = 500, description = "The store could not be read", body = ErrorBody),
+    ))]
+pub(super) fn health(admin: Arc<Admin>) -> Result<Response> {
+    let snapshot = admin.catalog.snapshot();
+    let queued = admin.store.queue_len().map_err(ApiError::internal)?;
+    json_ok(&json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "flows": snapshot.flows.len(),
+        "flows_with_errors": snapshot.flows.values().filter(|e| !e.errors.is_empty()).count(),
+        "runs_in_queue": queued,
+        "store": admin.store.stats(),
+        "senders_waiting_for_results": admin.executor.wait_stats(),
+    }))
+}
+
+/// The metrics, with the gauges read now: the queue from the store (live runs less those
+/// executing, and the oldest queued run's age) and the store file's length.
+#[utoipa::path(get, path = "/metrics", tag = "server",
+    responses(
+        (status = 200, description = "Prometheus metrics in the OpenMetrics text format",
+            content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String),
+        (status = 401, description = "A token is set and the request does not carry it", body = ErrorBody),
+        (status = 421, description = "No token is set and the request's Host is not this machine", body = ErrorBody),
+        (status = 500, description = "The store could not be read", body = ErrorBody),
+    ))]
+pub(super) fn metrics(admin: Arc<Admin>) -> Result<Response> {
+    let live = admin.store.queue_len().map_err(ApiError::internal)?;
+    let executing = admin.executor.executing() as u64;
+    let oldest = admin.store.oldest_queued().map_err(ApiError::internal)?;
+    let sample = crate::metrics::Sample {
+        queued: live.saturating_sub(executing),
+        executing,
+        oldest_queued: oldest.map(|id| {
+            std::time::SystemTime::now()
+                .duration_since(id.timestamp())
+                .unwrap_or_default()
+        }),
+        store_bytes: std::fs::metadata(&admin.store_file).map_or(0, |m| m.len()),
+    };
+    let text = admin
+        .metrics
+        .render(sample)
+        .map_err(|e| ApiError::internal(format!("encoding the metrics: {e}")))?;
+    Ok(
+        warp::reply::with_header(text, "content-type", crate::metrics::CONTENT_TYPE)
+            .into_response(),
+    )
+}
+
+#[utoipa::path(get, path = "/api/openapi.json", tag = "server",
+    responses(
+        (status = 200, description = "This document: OpenAPI 3.1", body = serde_json::Value),
+        (status = 401, description = "A token is set and the request does not carry it", body = ErrorBody),
+        (status = 421, description = "No token is set and the request's Host is not this machine", body = ErrorBody),
+    ))]
+pub(super) fn openapi() -> Result<Response> {
+    json_ok(&crate::http::openapi::document())
+}
