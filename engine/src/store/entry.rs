@@ -55,6 +55,15 @@ pub(super) enum Entry {
         flow_id: String,
         entries: Vec<(String, u128)>,
     },
+    /// A refused webhook of a flow, numbered `seq`, kept in its ring (see `rejections`).
+    Reject {
+        flow_id: String,
+        seq: u64,
+        reason: String,
+        bytes: Vec<u8>,
+    },
+    /// A redelivery answered with the run.
+    Redelivered { id: RunId },
 }
 
 impl Entry {
@@ -64,7 +73,8 @@ impl Entry {
             Entry::Accept { id, .. }
             | Entry::Start { id, .. }
             | Entry::Step { id, .. }
-            | Entry::Finish { id, .. } => Some(*id),
+            | Entry::Finish { id, .. }
+            | Entry::Redelivered { id } => Some(*id),
             Entry::Requeue { ids } => ids.first().copied(),
             _ => None,
         }
@@ -81,6 +91,8 @@ impl Entry {
             Entry::FlowVersion { .. } => "flow version",
             Entry::Requeue { .. } => "requeue",
             Entry::ForgetDedupe { .. } => "forget dedupe values",
+            Entry::Reject { .. } => "reject",
+            Entry::Redelivered { .. } => "redelivered",
         }
     }
 
@@ -177,6 +189,22 @@ impl Entry {
                     w.blob(key.as_bytes())?;
                     w.id(RunId::from(*run));
                 }
+            }
+            Entry::Reject {
+                flow_id,
+                seq,
+                reason,
+                bytes,
+            } => {
+                w.u8(20);
+                w.blob(flow_id.as_bytes())?;
+                w.u64(*seq);
+                w.blob(reason.as_bytes())?;
+                w.blob(bytes)?;
+            }
+            Entry::Redelivered { id } => {
+                w.u8(21);
+                w.id(*id);
             }
         }
         Ok(())
@@ -373,6 +401,13 @@ impl Cursor<'_> {
                 }
                 Entry::ForgetDedupe { flow_id, entries }
             }
+            20 => Entry::Reject {
+                flow_id: self.string()?,
+                seq: self.u64()?,
+                reason: self.string()?,
+                bytes: self.blob()?,
+            },
+            21 => Entry::Redelivered { id: self.id()? },
             other => return Err(corrupt(format_args!("has kind {other}"))),
         })
     }
@@ -453,6 +488,15 @@ mod tests {
                 proptest::collection::vec((".{0,8}", any::<u128>()), 0..4)
             )
                 .prop_map(|(flow_id, entries)| Entry::ForgetDedupe { flow_id, entries }),
+            (".{0,8}", any::<u64>(), ".{0,8}", bytes()).prop_map(
+                |(flow_id, seq, reason, bytes)| Entry::Reject {
+                    flow_id,
+                    seq,
+                    reason,
+                    bytes
+                }
+            ),
+            id().prop_map(|id| Entry::Redelivered { id }),
         ]
     }
 

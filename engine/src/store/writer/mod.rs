@@ -139,6 +139,11 @@ pub(super) enum Op {
         entries: Vec<DedupeEntry>,
         reply: Reply<u64>,
     },
+    /// Refused webhooks to keep in their flows' rings.
+    Reject {
+        rows: Vec<crate::store::NewRejection>,
+        reply: Reply<()>,
+    },
     /// A durable commit of nothing: every write answered before it is on disk after it.
     Sync {
         reply: Reply<()>,
@@ -155,7 +160,11 @@ impl Op {
     fn is_progress(&self) -> bool {
         matches!(
             self,
-            Op::Start { .. } | Op::Step { .. } | Op::Finish { .. } | Op::ForgetDedupe { .. }
+            Op::Start { .. }
+                | Op::Step { .. }
+                | Op::Finish { .. }
+                | Op::ForgetDedupe { .. }
+                | Op::Reject { .. }
         )
     }
 
@@ -171,7 +180,11 @@ impl Op {
     fn needs_sync(&self) -> bool {
         !matches!(
             self,
-            Op::Step { .. } | Op::Finish { .. } | Op::Pause { .. } | Op::ForgetDedupe { .. }
+            Op::Step { .. }
+                | Op::Finish { .. }
+                | Op::Pause { .. }
+                | Op::ForgetDedupe { .. }
+                | Op::Reject { .. }
         )
     }
 
@@ -180,6 +193,16 @@ impl Op {
         match self {
             Op::Accept { run, .. } => run.bytes.len(),
             Op::Step { bytes, .. } => bytes.len(),
+            Op::Reject { rows, .. } => rows
+                .iter()
+                .map(|r| {
+                    256 + r
+                        .body
+                        .as_ref()
+                        .map_or(0, Vec::len)
+                        .min(crate::store::BODY_KEPT)
+                })
+                .sum(),
             Op::FlowVersion {
                 source, plugins, ..
             } => source.len() + plugins.iter().map(|p| p.bytes.len()).sum::<usize>(),
@@ -199,6 +222,7 @@ impl Op {
             Op::Token { reply, .. } => pending(reply, Err(unanswered()), ()),
             Op::Recover { reply } => pending(reply, Err(unanswered()), ()),
             Op::ForgetDedupe { reply, .. } => pending(reply, Err(unanswered()), ()),
+            Op::Reject { reply, .. } => pending(reply, Err(unanswered()), ()),
             Op::Sync { reply } => pending(reply, Err(unanswered()), ()),
             Op::Pause { .. } => Box::new(|_| {}),
         }
