@@ -150,7 +150,7 @@ impl Store {
                 rows.push(row);
             }
         }
-        rows.sort_unstable_by(|a, b| b.seq.cmp(&a.seq));
+        rows.sort_unstable_by_key(|row| std::cmp::Reverse(row.seq));
         let more = rows.len() > limit;
         rows.truncate(limit);
         Ok(RejectionPage {
