@@ -149,13 +149,12 @@ where
         (peer, _) => peer.map(|a| a.to_string()),
     };
     // From here on the flow is known: every refusal is kept on record (`super::refusals`).
-    let refuse = |error: ApiError, reason: &'static str, request: &RawRequest, body: bool| {
+    let refuse = |error: ApiError, request: &RawRequest, body: bool| {
         gateway.refusals.record(
             &req.flow_id,
             spec.verify.as_ref(),
             request,
             body,
-            reason,
             error.status.as_u16(),
             &error.message,
         );
@@ -181,11 +180,11 @@ where
                 None => "the sender's address is unknown (a trusted proxy sent no readable X-Forwarded-For or Forwarded), and this flow has allow_ips".to_owned(),
             },
         );
-        return Err(refuse(error, "allow_ips", &head_only(&req), false));
+        return Err(refuse(error, &head_only(&req), false));
     }
     if let Some(answer) = handshake(&spec.handshakes, &req) {
         tracing::info!(flow = %req.flow_id, "handshake answered");
-        return answer.map_err(|error| refuse(error, "handshake", &head_only(&req), false));
+        return answer.map_err(|error| refuse(error, &head_only(&req), false));
     }
     if !spec.methods.iter().any(|m| m == req.method.as_str()) {
         let error = ApiError::new(
@@ -193,7 +192,7 @@ where
             format!("flow '{}' accepts {}", req.flow_id, spec.methods.join(", ")),
         )
         .with_header("allow", spec.methods.join(", "));
-        return Err(refuse(error, "method", &head_only(&req), false));
+        return Err(refuse(error, &head_only(&req), false));
     }
     let too_large = || {
         ApiError::new(
@@ -210,7 +209,7 @@ where
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > spec.max_body) {
-        return Err(refuse(too_large(), "too_large", &head_only(&req), false));
+        return Err(refuse(too_large(), &head_only(&req), false));
     }
     let head = head_size(&req);
     if head > spec.max_head {
@@ -221,7 +220,7 @@ where
                 spec.max_head
             ),
         );
-        return Err(refuse(error, "head_too_large", &head_only(&req), false));
+        return Err(refuse(error, &head_only(&req), false));
     }
     let read = tokio::time::timeout(
         gateway.body_timeout,
@@ -230,8 +229,8 @@ where
     .await;
     let body = match read {
         Ok(Ok(Some(body))) => body,
-        Ok(Ok(None)) => return Err(refuse(too_large(), "too_large", &head_only(&req), false)),
-        Ok(Err(error)) => return Err(refuse(error, "body", &head_only(&req), false)),
+        Ok(Ok(None)) => return Err(refuse(too_large(), &head_only(&req), false)),
+        Ok(Err(error)) => return Err(refuse(error, &head_only(&req), false)),
         Err(_) => {
             let error = ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
@@ -241,7 +240,7 @@ where
                 ),
             )
             .with_header("connection", "close");
-            return Err(refuse(error, "body_timeout", &head_only(&req), false));
+            return Err(refuse(error, &head_only(&req), false));
         }
     };
 
@@ -269,11 +268,11 @@ where
                     verify.scheme()
                 ),
             );
-            return Err(refuse(error, "verify", &request, true));
+            return Err(refuse(error, &request, true));
         }
     }
     if let Err(error) = check_content(&request, spec.max_body) {
-        return Err(refuse(error, "content", &request, true));
+        return Err(refuse(error, &request, true));
     }
     if spec.handshakes.slack
         && let Some(challenge) = slack_challenge(&request)

@@ -52,15 +52,14 @@ impl Recorder {
     }
 
     /// Keeps the refusal of `request` (its head, and its body when `body` is true) with the
-    /// flow's credentials, the URL token and any `Authorization` redacted.
-    #[allow(clippy::too_many_arguments)]
+    /// flow's credentials, the URL token and any `Authorization` redacted, under the reason
+    /// `/metrics` counts it by.
     pub fn record(
         &self,
         flow_id: &str,
         verify: Option<&Verify>,
         request: &RawRequest,
         body: bool,
-        reason: &'static str,
         status: u16,
         message: &str,
     ) {
@@ -91,7 +90,7 @@ impl Recorder {
         let row = NewRejection {
             flow_id: flow_id.to_owned(),
             at: request.received_at,
-            reason,
+            reason: crate::metrics::refusal(status),
             status,
             message: message.to_owned(),
             remote_addr: head.remote_addr,
