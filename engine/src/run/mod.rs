@@ -26,17 +26,14 @@ use crate::catalog::Catalog;
 use crate::metrics::Metrics;
 use crate::store::{RunId, RunOutcome, RunStatus, StepRecord, StepStatus, Store, StoreError};
 
-use dispatch::{Arrivals, Dispatcher, PayloadBudget, Queued, enqueue};
-pub use dispatch::{Burst, DEFAULT_PAYLOAD_BUDGET};
+pub use dispatch::DEFAULT_PAYLOAD_BUDGET;
+use dispatch::{Dispatcher, PayloadBudget, Queued, enqueue};
 pub use steps::{Outcome, RunInfo, StepSink, execute_steps};
 
 /// The pool of workers that runs accepted runs.
 #[derive(Clone)]
 pub struct Executor {
     queue: mpsc::UnboundedSender<Queued>,
-    /// Runs whose sender waits for the result: they never wait for a burst to pass.
-    urgent: mpsc::UnboundedSender<Queued>,
-    arrivals: Arc<Arrivals>,
     waiters: Arc<Waiters>,
     /// One permit per run that may execute at once; a run holds one while it executes.
     slots: Arc<Semaphore>,
@@ -203,8 +200,8 @@ impl Drop for Waiting {
     }
 }
 
-/// The executor's own tokio runtime, so that its threads, which also call the plugins, can run
-/// at a lower priority than the gateway's.
+/// The executor's own tokio runtime: plugin calls and the runs' outbound I/O stay off the
+/// threads that answer webhooks.
 struct RunRuntime(Option<tokio::runtime::Runtime>);
 
 impl Drop for RunRuntime {
@@ -219,14 +216,10 @@ impl Drop for RunRuntime {
 impl Executor {
     /// Starts the dispatcher; at most `concurrency` runs execute at once.
     ///
-    /// Webhooks go first. While they arrive at the rate of a burst (`burst.rate` a second,
-    /// 1,000 by default), queued runs wait for it to pass, for at most `burst.max_wait`: they
-    /// are safe on disk, and every core is needed to answer the senders. Past that wait, a run
-    /// starts beside the burst, but only while fewer runs than cores execute. Runs of flows
-    /// whose sender waits for the result (`respond = "result"`) never wait. Beyond that, runs
-    /// execute on threads of their own with the niceness `nice` (0 to 19, see
-    /// `setpriority(2)`), so that under a long burst webhooks keep priority when the CPU is
-    /// short. With the CPU to spare, priority changes nothing.
+    /// Runs start as soon as a slot is free: the one rule that puts accepts ahead of runs is
+    /// the store writer's (see `store::writer`), which commits every waiting accept before
+    /// run progress, so a burst of webhooks is answered at the speed of small commits while
+    /// runs keep going with their share.
     ///
     /// Beside their number, executing runs hold at most `payload_budget` bytes of request body
     /// at once (0: no budget): a run waits for room for its body before its request is read.
@@ -235,8 +228,6 @@ impl Executor {
         catalog: Catalog,
         store: Store,
         concurrency: usize,
-        nice: i32,
-        burst: Burst,
         payload_budget: u64,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<Executor> {
@@ -248,11 +239,8 @@ impl Executor {
             .enable_time()
             // Steps' outbound HTTP calls (name lookups, sockets) run on these workers.
             .enable_io()
-            .on_thread_start(move || lower_priority(nice))
             .build()?;
         let (queue, incoming) = mpsc::unbounded_channel::<Queued>();
-        let (urgent, urgent_incoming) = mpsc::unbounded_channel::<Queued>();
-        let arrivals = Arc::new(Arrivals::new(burst.rate));
         // Semaphore permits are u32; more runs at once than that would not fit in memory anyway.
         let concurrency = u32::try_from(concurrency.max(1)).unwrap_or(u32::MAX);
         let slots = Arc::new(Semaphore::new(concurrency as usize));
@@ -264,17 +252,12 @@ impl Executor {
             waiters: waiters.clone(),
             slots: slots.clone(),
             closed,
-            arrivals: Arc::clone(&arrivals),
-            max_wait: burst.max_wait,
-            concurrency,
             budget: PayloadBudget::new(payload_budget),
             metrics: metrics.clone(),
         };
-        runtime.spawn(dispatcher.run(incoming, urgent_incoming));
+        runtime.spawn(dispatcher.run(incoming));
         Ok(Executor {
             queue,
-            urgent,
-            arrivals,
             waiters,
             slots,
             concurrency,
@@ -303,12 +286,7 @@ impl Executor {
     /// `body` is the size of the run's request body.
     pub fn submit_and_wait(&self, id: RunId, body: u64) -> Option<Waiting> {
         let waiting = self.waiters.add(id);
-        self.arrivals.note();
-        if waiting.is_some() {
-            enqueue(&self.urgent, (id, Some(body)));
-        } else {
-            enqueue(&self.queue, (id, Some(body)));
-        }
+        enqueue(&self.queue, (id, Some(body)));
         waiting
     }
 
@@ -329,7 +307,6 @@ impl Executor {
 
     /// Queues a run that the store has just accepted, whose request body is `body` bytes.
     pub fn submit(&self, id: RunId, body: u64) {
-        self.arrivals.note();
         enqueue(&self.queue, (id, Some(body)));
     }
 
@@ -344,28 +321,6 @@ impl Executor {
             tracing::info!(runs = n, "resuming runs left from before the restart");
         }
         Ok(n)
-    }
-}
-
-/// Gives the calling thread the niceness `nice` (Linux; elsewhere a no-op).
-fn lower_priority(nice: i32) {
-    if nice <= 0 {
-        return;
-    }
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: plain system calls on the calling thread's own id; no memory is shared.
-        let result = unsafe {
-            let tid = libc::gettid();
-            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice.min(19))
-        };
-        if result != 0 {
-            tracing::warn!(
-                nice,
-                error = %std::io::Error::last_os_error(),
-                "cannot lower the priority of a run thread"
-            );
-        }
     }
 }
 
