@@ -26,7 +26,7 @@ use crate::catalog::Catalog;
 use crate::metrics::Metrics;
 use crate::store::{RunId, RunOutcome, RunStatus, StepRecord, StepStatus, Store, StoreError};
 
-pub use dispatch::DEFAULT_PAYLOAD_BUDGET;
+pub use dispatch::{DEFAULT_PAYLOAD_BUDGET, Order};
 use dispatch::{Dispatcher, PayloadBudget, Queued, enqueue};
 pub use steps::{Outcome, RunInfo, StepSink, execute_steps};
 
@@ -34,6 +34,8 @@ pub use steps::{Outcome, RunInfo, StepSink, execute_steps};
 #[derive(Clone)]
 pub struct Executor {
     queue: mpsc::UnboundedSender<Queued>,
+    /// To read the `order_by` and `concurrency` of recovered runs' flow versions.
+    catalog: Catalog,
     waiters: Arc<Waiters>,
     /// One permit per run that may execute at once; a run holds one while it executes.
     slots: Arc<Semaphore>,
@@ -247,7 +249,7 @@ impl Executor {
         let waiters = Arc::new(Waiters::new(MAX_WAITING_SENDERS));
         let (closing, closed) = watch::channel(false);
         let dispatcher = Dispatcher {
-            catalog,
+            catalog: catalog.clone(),
             store,
             waiters: waiters.clone(),
             slots: slots.clone(),
@@ -258,6 +260,7 @@ impl Executor {
         runtime.spawn(dispatcher.run(incoming));
         Ok(Executor {
             queue,
+            catalog,
             waiters,
             slots,
             concurrency,
@@ -284,9 +287,10 @@ impl Executor {
     /// [`MAX_WAITING_SENDERS`] already wait (the run is queued all the same). Dropping the
     /// [`Waiting`] gives up waiting; the run goes on either way.
     /// `body` is the size of the run's request body.
-    pub fn submit_and_wait(&self, id: RunId, body: u64) -> Option<Waiting> {
+    pub fn submit_and_wait(&self, id: RunId, body: u64, order: Order) -> Option<Waiting> {
         let waiting = self.waiters.add(id);
-        enqueue(&self.queue, (id, Some(body)));
+        let body = Some(body);
+        enqueue(&self.queue, Queued { id, body, order });
         waiting
     }
 
@@ -306,8 +310,10 @@ impl Executor {
     }
 
     /// Queues a run that the store has just accepted, whose request body is `body` bytes.
-    pub fn submit(&self, id: RunId, body: u64) {
-        enqueue(&self.queue, (id, Some(body)));
+    /// `order` says where it queues (see [`Order::of`]).
+    pub fn submit(&self, id: RunId, body: u64, order: Order) {
+        let body = Some(body);
+        enqueue(&self.queue, Queued { id, body, order });
     }
 
     /// Submits every run the store still holds live (queued, or cut off while running).
@@ -315,7 +321,10 @@ impl Executor {
         let ids = store.recover().await?;
         let n = ids.len();
         for id in ids {
-            enqueue(&self.queue, (id, None));
+            enqueue(
+                &self.queue,
+                dispatch::recovered(&self.catalog, store, id).await,
+            );
         }
         if n > 0 {
             tracing::info!(runs = n, "resuming runs left from before the restart");
