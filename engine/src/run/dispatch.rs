@@ -7,9 +7,15 @@
 //! - one of the server's `--concurrency` slots is free;
 //! - its flow executes fewer runs than the flow's `concurrency` (when it has one);
 //! - with `order_by`, no run of its lane executes, and it is its lane's oldest: runs whose
-//!   `order_by` values are equal execute one at a time in the order they were accepted (a run
-//!   where `order_by` selects nothing, or `null`, goes in the flow's one unkeyed lane, also
-//!   one at a time); different lanes run in parallel.
+//!   `order_by` values are equal execute one at a time in the order the store accepted them
+//!   (their run ids' order; a run where `order_by` selects nothing, or `null`, goes in the
+//!   flow's one unkeyed lane, also one at a time); different lanes run in parallel.
+//!
+//! The order is exact for a webhook sent after the one before it was answered: the run is
+//! queued before its `202` leaves. Two webhooks of one lane in flight at once are queued in id
+//! order when the lane is busy; when it is idle, the first to reach the dispatcher may start
+//! before one accepted a moment earlier in the same commit, which its sender cannot tell from
+//! an order of its own.
 //!
 //! Flows take turns (round-robin over the flows that have a run that may start), so one
 //! flow's backlog never holds up another's runs, and a flow at its `concurrency` (or whose
@@ -160,7 +166,8 @@ pub(super) struct Queued {
 struct Pending {
     id: RunId,
     body: Option<u64>,
-    /// The order runs were handed over in: accept order, and oldest first after a restart.
+    /// The order runs were handed over in (oldest first after a restart): which of the
+    /// flow's lanes goes first.
     seq: u64,
 }
 
@@ -238,10 +245,19 @@ impl Queues {
             Lane::Free => queue.free.push_back(waiting),
             lane => {
                 let (runs, busy) = queue.lanes.entry(lane).or_default();
-                if runs.is_empty() && !*busy {
+                // In run id order, which is the order the store accepted them: two webhooks
+                // accepted in one commit may reach here in either order.
+                let at = runs
+                    .iter()
+                    .rposition(|run| run.id < waiting.id)
+                    .map_or(0, |before| before + 1);
+                if at == 0 && !*busy {
+                    if let Some(head) = runs.front() {
+                        queue.heads.remove(&head.seq);
+                    }
                     queue.heads.insert(waiting.seq, lane);
                 }
-                runs.push_back(waiting);
+                runs.insert(at, waiting);
             }
         }
         self.turn(flow);
@@ -479,6 +495,22 @@ mod tests {
         }
         assert!(queues.flows.is_empty(), "an idle flow leaves no trace");
         assert!(queues.turns.is_empty());
+    }
+
+    #[test]
+    fn a_lane_keeps_run_id_order_whatever_order_runs_are_handed_over_in() {
+        let mut queues = Queues::default();
+        let lane = Lane::Key(7);
+        for id in [5u128, 3, 4, 1, 2] {
+            queues.push(queued(id, "f", lane, None));
+        }
+        let mut order = Vec::new();
+        while let Some((flow, lane, run)) = queues.next() {
+            assert!(queues.next().is_none(), "one at a time");
+            order.push(run.id);
+            queues.done(flow, lane);
+        }
+        assert_eq!(order, [1u128, 2, 3, 4, 5].map(RunId::from));
     }
 
     #[test]
