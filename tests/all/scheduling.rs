@@ -266,3 +266,70 @@ fn concurrency_caps_a_flows_runs_at_once() {
         assert!(executing <= 2, "{executing} runs executing at {start}");
     }
 }
+
+/// A lane keeps its order across a SIGKILL: the run cut off while executing runs again first,
+/// then the queued ones in the order they were accepted; and a reload that changes `order_by`
+/// orders the runs accepted after it by the new key.
+#[test]
+fn a_lane_keeps_its_order_across_a_kill_and_a_reload_changes_it_for_later_runs() {
+    let gate = Arc::new(Gate::default());
+    let (sink, seen) = recording_sink(Duration::ZERO, Some(Arc::clone(&gate)));
+    let flows = FlowDir::empty();
+    flows.write(
+        "ordered.toml",
+        &calling_flow("order_by = \"$.webhook.body.key\"", &sink),
+    );
+    let data = tempfile::tempdir().expect("temp dir");
+    let db = data.path().join("weir.redb");
+    let weir = Weir::start(flows.path(), &db);
+    let url = weir.webhook_url("ordered");
+    let runs: Vec<String> = (0..4)
+        .map(|n| accepted(&post_json(&url, &json!({"key": "k", "n": n}))))
+        .collect();
+    wait_for(Duration::from_secs(30), "the first call", || {
+        (seen.lock().unwrap_or_else(|e| e.into_inner()).arrived.len() == 1).then_some(())
+    });
+    weir.kill();
+    gate.open();
+
+    let weir = Weir::start(flows.path(), &db);
+    for run in &runs {
+        assert_eq!(weir.wait_run(run)["run"]["status"], "succeeded");
+    }
+    let order: Vec<i64> = seen
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .arrived
+        .iter()
+        .filter_map(|call| call["n"].as_i64())
+        .collect();
+    assert_eq!(
+        order,
+        [0, 0, 1, 2, 3],
+        "the cut-off run again, then the rest in order"
+    );
+
+    // Reordered by `group` from now on: two groups run side by side.
+    let gate = Arc::new(Gate::default());
+    let (sink, seen) = recording_sink(Duration::ZERO, Some(Arc::clone(&gate)));
+    flows.write(
+        "ordered.toml",
+        &calling_flow("order_by = \"$.webhook.body.group\"", &sink),
+    );
+    wait_for(Duration::from_secs(30), "the reload", || {
+        weir.flow("ordered")["source"]
+            .as_str()
+            .is_some_and(|source| source.contains("body.group"))
+            .then_some(())
+    });
+    let url = weir.webhook_url("ordered");
+    for (key, group) in [("k", "a"), ("k", "b")] {
+        accepted(&post_json(&url, &json!({"key": key, "group": group})));
+    }
+    wait_for(
+        Duration::from_secs(30),
+        "both groups' calls at once",
+        || (seen.lock().unwrap_or_else(|e| e.into_inner()).in_flight == 2).then_some(()),
+    );
+    gate.open();
+}
