@@ -23,11 +23,19 @@ use super::query::Query;
 use super::redact::Redactor;
 use super::{Flow, LoadContext, MAX_MEMORY, MAX_TIMEOUT, MIN_MEMORY, PluginRef, Step, WebhookSpec};
 use crate::plugin::outbound::{Grant, MAX_MAX_REQUEST, MAX_MAX_RESPONSE, Outbound};
+mod schedule;
 mod webhook;
 
 type Item<'i> = Spanned<DeValue<'i>>;
 
-const TOP_KEYS: &[&str] = &["name", "description", "webhook", "steps"];
+const TOP_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "concurrency",
+    "order_by",
+    "webhook",
+    "steps",
+];
 const STEP_KEYS: &[&str] = &[
     "id",
     "plugin",
@@ -170,6 +178,14 @@ impl Loader<'_, '_> {
                 .string(item, "description")
                 .map(|text| Some(text.to_owned())),
         };
+        let concurrency = match table.get("concurrency") {
+            None => Some(None),
+            Some(item) => self.concurrency(item).map(Some),
+        };
+        let order_by = match table.get("order_by") {
+            None => Some(None),
+            Some(item) => self.order_by(item).map(Some),
+        };
         let webhook = match table.get("webhook") {
             None => Some(WebhookSpec::default()),
             Some(item) => self.webhook(item),
@@ -198,6 +214,7 @@ impl Loader<'_, '_> {
 
         let (id, name, description, webhook, steps, answer) =
             (id?, name?, description?, webhook?, steps?, answer?);
+        let (concurrency, order_by) = (concurrency?, order_by?);
         let steps = steps
             .into_iter()
             .map(|draft| {
@@ -227,6 +244,8 @@ impl Loader<'_, '_> {
             source_path: path.to_path_buf(),
             redactor: Redactor::new(std::mem::take(&mut self.env_used)),
             answer,
+            concurrency,
+            order_by,
         })
     }
 
