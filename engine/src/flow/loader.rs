@@ -21,13 +21,15 @@ use super::id::{FlowId, StepId};
 use super::mapping::{Mapping, Node, Selection, place_index, place_key};
 use super::query::Query;
 use super::redact::Redactor;
+use super::retry::RetryPolicy;
 use super::{Flow, LoadContext, MAX_MEMORY, MAX_TIMEOUT, MIN_MEMORY, PluginRef, Step, WebhookSpec};
 use crate::plugin::outbound::{Grant, MAX_MAX_REQUEST, MAX_MAX_RESPONSE, Outbound};
+mod step;
 mod webhook;
 
 type Item<'i> = Spanned<DeValue<'i>>;
 
-const TOP_KEYS: &[&str] = &["name", "description", "webhook", "steps"];
+const TOP_KEYS: &[&str] = &["name", "description", "webhook", "steps", "on_failure"];
 const STEP_KEYS: &[&str] = &[
     "id",
     "plugin",
@@ -40,6 +42,11 @@ const STEP_KEYS: &[&str] = &[
     "allow_private",
     "max_response",
     "max_request",
+    "retries",
+    "backoff",
+    "max_backoff",
+    "jitter",
+    "retry_on_trap",
 ];
 const DEFAULT_KEYS: &[&str] = &["$path", "$default"];
 
@@ -107,6 +114,7 @@ struct StepDraft {
     timeout: Option<Duration>,
     memory: Option<u64>,
     outbound: Outbound,
+    retry: RetryPolicy,
 }
 
 struct Loader<'s, 'c> {
@@ -196,8 +204,20 @@ impl Loader<'_, '_> {
             }
         };
 
-        let (id, name, description, webhook, steps, answer) =
-            (id?, name?, description?, webhook?, steps?, answer?);
+        let on_failure = match table.get("on_failure") {
+            None => Some(None),
+            Some(item) => self.on_failure(item).map(Some),
+        };
+
+        let (id, name, description, webhook, steps, answer, on_failure) = (
+            id?,
+            name?,
+            description?,
+            webhook?,
+            steps?,
+            answer?,
+            on_failure?,
+        );
         let steps = steps
             .into_iter()
             .map(|draft| {
@@ -213,6 +233,7 @@ impl Loader<'_, '_> {
                     timeout: draft.timeout,
                     memory: draft.memory,
                     outbound: draft.outbound,
+                    retry: draft.retry,
                     id: step,
                 })
             })
@@ -227,6 +248,7 @@ impl Loader<'_, '_> {
             source_path: path.to_path_buf(),
             redactor: Redactor::new(std::mem::take(&mut self.env_used)),
             answer,
+            on_failure,
         })
     }
 
@@ -485,6 +507,7 @@ impl Loader<'_, '_> {
             Some(item) => self.size(item, "memory", MIN_MEMORY, MAX_MEMORY).map(Some),
         };
         let outbound = self.outbound(table);
+        let retry = self.retry(table);
         Some(StepDraft {
             id,
             plugin,
@@ -497,6 +520,7 @@ impl Loader<'_, '_> {
             timeout: timeout?,
             memory: memory?,
             outbound: outbound?,
+            retry: retry?,
         })
     }
 

@@ -55,6 +55,7 @@ mod loader;
 mod mapping;
 mod query;
 mod redact;
+mod retry;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -66,6 +67,7 @@ pub use id::{FlowId, IdError, StepId};
 pub use mapping::{Mapping, MappingError};
 pub use query::{Query, QueryError};
 pub use redact::{MIN_REDACTED_LEN, Redactor};
+pub use retry::{Jitter, MAX_RETRIES, RetryPolicy};
 
 /// The methods a webhook accepts when its flow does not say.
 pub const DEFAULT_METHODS: &[&str] = &["POST"];
@@ -115,6 +117,9 @@ pub struct Flow {
     /// that gives `{status, headers, body}` (constant with `respond = "accepted"`; read from
     /// the run context at the end of the run with `respond = "result"`).
     pub answer: Option<Mapping>,
+    /// `on_failure`: the flow started with a failed run's context when a run of this one
+    /// fails (after its retries). Runs started this way never start another.
+    pub on_failure: Option<FlowId>,
 }
 
 impl Flow {
@@ -351,6 +356,8 @@ pub struct Step {
     /// The hosts the step may call over HTTP and the size caps of those calls; nothing is
     /// granted by default.
     pub outbound: crate::plugin::outbound::Outbound,
+    /// When a failed call runs again (`retries`, `backoff`, ...); no retries by default.
+    pub retry: RetryPolicy,
 }
 
 impl std::fmt::Debug for Step {
@@ -366,6 +373,7 @@ impl std::fmt::Debug for Step {
             .field("timeout", &self.timeout)
             .field("memory", &self.memory)
             .field("outbound", &self.outbound)
+            .field("retry", &self.retry)
             .finish_non_exhaustive()
     }
 }
