@@ -55,6 +55,8 @@ pub(super) enum Entry {
         flow_id: String,
         entries: Vec<(String, u128)>,
     },
+    /// A running run whose step failed, set to retry it at `next_at_ms`.
+    Retry { id: RunId, next_at_ms: u64 },
 }
 
 impl Entry {
@@ -64,7 +66,8 @@ impl Entry {
             Entry::Accept { id, .. }
             | Entry::Start { id, .. }
             | Entry::Step { id, .. }
-            | Entry::Finish { id, .. } => Some(*id),
+            | Entry::Finish { id, .. }
+            | Entry::Retry { id, .. } => Some(*id),
             Entry::Requeue { ids } => ids.first().copied(),
             _ => None,
         }
@@ -81,6 +84,7 @@ impl Entry {
             Entry::FlowVersion { .. } => "flow version",
             Entry::Requeue { .. } => "requeue",
             Entry::ForgetDedupe { .. } => "forget dedupe values",
+            Entry::Retry { .. } => "retry",
         }
     }
 
@@ -177,6 +181,11 @@ impl Entry {
                     w.blob(key.as_bytes())?;
                     w.id(RunId::from(*run));
                 }
+            }
+            Entry::Retry { id, next_at_ms } => {
+                w.u8(9);
+                w.id(*id);
+                w.u64(*next_at_ms);
             }
         }
         Ok(())
@@ -373,6 +382,10 @@ impl Cursor<'_> {
                 }
                 Entry::ForgetDedupe { flow_id, entries }
             }
+            9 => Entry::Retry {
+                id: self.id()?,
+                next_at_ms: self.u64()?,
+            },
             other => return Err(corrupt(format_args!("has kind {other}"))),
         })
     }
@@ -453,6 +466,7 @@ mod tests {
                 proptest::collection::vec((".{0,8}", any::<u128>()), 0..4)
             )
                 .prop_map(|(flow_id, entries)| Entry::ForgetDedupe { flow_id, entries }),
+            (id(), any::<u64>()).prop_map(|(id, next_at_ms)| Entry::Retry { id, next_at_ms }),
         ]
     }
 

@@ -94,9 +94,10 @@ use tokio::sync::oneshot;
 
 pub use check::{CheckReport, check};
 pub use error::StoreError;
+pub use tables::ERROR_FLOW_PATH;
 pub use types::{
-    Accepted, CallRecord, DamagedRun, LogLine, NewRun, Page, PluginBlob, RawRequest, Run,
-    RunFilter, RunId, RunOutcome, RunStatus, StepErrorRecord, StepRecord, StepStatus,
+    Accepted, AttemptRecord, CallRecord, DamagedRun, LogLine, NewRun, Page, PluginBlob, RawRequest,
+    Run, RunFilter, RunId, RunOutcome, RunStatus, StepErrorRecord, StepRecord, StepStatus,
     UnknownStatus,
 };
 
@@ -476,6 +477,20 @@ impl Store {
             id,
             outcome,
             error,
+            reply,
+        })
+        .await
+    }
+
+    /// Sets a running run to retry its failed step at `next_at`: the run becomes `retrying`
+    /// and keeps its step records (the failed step's record is the last). Durable before it
+    /// answers, so a restart finds the schedule ([`Store::retrying_runs`]); a later
+    /// `claim_run` resumes it.
+    pub async fn retry(&self, id: RunId, next_at: std::time::SystemTime) -> Result<(), StoreError> {
+        let next_at_ms = types::to_ms(next_at);
+        self.call(|reply| Op::Retry {
+            id,
+            next_at_ms,
             reply,
         })
         .await

@@ -17,7 +17,9 @@ use super::tables::{
     DEDUPE, DONE_BY_FLOW_STATUS, DONE_BY_STATUS, Envelope, FLOW_VERSION_PLUGINS, FLOW_VERSIONS,
     LIVE, OUTCOMES, PLUGINS, REQUESTS, RUNS_BY_FLOW, STEPS, State, TOKENS, bundle, decode, run_of,
 };
-use super::types::{DamagedRun, Page, RawRequest, Run, RunFilter, RunId, RunStatus, StepRecord};
+use super::types::{
+    DamagedRun, Page, RawRequest, Run, RunFilter, RunId, RunStatus, StepRecord, from_ms,
+};
 
 /// A dedupe value of a flow and the run it names.
 pub(super) type DedupeEntry = (String, u128);
@@ -230,6 +232,21 @@ impl Store {
     pub fn queue_len(&self) -> Result<u64, StoreError> {
         let txn = self.inner.db.begin_read()?;
         Ok(txn.open_table(LIVE)?.len()?)
+    }
+
+    /// Every retrying run with the time its next attempt is due, oldest run first.
+    pub fn retrying_runs(&self) -> Result<Vec<(RunId, SystemTime)>, StoreError> {
+        let txn = self.inner.db.begin_read()?;
+        let mut runs = Vec::new();
+        for entry in txn.open_table(LIVE)?.iter()? {
+            let (id, live) = entry?;
+            let id = RunId::from(id.value());
+            let state = State::from_live(id, live.value())?;
+            if let Some(at) = state.next_attempt_at_ms {
+                runs.push((id, from_ms(at)));
+            }
+        }
+        Ok(runs)
     }
 
     /// The oldest run still queued (accepted, not started), if any. The live runs ahead of

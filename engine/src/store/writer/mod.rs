@@ -139,6 +139,13 @@ pub(super) enum Op {
         entries: Vec<DedupeEntry>,
         reply: Reply<u64>,
     },
+    /// Sets a running run to retry at `next_at_ms` (ms since the epoch). Durable before it
+    /// answers, so the schedule survives a crash.
+    Retry {
+        id: RunId,
+        next_at_ms: u64,
+        reply: Reply<()>,
+    },
     /// A durable commit of nothing: every write answered before it is on disk after it.
     Sync {
         reply: Reply<()>,
@@ -155,7 +162,11 @@ impl Op {
     fn is_progress(&self) -> bool {
         matches!(
             self,
-            Op::Start { .. } | Op::Step { .. } | Op::Finish { .. } | Op::ForgetDedupe { .. }
+            Op::Start { .. }
+                | Op::Step { .. }
+                | Op::Finish { .. }
+                | Op::ForgetDedupe { .. }
+                | Op::Retry { .. }
         )
     }
 
@@ -192,7 +203,9 @@ impl Op {
         match self {
             Op::Accept { permit, reply, .. } => pending(reply, Err(unanswered()), permit),
             Op::Start { reply, .. } => pending(reply, Err(unanswered()), ()),
-            Op::Finish { reply, .. } => pending(reply, Err(unanswered()), ()),
+            Op::Finish { reply, .. } | Op::Retry { reply, .. } => {
+                pending(reply, Err(unanswered()), ())
+            }
             Op::Step { reply, .. } | Op::FlowVersion { reply, .. } => {
                 pending(reply, Err(unanswered()), ())
             }
