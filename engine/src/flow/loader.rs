@@ -701,13 +701,14 @@ impl Loader<'_, '_> {
         if roots.is_empty()
             || roots
                 .iter()
-                .any(|root| *root != "webhook" && *root != "steps")
+                .any(|root| !["webhook", "steps", "failed"].contains(root))
         {
             self.error(
                 span.start,
                 format!(
-                    "`{text}` must start with `$.webhook` or `$.steps`: \
-                     the run context has only these two members"
+                    "`{text}` must start with `$.webhook`, `$.steps` or `$.failed`: \
+                     the run context has only these members (`failed` in runs started \
+                     by another flow's `on_failure`)"
                 ),
             );
             return None;

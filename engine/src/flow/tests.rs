@@ -428,9 +428,9 @@ input.both = "$['webhook','steps']"
     assert_eq!(
         errors(source),
         vec![
-            "6:8: in step 'a': `$..action` must start with `$.webhook` or `$.steps`: the run context has only these two members",
-            "7:15: in step 'a': `$` must start with `$.webhook` or `$.steps`: the run context has only these two members",
-            "8:14: in step 'a': `$.body.action` must start with `$.webhook` or `$.steps`: the run context has only these two members",
+            "6:8: in step 'a': `$..action` must start with `$.webhook`, `$.steps` or `$.failed`: the run context has only these members (`failed` in runs started by another flow's `on_failure`)",
+            "7:15: in step 'a': `$` must start with `$.webhook`, `$.steps` or `$.failed`: the run context has only these members (`failed` in runs started by another flow's `on_failure`)",
+            "8:14: in step 'a': `$.body.action` must start with `$.webhook`, `$.steps` or `$.failed`: the run context has only these members (`failed` in runs started by another flow's `on_failure`)",
         ]
     );
 }
