@@ -113,7 +113,7 @@ pub struct Sample {
 }
 
 /// Why a webhook that reached its flow was refused, by the status it was refused with.
-fn refusal(status: u16) -> &'static str {
+pub fn refusal(status: u16) -> &'static str {
     match status {
         400 => "bad_request",
         401 => "verify",

@@ -13,6 +13,7 @@ mod openapi;
 mod outbound;
 mod outbound_examples;
 mod receive;
+mod rejections;
 mod reload;
 mod restart;
 mod retries;

@@ -250,6 +250,8 @@ fn a_verify_scheme_brings_its_delivery_id_as_default_dedupe() {
         assert_eq!(answer.json()["duplicate"], true);
     }
     weir.wait_run(&first);
+    let run = weir.api(&format!("/api/runs/{first}")).json();
+    assert_eq!(run["redeliveries"], 19, "{run}");
 
     let every: Vec<_> = (0..2).map(|_| deliver("every").join().unwrap()).collect();
     assert!(

@@ -49,6 +49,8 @@ pub struct Gateway {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Where every answer is counted.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Where refusals of known flows are kept.
+    pub refusals: super::refusals::Recorder,
 }
 
 /// What a redacted credential reads in stored requests.
@@ -141,28 +143,56 @@ where
     }
     let spec = &live.flow.webhook;
     let sender = super::client::sender(req.remote, &req.headers, &gateway.trusted_proxies);
+    let remote_addr = match (req.remote, sender) {
+        // Through a trusted proxy: the sender, as the proxy named it.
+        (Some(peer), Some(ip)) if peer.ip() != ip => Some(ip.to_string()),
+        (peer, _) => peer.map(|a| a.to_string()),
+    };
+    // From here on the flow is known: every refusal is kept on record (`super::refusals`).
+    let refuse = |error: ApiError, request: &RawRequest, body: bool| {
+        gateway.refusals.record(
+            &req.flow_id,
+            spec.verify.as_ref(),
+            request,
+            body,
+            error.status.as_u16(),
+            &error.message,
+        );
+        error
+    };
+    let head_only = |req: &Incoming| RawRequest {
+        method: req.method.as_str().to_owned(),
+        path: String::new(),
+        query: req.query.clone(),
+        headers: header_pairs(&req.headers),
+        body: Vec::new(),
+        remote_addr: remote_addr.clone(),
+        received_at,
+    };
     if let Some(allowed) = &spec.allow_ips
         && !sender.is_some_and(|ip| allowed.iter().any(|net| net.contains(&ip)))
     {
         tracing::info!(flow = %req.flow_id, sender = ?sender, "webhook refused: sender not in allow_ips");
-        return Err(ApiError::new(
+        let error = ApiError::new(
             StatusCode::FORBIDDEN,
             match sender {
                 Some(ip) => format!("{ip} is not among this flow's allow_ips"),
                 None => "the sender's address is unknown (a trusted proxy sent no readable X-Forwarded-For or Forwarded), and this flow has allow_ips".to_owned(),
             },
-        ));
+        );
+        return Err(refuse(error, &head_only(&req), false));
     }
     if let Some(answer) = handshake(&spec.handshakes, &req) {
         tracing::info!(flow = %req.flow_id, "handshake answered");
-        return answer;
+        return answer.map_err(|error| refuse(error, &head_only(&req), false));
     }
     if !spec.methods.iter().any(|m| m == req.method.as_str()) {
-        return Err(ApiError::new(
+        let error = ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             format!("flow '{}' accepts {}", req.flow_id, spec.methods.join(", ")),
         )
-        .with_header("allow", spec.methods.join(", ")));
+        .with_header("allow", spec.methods.join(", "));
+        return Err(refuse(error, &head_only(&req), false));
     }
     let too_large = || {
         ApiError::new(
@@ -179,58 +209,48 @@ where
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > spec.max_body) {
-        return Err(too_large());
+        return Err(refuse(too_large(), &head_only(&req), false));
     }
     let head = head_size(&req);
     if head > spec.max_head {
-        return Err(ApiError::new(
+        let error = ApiError::new(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             format!(
                 "the request head (path, query and headers) is {head} bytes, over this flow's max_head of {} bytes",
                 spec.max_head
             ),
-        ));
+        );
+        return Err(refuse(error, &head_only(&req), false));
     }
-    let body = match tokio::time::timeout(
+    let read = tokio::time::timeout(
         gateway.body_timeout,
         read_body(body, spec.max_body, declared.unwrap_or(0)),
     )
-    .await
-    {
-        Ok(read) => read?.ok_or_else(too_large)?,
+    .await;
+    let body = match read {
+        Ok(Ok(Some(body))) => body,
+        Ok(Ok(None)) => return Err(refuse(too_large(), &head_only(&req), false)),
+        Ok(Err(error)) => return Err(refuse(error, &head_only(&req), false)),
         Err(_) => {
-            return Err(ApiError::new(
+            let error = ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 format!(
                     "the body did not arrive within {}",
                     humantime::format_duration(gateway.body_timeout)
                 ),
             )
-            .with_header("connection", "close"));
+            .with_header("connection", "close");
+            return Err(refuse(error, &head_only(&req), false));
         }
     };
 
-    let headers = req
-        .headers
-        .iter()
-        .map(|(name, value)| {
-            (
-                name.as_str().to_owned(),
-                String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
     let mut request = RawRequest {
         method: req.method.as_str().to_owned(),
         path: req.path,
         query: req.query,
-        headers,
+        headers: header_pairs(&req.headers),
         body,
-        remote_addr: match (req.remote, sender) {
-            // Through a trusted proxy: the sender, as the proxy named it.
-            (Some(peer), Some(ip)) if peer.ip() != ip => Some(ip.to_string()),
-            (peer, _) => peer.map(|a| a.to_string()),
-        },
+        remote_addr,
         received_at,
     };
     if let Some(verify) = &spec.verify {
@@ -241,16 +261,19 @@ where
         };
         if let Err(refusal) = verify.check(&signed, SystemTime::now()) {
             tracing::warn!(flow = %req.flow_id, scheme = verify.scheme(), %refusal, "webhook refused");
-            return Err(ApiError::new(
+            let error = ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 format!(
                     "the webhook failed its {} check: {refusal}",
                     verify.scheme()
                 ),
-            ));
+            );
+            return Err(refuse(error, &request, true));
         }
     }
-    check_content(&request, spec.max_body)?;
+    if let Err(error) = check_content(&request, spec.max_body) {
+        return Err(refuse(error, &request, true));
+    }
     if spec.handshakes.slack
         && let Some(challenge) = slack_challenge(&request)
     {
@@ -572,6 +595,19 @@ where
     Ok(Some(body))
 }
 
+/// The headers as stored: names lower-case, values as text (invalid UTF-8 replaced).
+fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
 /// The size of a request head as the sender wrote it: the request line (method, path and
 /// query) and each header line.
 fn head_size(req: &Incoming) -> u64 {
@@ -589,7 +625,11 @@ fn head_size(req: &Incoming) -> u64 {
 /// send webhooks to this flow: the URL token in the path, and what the flow's own `token` or
 /// `basic` scheme checked (its header, keeping an auth scheme word such as `Bearer`, or its
 /// query parameter). Signatures of the HMAC schemes stay: they sign one body and are no key.
-fn redact_credentials(request: &mut RawRequest, flow_id: &str, verify: Option<&verify::Verify>) {
+pub(super) fn redact_credentials(
+    request: &mut RawRequest,
+    flow_id: &str,
+    verify: Option<&verify::Verify>,
+) {
     request.path = format!("/hooks/{flow_id}/{REDACTED}");
     let (header, parameter) = match verify {
         Some(verify::Verify::Token { place, .. }) => match place {
@@ -613,22 +653,29 @@ fn redact_credentials(request: &mut RawRequest, flow_id: &str, verify: Option<&v
         }
     }
     if let Some(parameter) = parameter {
-        request.query = request
-            .query
-            .split('&')
-            .map(|pair| {
-                let key = pair.split_once('=').map_or(pair, |(key, _)| key);
-                let decoded = form_urlencoded::parse(key.as_bytes())
-                    .next()
-                    .map(|(key, _)| key.into_owned())
-                    .unwrap_or_default();
-                if decoded == parameter {
-                    format!("{key}={REDACTED}")
-                } else {
-                    pair.to_owned()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("&");
+        request.query = redact_parameter(&request.query, parameter);
     }
+}
+
+/// `query` with the value of every `name` parameter replaced by [`REDACTED`].
+pub(super) fn redact_parameter(query: &str, name: &str) -> String {
+    if query.is_empty() {
+        return String::new();
+    }
+    query
+        .split('&')
+        .map(|pair| {
+            let key = pair.split_once('=').map_or(pair, |(key, _)| key);
+            let decoded = form_urlencoded::parse(key.as_bytes())
+                .next()
+                .map(|(key, _)| key.into_owned())
+                .unwrap_or_default();
+            if decoded == name {
+                format!("{key}={REDACTED}")
+            } else {
+                pair.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("&")
 }

@@ -7,6 +7,7 @@ mod error;
 mod gateway;
 mod listener;
 mod openapi;
+mod refusals;
 mod ui;
 
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ pub use admin::Admin;
 pub use error::ApiError;
 pub use gateway::Gateway;
 pub use listener::{EdgeLimits, MIN_MAX_HEAD};
+pub use refusals::Recorder;
 
 /// Serves `gateway` on `listener` until `shutdown` resolves with the instant by which open
 /// connections are closed.

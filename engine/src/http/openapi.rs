@@ -19,6 +19,7 @@ use utoipa::{Modify, OpenApi};
         super::admin::server::health,
         super::admin::flows::list_flows,
         super::admin::flows::get_flow,
+        super::admin::flows::list_rejections,
         super::admin::runs::list_runs,
         super::admin::runs::get_run,
         super::admin::runs::get_payload,

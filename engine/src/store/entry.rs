@@ -57,6 +57,15 @@ pub(super) enum Entry {
     },
     /// A running run whose step failed, set to retry it at `next_at_ms`.
     Retry { id: RunId, next_at_ms: u64 },
+    /// A refused webhook of a flow, numbered `seq`, kept in its ring (see `rejections`).
+    Reject {
+        flow_id: String,
+        seq: u64,
+        reason: String,
+        bytes: Vec<u8>,
+    },
+    /// A redelivery answered with the run.
+    Redelivered { id: RunId },
 }
 
 impl Entry {
@@ -67,7 +76,8 @@ impl Entry {
             | Entry::Start { id, .. }
             | Entry::Step { id, .. }
             | Entry::Finish { id, .. }
-            | Entry::Retry { id, .. } => Some(*id),
+            | Entry::Retry { id, .. }
+            | Entry::Redelivered { id } => Some(*id),
             Entry::Requeue { ids } => ids.first().copied(),
             _ => None,
         }
@@ -85,6 +95,8 @@ impl Entry {
             Entry::Requeue { .. } => "requeue",
             Entry::ForgetDedupe { .. } => "forget dedupe values",
             Entry::Retry { .. } => "retry",
+            Entry::Reject { .. } => "reject",
+            Entry::Redelivered { .. } => "redelivered",
         }
     }
 
@@ -183,9 +195,25 @@ impl Entry {
                 }
             }
             Entry::Retry { id, next_at_ms } => {
-                w.u8(9);
+                w.u8(30);
                 w.id(*id);
                 w.u64(*next_at_ms);
+            }
+            Entry::Reject {
+                flow_id,
+                seq,
+                reason,
+                bytes,
+            } => {
+                w.u8(20);
+                w.blob(flow_id.as_bytes())?;
+                w.u64(*seq);
+                w.blob(reason.as_bytes())?;
+                w.blob(bytes)?;
+            }
+            Entry::Redelivered { id } => {
+                w.u8(21);
+                w.id(*id);
             }
         }
         Ok(())
@@ -382,10 +410,17 @@ impl Cursor<'_> {
                 }
                 Entry::ForgetDedupe { flow_id, entries }
             }
-            9 => Entry::Retry {
+            30 => Entry::Retry {
                 id: self.id()?,
                 next_at_ms: self.u64()?,
             },
+            20 => Entry::Reject {
+                flow_id: self.string()?,
+                seq: self.u64()?,
+                reason: self.string()?,
+                bytes: self.blob()?,
+            },
+            21 => Entry::Redelivered { id: self.id()? },
             other => return Err(corrupt(format_args!("has kind {other}"))),
         })
     }
@@ -467,6 +502,15 @@ mod tests {
             )
                 .prop_map(|(flow_id, entries)| Entry::ForgetDedupe { flow_id, entries }),
             (id(), any::<u64>()).prop_map(|(id, next_at_ms)| Entry::Retry { id, next_at_ms }),
+            (".{0,8}", any::<u64>(), ".{0,8}", bytes()).prop_map(
+                |(flow_id, seq, reason, bytes)| Entry::Reject {
+                    flow_id,
+                    seq,
+                    reason,
+                    bytes
+                }
+            ),
+            id().prop_map(|id| Entry::Redelivered { id }),
         ]
     }
 

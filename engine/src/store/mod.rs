@@ -73,6 +73,7 @@ mod entry;
 mod error;
 pub mod journal;
 mod query;
+mod rejections;
 mod tables;
 mod types;
 mod writer;
@@ -94,6 +95,7 @@ use tokio::sync::oneshot;
 
 pub use check::{CheckReport, check};
 pub use error::StoreError;
+pub use rejections::{BODY_KEPT, NewRejection, RING, Rejection, RejectionPage};
 pub use tables::ERROR_FLOW_PATH;
 pub use types::{
     Accepted, AttemptRecord, CallRecord, DamagedRun, LogLine, NewRun, Page, PluginBlob, RawRequest,
@@ -675,6 +677,10 @@ fn prepare(db: &Database) -> Result<(), StoreError> {
         txn.open_table(PLUGINS)?;
         txn.open_table(TOKENS)?;
         txn.open_table(REQUESTS)?;
+        txn.open_table(tables::REJECTIONS)?;
+        txn.open_table(tables::REJECTION_NEXT)?;
+        txn.open_table(tables::REJECTION_COUNTS)?;
+        txn.open_table(tables::REDELIVERIES)?;
     }
     txn.commit()?;
     Ok(())

@@ -568,3 +568,16 @@ pub(super) fn run_of(
     })?;
     Ok(Some(state.to_run(id, &stored.envelope, stored.body.len())))
 }
+
+/// (flow id, slot) → a refused webhook (`rejections::Rejection`, JSON): the flow's ring of
+/// its last `rejections::RING` refusals, slot = seq % RING.
+pub(super) const REJECTIONS: TableDefinition<(&str, u16), &[u8]> =
+    TableDefinition::new("rejections");
+/// flow id → the seq its next refusal gets.
+pub(super) const REJECTION_NEXT: TableDefinition<&str, u64> =
+    TableDefinition::new("rejection_next");
+/// (flow id, reason) → how many of its webhooks were refused for it.
+pub(super) const REJECTION_COUNTS: TableDefinition<(&str, &str), u64> =
+    TableDefinition::new("rejection_counts");
+/// run id → redeliveries answered with it (absent: none).
+pub(super) const REDELIVERIES: TableDefinition<u128, u64> = TableDefinition::new("redeliveries");

@@ -78,6 +78,11 @@ pub(super) fn add_activity(admin: &Admin, id: &str, flow: &mut Value) -> Result<
         .count();
     flow["runs_24h"] = json!(recent);
     flow["runs_24h_capped"] = json!(recent == page.runs.len() && page.next_cursor.is_some());
+    let refused = admin
+        .store
+        .rejection_counts(id)
+        .map_err(ApiError::internal)?;
+    flow["rejections"] = json!({ "total": refused.values().sum::<u64>(), "by_reason": refused });
     flow["last_run"] = json!(page.runs.first().map(|run| json!({
         "id": run.id,
         "status": run.status,
@@ -159,4 +164,68 @@ pub(super) fn get_flow(id: String, admin: Arc<Admin>) -> Result<Response> {
         None => Value::Null,
     };
     json_ok(&flow)
+}
+
+/// The most refusals on one page.
+const MAX_REJECTIONS_PAGE: usize = crate::store::RING as usize;
+
+/// The flow's refused webhooks, newest first: its last 1,000 refusals after its URL's token
+/// matched (a wrong signature, method, size, handshake token or sender address), with
+/// credentials redacted and at most the first 4 KiB of the body.
+#[utoipa::path(get, path = "/api/flows/{id}/rejections", tag = "flows",
+    params(
+        ("id" = String, Path, description = "The flow id (its file name)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000,
+            description = "Refusals per page (default 50)"),
+        ("cursor" = Option<u64>, Query, description = "A page's `next_cursor`: older refusals"),
+    ),
+    responses(
+        (status = 200, description = "A page of refusals, newest first",
+            body = crate::store::RejectionPage),
+        (status = 400, description = "An unknown parameter or a bad value", body = ErrorBody),
+        (status = 404, description = "No such flow", body = ErrorBody),
+        (status = 401, description = "A token is set and the request does not carry it", body = ErrorBody),
+        (status = 421, description = "No token is set and the request's Host is not this machine", body = ErrorBody),
+        (status = 500, description = "The store could not be read", body = ErrorBody),
+    ))]
+pub(super) fn list_rejections(
+    id: String,
+    query: std::collections::HashMap<String, String>,
+    admin: Arc<Admin>,
+) -> Result<Response> {
+    if !admin.catalog.snapshot().flows.contains_key(&id) {
+        return Err(ApiError::not_found(format!("no flow '{id}'")));
+    }
+    let mut limit = 50;
+    let mut cursor = None;
+    for (key, value) in &query {
+        match key.as_str() {
+            "limit" => {
+                limit = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_REJECTIONS_PAGE).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "limit '{value}' is not a number from 1 to {MAX_REJECTIONS_PAGE}"
+                        ))
+                    })?;
+            }
+            "cursor" => {
+                cursor = Some(value.parse::<u64>().map_err(|_| {
+                    ApiError::bad_request(format!("cursor '{value}' is not a page's next_cursor"))
+                })?);
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown parameter '{other}' (limit and cursor are known)"
+                )));
+            }
+        }
+    }
+    let page = admin
+        .store
+        .rejections(&id, limit, cursor)
+        .map_err(ApiError::internal)?;
+    json_ok(&serde_json::to_value(page).map_err(ApiError::internal)?)
 }

@@ -36,7 +36,7 @@ pub(super) mod flows;
 pub(super) mod runs;
 pub(super) mod server;
 
-use flows::{get_flow, list_flows};
+use flows::{get_flow, list_flows, list_rejections};
 use runs::{get_payload, get_run, list_runs};
 use server::{health, metrics, openapi};
 
@@ -100,6 +100,10 @@ pub fn routes(
     let flow = warp::path!("api" / "flows" / String)
         .and(with.clone())
         .then(|id, admin| blocking(move || get_flow(id, admin)));
+    let rejections = warp::path!("api" / "flows" / String / "rejections")
+        .and(warp::query::<HashMap<String, String>>())
+        .and(with.clone())
+        .then(|id, query, admin| blocking(move || list_rejections(id, query, admin)));
     let runs = warp::path!("api" / "runs")
         .and(warp::query::<HashMap<String, String>>())
         .and(with.clone())
@@ -124,6 +128,8 @@ pub fn routes(
                 .or(flows)
                 .unify()
                 .or(flow)
+                .unify()
+                .or(rejections)
                 .unify()
                 .or(runs)
                 .unify()

@@ -174,6 +174,7 @@ pub(super) fn get_run(id: String, admin: Arc<Admin>) -> Result<Response> {
     let request = request_or_404(&admin, id)?;
     let steps = admin.store.get_steps(id).map_err(run_read_error)?;
     let webhook = crate::run::payload::webhook_document_for(&run, &request);
+    let redeliveries = admin.store.redeliveries(id).map_err(run_read_error)?;
     json_ok(
         &serde_json::to_value(RunDetail {
             run,
@@ -182,6 +183,7 @@ pub(super) fn get_run(id: String, admin: Arc<Admin>) -> Result<Response> {
                 output: webhook,
             },
             steps,
+            redeliveries,
         })
         .map_err(ApiError::internal)?,
     )
@@ -195,6 +197,8 @@ pub struct RunDetail {
     webhook: WebhookStep,
     /// Every other step's record, in flow order.
     steps: Vec<StepRecord>,
+    /// Redeliveries of its webhook (same dedupe value) answered with this run.
+    redeliveries: u64,
 }
 
 /// The webhook step of a run.

@@ -146,6 +146,11 @@ pub(super) enum Op {
         next_at_ms: u64,
         reply: Reply<()>,
     },
+    /// Refused webhooks to keep in their flows' rings.
+    Reject {
+        rows: Vec<crate::store::NewRejection>,
+        reply: Reply<()>,
+    },
     /// A durable commit of nothing: every write answered before it is on disk after it.
     Sync {
         reply: Reply<()>,
@@ -167,6 +172,7 @@ impl Op {
                 | Op::Finish { .. }
                 | Op::ForgetDedupe { .. }
                 | Op::Retry { .. }
+                | Op::Reject { .. }
         )
     }
 
@@ -182,7 +188,11 @@ impl Op {
     fn needs_sync(&self) -> bool {
         !matches!(
             self,
-            Op::Step { .. } | Op::Finish { .. } | Op::Pause { .. } | Op::ForgetDedupe { .. }
+            Op::Step { .. }
+                | Op::Finish { .. }
+                | Op::Pause { .. }
+                | Op::ForgetDedupe { .. }
+                | Op::Reject { .. }
         )
     }
 
@@ -191,6 +201,16 @@ impl Op {
         match self {
             Op::Accept { run, .. } => run.bytes.len(),
             Op::Step { bytes, .. } => bytes.len(),
+            Op::Reject { rows, .. } => rows
+                .iter()
+                .map(|r| {
+                    256 + r
+                        .body
+                        .as_ref()
+                        .map_or(0, Vec::len)
+                        .min(crate::store::BODY_KEPT)
+                })
+                .sum(),
             Op::FlowVersion {
                 source, plugins, ..
             } => source.len() + plugins.iter().map(|p| p.bytes.len()).sum::<usize>(),
@@ -212,6 +232,7 @@ impl Op {
             Op::Token { reply, .. } => pending(reply, Err(unanswered()), ()),
             Op::Recover { reply } => pending(reply, Err(unanswered()), ()),
             Op::ForgetDedupe { reply, .. } => pending(reply, Err(unanswered()), ()),
+            Op::Reject { reply, .. } => pending(reply, Err(unanswered()), ()),
             Op::Sync { reply } => pending(reply, Err(unanswered()), ()),
             Op::Pause { .. } => Box::new(|_| {}),
         }

@@ -71,6 +71,27 @@ pub(super) fn apply(t: &mut WriteTables<'_>, entry: &Entry) -> Result<Applied, O
             forget_dedupe(t, flow_id, entries)?;
         }
         Entry::Retry { id, next_at_ms } => retry(t, *id, *next_at_ms)?,
+        Entry::Reject {
+            flow_id,
+            seq,
+            reason,
+            bytes,
+        } => {
+            let slot = u16::try_from(seq % crate::store::RING).unwrap_or(u16::MAX);
+            t.rejections()?
+                .insert((flow_id.as_str(), slot), bytes.as_slice())?;
+            t.rejection_next()?.insert(flow_id.as_str(), seq + 1)?;
+            let counts = t.rejection_counts()?;
+            let count = counts
+                .get((flow_id.as_str(), reason.as_str()))?
+                .map_or(0, |v| v.value());
+            counts.insert((flow_id.as_str(), reason.as_str()), count + 1)?;
+        }
+        Entry::Redelivered { id } => {
+            let table = t.redeliveries()?;
+            let count = table.get(id.as_u128())?.map_or(0, |v| v.value());
+            table.insert(id.as_u128(), count + 1)?;
+        }
     }
     Ok(Applied::Done)
 }
@@ -521,6 +542,10 @@ impl Writer {
                 let result = self.change(t, &Entry::Retry { id, next_at_ms }).map(|_| ());
                 settle(result, reply, (), answers)
             }
+            Op::Reject { rows, reply } => {
+                let result = self.reject(t, rows);
+                settle(result, reply, (), answers)
+            }
             Op::Sync { reply } => settle(Ok(()), reply, (), answers),
             Op::Pause { paused, resume } => {
                 let _ = paused.send(());
@@ -558,7 +583,10 @@ impl Writer {
             // The first run may be in this transaction's bundle.
             t.flush_bundle()?;
             match t.load_run(id) {
-                Ok(run) => return Ok(AcceptAnswer::Duplicate(Box::new(run))),
+                Ok(run) => {
+                    self.change(t, &Entry::Redelivered { id })?;
+                    return Ok(AcceptAnswer::Duplicate(Box::new(run)));
+                }
                 // The first run was deleted (retention): accept this one as new.
                 Err(OpError::Op(StoreError::NotFound(_))) => {}
                 Err(err) => return Err(err),
@@ -604,6 +632,28 @@ impl Writer {
             },
         )?;
         Ok(token)
+    }
+
+    /// Keeps refusals in their flows' rings, each numbered after the flow's last.
+    fn reject(
+        &mut self,
+        t: &mut WriteTables<'_>,
+        rows: Vec<crate::store::NewRejection>,
+    ) -> Result<(), OpError> {
+        for row in rows {
+            let seq = t
+                .rejection_next()?
+                .get(row.flow_id.as_str())?
+                .map_or(0, |v| v.value());
+            let entry = Entry::Reject {
+                bytes: row.encode(seq)?,
+                flow_id: row.flow_id,
+                seq,
+                reason: row.reason.to_owned(),
+            };
+            self.change(t, &entry)?;
+        }
+        Ok(())
     }
 
     /// Forgets those of `entries` that still name their run; answers how many.

@@ -6,7 +6,8 @@ use redb::{Table, WriteTransaction};
 use super::super::error::StoreError;
 use super::super::tables::{
     DEDUPE, DONE_BY_FLOW_STATUS, DONE_BY_STATUS, FLOW_VERSION_PLUGINS, FLOW_VERSIONS, LIVE,
-    OUTCOMES, PLUGINS, REQUESTS, RUNS_BY_FLOW, STEPS, State, TOKENS, bundle, run_of, state_of,
+    OUTCOMES, PLUGINS, REDELIVERIES, REJECTION_COUNTS, REJECTION_NEXT, REJECTIONS, REQUESTS,
+    RUNS_BY_FLOW, STEPS, State, TOKENS, bundle, run_of, state_of,
 };
 use super::super::types::{Run, RunId};
 
@@ -52,6 +53,10 @@ pub(super) struct WriteTables<'t> {
     flow_version_plugins: Option<Table<'t, (&'static str, &'static str), &'static str>>,
     plugins: Option<Table<'t, &'static str, &'static [u8]>>,
     tokens: Option<Table<'t, &'static str, &'static str>>,
+    rejections: Option<Table<'t, (&'static str, u16), &'static [u8]>>,
+    rejection_next: Option<Table<'t, &'static str, u64>>,
+    rejection_counts: Option<Table<'t, (&'static str, &'static str), u64>>,
+    redeliveries: Option<Table<'t, u128, u64>>,
     /// The requests accepted in this transaction and not yet stored.
     pub(super) bundle: bundle::Builder,
 }
@@ -91,6 +96,10 @@ lazy_tables! {
     flow_version_plugins: FLOW_VERSION_PLUGINS, (&'static str, &'static str), &'static str;
     plugins: PLUGINS, &'static str, &'static [u8];
     tokens: TOKENS, &'static str, &'static str;
+    rejections: REJECTIONS, (&'static str, u16), &'static [u8];
+    rejection_next: REJECTION_NEXT, &'static str, u64;
+    rejection_counts: REJECTION_COUNTS, (&'static str, &'static str), u64;
+    redeliveries: REDELIVERIES, u128, u64;
 }
 
 impl<'t> WriteTables<'t> {
@@ -109,6 +118,10 @@ impl<'t> WriteTables<'t> {
             flow_version_plugins: None,
             plugins: None,
             tokens: None,
+            rejections: None,
+            rejection_next: None,
+            rejection_counts: None,
+            redeliveries: None,
             bundle: bundle::Builder::default(),
         })
     }
