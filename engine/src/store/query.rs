@@ -228,7 +228,7 @@ impl Store {
         Ok((expired, None))
     }
 
-    /// How many runs are live (queued or running).
+    /// How many runs are live (queued, running or retrying).
     pub fn queue_len(&self) -> Result<u64, StoreError> {
         let txn = self.inner.db.begin_read()?;
         Ok(txn.open_table(LIVE)?.len()?)
@@ -250,7 +250,8 @@ impl Store {
     }
 
     /// The oldest run still queued (accepted, not started), if any. The live runs ahead of
-    /// it are running, at most the executor's concurrency, so this reads a few entries.
+    /// it are running (at most the executor's concurrency) or retrying, so this reads few
+    /// entries unless many runs wait for a retry.
     pub fn oldest_queued(&self) -> Result<Option<RunId>, StoreError> {
         let txn = self.inner.db.begin_read()?;
         for entry in txn.open_table(LIVE)?.iter()? {
