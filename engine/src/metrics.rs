@@ -44,6 +44,11 @@ struct Finished {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Flow {
+    flow: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Plugin {
     plugin: String,
 }
@@ -85,6 +90,7 @@ pub struct Metrics {
     rejected: Family<Rejected, Counter>,
     unrouted: Counter,
     finished: Family<Finished, Counter>,
+    retries: Family<Flow, Counter>,
     step_seconds: HistogramFamily<Plugin>,
     queued: Gauge,
     executing: Gauge,
@@ -157,6 +163,12 @@ impl Metrics {
             "Runs that reached a final status, by flow and status",
             finished.clone(),
         );
+        let retries = Family::<Flow, Counter>::default();
+        registry.register(
+            "step_retries",
+            "Failed steps set to run again (each retry scheduled), by flow",
+            retries.clone(),
+        );
         let step_seconds: HistogramFamily<Plugin> = Family::new_with_constructor(step_histogram);
         registry.register_with_unit(
             "step_duration",
@@ -210,6 +222,7 @@ impl Metrics {
             rejected,
             unrouted,
             finished,
+            retries,
             step_seconds,
             queued,
             executing,
@@ -252,6 +265,15 @@ impl Metrics {
             .get_or_create(&Finished {
                 flow: flow.to_owned(),
                 status,
+            })
+            .inc();
+    }
+
+    /// Counts a failed step of a run of `flow` set to run again.
+    pub fn step_retried(&self, flow: &str) {
+        self.retries
+            .get_or_create(&Flow {
+                flow: flow.to_owned(),
             })
             .inc();
     }

@@ -94,6 +94,8 @@ export async function runPage(el, { id }, ctx) {
         h("dt", {}, "Finished"), h("dd", {}, time(run.finished_at)),
         h("dt", {}, "Duration"), h("dd", {}, duration(run.duration_ms)),
         h("dt", {}, "Attempt"), h("dd", {}, String(run.attempt)),
+        run.next_attempt_at ? [h("dt", {}, "Next attempt"), h("dd", {}, time(run.next_attempt_at))] : null,
+        run.error_flow_of ? [h("dt", {}, "Error flow of"), h("dd", {}, h("a", { href: `/runs/${encodeURIComponent(run.error_flow_of)}` }, run.error_flow_of))] : null,
         h("dt", {}, "Payload"), h("dd", {}, h("a", { href: `/runs/${run.id}/payload` }, `${run.method} · ${run.body_size} bytes${run.content_type ? ` · ${run.content_type}` : ""}`)),
       ),
       run.error ? h("div", { class: `run-error ${run.status}`, role: run.status === "failed" ? "alert" : null }, h("h2", {}, run.status === "filtered" ? "Filtered" : "Failed"), h("p", { class: "error-message" }, run.error)) : null,
@@ -109,7 +111,7 @@ export async function runPage(el, { id }, ctx) {
         ),
         data.steps.map((s) => stepItem(s, definitions.get(s.step_id))),
         notRun.map((s) =>
-          h("li", { class: "step step-pending", "data-step-id": s.id }, h("div", { class: "step-head" }, h("h3", {}, s.id), h("span", { class: "badge" }, run.status === "queued" || run.status === "running" ? "waiting" : "not run"), h("span", { class: "muted" }, s.plugin)), run.status === "queued" || run.status === "running" ? null : h("p", { class: "why" }, "Not run: an earlier step ended the run.")),
+          h("li", { class: "step step-pending", "data-step-id": s.id }, h("div", { class: "step-head" }, h("h3", {}, s.id), h("span", { class: "badge" }, ["queued", "running", "retrying"].includes(run.status) ? "waiting" : "not run"), h("span", { class: "muted" }, s.plugin)), ["queued", "running", "retrying"].includes(run.status) ? null : h("p", { class: "why" }, "Not run: an earlier step ended the run.")),
         ),
       ),
     );

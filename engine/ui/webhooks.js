@@ -5,7 +5,7 @@
 import { api } from "./api.js";
 import { badge, duration, empty, failure, fill, h, loading, shortId, time } from "./dom.js";
 
-const STATUSES = ["queued", "running", "succeeded", "failed", "filtered"];
+const STATUSES = ["queued", "running", "retrying", "succeeded", "failed", "filtered"];
 const PAGE = 50;
 
 // An Options menu: a button that opens a list of links; Escape or a click elsewhere closes it.

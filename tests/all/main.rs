@@ -16,6 +16,7 @@ mod receive;
 mod rejections;
 mod reload;
 mod restart;
+mod retries;
 mod scheduling;
 mod sdk_scaffold;
 mod served_guests;

@@ -21,9 +21,11 @@ use super::id::{FlowId, StepId};
 use super::mapping::{Mapping, Node, Selection, place_index, place_key};
 use super::query::Query;
 use super::redact::Redactor;
+use super::retry::RetryPolicy;
 use super::{Flow, LoadContext, MAX_MEMORY, MAX_TIMEOUT, MIN_MEMORY, PluginRef, Step, WebhookSpec};
 use crate::plugin::outbound::{Grant, MAX_MAX_REQUEST, MAX_MAX_RESPONSE, Outbound};
 mod schedule;
+mod step;
 mod webhook;
 
 type Item<'i> = Spanned<DeValue<'i>>;
@@ -33,6 +35,7 @@ const TOP_KEYS: &[&str] = &[
     "description",
     "concurrency",
     "order_by",
+    "on_failure",
     "webhook",
     "steps",
 ];
@@ -48,6 +51,11 @@ const STEP_KEYS: &[&str] = &[
     "allow_private",
     "max_response",
     "max_request",
+    "retries",
+    "backoff",
+    "max_backoff",
+    "jitter",
+    "retry_on_trap",
 ];
 const DEFAULT_KEYS: &[&str] = &["$path", "$default"];
 
@@ -115,6 +123,7 @@ struct StepDraft {
     timeout: Option<Duration>,
     memory: Option<u64>,
     outbound: Outbound,
+    retry: RetryPolicy,
 }
 
 struct Loader<'s, 'c> {
@@ -212,8 +221,20 @@ impl Loader<'_, '_> {
             }
         };
 
-        let (id, name, description, webhook, steps, answer) =
-            (id?, name?, description?, webhook?, steps?, answer?);
+        let on_failure = match table.get("on_failure") {
+            None => Some(None),
+            Some(item) => self.on_failure(item).map(Some),
+        };
+
+        let (id, name, description, webhook, steps, answer, on_failure) = (
+            id?,
+            name?,
+            description?,
+            webhook?,
+            steps?,
+            answer?,
+            on_failure?,
+        );
         let (concurrency, order_by) = (concurrency?, order_by?);
         let steps = steps
             .into_iter()
@@ -230,6 +251,7 @@ impl Loader<'_, '_> {
                     timeout: draft.timeout,
                     memory: draft.memory,
                     outbound: draft.outbound,
+                    retry: draft.retry,
                     id: step,
                 })
             })
@@ -246,6 +268,7 @@ impl Loader<'_, '_> {
             answer,
             concurrency,
             order_by,
+            on_failure,
         })
     }
 
@@ -504,6 +527,7 @@ impl Loader<'_, '_> {
             Some(item) => self.size(item, "memory", MIN_MEMORY, MAX_MEMORY).map(Some),
         };
         let outbound = self.outbound(table);
+        let retry = self.retry(table);
         Some(StepDraft {
             id,
             plugin,
@@ -516,6 +540,7 @@ impl Loader<'_, '_> {
             timeout: timeout?,
             memory: memory?,
             outbound: outbound?,
+            retry: retry?,
         })
     }
 
@@ -696,13 +721,14 @@ impl Loader<'_, '_> {
         if roots.is_empty()
             || roots
                 .iter()
-                .any(|root| *root != "webhook" && *root != "steps")
+                .any(|root| !["webhook", "steps", "failed"].contains(root))
         {
             self.error(
                 span.start,
                 format!(
-                    "`{text}` must start with `$.webhook` or `$.steps`: \
-                     the run context has only these two members"
+                    "`{text}` must start with `$.webhook`, `$.steps` or `$.failed`: \
+                     the run context has only these members (`failed` in runs started \
+                     by another flow's `on_failure`)"
                 ),
             );
             return None;

@@ -58,6 +58,7 @@ mod loader;
 mod mapping;
 mod query;
 mod redact;
+mod retry;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -69,6 +70,7 @@ pub use id::{FlowId, IdError, StepId};
 pub use mapping::{Mapping, MappingError};
 pub use query::{Query, QueryError};
 pub use redact::{MIN_REDACTED_LEN, Redactor};
+pub use retry::{Jitter, MAX_RETRIES, RetryPolicy};
 
 /// The methods a webhook accepts when its flow does not say.
 pub const DEFAULT_METHODS: &[&str] = &["POST"];
@@ -128,6 +130,9 @@ pub struct Flow {
     /// values are equal execute one at a time, in the order they were accepted. Runs where it
     /// selects nothing (or `null`) share one lane of their own, also one at a time.
     pub order_by: Option<Query>,
+    /// `on_failure`: the flow started with a failed run's context when a run of this one
+    /// fails (after its retries). Runs started this way never start another.
+    pub on_failure: Option<FlowId>,
 }
 
 impl Flow {
@@ -364,6 +369,8 @@ pub struct Step {
     /// The hosts the step may call over HTTP and the size caps of those calls; nothing is
     /// granted by default.
     pub outbound: crate::plugin::outbound::Outbound,
+    /// When a failed call runs again (`retries`, `backoff`, ...); no retries by default.
+    pub retry: RetryPolicy,
 }
 
 impl std::fmt::Debug for Step {
@@ -379,6 +386,7 @@ impl std::fmt::Debug for Step {
             .field("timeout", &self.timeout)
             .field("memory", &self.memory)
             .field("outbound", &self.outbound)
+            .field("retry", &self.retry)
             .finish_non_exhaustive()
     }
 }

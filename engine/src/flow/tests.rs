@@ -198,9 +198,9 @@ input.name = { "$path" = "$.webhook.body.name", "$default" = "n", "$dflt" = 1 }
     assert_eq!(
         errors(source),
         vec![
-            "2:1: unknown key `colour` at the top level; allowed keys: name, description, concurrency, order_by, webhook, steps",
+            "2:1: unknown key `colour` at the top level; allowed keys: name, description, concurrency, order_by, on_failure, webhook, steps",
             "5:1: unknown key `respnd` in [webhook]; allowed keys: methods, max_body, max_head, dedupe, dedupe_window, respond, respond_timeout, verify, slack_url_verification, meta_verify_token, graph_validation, echo_challenge, allow_ips, answer",
-            "10:1: in step 'a': unknown key `tiemout` in a step; allowed keys: id, plugin, when, input, config, timeout, memory, allow_hosts, allow_private, max_response, max_request",
+            "10:1: in step 'a': unknown key `tiemout` in a step; allowed keys: id, plugin, when, input, config, timeout, memory, allow_hosts, allow_private, max_response, max_request, retries, backoff, max_backoff, jitter, retry_on_trap",
             "11:67: in step 'a': unknown key `$dflt` in a mapping with a default; allowed keys: $path, $default",
         ]
     );
@@ -266,7 +266,7 @@ name = "x"
             "3:1: in step #1: missing `id`: give the step an id such as `id = \"notify\"`",
             "3:1: in step #1: missing `plugin`: the name of a built-in plugin or the path of a .wasm file",
             "6:1: in step 'b': missing `plugin`: the name of a built-in plugin or the path of a .wasm file",
-            "8:1: in step 'b': unknown key `name` in a step; allowed keys: id, plugin, when, input, config, timeout, memory, allow_hosts, allow_private, max_response, max_request",
+            "8:1: in step 'b': unknown key `name` in a step; allowed keys: id, plugin, when, input, config, timeout, memory, allow_hosts, allow_private, max_response, max_request, retries, backoff, max_backoff, jitter, retry_on_trap",
         ]
     );
     assert_eq!(
@@ -428,9 +428,9 @@ input.both = "$['webhook','steps']"
     assert_eq!(
         errors(source),
         vec![
-            "6:8: in step 'a': `$..action` must start with `$.webhook` or `$.steps`: the run context has only these two members",
-            "7:15: in step 'a': `$` must start with `$.webhook` or `$.steps`: the run context has only these two members",
-            "8:14: in step 'a': `$.body.action` must start with `$.webhook` or `$.steps`: the run context has only these two members",
+            "6:8: in step 'a': `$..action` must start with `$.webhook`, `$.steps` or `$.failed`: the run context has only these members (`failed` in runs started by another flow's `on_failure`)",
+            "7:15: in step 'a': `$` must start with `$.webhook`, `$.steps` or `$.failed`: the run context has only these members (`failed` in runs started by another flow's `on_failure`)",
+            "8:14: in step 'a': `$.body.action` must start with `$.webhook`, `$.steps` or `$.failed`: the run context has only these members (`failed` in runs started by another flow's `on_failure`)",
         ]
     );
 }
@@ -1564,5 +1564,76 @@ fn bad_concurrency_and_order_by_are_located() {
             "1:12: `order_by` is read when the webhook arrives, before any step runs: \
              `$.steps.only.output` must start with `$.webhook`"
         ]
+    );
+}
+
+// ---- retries and on_failure ----
+
+#[test]
+fn retry_keys_load_with_their_defaults() {
+    let flow = load(
+        r#"
+name = "Flaky"
+on_failure = "alerts"
+
+[[steps]]
+id = "call"
+plugin = "transform"
+retries = 4
+backoff = "2s"
+jitter = "20%"
+retry_on_trap = true
+
+[[steps]]
+id = "after"
+plugin = "transform"
+"#,
+    );
+    assert_eq!(flow.on_failure.as_ref().map(FlowId::as_str), Some("alerts"));
+    let retry = &flow.steps[0].retry;
+    assert_eq!(retry.retries, 4);
+    assert_eq!(retry.backoff, Duration::from_secs(2));
+    assert_eq!(retry.max_backoff, Duration::from_secs(300));
+    assert_eq!(retry.jitter, Jitter::Percent(0.2));
+    assert!(retry.on_trap);
+    assert_eq!(flow.steps[1].retry, RetryPolicy::default());
+    assert_eq!(flow.steps[1].retry.retries, 0);
+}
+
+#[test]
+fn bad_retry_values_are_located() {
+    let source = r#"name = "Flaky"
+on_failure = "Not An Id"
+[[steps]]
+id = "a"
+plugin = "transform"
+retries = 21
+[[steps]]
+id = "b"
+plugin = "transform"
+retries = 2
+backoff = "10s"
+max_backoff = "1s"
+jitter = "lots"
+[[steps]]
+id = "c"
+plugin = "transform"
+backoff = "1s"
+"#;
+    let errors = errors(source);
+    assert_eq!(errors.len(), 5, "{errors:#?}");
+    assert!(errors[0].starts_with("2:14: `on_failure` = \"Not An Id\" is not a flow id"));
+    assert_eq!(
+        errors[1],
+        "6:11: in step 'a': `retries` must be a whole number from 0 to 20"
+    );
+    assert_eq!(
+        errors[2],
+        "12:15: in step 'b': `max_backoff` must not be shorter than `backoff`"
+    );
+    assert!(errors[3].starts_with("13:10: in step 'b': `jitter` = \"lots\" is not a jitter"));
+    assert_eq!(
+        errors[4],
+        "17:11: in step 'c': `backoff` has no effect without `retries`: add `retries = 3`"
     );
 }

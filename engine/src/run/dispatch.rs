@@ -318,6 +318,7 @@ impl Queues {
 
 /// Starts queued runs as slots free up.
 pub(super) struct Dispatcher {
+    pub(super) timer: super::retry::Timer,
     pub(super) catalog: Catalog,
     pub(super) store: Store,
     pub(super) waiters: Arc<Waiters>,
@@ -366,6 +367,7 @@ impl Dispatcher {
         place: (String, Lane),
         ended: mpsc::UnboundedSender<(String, Lane)>,
     ) {
+        let timer = self.timer.clone();
         let (catalog, store, waiters, budget, metrics) = (
             self.catalog.clone(),
             self.store.clone(),
@@ -386,7 +388,7 @@ impl Dispatcher {
                     .map_or(0, |run| run.body_size),
             };
             let payload = budget.reserve(body).await;
-            match execute(&catalog, &store, id, &waiters, &metrics).await {
+            match execute(&catalog, &store, id, &waiters, &metrics, &timer).await {
                 Some(result) => waiters.notify(id, result),
                 // Not run here: a sender waiting for it gets its 202 at once.
                 None => waiters.forget(id),

@@ -11,7 +11,9 @@
 
 pub mod content;
 mod dispatch;
+mod on_failure;
 pub mod payload;
+mod retry;
 mod steps;
 
 use std::collections::HashMap;
@@ -28,7 +30,9 @@ use crate::store::{RunId, RunOutcome, RunStatus, StepRecord, StepStatus, Store, 
 
 pub use dispatch::{DEFAULT_PAYLOAD_BUDGET, Order};
 use dispatch::{Dispatcher, PayloadBudget, Queued, enqueue};
-pub use steps::{Outcome, RunInfo, StepSink, execute_steps};
+pub use steps::{
+    FailedStep, Outcome, Resume, RunInfo, StepSink, execute_from, execute_steps, initial_context,
+};
 
 /// The pool of workers that runs accepted runs.
 #[derive(Clone)]
@@ -43,6 +47,8 @@ pub struct Executor {
     metrics: Arc<Metrics>,
     /// Tells the dispatcher to start no more runs.
     closing: watch::Sender<bool>,
+    /// Resumes retrying runs at their time.
+    timer: retry::Timer,
     _runtime: Arc<RunRuntime>,
 }
 
@@ -248,7 +254,14 @@ impl Executor {
         let slots = Arc::new(Semaphore::new(concurrency as usize));
         let waiters = Arc::new(Waiters::new(MAX_WAITING_SENDERS));
         let (closing, closed) = watch::channel(false);
+        let timer = retry::Timer::new(
+            queue.clone(),
+            runtime.handle().clone(),
+            catalog.clone(),
+            store.clone(),
+        );
         let dispatcher = Dispatcher {
+            timer: timer.clone(),
             catalog: catalog.clone(),
             store,
             waiters: waiters.clone(),
@@ -266,6 +279,7 @@ impl Executor {
             concurrency,
             metrics,
             closing,
+            timer,
             _runtime: Arc::new(RunRuntime(Some(runtime))),
         })
     }
@@ -316,7 +330,8 @@ impl Executor {
         enqueue(&self.queue, Queued { id, body, order });
     }
 
-    /// Submits every run the store still holds live (queued, or cut off while running).
+    /// Submits every run the store still holds live (queued, or cut off while running), and
+    /// sets a timer for every retrying run at its next attempt (at once when it is past).
     pub async fn recover(&self, store: &Store) -> Result<usize, StoreError> {
         let ids = store.recover().await?;
         let n = ids.len();
@@ -329,7 +344,14 @@ impl Executor {
         if n > 0 {
             tracing::info!(runs = n, "resuming runs left from before the restart");
         }
-        Ok(n)
+        let retrying = store.retrying_runs()?;
+        if !retrying.is_empty() {
+            tracing::info!(runs = retrying.len(), "resuming the retry schedule of runs");
+        }
+        for (id, at) in &retrying {
+            self.timer.schedule(*id, *at);
+        }
+        Ok(n + retrying.len())
     }
 }
 
@@ -359,6 +381,7 @@ async fn execute(
     id: RunId,
     waiters: &Waiters,
     metrics: &Metrics,
+    timer: &retry::Timer,
 ) -> Option<RunResult> {
     // `flow` is empty only for a run whose stored request cannot be read.
     let finish = |flow: String, outcome, error: Option<String>, output, answer| async move {
@@ -413,14 +436,66 @@ async fn execute(
         }
     };
     let flow = Arc::clone(&live);
-    let webhook = payload::webhook_document_owned(&run, request);
+    let mut context = match on_failure::context_of(&run, &request.body) {
+        Some(context) => context,
+        None => steps::initial_context(payload::webhook_document_owned(&run, request), None),
+    };
+    // Only a flow with retries has retrying runs, whose steps resume where they failed.
+    let resume = if flow.flow.steps.iter().any(|s| s.retry.retries > 0) {
+        match store.get_steps(id) {
+            Ok(records) => retry::resume_point(&flow.flow, &records, &mut context),
+            Err(e) => {
+                tracing::warn!(run = %id, error = %e, "cannot read the steps of a run; it runs from its first step");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let info = RunInfo {
         run_id: id.to_string(),
         attempt: run.attempt,
     };
     let mut sink = StoreSink { store, id, metrics };
-    let mut outcome = execute_steps(live, webhook, &info, &mut sink).await;
+    let mut outcome =
+        steps::execute_from(live, context, resume.unwrap_or_default(), &info, &mut sink).await;
+    if let Some(at) = outcome.retry_at {
+        match store.retry(id, at).await {
+            Ok(()) => {
+                metrics.step_retried(&run.flow_id);
+                tracing::info!(run = %id, flow = %run.flow_id, error = outcome.error.as_deref().unwrap_or(""), next_attempt_at = %humantime::format_rfc3339_millis(at), "step failed; retrying");
+                timer.schedule(id, at);
+                // Not over: a sender waiting for the result gets its 202 now.
+                return None;
+            }
+            Err(e) => {
+                tracing::error!(run = %id, error = %e, "cannot schedule a retry; the run fails");
+            }
+        }
+    }
     tracing::debug!(run = %id, flow = %run.flow_id, outcome = ?outcome.outcome, "run finished");
+    if outcome.outcome == RunOutcome::Failed
+        && let Some(target) = &flow.flow.on_failure
+    {
+        // Before the run is finished: a crash between the two runs it again, and the error
+        // run's dedupe key keeps it to one.
+        let webhook = outcome
+            .context
+            .get("webhook")
+            .cloned()
+            .unwrap_or(Value::Null);
+        on_failure::start(
+            catalog,
+            store,
+            timer,
+            target.as_str(),
+            &run,
+            outcome.failed_step.as_ref(),
+            outcome.error.as_deref(),
+            webhook,
+        )
+        .await;
+    }
     // Read before the last step's output is taken out of the context.
     let answer = match &flow.flow.answer {
         Some(answer) if outcome.outcome == RunOutcome::Succeeded && waiters.is_waiting(id) => {

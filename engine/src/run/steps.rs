@@ -10,7 +10,9 @@ use tokio::sync::Semaphore;
 use crate::catalog::LiveFlow;
 use crate::flow::{Redactor, Step};
 use crate::plugin::{CallContext, Limits, LogLevel, StepFailure};
-use crate::store::{CallRecord, LogLine, RunOutcome, StepErrorRecord, StepRecord, StepStatus};
+use crate::store::{
+    AttemptRecord, CallRecord, LogLine, RunOutcome, StepErrorRecord, StepRecord, StepStatus,
+};
 
 /// Plugin calls running at once, process-wide: one per core. Wasm is CPU work, so more calls
 /// than cores only add memory (each holds a pooled instance) and latency. Runs waiting here
@@ -36,6 +38,42 @@ pub struct Outcome {
     pub error: Option<String>,
     /// The run context at the end: `{"webhook": …, "steps": {"<id>": {"output": …}}}`.
     pub context: Value,
+    /// For a failed run: the step that failed, as recorded (its `${ENV}` values masked).
+    pub failed_step: Option<FailedStep>,
+    /// For a failed step that may run again: when its next attempt is due. The run is then
+    /// not over; the caller schedules it (or ends it failed, like `weir run`).
+    pub retry_at: Option<SystemTime>,
+}
+
+/// The step that failed a run, and why: what an `on_failure` flow is told.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailedStep {
+    pub id: String,
+    pub plugin: String,
+    /// The mapped input, when the step got that far.
+    pub input: Value,
+    pub error: StepErrorRecord,
+}
+
+impl FailedStep {
+    fn of(record: &StepRecord) -> Option<FailedStep> {
+        Some(FailedStep {
+            id: record.step_id.clone(),
+            plugin: record.plugin.clone(),
+            input: record.input.clone().unwrap_or(Value::Null),
+            error: record.error.clone()?,
+        })
+    }
+}
+
+/// Where a run's steps start: the first, or a step that failed earlier and runs again, with
+/// its earlier attempts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Resume {
+    /// The index of the step to run first.
+    pub index: usize,
+    /// The earlier attempts of that step.
+    pub attempts: Vec<AttemptRecord>,
 }
 
 /// Who is running: ids passed to plugins.
@@ -52,14 +90,41 @@ pub async fn execute_steps(
     info: &RunInfo,
     sink: &mut impl StepSink,
 ) -> Outcome {
+    let context = initial_context(webhook, None);
+    execute_from(live, context, Resume::default(), info, sink).await
+}
+
+/// A run context before its first step: `{"webhook": …, "steps": {}}`, and `failed` for a
+/// run of an `on_failure` flow.
+pub fn initial_context(webhook: Value, failed: Option<Value>) -> Value {
+    // Not `json!`, which would copy the webhook document through serde's serializer.
+    let mut context = Map::with_capacity(3);
+    context.insert("webhook".into(), webhook);
+    if let Some(failed) = failed {
+        context.insert("failed".into(), failed);
+    }
+    context.insert("steps".into(), Value::Object(Map::new()));
+    Value::Object(context)
+}
+
+/// Runs the steps of `live` from `resume.index` on, in `context` (which holds the outputs of
+/// the steps before it), recording each into `sink`.
+pub async fn execute_from(
+    live: Arc<LiveFlow>,
+    mut context: Value,
+    resume: Resume,
+    info: &RunInfo,
+    sink: &mut impl StepSink,
+) -> Outcome {
     let flow = &live.flow;
     let redactor = &flow.redactor;
-    // Not `json!`, which would copy the webhook document through serde's serializer.
-    let mut context = Map::with_capacity(2);
-    context.insert("webhook".into(), webhook);
-    context.insert("steps".into(), Value::Object(Map::new()));
-    let mut context = Value::Object(context);
-    for (index, step) in flow.steps.iter().enumerate() {
+    let mut earlier_attempts = resume.attempts;
+    for (index, step) in flow.steps.iter().enumerate().skip(resume.index) {
+        // Attempts before this one: only the first step run may have some.
+        let prior = std::mem::take(&mut earlier_attempts);
+        let attempt = u32::try_from(prior.len())
+            .unwrap_or(u32::MAX)
+            .saturating_add(1);
         let started_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
         let started = Instant::now();
         let mut record = StepRecord {
@@ -74,6 +139,7 @@ pub async fn execute_steps(
             started_at,
             duration_us: 0,
             calls: Vec::new(),
+            attempts: Vec::new(),
         };
         if !step.should_run(&context) {
             // A skipped step's output is null, so later steps can still refer to it.
@@ -91,7 +157,10 @@ pub async fn execute_steps(
                     message: message.clone(),
                 });
                 record.duration_us = micros(started);
-                sink.record(masked(record, redactor)).await;
+                add_attempt(&mut record, step, prior, attempt);
+                let record = masked(record, redactor);
+                let failed_step = FailedStep::of(&record);
+                sink.record(record).await;
                 return Outcome {
                     outcome: RunOutcome::Failed,
                     error: Some(masked_text(
@@ -99,6 +168,8 @@ pub async fn execute_steps(
                         redactor,
                     )),
                     context,
+                    failed_step,
+                    retry_at: None,
                 };
             }
         };
@@ -107,7 +178,8 @@ pub async fn execute_steps(
             run_id: info.run_id.clone(),
             flow_id: flow.id.to_string(),
             step_id: step.id.to_string(),
-            attempt: info.attempt,
+            // Every try of this step so far: the run's (a crash counts) and its retries.
+            attempt: info.attempt.saturating_add(attempt - 1),
         };
         let limits = Limits {
             timeout: step.timeout.unwrap_or(Limits::default().timeout),
@@ -148,11 +220,16 @@ pub async fn execute_steps(
                     kind: "internal".into(),
                     message: format!("the plugin host failed: {message}"),
                 });
-                sink.record(masked(record, redactor)).await;
+                add_attempt(&mut record, step, prior, attempt);
+                let record = masked(record, redactor);
+                let failed_step = FailedStep::of(&record);
+                sink.record(record).await;
                 return Outcome {
                     outcome: RunOutcome::Failed,
                     error: Some(format!("step '{}' failed: the plugin host failed", step.id)),
                     context,
+                    failed_step,
+                    retry_at: None,
                 };
             }
         };
@@ -182,6 +259,7 @@ pub async fn execute_steps(
                 record.status = StepStatus::Succeeded;
                 record.output = Some(output.clone());
                 set_output(&mut context, step, output, false);
+                add_attempt(&mut record, step, prior, attempt);
                 sink.record(masked(record, redactor)).await;
             }
             Err(failure) => {
@@ -196,19 +274,36 @@ pub async fn execute_steps(
                     kind: failure.kind().to_owned(),
                     message: message.clone(),
                 });
-                sink.record(masked(record, redactor)).await;
+                add_attempt(&mut record, step, prior, attempt);
+                let retry_at = (!filtered
+                    && attempt <= step.retry.retries
+                    && step.retry.retries_on(failure.kind()))
+                .then(|| SystemTime::now() + step.retry.delay(attempt, random_unit()));
+                if let (Some(at), Some(last)) = (retry_at, record.attempts.last_mut()) {
+                    last.retry_at = Some(humantime::format_rfc3339_millis(at).to_string());
+                }
+                let record = masked(record, redactor);
+                let failed_step = (!filtered).then(|| FailedStep::of(&record)).flatten();
+                sink.record(record).await;
                 let (outcome, verb) = if filtered {
                     (RunOutcome::Filtered, "filtered the run")
                 } else {
                     (RunOutcome::Failed, "failed")
                 };
+                let tries = if step.retry.retries > 0 {
+                    format!(" (attempt {attempt} of {})", step.retry.retries + 1)
+                } else {
+                    String::new()
+                };
                 return Outcome {
                     outcome,
                     error: Some(masked_text(
-                        format!("step '{}' {verb}: {failure}", step.id),
+                        format!("step '{}' {verb}{tries}: {failure}", step.id),
                         redactor,
                     )),
                     context,
+                    failed_step,
+                    retry_at,
                 };
             }
         }
@@ -217,6 +312,31 @@ pub async fn execute_steps(
         outcome: RunOutcome::Succeeded,
         error: None,
         context,
+        failed_step: None,
+        retry_at: None,
+    }
+}
+
+/// Lists this attempt after the `prior` ones in the record of a step that may retry.
+fn add_attempt(record: &mut StepRecord, step: &Step, prior: Vec<AttemptRecord>, attempt: u32) {
+    if step.retry.retries == 0 && prior.is_empty() {
+        return;
+    }
+    record.attempts = prior;
+    record.attempts.push(AttemptRecord {
+        attempt,
+        started_at: record.started_at.clone(),
+        duration_us: record.duration_us,
+        error: record.error.clone(),
+        retry_at: None,
+    });
+}
+
+/// A random number in `[0, 1)` for jitter; 0.5 (the backoff itself) when the OS has none.
+fn random_unit() -> f64 {
+    match getrandom::u64() {
+        Ok(bits) => (bits >> 11) as f64 / (1u64 << 53) as f64,
+        Err(_) => 0.5,
     }
 }
 
@@ -239,6 +359,11 @@ fn masked(mut record: StepRecord, redactor: &Redactor) -> StepRecord {
     if let Some(error) = &mut record.error {
         redactor.string(&mut error.message);
     }
+    for attempt in &mut record.attempts {
+        if let Some(error) = &mut attempt.error {
+            redactor.string(&mut error.message);
+        }
+    }
     for call in &mut record.calls {
         redactor.string(&mut call.url);
         if let Some(error) = &mut call.error {
@@ -254,7 +379,7 @@ fn masked_text(mut text: String, redactor: &Redactor) -> String {
     text
 }
 
-fn set_output(context: &mut Value, step: &Step, output: Value, skipped: bool) {
+pub(super) fn set_output(context: &mut Value, step: &Step, output: Value, skipped: bool) {
     let mut entry = Map::new();
     entry.insert("output".into(), output);
     if skipped {

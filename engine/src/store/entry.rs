@@ -55,6 +55,8 @@ pub(super) enum Entry {
         flow_id: String,
         entries: Vec<(String, u128)>,
     },
+    /// A running run whose step failed, set to retry it at `next_at_ms`.
+    Retry { id: RunId, next_at_ms: u64 },
     /// A refused webhook of a flow, numbered `seq`, kept in its ring (see `rejections`).
     Reject {
         flow_id: String,
@@ -74,6 +76,7 @@ impl Entry {
             | Entry::Start { id, .. }
             | Entry::Step { id, .. }
             | Entry::Finish { id, .. }
+            | Entry::Retry { id, .. }
             | Entry::Redelivered { id } => Some(*id),
             Entry::Requeue { ids } => ids.first().copied(),
             _ => None,
@@ -91,6 +94,7 @@ impl Entry {
             Entry::FlowVersion { .. } => "flow version",
             Entry::Requeue { .. } => "requeue",
             Entry::ForgetDedupe { .. } => "forget dedupe values",
+            Entry::Retry { .. } => "retry",
             Entry::Reject { .. } => "reject",
             Entry::Redelivered { .. } => "redelivered",
         }
@@ -189,6 +193,11 @@ impl Entry {
                     w.blob(key.as_bytes())?;
                     w.id(RunId::from(*run));
                 }
+            }
+            Entry::Retry { id, next_at_ms } => {
+                w.u8(30);
+                w.id(*id);
+                w.u64(*next_at_ms);
             }
             Entry::Reject {
                 flow_id,
@@ -401,6 +410,10 @@ impl Cursor<'_> {
                 }
                 Entry::ForgetDedupe { flow_id, entries }
             }
+            30 => Entry::Retry {
+                id: self.id()?,
+                next_at_ms: self.u64()?,
+            },
             20 => Entry::Reject {
                 flow_id: self.string()?,
                 seq: self.u64()?,
@@ -488,6 +501,7 @@ mod tests {
                 proptest::collection::vec((".{0,8}", any::<u128>()), 0..4)
             )
                 .prop_map(|(flow_id, entries)| Entry::ForgetDedupe { flow_id, entries }),
+            (id(), any::<u64>()).prop_map(|(id, next_at_ms)| Entry::Retry { id, next_at_ms }),
             (".{0,8}", any::<u64>(), ".{0,8}", bytes()).prop_map(
                 |(flow_id, seq, reason, bytes)| Entry::Reject {
                     flow_id,

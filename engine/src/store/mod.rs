@@ -52,13 +52,15 @@
 //! - Run ids are strictly increasing ULIDs, also across restarts (the writer never hands out
 //!   an id below the largest stored one), so id order is acceptance order.
 //! - Every run has a request (with the run's flow and version).
-//! - A run has a `live` entry iff its status is `queued` or `running`, and an outcome plus one
+//! - A run has a `live` entry iff its status is `queued`, `running` or `retrying`, and an outcome plus one
 //!   entry in each of `runs_by_flow`, `done_by_status` and `done_by_flow_status` iff it
 //!   finished; never both (except that stores written before the flow index moved to the end
 //!   of a run also index live runs by flow, which listing allows for).
 //! - A run's request and live state are written in the same transaction, so a run is either
 //!   wholly there or not at all; the same holds for finishing.
-//! - The step records of a run are those of its latest attempt: `start_run` clears earlier ones.
+//! - The step records of a run are those of its latest attempt: `start_run` clears earlier ones,
+//!   except when it resumes a `retrying` run, whose records up to its failed step stay (the
+//!   failed step's record, its last, lists the step's attempts).
 //! - A flow's token never changes once made; a flow version's source never changes once stored.
 //! - A dedupe entry `(flow, key)` names the run first accepted under that key, or, with a
 //!   `dedupe_window`, the first one accepted after the previous one's window ended.
@@ -66,7 +68,10 @@
 //! # Life of a run
 //!
 //! `accept` → queued → `start_run` → running → `finish_run` → succeeded | failed | filtered.
-//! After a crash, `recover` puts running runs back to queued with `attempt + 1`.
+//! A step that fails with retries left: running → `retry` → retrying (with the time of its
+//! next attempt, durable) → `start_run` at that time → running again.
+//! After a crash, `recover` puts running runs back to queued with `attempt + 1`; retrying runs
+//! stay retrying (`retrying_runs` lists them for their timers).
 
 mod check;
 mod entry;
@@ -96,9 +101,10 @@ use tokio::sync::oneshot;
 pub use check::{CheckReport, check};
 pub use error::StoreError;
 pub use rejections::{BODY_KEPT, NewRejection, RING, Rejection, RejectionPage};
+pub use tables::ERROR_FLOW_PATH;
 pub use types::{
-    Accepted, CallRecord, DamagedRun, LogLine, NewRun, Page, PluginBlob, RawRequest, Run,
-    RunFilter, RunId, RunOutcome, RunStatus, StepErrorRecord, StepRecord, StepStatus,
+    Accepted, AttemptRecord, CallRecord, DamagedRun, LogLine, NewRun, Page, PluginBlob, RawRequest,
+    Run, RunFilter, RunId, RunOutcome, RunStatus, StepErrorRecord, StepRecord, StepStatus,
     UnknownStatus,
 };
 
@@ -478,6 +484,20 @@ impl Store {
             id,
             outcome,
             error,
+            reply,
+        })
+        .await
+    }
+
+    /// Sets a running run to retry its failed step at `next_at`: the run becomes `retrying`
+    /// and keeps its step records (the failed step's record is the last). Durable before it
+    /// answers, so a restart finds the schedule ([`Store::retrying_runs`]); a later
+    /// `claim_run` resumes it.
+    pub async fn retry(&self, id: RunId, next_at: std::time::SystemTime) -> Result<(), StoreError> {
+        let next_at_ms = types::to_ms(next_at);
+        self.call(|reply| Op::Retry {
+            id,
+            next_at_ms,
             reply,
         })
         .await

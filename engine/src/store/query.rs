@@ -17,7 +17,9 @@ use super::tables::{
     DEDUPE, DONE_BY_FLOW_STATUS, DONE_BY_STATUS, Envelope, FLOW_VERSION_PLUGINS, FLOW_VERSIONS,
     LIVE, OUTCOMES, PLUGINS, REQUESTS, RUNS_BY_FLOW, STEPS, State, TOKENS, bundle, decode, run_of,
 };
-use super::types::{DamagedRun, Page, RawRequest, Run, RunFilter, RunId, RunStatus, StepRecord};
+use super::types::{
+    DamagedRun, Page, RawRequest, Run, RunFilter, RunId, RunStatus, StepRecord, from_ms,
+};
 
 /// A dedupe value of a flow and the run it names.
 pub(super) type DedupeEntry = (String, u128);
@@ -226,14 +228,30 @@ impl Store {
         Ok((expired, None))
     }
 
-    /// How many runs are live (queued or running).
+    /// How many runs are live (queued, running or retrying).
     pub fn queue_len(&self) -> Result<u64, StoreError> {
         let txn = self.inner.db.begin_read()?;
         Ok(txn.open_table(LIVE)?.len()?)
     }
 
+    /// Every retrying run with the time its next attempt is due, oldest run first.
+    pub fn retrying_runs(&self) -> Result<Vec<(RunId, SystemTime)>, StoreError> {
+        let txn = self.inner.db.begin_read()?;
+        let mut runs = Vec::new();
+        for entry in txn.open_table(LIVE)?.iter()? {
+            let (id, live) = entry?;
+            let id = RunId::from(id.value());
+            let state = State::from_live(id, live.value())?;
+            if let Some(at) = state.next_attempt_at_ms {
+                runs.push((id, from_ms(at)));
+            }
+        }
+        Ok(runs)
+    }
+
     /// The oldest run still queued (accepted, not started), if any. The live runs ahead of
-    /// it are running, at most the executor's concurrency, so this reads a few entries.
+    /// it are running (at most the executor's concurrency) or retrying, so this reads few
+    /// entries unless many runs wait for a retry.
     pub fn oldest_queued(&self) -> Result<Option<RunId>, StoreError> {
         let txn = self.inner.db.begin_read()?;
         for entry in txn.open_table(LIVE)?.iter()? {

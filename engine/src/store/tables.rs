@@ -40,7 +40,8 @@ pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta")
 /// id of a bundle's first run → a [`bundle`] of accepted requests, each with its run's
 /// unchanging facts (see [`Envelope::encode`]).
 pub(super) const REQUESTS: TableDefinition<u128, &[u8]> = TableDefinition::new("requests");
-/// run id → (status code, attempt, started at ms or 0) of every queued or running run.
+/// run id → (status code, attempt, started at ms or 0) of every queued or running run; for a
+/// retrying run, the third field is when its next attempt is due, in ms.
 pub(super) const LIVE: TableDefinition<u128, (u8, u32, u64)> = TableDefinition::new("live");
 /// run id → [`Outcome`] (JSON) of every finished run.
 pub(super) const OUTCOMES: TableDefinition<u128, &[u8]> = TableDefinition::new("outcomes");
@@ -70,6 +71,10 @@ pub(super) const FLOW_VERSION_PLUGINS: TableDefinition<(&str, &str), &str> =
 pub(super) const PLUGINS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugins");
 /// flow id → its webhook URL token.
 pub(super) const TOKENS: TableDefinition<&str, &str> = TableDefinition::new("tokens");
+
+/// The request path of a run that an `on_failure` flow started, before the failed run's id.
+/// Not an HTTP path, so no webhook can carry it.
+pub const ERROR_FLOW_PATH: &str = "on_failure:";
 
 /// What a run keeps from acceptance on: its flow and the request without its body.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -425,6 +430,8 @@ pub(super) struct State {
     pub started_at_ms: Option<u64>,
     pub finished_at_ms: Option<u64>,
     pub error: Option<String>,
+    /// When a retrying run's next attempt is due.
+    pub next_attempt_at_ms: Option<u64>,
 }
 
 impl State {
@@ -436,6 +443,7 @@ impl State {
             started_at_ms: None,
             finished_at_ms: None,
             error: None,
+            next_attempt_at_ms: None,
         }
     }
 
@@ -447,22 +455,25 @@ impl State {
         let status = RunStatus::from_code(code)
             .filter(|status| !status.is_final())
             .ok_or_else(|| StoreError::Corrupt(format!("run {id} has live status code {code}")))?;
+        let retrying = status == RunStatus::Retrying;
         Ok(State {
             status,
             attempt,
-            started_at_ms: (started != 0).then_some(started),
+            started_at_ms: (started != 0 && !retrying).then_some(started),
             finished_at_ms: None,
             error: None,
+            next_attempt_at_ms: retrying.then_some(started),
         })
     }
 
     /// The [`LIVE`] value of a live run.
     pub fn to_live(&self) -> (u8, u32, u64) {
-        (
-            self.status.code(),
-            self.attempt,
-            self.started_at_ms.unwrap_or(0),
-        )
+        let third = if self.status == RunStatus::Retrying {
+            self.next_attempt_at_ms
+        } else {
+            self.started_at_ms
+        };
+        (self.status.code(), self.attempt, third.unwrap_or(0))
     }
 
     pub fn from_outcome(outcome: Outcome) -> State {
@@ -472,6 +483,7 @@ impl State {
             started_at_ms: outcome.started_at_ms,
             finished_at_ms: Some(outcome.finished_at_ms),
             error: outcome.error,
+            next_attempt_at_ms: None,
         }
     }
 
@@ -499,6 +511,11 @@ impl State {
                 .find(|(name, _)| name == "content-type")
                 .map(|(_, value)| value.clone()),
             body_size: body_size as u64,
+            next_attempt_at: self.next_attempt_at_ms.map(format_ms),
+            error_flow_of: envelope
+                .path
+                .strip_prefix(ERROR_FLOW_PATH)
+                .and_then(|id| id.parse().ok()),
         }
     }
 }

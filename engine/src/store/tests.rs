@@ -61,6 +61,7 @@ pub(super) fn step(index: u32, id: &str) -> StepRecord {
         started_at: "2026-01-01T00:00:00.000Z".into(),
         duration_us: 37,
         calls: Vec::new(),
+        attempts: Vec::new(),
     }
 }
 
@@ -456,6 +457,61 @@ async fn recover_requeues_interrupted_runs_with_the_attempt_counted() {
     assert_eq!(store.get_run(interrupted).unwrap().unwrap().attempt, 3);
     store.recover().await.unwrap();
     assert_eq!(store.get_run(interrupted).unwrap().unwrap().attempt, 3);
+}
+
+#[tokio::test]
+async fn a_retrying_run_keeps_its_steps_and_schedule_across_reopen() {
+    let (_dir, path) = temp();
+    let store = Store::open(&path).unwrap();
+    let id = store.accept(new_run("f", b"1")).await.unwrap().id;
+    let queued = store.accept(new_run("f", b"2")).await.unwrap().id;
+    store.start_run(id).await.unwrap();
+    store.record_step(id, step(0, "a")).await.unwrap();
+    store.record_step(id, step(1, "b")).await.unwrap();
+    let due = SystemTime::UNIX_EPOCH + Duration::from_millis(1_900_000_000_250);
+    store.retry(id, due).await.unwrap();
+    assert!(
+        matches!(store.retry(id, due).await, Err(StoreError::Conflict(_))),
+        "only a running run can be set to retry"
+    );
+    let run = store.get_run(id).unwrap().unwrap();
+    assert_eq!(run.status, RunStatus::Retrying);
+    assert_eq!(
+        run.next_attempt_at.as_deref(),
+        Some("2030-03-17T17:46:40.250Z")
+    );
+    assert_eq!(run.started_at, None);
+    let listed = store
+        .list_runs(&RunFilter {
+            status: Some(RunStatus::Retrying),
+            ..RunFilter::default()
+        })
+        .unwrap();
+    assert_eq!(listed.runs.iter().map(|r| r.id).collect::<Vec<_>>(), [id]);
+    drop(store);
+
+    let store = Store::open(&path).unwrap();
+    assert_eq!(
+        store.recover().await.unwrap(),
+        vec![queued],
+        "a retrying run waits for its time; recovery does not queue it"
+    );
+    assert_eq!(store.retrying_runs().unwrap(), vec![(id, due)]);
+    let run = store.get_run(id).unwrap().unwrap();
+    assert_eq!((run.status, run.attempt), (RunStatus::Retrying, 1));
+
+    // Its next attempt resumes: the steps so far stay.
+    let resumed = store.start_run(id).await.unwrap();
+    assert_eq!(
+        (resumed.status, resumed.next_attempt_at),
+        (RunStatus::Running, None)
+    );
+    assert_eq!(store.get_steps(id).unwrap().len(), 2);
+    assert!(store.retrying_runs().unwrap().is_empty());
+    store
+        .finish_run(id, RunOutcome::Succeeded, None)
+        .await
+        .unwrap();
 }
 
 /// Accepts go before run progress in the writer, but a steady stream of them never stops a run

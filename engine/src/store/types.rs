@@ -62,8 +62,8 @@ impl<'de> Deserialize<'de> for RunId {
 
 /// Where a run is in its life.
 ///
-/// `Queued` and `Running` are live (the run has an entry in the `live` table); the other three
-/// are final.
+/// `Queued`, `Running` and `Retrying` are live (the run has an entry in the `live` table); the
+/// other three are final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
@@ -77,21 +77,28 @@ pub enum RunStatus {
     Failed,
     /// A filter step stopped the run on purpose.
     Filtered,
+    /// A step failed and waits for its next attempt (`Run::next_attempt_at`); no worker holds
+    /// the run meanwhile.
+    Retrying,
 }
 
 impl RunStatus {
     /// Every status, in the order of their stored codes.
-    pub const ALL: [RunStatus; 5] = [
+    pub const ALL: [RunStatus; 6] = [
         RunStatus::Queued,
         RunStatus::Running,
         RunStatus::Succeeded,
         RunStatus::Failed,
         RunStatus::Filtered,
+        RunStatus::Retrying,
     ];
 
     /// Whether the run is over (it has left the `live` table).
     pub fn is_final(self) -> bool {
-        !matches!(self, RunStatus::Queued | RunStatus::Running)
+        !matches!(
+            self,
+            RunStatus::Queued | RunStatus::Running | RunStatus::Retrying
+        )
     }
 
     /// The name used in JSON and in query strings.
@@ -102,6 +109,7 @@ impl RunStatus {
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
             RunStatus::Filtered => "filtered",
+            RunStatus::Retrying => "retrying",
         }
     }
 
@@ -113,6 +121,7 @@ impl RunStatus {
             RunStatus::Succeeded => 2,
             RunStatus::Failed => 3,
             RunStatus::Filtered => 4,
+            RunStatus::Retrying => 5,
         }
     }
 
@@ -130,9 +139,11 @@ impl fmt::Display for RunStatus {
     }
 }
 
-/// The text was not one of `queued`, `running`, `succeeded`, `failed`, `filtered`.
+/// The text was not one of `queued`, `running`, `retrying`, `succeeded`, `failed`, `filtered`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown run status {0:?}: expected queued, running, succeeded, failed or filtered")]
+#[error(
+    "unknown run status {0:?}: expected queued, running, retrying, succeeded, failed or filtered"
+)]
 pub struct UnknownStatus(pub String);
 
 impl FromStr for RunStatus {
@@ -261,6 +272,12 @@ pub struct Run {
     pub content_type: Option<String>,
     /// The request body's size in bytes.
     pub body_size: u64,
+    /// When a `retrying` run's next attempt is due, RFC 3339 UTC with milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
+    /// For a run an `on_failure` flow started: the failed run it handles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_flow_of: Option<RunId>,
 }
 
 /// What happened to one step of a run.
@@ -322,6 +339,26 @@ pub struct StepRecord {
     /// steps could make any).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub calls: Vec<CallRecord>,
+    /// Every attempt of a step that may retry (`retries` in its flow), oldest first; the
+    /// record's other fields are those of the latest. Absent for steps without retries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<AttemptRecord>,
+}
+
+/// One attempt of a step that may retry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AttemptRecord {
+    /// 1 for the first.
+    pub attempt: u32,
+    /// When it started, RFC 3339 UTC with milliseconds.
+    pub started_at: String,
+    /// How long it took, in microseconds.
+    pub duration_us: u64,
+    /// Why it failed; `None` for the attempt that succeeded.
+    pub error: Option<StepErrorRecord>,
+    /// When the next attempt was due, for a failed attempt that was retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<String>,
 }
 
 /// One outbound HTTP call of a step.

@@ -48,7 +48,7 @@ pub(super) fn list_runs(query: HashMap<String, String>, admin: Arc<Admin>) -> Re
             "flow" => filter.flow = Some(value.clone()),
             "status" => filter.status = Some(value.parse::<RunStatus>().map_err(|_| {
                 ApiError::bad_request(format!(
-                    "status '{value}' is not one of queued, running, succeeded, failed, filtered"
+                    "status '{value}' is not one of queued, running, retrying, succeeded, failed, filtered"
                 ))
             })?),
             "limit" => {
@@ -102,6 +102,9 @@ pub struct RunsPage {
 }
 
 /// A row of [`RunsPage`]: a run, or a run whose stored records cannot be read.
+// Damaged rows are rare and a page holds at most 1,000 rows: boxing the common one would cost
+// an allocation per row to save memory that is not short.
+#[allow(clippy::large_enum_variant)]
 #[derive(Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum RunRow {

@@ -139,6 +139,13 @@ pub(super) enum Op {
         entries: Vec<DedupeEntry>,
         reply: Reply<u64>,
     },
+    /// Sets a running run to retry at `next_at_ms` (ms since the epoch). Durable before it
+    /// answers, so the schedule survives a crash.
+    Retry {
+        id: RunId,
+        next_at_ms: u64,
+        reply: Reply<()>,
+    },
     /// Refused webhooks to keep in their flows' rings.
     Reject {
         rows: Vec<crate::store::NewRejection>,
@@ -164,6 +171,7 @@ impl Op {
                 | Op::Step { .. }
                 | Op::Finish { .. }
                 | Op::ForgetDedupe { .. }
+                | Op::Retry { .. }
                 | Op::Reject { .. }
         )
     }
@@ -215,7 +223,9 @@ impl Op {
         match self {
             Op::Accept { permit, reply, .. } => pending(reply, Err(unanswered()), permit),
             Op::Start { reply, .. } => pending(reply, Err(unanswered()), ()),
-            Op::Finish { reply, .. } => pending(reply, Err(unanswered()), ()),
+            Op::Finish { reply, .. } | Op::Retry { reply, .. } => {
+                pending(reply, Err(unanswered()), ())
+            }
             Op::Step { reply, .. } | Op::FlowVersion { reply, .. } => {
                 pending(reply, Err(unanswered()), ())
             }

@@ -70,6 +70,7 @@ pub(super) fn apply(t: &mut WriteTables<'_>, entry: &Entry) -> Result<Applied, O
         Entry::ForgetDedupe { flow_id, entries } => {
             forget_dedupe(t, flow_id, entries)?;
         }
+        Entry::Retry { id, next_at_ms } => retry(t, *id, *next_at_ms)?,
         Entry::Reject {
             flow_id,
             seq,
@@ -128,11 +129,13 @@ fn live_state(t: &mut WriteTables<'_>, id: RunId, action: &str) -> Result<State,
     Ok(state)
 }
 
-/// Queued → Running: the run's new state and its stored request, to execute. Clears the
-/// steps of an earlier, interrupted attempt.
+/// Queued or Retrying → Running: the run's new state and its stored request, to execute.
+/// Clears the steps of an earlier, interrupted attempt; a retrying run keeps its steps, and
+/// resumes from the one that failed.
 fn start(t: &mut WriteTables<'_>, id: RunId, at_ms: u64) -> Result<(State, Vec<u8>), OpError> {
     let mut state = live_state(t, id, "start")?;
-    if state.status != RunStatus::Queued {
+    let retrying = state.status == RunStatus::Retrying;
+    if state.status != RunStatus::Queued && !retrying {
         return Err(StoreError::Conflict(format!(
             "run {id} cannot start: it is {}, not queued",
             state.status
@@ -143,12 +146,31 @@ fn start(t: &mut WriteTables<'_>, id: RunId, at_ms: u64) -> Result<(State, Vec<u
     let bytes = t.with_request(id, |bytes| Ok(bytes.to_vec()))?;
     state.status = RunStatus::Running;
     state.started_at_ms = Some(at_ms);
+    state.next_attempt_at_ms = None;
     t.live.insert(key, state.to_live())?;
-    if state.attempt > 1 {
+    if state.attempt > 1 && !retrying {
         t.steps()?
             .retain_in((key, 0)..=(key, u32::MAX), |_, _| false)?;
     }
     Ok((state, bytes))
+}
+
+/// Running → Retrying until `next_at_ms`: a step failed and runs again then. The run keeps
+/// its step records; the failed step's record is its last.
+fn retry(t: &mut WriteTables<'_>, id: RunId, next_at_ms: u64) -> Result<(), OpError> {
+    let mut state = live_state(t, id, "retry")?;
+    if state.status != RunStatus::Running {
+        return Err(StoreError::Conflict(format!(
+            "run {id} cannot retry: it is {}, not running",
+            state.status
+        ))
+        .into());
+    }
+    state.status = RunStatus::Retrying;
+    state.started_at_ms = None;
+    state.next_attempt_at_ms = Some(next_at_ms);
+    t.live.insert(id.as_u128(), state.to_live())?;
+    Ok(())
 }
 
 /// Stores a step of a running run, replacing one with the same index.
@@ -301,15 +323,18 @@ pub(super) fn forget_dedupe(
     Ok(forgotten)
 }
 
-/// Every live run, oldest first, and of those the running ones (interrupted by a crash).
+/// Every live run but the retrying ones (their timers resume them), oldest first, and of
+/// those the running ones (interrupted by a crash).
 pub(super) fn live_runs(t: &mut WriteTables<'_>) -> Result<(Vec<RunId>, Vec<RunId>), OpError> {
     let mut ids = Vec::new();
     let mut running = Vec::new();
     for entry in t.live.iter()? {
         let (key, value) = entry?;
         let id = RunId::from(key.value());
-        if State::from_live(id, value.value())?.status == RunStatus::Running {
-            running.push(id);
+        match State::from_live(id, value.value())?.status {
+            RunStatus::Retrying => continue,
+            RunStatus::Running => running.push(id),
+            _ => {}
         }
         ids.push(id);
     }
@@ -507,6 +532,14 @@ impl Writer {
                 reply,
             } => {
                 let result = self.forget(t, flow_id, entries);
+                settle(result, reply, (), answers)
+            }
+            Op::Retry {
+                id,
+                next_at_ms,
+                reply,
+            } => {
+                let result = self.change(t, &Entry::Retry { id, next_at_ms }).map(|_| ());
                 settle(result, reply, (), answers)
             }
             Op::Reject { rows, reply } => {
