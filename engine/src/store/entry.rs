@@ -55,6 +55,15 @@ pub(super) enum Entry {
         flow_id: String,
         entries: Vec<(String, u128)>,
     },
+    /// Run `id` (accepted in the same transaction) replays run `of`.
+    Replayed { of: RunId, id: RunId },
+    /// A flow's token replaced by `token`; `previous` stays valid until `previous_until_ms`.
+    RotateToken {
+        flow_id: String,
+        token: String,
+        previous: String,
+        previous_until_ms: u64,
+    },
 }
 
 impl Entry {
@@ -66,6 +75,7 @@ impl Entry {
             | Entry::Step { id, .. }
             | Entry::Finish { id, .. } => Some(*id),
             Entry::Requeue { ids } => ids.first().copied(),
+            Entry::Replayed { id, .. } => Some(*id),
             _ => None,
         }
     }
@@ -81,6 +91,8 @@ impl Entry {
             Entry::FlowVersion { .. } => "flow version",
             Entry::Requeue { .. } => "requeue",
             Entry::ForgetDedupe { .. } => "forget dedupe values",
+            Entry::Replayed { .. } => "replay link",
+            Entry::RotateToken { .. } => "token rotation",
         }
     }
 
@@ -177,6 +189,23 @@ impl Entry {
                     w.blob(key.as_bytes())?;
                     w.id(RunId::from(*run));
                 }
+            }
+            Entry::Replayed { of, id } => {
+                w.u8(9);
+                w.id(*of);
+                w.id(*id);
+            }
+            Entry::RotateToken {
+                flow_id,
+                token,
+                previous,
+                previous_until_ms,
+            } => {
+                w.u8(10);
+                w.blob(flow_id.as_bytes())?;
+                w.blob(token.as_bytes())?;
+                w.blob(previous.as_bytes())?;
+                w.u64(*previous_until_ms);
             }
         }
         Ok(())
@@ -373,6 +402,16 @@ impl Cursor<'_> {
                 }
                 Entry::ForgetDedupe { flow_id, entries }
             }
+            9 => Entry::Replayed {
+                of: self.id()?,
+                id: self.id()?,
+            },
+            10 => Entry::RotateToken {
+                flow_id: self.string()?,
+                token: self.string()?,
+                previous: self.string()?,
+                previous_until_ms: self.u64()?,
+            },
             other => return Err(corrupt(format_args!("has kind {other}"))),
         })
     }
@@ -453,6 +492,15 @@ mod tests {
                 proptest::collection::vec((".{0,8}", any::<u128>()), 0..4)
             )
                 .prop_map(|(flow_id, entries)| Entry::ForgetDedupe { flow_id, entries }),
+            (id(), id()).prop_map(|(of, id)| Entry::Replayed { of, id }),
+            (".{0,8}", ".{0,8}", ".{0,8}", any::<u64>()).prop_map(
+                |(flow_id, token, previous, previous_until_ms)| Entry::RotateToken {
+                    flow_id,
+                    token,
+                    previous,
+                    previous_until_ms,
+                }
+            ),
         ]
     }
 

@@ -20,7 +20,7 @@ use ulid::Ulid;
 use super::super::entry::Entry;
 use super::super::error::StoreError;
 use super::super::query::DedupeEntry;
-use super::super::tables::{Envelope, Outcome, State, encode};
+use super::super::tables::{Envelope, NO_DURATION, Outcome, State, encode};
 use super::super::types::{PluginBlob, RunId, RunOutcome, RunStatus, to_ms};
 use super::txn::{OpError, WriteTables};
 use super::{AcceptAnswer, JournalLink, Op, Pending, Prepared, Writer, settle};
@@ -69,6 +69,19 @@ pub(super) fn apply(t: &mut WriteTables<'_>, entry: &Entry) -> Result<Applied, O
         Entry::Requeue { ids } => requeue(t, ids)?,
         Entry::ForgetDedupe { flow_id, entries } => {
             forget_dedupe(t, flow_id, entries)?;
+        }
+        Entry::Replayed { of, id } => {
+            t.replays()?.insert((of.as_u128(), id.as_u128()), ())?;
+        }
+        Entry::RotateToken {
+            flow_id,
+            token,
+            previous,
+            previous_until_ms,
+        } => {
+            t.tokens()?.insert(flow_id.as_str(), token.as_str())?;
+            t.previous_tokens()?
+                .insert(flow_id.as_str(), (previous.as_str(), *previous_until_ms))?;
         }
     }
     Ok(Applied::Done)
@@ -179,6 +192,11 @@ fn finish(
     t.done_by_flow_status()?
         .insert((flow_id.as_str(), status.code(), key), ())?;
     t.by_flow()?.insert((flow_id.as_str(), key), ())?;
+    let duration = state
+        .started_at_ms
+        .map_or(NO_DURATION, |start| at_ms.saturating_sub(start));
+    t.finished_by_flow()?
+        .insert((flow_id.as_str(), key), (status.code(), duration))?;
     Ok(())
 }
 
@@ -449,6 +467,14 @@ impl Writer {
                 let result = self.token(t, flow_id);
                 settle(result, reply, (), answers)
             }
+            Op::RotateToken {
+                flow_id,
+                previous_until_ms,
+                reply,
+            } => {
+                let result = self.rotate_token(t, flow_id, previous_until_ms);
+                settle(result, reply, (), answers)
+            }
             Op::FlowVersion {
                 flow_id,
                 version,
@@ -536,6 +562,7 @@ impl Writer {
             flow_id,
             dedupe_key,
             bytes,
+            replay_of,
             ..
         } = new;
         let mut entry = Entry::Accept {
@@ -545,6 +572,11 @@ impl Writer {
             bytes,
         };
         self.change(t, &entry)?;
+        if let Some(of) = replay_of {
+            // Taken back with the accept if the journal cannot be written: a link to a run
+            // that is not there only lists an id that reads as unknown.
+            self.change(t, &Entry::Replayed { of, id })?;
+        }
         if let Entry::Accept {
             flow_id,
             dedupe_key,
@@ -568,6 +600,30 @@ impl Writer {
             &Entry::Token {
                 flow_id,
                 token: token.clone(),
+            },
+        )?;
+        Ok(token)
+    }
+
+    /// Replaces the flow's token by a new one; the one replaced stays valid until
+    /// `previous_until_ms`. A flow without a token gets one, with nothing to keep.
+    fn rotate_token(
+        &mut self,
+        t: &mut WriteTables<'_>,
+        flow_id: String,
+        previous_until_ms: u64,
+    ) -> Result<String, OpError> {
+        let Some(previous) = stored_token(t, &flow_id)? else {
+            return self.token(t, flow_id);
+        };
+        let token = new_token(&flow_id)?;
+        self.change(
+            t,
+            &Entry::RotateToken {
+                flow_id,
+                token: token.clone(),
+                previous,
+                previous_until_ms,
             },
         )?;
         Ok(token)

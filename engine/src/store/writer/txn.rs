@@ -8,6 +8,7 @@ use super::super::tables::{
     DEDUPE, DONE_BY_FLOW_STATUS, DONE_BY_STATUS, FLOW_VERSION_PLUGINS, FLOW_VERSIONS, LIVE,
     OUTCOMES, PLUGINS, REQUESTS, RUNS_BY_FLOW, STEPS, State, TOKENS, bundle, run_of, state_of,
 };
+use super::super::tables::{FINISHED_BY_FLOW, PREVIOUS_TOKENS, REPLAYS};
 use super::super::types::{Run, RunId};
 
 /// Why an op failed: on its own (answer it, go on with the batch), or because the database
@@ -35,6 +36,9 @@ macro_rules! fatal_from {
 
 fatal_from!(redb::StorageError, redb::TableError);
 
+/// The [`FINISHED_BY_FLOW`] table.
+type FinishedByFlow<'t> = Table<'t, (&'static str, u128), (u8, u64)>;
+
 /// The tables of one batch's transaction. The two every accept writes are opened with it;
 /// the others when an op first needs them: opening a table is not free, and a burst of
 /// accepts makes batches that need no other.
@@ -52,6 +56,9 @@ pub(super) struct WriteTables<'t> {
     flow_version_plugins: Option<Table<'t, (&'static str, &'static str), &'static str>>,
     plugins: Option<Table<'t, &'static str, &'static [u8]>>,
     tokens: Option<Table<'t, &'static str, &'static str>>,
+    finished_by_flow: Option<FinishedByFlow<'t>>,
+    replays: Option<Table<'t, (u128, u128), ()>>,
+    previous_tokens: Option<Table<'t, &'static str, (&'static str, u64)>>,
     /// The requests accepted in this transaction and not yet stored.
     pub(super) bundle: bundle::Builder,
 }
@@ -91,6 +98,9 @@ lazy_tables! {
     flow_version_plugins: FLOW_VERSION_PLUGINS, (&'static str, &'static str), &'static str;
     plugins: PLUGINS, &'static str, &'static [u8];
     tokens: TOKENS, &'static str, &'static str;
+    finished_by_flow: FINISHED_BY_FLOW, (&'static str, u128), (u8, u64);
+    replays: REPLAYS, (u128, u128), ();
+    previous_tokens: PREVIOUS_TOKENS, &'static str, (&'static str, u64);
 }
 
 impl<'t> WriteTables<'t> {
@@ -109,6 +119,9 @@ impl<'t> WriteTables<'t> {
             flow_version_plugins: None,
             plugins: None,
             tokens: None,
+            finished_by_flow: None,
+            replays: None,
+            previous_tokens: None,
             bundle: bundle::Builder::default(),
         })
     }
