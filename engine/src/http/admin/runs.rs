@@ -129,8 +129,18 @@ impl Filters {
                 truncated: false,
             }),
             Some(q) => {
+                // `$.webhook.body[?@.action=='opened']` asks whether the body matches. In RFC
+                // 9535 a filter tests an object's member values, never the object, so a
+                // filter right on an object body tests the body itself, as Goessner's and
+                // Jayway's JSONPath do: the body is seen as a one-element array.
+                let on_body = q.as_str().starts_with("$.webhook.body[?");
                 let mut test = |id: RunId, request: RawRequest| {
-                    let webhook = crate::run::payload::webhook_document(&id.to_string(), &request);
+                    let mut webhook =
+                        crate::run::payload::webhook_document(&id.to_string(), &request);
+                    if on_body && webhook["body"].is_object() {
+                        let body = webhook["body"].take();
+                        webhook["body"] = Value::Array(vec![body]);
+                    }
                     let document = json!({ "webhook": webhook });
                     !q.select(&document).is_empty()
                 };
