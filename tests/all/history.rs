@@ -421,6 +421,17 @@ fn a_rotated_token_works_during_its_overlap_and_gets_404_after_it() {
     let listed = weir.api("/api/runs?flow=mapping").json();
     assert_eq!(listed["runs"][0]["token"], "previous", "{listed:#}");
 
+    // The rotation is kept across a restart (SIGKILL), overlap included.
+    let path = |url: &str| url[url.find("/hooks/").expect("a hook URL")..].to_owned();
+    let (old_path, new_path) = (path(&old), path(&new));
+    weir.kill();
+    let weir = Weir::start(flows.path(), &data.path().join("weir.redb"));
+    let base = weir.webhook.trim_end_matches('/').to_owned();
+    let (old, new) = (format!("{base}{old_path}"), format!("{base}{new_path}"));
+    assert_eq!(weir.webhook_url("mapping"), new);
+    let after_restart = run_id(&post_json(&old, &json!({ "title": "old again" })));
+    assert_eq!(weir.wait_run(&after_restart)["run"]["token"], "previous");
+
     // Rotated again with a short overlap: the token before it is out at once, the one it
     // replaces works until the overlap ends, then gets the same 404 as any wrong token.
     let rotated = post(&weir, "/api/flows/mapping/rotate-token?overlap=2s").json();

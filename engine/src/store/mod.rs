@@ -501,7 +501,7 @@ impl Store {
     }
 
     /// The flow's webhook URL token, made the first time it is asked for: 128 random bits,
-    /// base64url without padding (22 characters). Never changes afterwards.
+    /// base64url without padding (22 characters). Changes only by [`Store::rotate_token`].
     pub async fn token_for(&self, flow_id: &str) -> Result<String, StoreError> {
         if let Some(token) = self.token(flow_id)? {
             return Ok(token);
