@@ -114,7 +114,8 @@ async fn one_run(store: &Store, n: u64, flows: usize) -> anyhow::Result<()> {
         .await?;
     let id = accepted.id;
     store.claim_run(id).await?;
-    let (outcome, status, error) = match n % 20 {
+    // By the run's turn within its flow, so that every flow has the same mix.
+    let (outcome, status, error) = match (n / flows as u64) % 20 {
         0..=15 => (RunOutcome::Succeeded, StepStatus::Succeeded, None),
         16..=18 => (
             RunOutcome::Failed,
