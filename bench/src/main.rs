@@ -5,6 +5,7 @@
 //!     cargo run --release -p weir-bench -- webhook [--rounds N]
 //!     cargo run --release -p weir-bench -- memory [--weir PATH] [--serve-arg ARG]...
 //!     cargo run --release -p weir-bench -- outbound
+//!     cargo run --release -p weir-bench -- history [--runs N] [--flows N] [--requests N]
 //!
 //! The method and the current figures are in BENCHMARKS.md at the repository's root.
 
@@ -14,6 +15,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod floor;
+mod history;
 mod memory;
 mod outbound;
 mod plugin;
@@ -52,6 +54,19 @@ enum Bench {
     /// A one-step `http` flow against a loopback sink: completed runs/s and the latency a
     /// call adds over the sink's own.
     Outbound,
+    /// A store of a million runs across 100 flows (made through the store's API), then the
+    /// admin API's run lists, a deep cursor and flow stats on it: p50/p99 through HTTP.
+    History {
+        /// Runs in the store.
+        #[arg(long, default_value_t = 1_000_000)]
+        runs: u64,
+        /// Flows they are spread over.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..1000))]
+        flows: u64,
+        /// Requests timed per query.
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..))]
+        requests: u64,
+    },
     /// Serves a baseline in a process of its own, as `webhook` needs it: prints `bare: ADDR`
     /// and serves until its stdin closes.
     #[command(hide = true)]
@@ -72,6 +87,15 @@ fn main() -> anyhow::Result<()> {
         }
         Bench::Memory { weir, serve_args } => memory::bench(weir, &serve_args),
         Bench::Outbound => outbound::bench(),
+        Bench::History {
+            runs,
+            flows,
+            requests,
+        } => history::bench(
+            runs,
+            usize::try_from(flows).context("--flows is too large")?,
+            usize::try_from(requests).context("--requests is too large")?,
+        ),
         Bench::BareServer { durable } => webhook::serve_bare(durable),
     }
 }

@@ -6,6 +6,7 @@ mod cli;
 mod edge;
 mod gateway;
 mod hardening;
+mod history;
 mod hostile;
 mod jsonpath_cts;
 mod metrics;

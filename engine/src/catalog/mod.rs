@@ -27,6 +27,7 @@ use crate::events::Events;
 use crate::flow::{self, Diagnostic, Flow, PluginPlaces, PluginRef};
 use crate::plugin::{Plugin, PluginHost};
 use crate::store::{PluginBlob, Store};
+use std::time::SystemTime;
 
 pub use watch::Watcher;
 
@@ -58,6 +59,8 @@ pub struct FlowEntry {
     pub file: PathBuf,
     /// The webhook URL token; `None` for a file whose name is not a valid flow id.
     pub token: Option<String>,
+    /// The token before the latest rotation and until when the gateway still accepts it.
+    pub previous_token: Option<(String, SystemTime)>,
     /// The version serving webhooks: the newest that loaded without errors.
     pub live: Option<Arc<LiveFlow>>,
     /// The errors of the file as it is now; empty when it loaded.
@@ -298,6 +301,48 @@ impl Catalog {
         Ok(report)
     }
 
+    /// Gives the flow a new webhook token; the gateway keeps accepting the one it replaces
+    /// for `overlap` (until the time answered). `None` when there is no such flow (or its
+    /// file name is not a flow id, so it has no URL).
+    pub async fn rotate_token(
+        &self,
+        flow_id: &str,
+        overlap: std::time::Duration,
+    ) -> Result<Option<(String, SystemTime)>, CatalogError> {
+        // A reload in progress would swap in a snapshot read before the rotation.
+        let _one_at_a_time = self.inner.reloading.lock().await;
+        let old = self.snapshot();
+        let Some(entry) = old.flows.get(flow_id).filter(|e| e.token.is_some()) else {
+            return Ok(None);
+        };
+        let now = SystemTime::now();
+        let until = now.checked_add(overlap).unwrap_or(now);
+        let store = &self.inner.store;
+        let token = store.rotate_token(flow_id, until).await?;
+        let previous_token = store.previous_token(flow_id)?;
+        let mut flows = old.flows.clone();
+        flows.insert(
+            flow_id.to_owned(),
+            Arc::new(FlowEntry {
+                id: entry.id.clone(),
+                file: entry.file.clone(),
+                token: Some(token.clone()),
+                previous_token,
+                live: entry.live.clone(),
+                errors: entry.errors.clone(),
+                source_hash: entry.source_hash,
+                plugin_files: entry.plugin_files.clone(),
+            }),
+        );
+        *self
+            .inner
+            .snapshot
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::new(Snapshot { flows });
+        tracing::info!(flow = %flow_id, "webhook token rotated");
+        Ok(Some((token, until)))
+    }
+
     /// The flow a run was accepted for, at the version it was accepted with: the live one
     /// when it is still current, else rebuilt from the source and plugins kept in the store,
     /// so every run executes the version it records.
@@ -462,10 +507,12 @@ impl Catalog {
             .put_flow_version(id, &flow.version, source, blobs)
             .await?;
         let token = store.token_for(id).await?;
+        let previous_token = store.previous_token(id)?;
         Ok(FlowEntry {
             id: id.to_owned(),
             file: file.to_owned(),
             token: Some(token),
+            previous_token,
             live: Some(Arc::new(LiveFlow { flow, plugins })),
             errors: Vec::new(),
             source_hash: hash,
@@ -483,15 +530,19 @@ impl Catalog {
         plugin_files: Vec<(PathBuf, String)>,
         errors: Vec<Diagnostic>,
     ) -> Result<FlowEntry, CatalogError> {
-        let token = if flow::FlowId::new(id).is_ok() {
-            Some(self.inner.store.token_for(id).await?)
+        let (token, previous_token) = if flow::FlowId::new(id).is_ok() {
+            (
+                Some(self.inner.store.token_for(id).await?),
+                self.inner.store.previous_token(id)?,
+            )
         } else {
-            None
+            (None, None)
         };
         Ok(FlowEntry {
             id: id.to_owned(),
             file: file.to_owned(),
             token,
+            previous_token,
             live: old.flows.get(id).and_then(|e| e.live.clone()),
             errors,
             source_hash: hash,

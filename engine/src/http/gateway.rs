@@ -35,7 +35,9 @@ use crate::catalog::Catalog;
 use crate::flow::{Handshakes, Respond};
 use crate::run::content::{self, ContentError};
 use crate::run::{Executor, Order, RunResult, payload};
-use crate::store::{NewRun, RawRequest, RunId, RunOutcome, RunStatus, Store, StoreError};
+use crate::store::{
+    NewRun, RawRequest, RunId, RunOrigin, RunOutcome, RunStatus, Store, StoreError, TokenUsed,
+};
 use crate::verify;
 
 /// What the gateway needs.
@@ -138,9 +140,22 @@ where
     let (Some(token), Some(live)) = (&entry.token, &entry.live) else {
         return Err(no_such_webhook());
     };
-    if !bool::from(token.as_bytes().ct_eq(req.token.as_bytes())) {
+    // Both tokens are compared whatever the first gives, so the time taken tells nothing.
+    let current = bool::from(token.as_bytes().ct_eq(req.token.as_bytes()));
+    let previous = entry
+        .previous_token
+        .as_ref()
+        .is_some_and(|(previous, until)| {
+            let matches = bool::from(previous.as_bytes().ct_eq(req.token.as_bytes()));
+            matches && received_at < *until
+        });
+    let token_used = if current {
+        TokenUsed::Current
+    } else if previous {
+        TokenUsed::Previous
+    } else {
         return Err(no_such_webhook());
-    }
+    };
     let spec = &live.flow.webhook;
     let sender = super::client::sender(req.remote, &req.headers, &gateway.trusted_proxies);
     let remote_addr = match (req.remote, sender) {
@@ -307,7 +322,11 @@ where
         dedupe_key,
         dedupe_window: spec.dedupe_window,
     };
-    match gateway.store.accept(new_run).await {
+    let origin = RunOrigin {
+        replay_of: None,
+        token: Some(token_used),
+    };
+    match gateway.store.accept_from(new_run, origin).await {
         Ok(accepted) => {
             let id = accepted.id;
             tracing::debug!(flow = %req.flow_id, run = %id, "webhook accepted");

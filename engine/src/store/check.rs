@@ -21,7 +21,8 @@ use super::tables::{
     DONE_BY_FLOW_STATUS, DONE_BY_STATUS, Envelope, FLOW_VERSION_PLUGINS, FLOW_VERSIONS, LIVE, META,
     OUTCOMES, Outcome, PLUGINS, REQUESTS, RUNS_BY_FLOW, STEPS, State, TOKENS, bundle, decode,
 };
-use super::types::{RunId, StepRecord};
+use super::tables::{FINISHED_BY_FLOW, REPLAYS};
+use super::types::{RunId, RunStatus, StepRecord};
 
 /// What `weir check` found.
 #[derive(Debug, Default)]
@@ -217,6 +218,35 @@ fn indexes(txn: &ReadTransaction, report: &mut CheckReport) -> Result<(), StoreE
                 RunId::from(id)
             ));
         }
+    }
+    // Tables a store written by an earlier Weir does not have yet.
+    match txn.open_table(FINISHED_BY_FLOW) {
+        Ok(table) => {
+            for entry in table.iter()? {
+                let (key, value) = entry?;
+                let (flow, id) = key.value();
+                report.records += 1;
+                let (code, _) = value.value();
+                if !finished(id)? || RunStatus::from_code(code).is_none_or(|s| !s.is_final()) {
+                    report.damaged.push(format!(
+                        "stats index of flow {flow:?}: run {} has no outcome or status code {code}",
+                        RunId::from(id)
+                    ));
+                }
+            }
+        }
+        Err(redb::TableError::TableDoesNotExist(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    match txn.open_table(REPLAYS) {
+        Ok(table) => {
+            for entry in table.iter()? {
+                entry?;
+                report.records += 1;
+            }
+        }
+        Err(redb::TableError::TableDoesNotExist(_)) => {}
+        Err(e) => return Err(e.into()),
     }
     Ok(())
 }

@@ -66,6 +66,15 @@ pub(super) enum Entry {
     },
     /// A redelivery answered with the run.
     Redelivered { id: RunId },
+    /// Run `id` (accepted in the same transaction) replays run `of`.
+    Replayed { of: RunId, id: RunId },
+    /// A flow's token replaced by `token`; `previous` stays valid until `previous_until_ms`.
+    RotateToken {
+        flow_id: String,
+        token: String,
+        previous: String,
+        previous_until_ms: u64,
+    },
 }
 
 impl Entry {
@@ -79,6 +88,7 @@ impl Entry {
             | Entry::Retry { id, .. }
             | Entry::Redelivered { id } => Some(*id),
             Entry::Requeue { ids } => ids.first().copied(),
+            Entry::Replayed { id, .. } => Some(*id),
             _ => None,
         }
     }
@@ -97,6 +107,8 @@ impl Entry {
             Entry::Retry { .. } => "retry",
             Entry::Reject { .. } => "reject",
             Entry::Redelivered { .. } => "redelivered",
+            Entry::Replayed { .. } => "replay link",
+            Entry::RotateToken { .. } => "token rotation",
         }
     }
 
@@ -214,6 +226,23 @@ impl Entry {
             Entry::Redelivered { id } => {
                 w.u8(21);
                 w.id(*id);
+            }
+            Entry::Replayed { of, id } => {
+                w.u8(9);
+                w.id(*of);
+                w.id(*id);
+            }
+            Entry::RotateToken {
+                flow_id,
+                token,
+                previous,
+                previous_until_ms,
+            } => {
+                w.u8(10);
+                w.blob(flow_id.as_bytes())?;
+                w.blob(token.as_bytes())?;
+                w.blob(previous.as_bytes())?;
+                w.u64(*previous_until_ms);
             }
         }
         Ok(())
@@ -421,6 +450,16 @@ impl Cursor<'_> {
                 bytes: self.blob()?,
             },
             21 => Entry::Redelivered { id: self.id()? },
+            9 => Entry::Replayed {
+                of: self.id()?,
+                id: self.id()?,
+            },
+            10 => Entry::RotateToken {
+                flow_id: self.string()?,
+                token: self.string()?,
+                previous: self.string()?,
+                previous_until_ms: self.u64()?,
+            },
             other => return Err(corrupt(format_args!("has kind {other}"))),
         })
     }
@@ -511,6 +550,15 @@ mod tests {
                 }
             ),
             id().prop_map(|id| Entry::Redelivered { id }),
+            (id(), id()).prop_map(|(of, id)| Entry::Replayed { of, id }),
+            (".{0,8}", ".{0,8}", ".{0,8}", any::<u64>()).prop_map(
+                |(flow_id, token, previous, previous_until_ms)| Entry::RotateToken {
+                    flow_id,
+                    token,
+                    previous,
+                    previous_until_ms,
+                }
+            ),
         ]
     }
 

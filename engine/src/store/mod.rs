@@ -61,7 +61,10 @@
 //! - The step records of a run are those of its latest attempt: `start_run` clears earlier ones,
 //!   except when it resumes a `retrying` run, whose records up to its failed step stay (the
 //!   failed step's record, its last, lists the step's attempts).
-//! - A flow's token never changes once made; a flow version's source never changes once stored.
+//! - A flow's token changes only by a rotation, which keeps the one replaced (with the end
+//!   of its overlap) in `previous_tokens`; a flow version's source never changes once stored.
+//! - A run that finished since `finished_by_flow` exists has one entry there (its status and
+//!   duration); a replay has one entry in `replays` under the run it replays.
 //! - A dedupe entry `(flow, key)` names the run first accepted under that key, or, with a
 //!   `dedupe_window`, the first one accepted after the previous one's window ended.
 //!
@@ -76,6 +79,7 @@
 mod check;
 mod entry;
 mod error;
+mod history;
 pub mod journal;
 mod query;
 mod rejections;
@@ -100,12 +104,13 @@ use tokio::sync::oneshot;
 
 pub use check::{CheckReport, check};
 pub use error::StoreError;
+pub use history::FlowStats;
 pub use rejections::{BODY_KEPT, NewRejection, RING, Rejection, RejectionPage};
 pub use tables::ERROR_FLOW_PATH;
 pub use types::{
     Accepted, AttemptRecord, CallRecord, DamagedRun, LogLine, NewRun, Page, PluginBlob, RawRequest,
-    Run, RunFilter, RunId, RunOutcome, RunStatus, StepErrorRecord, StepRecord, StepStatus,
-    UnknownStatus,
+    Run, RunFilter, RunId, RunOrigin, RunOutcome, RunStatus, Search, StepErrorRecord, StepRecord,
+    StepStatus, TokenUsed, UnknownStatus, WindowStats,
 };
 
 use tables::Envelope;
@@ -113,6 +118,7 @@ use tables::{
     DEDUPE, DONE_BY_FLOW_STATUS, DONE_BY_STATUS, FLOW_VERSION_PLUGINS, FLOW_VERSIONS, LIVE, META,
     OUTCOMES, PLUGINS, REQUESTS, RUNS_BY_FLOW, SCHEMA_KEY, SCHEMA_VERSION, STEPS, TOKENS,
 };
+use tables::{FINISHED_BY_FLOW, PREVIOUS_TOKENS, REPLAYS};
 use writer::{AcceptAnswer, AcceptPermit, Op, Prepared, Reply, Writer, WriterConfig};
 
 /// What the writer has done, for [`Store::stats`].
@@ -359,6 +365,16 @@ impl Store {
     /// with [`StoreError::Unavailable`] or [`StoreError::Storage`] when nothing could be
     /// committed. An `Ok` is never given for a run that is not on disk.
     pub async fn accept(&self, run: NewRun) -> Result<Accepted, StoreError> {
+        self.accept_from(run, RunOrigin::default()).await
+    }
+
+    /// [`Store::accept`], keeping where the run comes from: the URL token it came through,
+    /// or the run it replays (then linked both ways, in the same transaction).
+    pub async fn accept_from(
+        &self,
+        run: NewRun,
+        origin: RunOrigin,
+    ) -> Result<Accepted, StoreError> {
         let permit =
             AcceptPermit::try_acquire(&self.inner.waiting_accepts, self.inner.queue_capacity)
                 .ok_or(StoreError::Overloaded)?;
@@ -373,6 +389,8 @@ impl Store {
             remote_addr: request.remote_addr,
             received_at_ms: types::to_ms(request.received_at),
             dedupe_key: run.dedupe_key,
+            replay_of: origin.replay_of,
+            token: origin.token,
         };
         let bytes = envelope.encode(&request.body)?;
         drop(request.body);
@@ -381,6 +399,7 @@ impl Store {
             dedupe_key: envelope.dedupe_key,
             dedupe_window: run.dedupe_window,
             bytes,
+            replay_of: origin.replay_of,
         };
         let answer = self
             .call(|reply| Op::Accept {
@@ -504,13 +523,30 @@ impl Store {
     }
 
     /// The flow's webhook URL token, made the first time it is asked for: 128 random bits,
-    /// base64url without padding (22 characters). Never changes afterwards.
+    /// base64url without padding (22 characters). Changes only by [`Store::rotate_token`].
     pub async fn token_for(&self, flow_id: &str) -> Result<String, StoreError> {
         if let Some(token) = self.token(flow_id)? {
             return Ok(token);
         }
         let flow_id = flow_id.to_owned();
         self.call(|reply| Op::Token { flow_id, reply }).await
+    }
+
+    /// Gives the flow a new webhook token; the one it had stays valid until `previous_until`
+    /// (see [`Store::previous_token`]). Durable before it answers with the new token.
+    pub async fn rotate_token(
+        &self,
+        flow_id: &str,
+        previous_until: std::time::SystemTime,
+    ) -> Result<String, StoreError> {
+        let flow_id = flow_id.to_owned();
+        let previous_until_ms = types::to_ms(previous_until);
+        self.call(|reply| Op::RotateToken {
+            flow_id,
+            previous_until_ms,
+            reply,
+        })
+        .await
     }
 
     /// Keeps the source of a flow version and the plugin each of its steps runs (in step
@@ -686,6 +722,9 @@ fn prepare(db: &Database) -> Result<(), StoreError> {
         txn.open_table(tables::REJECTION_NEXT)?;
         txn.open_table(tables::REJECTION_COUNTS)?;
         txn.open_table(tables::REDELIVERIES)?;
+        txn.open_table(FINISHED_BY_FLOW)?;
+        txn.open_table(REPLAYS)?;
+        txn.open_table(PREVIOUS_TOKENS)?;
     }
     txn.commit()?;
     Ok(())

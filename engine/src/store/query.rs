@@ -121,10 +121,13 @@ impl Store {
         }
         // One more than asked, to know whether there is a next page.
         let want = limit + 1;
-        let before = filter.cursor.map(RunId::as_u128);
+        let (before, lower) = id_bounds(filter);
         let txn = self.inner.db.begin_read()?;
         let mut ids = Vec::with_capacity(want);
         let mut matches = |id: u128| {
+            if id < lower {
+                return false;
+            }
             ids.push(id);
             ids.len() < want
         };
@@ -138,36 +141,12 @@ impl Store {
 
         let more = ids.len() > limit;
         ids.truncate(limit);
-        let (requests, live, outcomes) = (
-            txn.open_table(REQUESTS)?,
-            txn.open_table(LIVE)?,
-            txn.open_table(OUTCOMES)?,
-        );
-        let mut runs = Vec::with_capacity(ids.len());
-        let mut damaged = Vec::new();
-        // A damaged record is reported in its own row; the rest of the page still serves.
-        for &key in &ids {
-            let id = RunId::from(key);
-            match run_of(&requests, &live, &outcomes, id) {
-                Ok(Some(run)) => runs.push(run),
-                Ok(None) => damaged.push(DamagedRun {
-                    id,
-                    error: format!("run {id} is indexed but has no request"),
-                }),
-                Err(StoreError::Corrupt(error)) => damaged.push(DamagedRun { id, error }),
-                Err(other) => return Err(other),
-            }
-        }
         let next_cursor = if more {
             ids.last().map(|&key| RunId::from(key))
         } else {
             None
         };
-        Ok(Page {
-            runs,
-            damaged,
-            next_cursor,
-        })
+        page_of(&txn, &ids, next_cursor)
     }
 
     /// How many runs match: constant without a filter; linear in the answer for a final
@@ -264,9 +243,57 @@ impl Store {
     }
 }
 
+/// The page of these runs (newest first), each read with its state; a run whose records
+/// cannot be read is reported in `damaged`, and the rest of the page still serves.
+pub(super) fn page_of(
+    txn: &ReadTransaction,
+    ids: &[u128],
+    next_cursor: Option<RunId>,
+) -> Result<Page, StoreError> {
+    let (requests, live, outcomes) = (
+        txn.open_table(REQUESTS)?,
+        txn.open_table(LIVE)?,
+        txn.open_table(OUTCOMES)?,
+    );
+    let mut runs = Vec::with_capacity(ids.len());
+    let mut damaged = Vec::new();
+    for &key in ids {
+        let id = RunId::from(key);
+        match run_of(&requests, &live, &outcomes, id) {
+            Ok(Some(run)) => runs.push(run),
+            Ok(None) => damaged.push(DamagedRun {
+                id,
+                error: format!("run {id} is indexed but has no request"),
+            }),
+            Err(StoreError::Corrupt(error)) => damaged.push(DamagedRun { id, error }),
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(Page {
+        runs,
+        damaged,
+        next_cursor,
+    })
+}
+
+/// The ids a filter's cursor and time window allow: below `before` (when set), and at or
+/// above `lower`. A run id's top 48 bits are its acceptance time in milliseconds.
+pub(super) fn id_bounds(filter: &RunFilter) -> (Option<u128>, u128) {
+    let until = filter
+        .until_ms
+        .map(|ms| u128::from(ms.saturating_add(1)) << 80);
+    let cursor = filter.cursor.map(RunId::as_u128);
+    let before = match (cursor, until) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let lower = filter.since_ms.map_or(0, |ms| u128::from(ms) << 80);
+    (before, lower)
+}
+
 /// Calls `found` with the id of every run matching `flow` and `status` that is older than
 /// `before`, newest first, until it returns false.
-fn scan(
+pub(super) fn scan(
     txn: &ReadTransaction,
     flow: Option<&str>,
     status: Option<RunStatus>,
@@ -391,12 +418,12 @@ fn scan(
 }
 
 /// A live run's id and its [`LIVE`] value.
-type LiveRun = (u128, (u8, u32, u64));
+pub(super) type LiveRun = (u128, (u8, u32, u64));
 
 /// The live runs of `flow` older than `before`, newest first, with their [`LIVE`] values. The
 /// flow of each is read from its request: live runs are few, and this keeps the accept from
 /// writing a per-flow index entry.
-fn live_of_flow<'a>(
+pub(super) fn live_of_flow<'a>(
     live: &'a ReadOnlyTable<u128, (u8, u32, u64)>,
     requests: &'a ReadOnlyTable<u128, &'static [u8]>,
     flow: &'a str,

@@ -28,7 +28,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::error::StoreError;
-use super::types::{RawRequest, Run, RunId, RunStatus, format_ms, from_ms};
+use super::types::{RawRequest, Run, RunId, RunStatus, TokenUsed, format_ms, from_ms};
 
 /// Bumped when the layout changes incompatibly; a file of another version is refused.
 pub(super) const SCHEMA_VERSION: u64 = 3;
@@ -71,6 +71,18 @@ pub(super) const FLOW_VERSION_PLUGINS: TableDefinition<(&str, &str), &str> =
 pub(super) const PLUGINS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugins");
 /// flow id → its webhook URL token.
 pub(super) const TOKENS: TableDefinition<&str, &str> = TableDefinition::new("tokens");
+/// (flow id, run id) → (final status code, duration in ms or [`NO_DURATION`]) of every run
+/// that finished since this index exists: what a flow's stats read, never the outcomes.
+pub(super) const FINISHED_BY_FLOW: TableDefinition<(&str, u128), (u8, u64)> =
+    TableDefinition::new("finished_by_flow");
+/// The duration in [`FINISHED_BY_FLOW`] of a run that finished without starting.
+pub(super) const NO_DURATION: u64 = u64::MAX;
+/// (run id, id of a run replaying it) for every replay.
+pub(super) const REPLAYS: TableDefinition<(u128, u128), ()> = TableDefinition::new("replays");
+/// flow id → (its token before the latest rotation, until when it stays valid in ms since the
+/// Unix epoch).
+pub(super) const PREVIOUS_TOKENS: TableDefinition<&str, (&str, u64)> =
+    TableDefinition::new("previous_tokens");
 
 /// The request path of a run that an `on_failure` flow started, before the failed run's id.
 /// Not an HTTP path, so no webhook can carry it.
@@ -89,6 +101,13 @@ pub(super) struct Envelope {
     pub received_at_ms: u64,
     /// Kept so that deleting the run can delete its dedupe entry too.
     pub dedupe_key: Option<String>,
+    /// The run this one replays. Absent from runs that are not replays (and from every run
+    /// stored before replays existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_of: Option<RunId>,
+    /// The URL token the webhook came through; absent for replays and older runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<TokenUsed>,
 }
 
 /// An envelope and the body it came with, as read back from [`REQUESTS`].
@@ -516,6 +535,8 @@ impl State {
                 .path
                 .strip_prefix(ERROR_FLOW_PATH)
                 .and_then(|id| id.parse().ok()),
+            replay_of: envelope.replay_of,
+            token: envelope.token,
         }
     }
 }

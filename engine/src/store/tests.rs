@@ -261,6 +261,7 @@ async fn list_runs_newest_first_by_flow_and_status_with_cursors() {
             status,
             limit,
             cursor: None,
+            ..RunFilter::default()
         };
         assert_eq!(
             all_pages(&store, filter(None, None)),
@@ -800,6 +801,7 @@ async fn a_flow_lists_its_live_runs_once_also_from_a_store_that_indexed_them_at_
         status: None,
         limit: 1,
         cursor: None,
+        ..RunFilter::default()
     };
     assert_eq!(all_pages(&store, filter), vec![ids[3], ids[2], ids[0]]);
     assert_eq!(store.count_runs(Some("a"), None).unwrap(), 3);
@@ -1051,6 +1053,7 @@ async fn accept_throughput() {
             status: Some(RunStatus::Queued),
             limit: 50,
             cursor: None,
+            ..RunFilter::default()
         })
         .unwrap();
     println!(
@@ -1067,6 +1070,7 @@ async fn accept_throughput() {
             status: None,
             limit: 50,
             cursor: None,
+            ..RunFilter::default()
         })
         .unwrap();
     println!(

@@ -278,6 +278,32 @@ pub struct Run {
     /// For a run an `on_failure` flow started: the failed run it handles.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_flow_of: Option<RunId>,
+    /// The run this one replays (`POST /api/runs/{id}/replay`), if it is a replay.
+    pub replay_of: Option<RunId>,
+    /// Which of the flow's URL tokens the webhook came through: `current`, or `previous`
+    /// during a rotation's overlap; `null` for a replay and for runs stored before tokens
+    /// were recorded.
+    pub token: Option<TokenUsed>,
+}
+
+/// Which of a flow's webhook URL tokens a request carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenUsed {
+    /// The flow's token.
+    Current,
+    /// The token it had before its latest rotation, still valid during the overlap.
+    Previous,
+}
+
+/// Where a new run comes from, besides its request: what [`crate::store::Store::accept_from`]
+/// keeps with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RunOrigin {
+    /// The run it replays: recorded on the new run, and the old one lists the new one.
+    pub replay_of: Option<RunId>,
+    /// The URL token the webhook came through.
+    pub token: Option<TokenUsed>,
 }
 
 /// What happened to one step of a run.
@@ -391,6 +417,10 @@ pub struct RunFilter {
     pub limit: usize,
     /// Continue after this id: only runs older than it.
     pub cursor: Option<RunId>,
+    /// Only runs received at or after this time (milliseconds since the Unix epoch).
+    pub since_ms: Option<u64>,
+    /// Only runs received at or before this time (milliseconds since the Unix epoch).
+    pub until_ms: Option<u64>,
 }
 
 impl RunFilter {
@@ -406,6 +436,8 @@ impl Default for RunFilter {
             status: None,
             limit: 50,
             cursor: None,
+            since_ms: None,
+            until_ms: None,
         }
     }
 }
@@ -421,6 +453,29 @@ pub struct Page {
     pub damaged: Vec<DamagedRun>,
     /// Pass as `cursor` for the next page; `None` when this page is the last.
     pub next_cursor: Option<RunId>,
+}
+
+/// What [`crate::store::Store::search_runs`] went through to fill a page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Search {
+    /// The page: the matching runs, and the cursor to go on from.
+    pub page: Page,
+    /// Runs read and tested.
+    pub scanned: u64,
+    /// Whether the scan stopped at its limit before the page was full or the runs ran out;
+    /// `page.next_cursor` then goes on after the last run scanned.
+    pub truncated: bool,
+}
+
+/// One flow's finished runs received in a window: counts by status and durations.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WindowStats {
+    /// Runs by status (finished ones, and those queued or running now).
+    pub counts: std::collections::BTreeMap<String, u64>,
+    /// The median duration of the finished runs that started, in milliseconds.
+    pub p50_ms: Option<u64>,
+    /// The 95th percentile of the same.
+    pub p95_ms: Option<u64>,
 }
 
 /// A run whose stored records cannot be read.

@@ -9,7 +9,7 @@ use super::{Admin, Result, json_ok};
 use crate::catalog::{Catalog, FlowEntry};
 use crate::flow::Respond;
 use crate::http::error::{ApiError, ErrorBody};
-use crate::store::RunFilter;
+use crate::store::{RunFilter, WindowStats};
 
 pub(super) fn flow_json(catalog: &Catalog, entry: &FlowEntry) -> Value {
     let live = entry.live.as_ref().map(|l| &l.flow);
@@ -228,4 +228,97 @@ pub(super) fn list_rejections(
         .rejections(&id, limit, cursor)
         .map_err(ApiError::internal)?;
     json_ok(&serde_json::to_value(page).map_err(ApiError::internal)?)
+}
+
+#[utoipa::path(get, path = "/api/flows/{id}/stats", tag = "flows",
+    params(("id" = String, Path, description = "The flow id (its file name)")),
+    responses(
+        (status = 200, description = "Runs received in the last hour and the last day: counts \
+            by status, p50 and p95 of the finished runs' durations", body = FlowStatsBody),
+        (status = 404, description = "No such flow", body = ErrorBody),
+        (status = 401, description = "A token is set and the request does not carry it", body = ErrorBody),
+        (status = 421, description = "No token is set and the request's Host is not this machine", body = ErrorBody),
+        (status = 500, description = "The store could not be read", body = ErrorBody),
+    ))]
+pub(super) fn flow_stats(id: String, admin: Arc<Admin>) -> Result<Response> {
+    if !admin.catalog.snapshot().flows.contains_key(&id) {
+        return Err(ApiError::not_found(format!("no flow '{id}'")));
+    }
+    let stats = admin
+        .store
+        .flow_stats(&id, std::time::SystemTime::now())
+        .map_err(ApiError::internal)?;
+    let body = FlowStatsBody {
+        flow_id: id,
+        last_hour: stats.last_hour,
+        last_day: stats.last_day,
+    };
+    json_ok(&serde_json::to_value(body).map_err(ApiError::internal)?)
+}
+
+/// `GET /api/flows/{id}/stats`. Windows are by the time runs were received; a run finished
+/// by a Weir older than these stats is not counted.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct FlowStatsBody {
+    flow_id: String,
+    last_hour: WindowStats,
+    last_day: WindowStats,
+}
+
+/// How long a rotated-out token stays valid unless `overlap` says otherwise.
+const DEFAULT_OVERLAP: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+#[utoipa::path(post, path = "/api/flows/{id}/rotate-token", tag = "flows",
+    params(
+        ("id" = String, Path, description = "The flow id (its file name)"),
+        ("overlap" = Option<String>, Query, description = "How long the current URL keeps \
+            working beside the new one, e.g. `1h` (default `24h`; `0s` ends it now)"),
+    ),
+    responses(
+        (status = 200, description = "`{\"flow_id\", \"webhook_url\", \"previous_expires_at\"}`: \
+            the new URL, and when the old one stops working", body = serde_json::Value),
+        (status = 400, description = "A bad `overlap` or an unknown parameter", body = ErrorBody),
+        (status = 404, description = "No such flow", body = ErrorBody),
+        (status = 401, description = "A token is set and the request does not carry it", body = ErrorBody),
+        (status = 421, description = "No token is set and the request's Host is not this machine", body = ErrorBody),
+        (status = 500, description = "The store could not be written", body = ErrorBody),
+    ))]
+pub(super) async fn rotate_token(
+    id: String,
+    query: std::collections::HashMap<String, String>,
+    admin: Arc<Admin>,
+) -> Result<Response> {
+    let mut overlap = DEFAULT_OVERLAP;
+    for (key, value) in &query {
+        match key.as_str() {
+            "overlap" => {
+                overlap = humantime::parse_duration(value).map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "overlap '{value}' is not a duration such as 1h, 30m or 0s"
+                    ))
+                })?
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown parameter '{other}': use overlap"
+                )));
+            }
+        }
+    }
+    let (_, until) = admin
+        .catalog
+        .rotate_token(&id, overlap)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found(format!("no flow '{id}'")))?;
+    let snapshot = admin.catalog.snapshot();
+    let url = snapshot
+        .flows
+        .get(&id)
+        .and_then(|entry| admin.catalog.webhook_url(entry));
+    json_ok(&json!({
+        "flow_id": id,
+        "webhook_url": url,
+        "previous_expires_at": humantime::format_rfc3339_millis(until).to_string(),
+    }))
 }

@@ -2,9 +2,13 @@
 //!
 //! - `GET /api/health`
 //! - `GET /api/flows`, `GET /api/flows/{id}`
-//! - `GET /api/runs?flow=&status=&limit=&cursor=` (newest first; `next_cursor` pages on)
+//! - `GET /api/runs?flow=&status=&since=&until=&q=&limit=&cursor=` (newest first;
+//!   `next_cursor` pages on)
 //! - `GET /api/runs/{id}`: the run, its webhook step and every step's record
 //! - `GET /api/runs/{id}/payload` (`?raw=true` for the exact bytes)
+//! - `GET /api/flows/{id}/stats`: counts and durations over the last hour and day
+//! - `POST /api/runs/{id}/replay`, `POST /api/runs/replay?flow=&status=&since=&max=&dry_run=`
+//! - `POST /api/flows/{id}/rotate-token?overlap=24h`
 //! - `GET /api/events`: server-sent events of runs and flows (see `super::ui`)
 //! - `GET /metrics`: Prometheus metrics (see [`crate::metrics`])
 //! - `GET /api/openapi.json`: the OpenAPI 3.1 document of these routes (see `super::openapi`)
@@ -33,10 +37,12 @@ use crate::run::Executor;
 use crate::store::Store;
 
 pub(super) mod flows;
+pub(super) mod replay;
 pub(super) mod runs;
 pub(super) mod server;
 
-use flows::{get_flow, list_flows, list_rejections};
+use flows::{flow_stats, get_flow, list_flows, list_rejections, rotate_token};
+use replay::{replay_run, replay_runs};
 use runs::{get_payload, get_run, list_runs};
 use server::{health, metrics, openapi};
 
@@ -115,6 +121,9 @@ pub fn routes(
         .and(warp::query::<HashMap<String, String>>())
         .and(with.clone())
         .then(|id, query, admin| blocking(move || get_payload(id, query, admin)));
+    let stats = warp::path!("api" / "flows" / String / "stats")
+        .and(with.clone())
+        .then(|id, admin| blocking(move || flow_stats(id, admin)));
     let events = super::ui::events(admin.catalog.events().clone()).map(Ok);
     let metrics = warp::path!("metrics")
         .and(with.clone())
@@ -122,7 +131,7 @@ pub fn routes(
     let openapi = warp::path!("api" / "openapi.json").map(openapi);
 
     let api = warp::get()
-        .and(auth)
+        .and(auth.clone())
         .and(
             health
                 .or(flows)
@@ -142,12 +151,34 @@ pub fn routes(
                 .or(metrics)
                 .unify()
                 .or(openapi)
+                .unify()
+                .or(stats)
                 .unify(),
         )
         .map(|result: Result<Response>| match result {
             Ok(response) => response,
             Err(error) => error.into_response(),
         });
+    let replay_many = warp::path!("api" / "runs" / "replay")
+        .and(warp::query::<HashMap<String, String>>())
+        .and(with.clone())
+        .then(|query, admin| async move { replay_runs(query, admin).await });
+    let replay_one = warp::path!("api" / "runs" / String / "replay")
+        .and(warp::query::<HashMap<String, String>>())
+        .and(with.clone())
+        .then(|id, query, admin| async move { replay_run(id, query, admin).await });
+    let rotate = warp::path!("api" / "flows" / String / "rotate-token")
+        .and(warp::query::<HashMap<String, String>>())
+        .and(with.clone())
+        .then(|id, query, admin| async move { rotate_token(id, query, admin).await });
+    let post = warp::post()
+        .and(auth)
+        .and(replay_many.or(replay_one).unify().or(rotate).unify())
+        .map(|result: Result<Response>| match result {
+            Ok(response) => response,
+            Err(error) => error.into_response(),
+        });
+    let api = api.or(post).unify();
     // The Host check guards the UI's files as well as the API: both are this origin.
     origin
         .and(super::ui::routes().or(api).unify())

@@ -14,7 +14,9 @@ use utoipa::ToSchema;
 use warp::http::StatusCode;
 
 use crate::run::payload::{form_to_json, headers_to_json};
-use crate::store::{RawRequest, Run, RunFilter, RunId, RunStatus, StepRecord, StoreError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::store::{RawRequest, Run, RunFilter, RunId, RunStatus, Search, StepRecord, StoreError};
 
 /// A run id in its canonical form (26 upper-case Crockford base32 characters): other
 /// spellings that decode (lower case, or an overflowing first character that wraps to
@@ -26,10 +28,162 @@ pub(super) fn parse_run_id(id: &str) -> Result<RunId> {
         .ok_or_else(|| ApiError::bad_request(format!("'{id}' is not a run id")))
 }
 
+/// The most runs a `q` search reads per request unless `scan_limit` says otherwise.
+pub(super) const DEFAULT_SCAN_LIMIT: u64 = 10_000;
+/// The most runs a `q` search may be asked to read per request.
+pub(super) const MAX_SCAN_LIMIT: u64 = 100_000;
+
+/// A list's filters, as the list and bulk replay read them from the query string.
+pub(super) struct Filters {
+    pub filter: RunFilter,
+    /// A JSONPath over `{"webhook": …}`, the run context's webhook document: a run matches
+    /// when it selects something.
+    pub q: Option<crate::flow::Query>,
+    pub scan_limit: u64,
+}
+
+impl Filters {
+    /// Reads `flow`, `status`, `since`, `until`, `q`, `scan_limit`, and `limit` and `cursor`
+    /// when `paged`; any other key is handed to `other`, which refuses it by answering false.
+    pub(super) fn parse(
+        query: &HashMap<String, String>,
+        paged: bool,
+        mut other: impl FnMut(&str, &str) -> Result<bool>,
+    ) -> Result<Filters> {
+        let mut filters = Filters {
+            filter: RunFilter::default(),
+            q: None,
+            scan_limit: DEFAULT_SCAN_LIMIT,
+        };
+        let now = SystemTime::now();
+        for (key, value) in query {
+            let filter = &mut filters.filter;
+            match key.as_str() {
+                "flow" => filter.flow = Some(value.clone()),
+                "status" => filter.status = Some(value.parse::<RunStatus>().map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "status '{value}' is not one of queued, running, retrying, succeeded, failed, filtered"
+                    ))
+                })?),
+                "since" => filter.since_ms = Some(parse_time("since", value, now)?),
+                "until" => filter.until_ms = Some(parse_time("until", value, now)?),
+                "q" => {
+                    filters.q = Some(crate::flow::Query::parse(value).map_err(|e| {
+                        ApiError::bad_request(format!("q is not a JSONPath query: {e}"))
+                    })?)
+                }
+                "scan_limit" => {
+                    filters.scan_limit = value
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|n| (1..=MAX_SCAN_LIMIT).contains(n))
+                        .ok_or_else(|| {
+                            ApiError::bad_request(format!(
+                                "scan_limit must be a number from 1 to {MAX_SCAN_LIMIT}"
+                            ))
+                        })?
+                }
+                "limit" if paged => {
+                    filter.limit = value
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=RunFilter::MAX_LIMIT).contains(n))
+                        .ok_or_else(|| {
+                            ApiError::bad_request(format!(
+                                "limit must be a number from 1 to {}",
+                                RunFilter::MAX_LIMIT
+                            ))
+                        })?
+                }
+                "cursor" if paged => filter.cursor = Some(parse_run_id(value)?),
+                other_key => {
+                    if !other(other_key, value)? {
+                        let known = if paged {
+                            "flow, status, since, until, q, scan_limit, limit, cursor"
+                        } else {
+                            "flow, status, since, until, q, scan_limit, max, dry_run"
+                        };
+                        return Err(ApiError::bad_request(format!(
+                            "unknown parameter '{other_key}': use {known}"
+                        )));
+                    }
+                }
+            }
+        }
+        if let (Some(since), Some(until)) = (filters.filter.since_ms, filters.filter.until_ms)
+            && since > until
+        {
+            return Err(ApiError::bad_request("since is later than until"));
+        }
+        Ok(filters)
+    }
+
+    /// The page the filters select: by the indexes alone, or with `q`, by reading and testing
+    /// at most `scan_limit` runs' requests. Answers the page, how many runs were tested and
+    /// whether the limit stopped the scan.
+    pub(super) fn run(&self, store: &crate::store::Store) -> Result<Search> {
+        match &self.q {
+            None => Ok(Search {
+                page: store.list_runs(&self.filter).map_err(ApiError::internal)?,
+                scanned: 0,
+                truncated: false,
+            }),
+            Some(q) => {
+                // `$.webhook.body[?@.action=='opened']` asks whether the body matches. In RFC
+                // 9535 a filter tests an object's member values, never the object, so a
+                // filter right on an object body tests the body itself, as Goessner's and
+                // Jayway's JSONPath do: the body is seen as a one-element array.
+                let on_body = q.as_str().starts_with("$.webhook.body[?");
+                let mut test = |id: RunId, request: RawRequest| {
+                    let mut webhook =
+                        crate::run::payload::webhook_document(&id.to_string(), &request);
+                    if on_body && webhook["body"].is_object() {
+                        let body = webhook["body"].take();
+                        webhook["body"] = Value::Array(vec![body]);
+                    }
+                    let document = json!({ "webhook": webhook });
+                    !q.select(&document).is_empty()
+                };
+                store
+                    .search_runs(&self.filter, self.scan_limit, &mut test)
+                    .map_err(ApiError::internal)
+            }
+        }
+    }
+}
+
+/// A time given as RFC 3339 in UTC (`2026-03-21T10:04:05Z`) or as an age before now (`90s`,
+/// `1h`, `7d`), in milliseconds since the Unix epoch.
+fn parse_time(name: &str, value: &str, now: SystemTime) -> Result<u64> {
+    let time = humantime::parse_rfc3339_weak(value).ok().or_else(|| {
+        humantime::parse_duration(value)
+            .ok()
+            .map(|age| now.checked_sub(age).unwrap_or(UNIX_EPOCH))
+    });
+    let time = time.ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "{name} '{value}' is neither an RFC 3339 UTC time (2026-03-21T10:04:05Z) nor an age \
+             such as 1h or 7d"
+        ))
+    })?;
+    Ok(time
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
+}
+
 #[utoipa::path(get, path = "/api/runs", tag = "runs",
     params(
         ("flow" = Option<String>, Query, description = "Only runs of this flow"),
         ("status" = Option<RunStatus>, Query, description = "Only runs with this status"),
+        ("since" = Option<String>, Query, description = "Only runs received at or after this \
+            time: RFC 3339 UTC, or an age such as `1h` or `7d`"),
+        ("until" = Option<String>, Query, description = "Only runs received at or before this \
+            time: RFC 3339 UTC, or an age such as `1h` or `7d`"),
+        ("q" = Option<String>, Query, description = "A JSONPath over the run context's webhook \
+            document, e.g. `$.webhook.body[?@.action=='opened']`: only runs where it selects \
+            something. Reads each run's request, so at most `scan_limit` runs are tested"),
+        ("scan_limit" = Option<u32>, Query, minimum = 1, maximum = 100000,
+            description = "With `q`: the most runs tested in this request (default 10000)"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000,
             description = "Runs per page (default 50)"),
         ("cursor" = Option<RunId>, Query, description = "A page's `next_cursor`: runs older than it"),
@@ -42,41 +196,17 @@ pub(super) fn parse_run_id(id: &str) -> Result<RunId> {
         (status = 500, description = "The store could not be read", body = ErrorBody),
     ))]
 pub(super) fn list_runs(query: HashMap<String, String>, admin: Arc<Admin>) -> Result<Response> {
-    let mut filter = RunFilter::default();
-    for (key, value) in &query {
-        match key.as_str() {
-            "flow" => filter.flow = Some(value.clone()),
-            "status" => filter.status = Some(value.parse::<RunStatus>().map_err(|_| {
-                ApiError::bad_request(format!(
-                    "status '{value}' is not one of queued, running, retrying, succeeded, failed, filtered"
-                ))
-            })?),
-            "limit" => {
-                filter.limit = value
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=RunFilter::MAX_LIMIT).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::bad_request(format!(
-                            "limit must be a number from 1 to {}",
-                            RunFilter::MAX_LIMIT
-                        ))
-                    })?
-            }
-            "cursor" => filter.cursor = Some(parse_run_id(value)?),
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "unknown parameter '{other}': use flow, status, limit, cursor"
-                )));
-            }
-        }
-    }
-    let page = admin.store.list_runs(&filter).map_err(ApiError::internal)?;
+    let filters = Filters::parse(&query, true, |_, _| Ok(false))?;
+    let Search {
+        page,
+        scanned,
+        truncated,
+    } = filters.run(&admin.store)?;
     // A run whose records cannot be read is a row of its own, so the rest of the page serves.
     let mut runs: Vec<RunRow> = page
         .runs
         .into_iter()
-        .map(RunRow::Run)
+        .map(|run| RunRow::Run(Box::new(run)))
         .chain(page.damaged.into_iter().map(|damaged| {
             RunRow::Damaged(DamagedRow {
                 id: damaged.id,
@@ -86,9 +216,12 @@ pub(super) fn list_runs(query: HashMap<String, String>, admin: Arc<Admin>) -> Re
         }))
         .collect();
     runs.sort_by_key(|row| std::cmp::Reverse(row.id()));
+    let searched = filters.q.is_some();
     let page = RunsPage {
         runs,
         next_cursor: page.next_cursor,
+        scanned: searched.then_some(scanned),
+        truncated: searched.then_some(truncated),
     };
     json_ok(&serde_json::to_value(page).map_err(ApiError::internal)?)
 }
@@ -99,6 +232,13 @@ pub struct RunsPage {
     runs: Vec<RunRow>,
     /// Pass as `cursor` for the next page; `null` when this page is the last.
     next_cursor: Option<RunId>,
+    /// With `q`: how many runs were read and tested for this page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scanned: Option<u64>,
+    /// With `q`: true when `scan_limit` stopped the scan before the page was full;
+    /// `next_cursor` then goes on after the last run tested.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    truncated: Option<bool>,
 }
 
 /// A row of [`RunsPage`]: a run, or a run whose stored records cannot be read.
@@ -108,7 +248,7 @@ pub struct RunsPage {
 #[derive(Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum RunRow {
-    Run(Run),
+    Run(Box<Run>),
     Damaged(DamagedRow),
 }
 
@@ -173,11 +313,13 @@ pub(super) fn get_run(id: String, admin: Arc<Admin>) -> Result<Response> {
         .ok_or_else(|| ApiError::not_found(format!("no run '{id}'")))?;
     let request = request_or_404(&admin, id)?;
     let steps = admin.store.get_steps(id).map_err(run_read_error)?;
+    let replays = admin.store.replays_of(id).map_err(ApiError::internal)?;
     let webhook = crate::run::payload::webhook_document_for(&run, &request);
     let redeliveries = admin.store.redeliveries(id).map_err(run_read_error)?;
     json_ok(
         &serde_json::to_value(RunDetail {
             run,
+            replays,
             webhook: WebhookStep {
                 step_id: "webhook".into(),
                 output: webhook,
@@ -193,6 +335,8 @@ pub(super) fn get_run(id: String, admin: Arc<Admin>) -> Result<Response> {
 #[derive(Serialize, ToSchema)]
 pub struct RunDetail {
     run: Run,
+    /// The runs that replay this one, oldest first.
+    replays: Vec<RunId>,
     /// The flow's first step.
     webhook: WebhookStep,
     /// Every other step's record, in flow order.

@@ -79,6 +79,8 @@ pub(super) struct Prepared {
     pub dedupe_window: Option<Duration>,
     /// The [`REQUESTS`] value: see [`Envelope::encode`].
     pub bytes: Vec<u8>,
+    /// The run it replays: linked both ways in the same transaction.
+    pub replay_of: Option<RunId>,
 }
 
 /// What the writer did with an accept.
@@ -120,6 +122,13 @@ pub(super) enum Op {
     },
     Token {
         flow_id: String,
+        reply: Reply<String>,
+    },
+    /// Gives the flow a new token, keeping its current one valid until `previous_until_ms`;
+    /// answers the new token.
+    RotateToken {
+        flow_id: String,
+        previous_until_ms: u64,
         reply: Reply<String>,
     },
     FlowVersion {
@@ -229,7 +238,9 @@ impl Op {
             Op::Step { reply, .. } | Op::FlowVersion { reply, .. } => {
                 pending(reply, Err(unanswered()), ())
             }
-            Op::Token { reply, .. } => pending(reply, Err(unanswered()), ()),
+            Op::Token { reply, .. } | Op::RotateToken { reply, .. } => {
+                pending(reply, Err(unanswered()), ())
+            }
             Op::Recover { reply } => pending(reply, Err(unanswered()), ()),
             Op::ForgetDedupe { reply, .. } => pending(reply, Err(unanswered()), ()),
             Op::Reject { reply, .. } => pending(reply, Err(unanswered()), ()),
@@ -463,6 +474,7 @@ mod tests {
                 dedupe_key: None,
                 dedupe_window: None,
                 bytes: Vec::new(),
+                replay_of: None,
             }),
             permit: AcceptPermit::try_acquire(waiting, usize::MAX).expect("permit"),
             reply: oneshot::channel().0,
@@ -481,6 +493,7 @@ mod tests {
                 dedupe_key: Some(dedupe_key.into()),
                 dedupe_window: None,
                 bytes: b"the request".to_vec(),
+                replay_of: None,
             }),
             permit: AcceptPermit::try_acquire(waiting, usize::MAX).expect("permit"),
             reply,

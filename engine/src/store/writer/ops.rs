@@ -20,7 +20,7 @@ use ulid::Ulid;
 use super::super::entry::Entry;
 use super::super::error::StoreError;
 use super::super::query::DedupeEntry;
-use super::super::tables::{Envelope, Outcome, State, encode};
+use super::super::tables::{Envelope, NO_DURATION, Outcome, State, encode};
 use super::super::types::{PluginBlob, RunId, RunOutcome, RunStatus, to_ms};
 use super::txn::{OpError, WriteTables};
 use super::{AcceptAnswer, JournalLink, Op, Pending, Prepared, Writer, settle};
@@ -91,6 +91,19 @@ pub(super) fn apply(t: &mut WriteTables<'_>, entry: &Entry) -> Result<Applied, O
             let table = t.redeliveries()?;
             let count = table.get(id.as_u128())?.map_or(0, |v| v.value());
             table.insert(id.as_u128(), count + 1)?;
+        }
+        Entry::Replayed { of, id } => {
+            t.replays()?.insert((of.as_u128(), id.as_u128()), ())?;
+        }
+        Entry::RotateToken {
+            flow_id,
+            token,
+            previous,
+            previous_until_ms,
+        } => {
+            t.tokens()?.insert(flow_id.as_str(), token.as_str())?;
+            t.previous_tokens()?
+                .insert(flow_id.as_str(), (previous.as_str(), *previous_until_ms))?;
         }
     }
     Ok(Applied::Done)
@@ -222,6 +235,11 @@ fn finish(
     t.done_by_flow_status()?
         .insert((flow_id.as_str(), status.code(), key), ())?;
     t.by_flow()?.insert((flow_id.as_str(), key), ())?;
+    let duration = state
+        .started_at_ms
+        .map_or(NO_DURATION, |start| at_ms.saturating_sub(start));
+    t.finished_by_flow()?
+        .insert((flow_id.as_str(), key), (status.code(), duration))?;
     Ok(())
 }
 
@@ -495,6 +513,14 @@ impl Writer {
                 let result = self.token(t, flow_id);
                 settle(result, reply, (), answers)
             }
+            Op::RotateToken {
+                flow_id,
+                previous_until_ms,
+                reply,
+            } => {
+                let result = self.rotate_token(t, flow_id, previous_until_ms);
+                settle(result, reply, (), answers)
+            }
             Op::FlowVersion {
                 flow_id,
                 version,
@@ -597,6 +623,7 @@ impl Writer {
             flow_id,
             dedupe_key,
             bytes,
+            replay_of,
             ..
         } = new;
         let mut entry = Entry::Accept {
@@ -606,6 +633,11 @@ impl Writer {
             bytes,
         };
         self.change(t, &entry)?;
+        if let Some(of) = replay_of {
+            // Taken back with the accept if the journal cannot be written: a link to a run
+            // that is not there only lists an id that reads as unknown.
+            self.change(t, &Entry::Replayed { of, id })?;
+        }
         if let Entry::Accept {
             flow_id,
             dedupe_key,
@@ -654,6 +686,30 @@ impl Writer {
             self.change(t, &entry)?;
         }
         Ok(())
+    }
+
+    /// Replaces the flow's token by a new one; the one replaced stays valid until
+    /// `previous_until_ms`. A flow without a token gets one, with nothing to keep.
+    fn rotate_token(
+        &mut self,
+        t: &mut WriteTables<'_>,
+        flow_id: String,
+        previous_until_ms: u64,
+    ) -> Result<String, OpError> {
+        let Some(previous) = stored_token(t, &flow_id)? else {
+            return self.token(t, flow_id);
+        };
+        let token = new_token(&flow_id)?;
+        self.change(
+            t,
+            &Entry::RotateToken {
+                flow_id,
+                token: token.clone(),
+                previous,
+                previous_until_ms,
+            },
+        )?;
+        Ok(token)
     }
 
     /// Forgets those of `entries` that still name their run; answers how many.

@@ -9,6 +9,7 @@ use super::super::tables::{
     OUTCOMES, PLUGINS, REDELIVERIES, REJECTION_COUNTS, REJECTION_NEXT, REJECTIONS, REQUESTS,
     RUNS_BY_FLOW, STEPS, State, TOKENS, bundle, run_of, state_of,
 };
+use super::super::tables::{FINISHED_BY_FLOW, PREVIOUS_TOKENS, REPLAYS};
 use super::super::types::{Run, RunId};
 
 /// Why an op failed: on its own (answer it, go on with the batch), or because the database
@@ -36,6 +37,9 @@ macro_rules! fatal_from {
 
 fatal_from!(redb::StorageError, redb::TableError);
 
+/// The [`FINISHED_BY_FLOW`] table.
+type FinishedByFlow<'t> = Table<'t, (&'static str, u128), (u8, u64)>;
+
 /// The tables of one batch's transaction. The two every accept writes are opened with it;
 /// the others when an op first needs them: opening a table is not free, and a burst of
 /// accepts makes batches that need no other.
@@ -57,6 +61,9 @@ pub(super) struct WriteTables<'t> {
     rejection_next: Option<Table<'t, &'static str, u64>>,
     rejection_counts: Option<Table<'t, (&'static str, &'static str), u64>>,
     redeliveries: Option<Table<'t, u128, u64>>,
+    finished_by_flow: Option<FinishedByFlow<'t>>,
+    replays: Option<Table<'t, (u128, u128), ()>>,
+    previous_tokens: Option<Table<'t, &'static str, (&'static str, u64)>>,
     /// The requests accepted in this transaction and not yet stored.
     pub(super) bundle: bundle::Builder,
 }
@@ -100,6 +107,9 @@ lazy_tables! {
     rejection_next: REJECTION_NEXT, &'static str, u64;
     rejection_counts: REJECTION_COUNTS, (&'static str, &'static str), u64;
     redeliveries: REDELIVERIES, u128, u64;
+    finished_by_flow: FINISHED_BY_FLOW, (&'static str, u128), (u8, u64);
+    replays: REPLAYS, (u128, u128), ();
+    previous_tokens: PREVIOUS_TOKENS, &'static str, (&'static str, u64);
 }
 
 impl<'t> WriteTables<'t> {
@@ -122,6 +132,9 @@ impl<'t> WriteTables<'t> {
             rejection_next: None,
             rejection_counts: None,
             redeliveries: None,
+            finished_by_flow: None,
+            replays: None,
+            previous_tokens: None,
             bundle: bundle::Builder::default(),
         })
     }
