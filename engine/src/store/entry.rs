@@ -55,6 +55,9 @@ pub(super) enum Entry {
         flow_id: String,
         entries: Vec<(String, u128)>,
     },
+    /// Finished runs deleted (retention), with their request, steps, index entries and the
+    /// dedupe entries that name them. Every id is a finished run when it is applied.
+    Prune { ids: Vec<RunId> },
 }
 
 impl Entry {
@@ -65,7 +68,7 @@ impl Entry {
             | Entry::Start { id, .. }
             | Entry::Step { id, .. }
             | Entry::Finish { id, .. } => Some(*id),
-            Entry::Requeue { ids } => ids.first().copied(),
+            Entry::Requeue { ids } | Entry::Prune { ids } => ids.first().copied(),
             _ => None,
         }
     }
@@ -81,6 +84,7 @@ impl Entry {
             Entry::FlowVersion { .. } => "flow version",
             Entry::Requeue { .. } => "requeue",
             Entry::ForgetDedupe { .. } => "forget dedupe values",
+            Entry::Prune { .. } => "prune",
         }
     }
 
@@ -176,6 +180,13 @@ impl Entry {
                 for (key, run) in entries {
                     w.blob(key.as_bytes())?;
                     w.id(RunId::from(*run));
+                }
+            }
+            Entry::Prune { ids } => {
+                w.u8(9);
+                w.count(ids.len())?;
+                for id in ids {
+                    w.id(*id);
                 }
             }
         }
@@ -373,6 +384,14 @@ impl Cursor<'_> {
                 }
                 Entry::ForgetDedupe { flow_id, entries }
             }
+            9 => {
+                let count = self.count(16)?;
+                let mut ids = Vec::with_capacity(count);
+                for _ in 0..count {
+                    ids.push(self.id()?);
+                }
+                Entry::Prune { ids }
+            }
             other => return Err(corrupt(format_args!("has kind {other}"))),
         })
     }
@@ -453,6 +472,7 @@ mod tests {
                 proptest::collection::vec((".{0,8}", any::<u128>()), 0..4)
             )
                 .prop_map(|(flow_id, entries)| Entry::ForgetDedupe { flow_id, entries }),
+            proptest::collection::vec(id(), 0..4).prop_map(|ids| Entry::Prune { ids }),
         ]
     }
 

@@ -72,6 +72,7 @@ mod check;
 mod entry;
 mod error;
 pub mod journal;
+mod prune;
 mod query;
 mod tables;
 mod types;
@@ -79,6 +80,8 @@ mod writer;
 
 #[cfg(test)]
 mod power_loss;
+#[cfg(test)]
+mod prune_tests;
 #[cfg(test)]
 mod tests;
 
@@ -94,6 +97,7 @@ use tokio::sync::oneshot;
 
 pub use check::{CheckReport, check};
 pub use error::StoreError;
+pub use prune::{Holdings, PRUNE_BATCH, age_of};
 pub use types::{
     Accepted, CallRecord, DamagedRun, LogLine, NewRun, Page, PluginBlob, RawRequest, Run,
     RunFilter, RunId, RunOutcome, RunStatus, StepErrorRecord, StepRecord, StepStatus,
@@ -326,6 +330,7 @@ impl Store {
             journal,
             redo: Vec::new(),
             unconfirmed: Vec::new(),
+            housekeeping: Default::default(),
         };
         let handle = std::thread::Builder::new()
             .name("weir-store-writer".into())

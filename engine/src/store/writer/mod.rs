@@ -19,6 +19,7 @@
 
 mod durability;
 mod ops;
+mod prune;
 mod txn;
 
 use std::collections::VecDeque;
@@ -66,6 +67,10 @@ const MAX_PROGRESS: usize = 256;
 
 /// How long after an accept the writer still expects more, and keeps its transactions small.
 const BURST_WINDOW: Duration = Duration::from_millis(50);
+
+/// The longest a prune waits for a transaction without accepts before it joins one that has
+/// them, so that retention keeps up under a steady stream of webhooks.
+const HOUSEKEEPING_MAX_WAIT: Duration = Duration::from_millis(500);
 
 /// A batch stops growing once its request bodies add up to this, to bound its memory.
 const MAX_BATCH_BYTES: usize = 64 << 20;
@@ -139,6 +144,12 @@ pub(super) enum Op {
         entries: Vec<DedupeEntry>,
         reply: Reply<u64>,
     },
+    /// Deletes those of these runs that are finished (retention); answers how many. Waits
+    /// for a transaction without accepts (see [`Writer::schedule`]).
+    Prune {
+        ids: Vec<RunId>,
+        reply: Reply<u64>,
+    },
     /// A durable commit of nothing: every write answered before it is on disk after it.
     Sync {
         reply: Reply<()>,
@@ -168,10 +179,15 @@ impl Op {
     /// Whether the batch holding this op must be durable before answering.
     /// Forgetting expired dedupe entries need not: an entry that comes back after a crash is
     /// expired still, and is forgotten again.
+    /// Nor need prunes: a run pruned again after a crash is still past its retention.
     fn needs_sync(&self) -> bool {
         !matches!(
             self,
-            Op::Step { .. } | Op::Finish { .. } | Op::Pause { .. } | Op::ForgetDedupe { .. }
+            Op::Step { .. }
+                | Op::Finish { .. }
+                | Op::Pause { .. }
+                | Op::ForgetDedupe { .. }
+                | Op::Prune { .. }
         )
     }
 
@@ -199,6 +215,7 @@ impl Op {
             Op::Token { reply, .. } => pending(reply, Err(unanswered()), ()),
             Op::Recover { reply } => pending(reply, Err(unanswered()), ()),
             Op::ForgetDedupe { reply, .. } => pending(reply, Err(unanswered()), ()),
+            Op::Prune { reply, .. } => pending(reply, Err(unanswered()), ()),
             Op::Sync { reply } => pending(reply, Err(unanswered()), ()),
             Op::Pause { .. } => Box::new(|_| {}),
         }
@@ -276,6 +293,8 @@ pub(super) struct Writer {
     /// The accepts and starts of the transaction being written: taken back (see
     /// `Writer::take_back`) if its journal frame cannot be written.
     pub unconfirmed: Vec<Unconfirmed>,
+    /// Prunes waiting for a transaction without accepts, with when each arrived.
+    pub housekeeping: VecDeque<(Instant, Op)>,
 }
 
 impl Writer {
@@ -283,9 +302,9 @@ impl Writer {
     pub(super) fn run(mut self) {
         tracing::debug!("store writer started");
         let mut open = true;
-        while open || !self.deferred.is_empty() {
+        while open || !self.deferred.is_empty() || !self.housekeeping.is_empty() {
             let mut incoming = Vec::new();
-            if open && self.deferred.is_empty() {
+            if open && self.deferred.is_empty() && self.housekeeping.is_empty() {
                 match self.wait() {
                     Some(op) => incoming.push(op),
                     None => {
@@ -346,10 +365,16 @@ impl Writer {
     /// other. Accepts are
     /// what senders wait on; progress can wait (the runs are safe on disk), so under a burst
     /// the commits stay small and quick and the runs catch up once the burst is over.
+    ///
+    /// A prune (large: hundreds of runs) joins only a transaction without accepts, one at a
+    /// time, unless it has waited [`HOUSEKEEPING_MAX_WAIT`].
     fn schedule(&mut self, incoming: Vec<Op>) -> Vec<Op> {
         let mut batch = Vec::with_capacity(incoming.len());
+        let arrived = Instant::now();
         for op in incoming {
-            if op.is_progress() {
+            if matches!(op, Op::Prune { .. }) {
+                self.housekeeping.push_back((arrived, op));
+            } else if op.is_progress() {
                 self.deferred.push_back(op);
             } else {
                 batch.push(op);
@@ -373,6 +398,12 @@ impl Writer {
         };
         let take = budget.min(self.deferred.len());
         batch.extend(self.deferred.drain(..take));
+        if self.housekeeping.front().is_some_and(|(since, _)| {
+            accepts == 0 || now.duration_since(*since) >= HOUSEKEEPING_MAX_WAIT
+        }) && let Some((_, op)) = self.housekeeping.pop_front()
+        {
+            batch.push(op);
+        }
         batch
     }
 }
@@ -418,6 +449,7 @@ mod tests {
             journal: None,
             redo: Vec::new(),
             unconfirmed: Vec::new(),
+            housekeeping: VecDeque::new(),
         };
         (dir, writer)
     }

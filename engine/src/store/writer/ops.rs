@@ -70,6 +70,7 @@ pub(super) fn apply(t: &mut WriteTables<'_>, entry: &Entry) -> Result<Applied, O
         Entry::ForgetDedupe { flow_id, entries } => {
             forget_dedupe(t, flow_id, entries)?;
         }
+        Entry::Prune { ids } => super::prune::prune(t, ids)?,
     }
     Ok(Applied::Done)
 }
@@ -373,7 +374,11 @@ pub(super) fn take_back(
 impl Writer {
     /// Applies `entry` to the transaction and adds it to the transaction's journal frame: the
     /// only way an op changes the store.
-    fn change(&mut self, t: &mut WriteTables<'_>, entry: &Entry) -> Result<Applied, OpError> {
+    pub(super) fn change(
+        &mut self,
+        t: &mut WriteTables<'_>,
+        entry: &Entry,
+    ) -> Result<Applied, OpError> {
         let mark = self.redo.len();
         if self.journal.as_ref().is_some_and(JournalLink::working) {
             entry.encode(&mut self.redo)?;
@@ -486,6 +491,10 @@ impl Writer {
                 reply,
             } => {
                 let result = self.forget(t, flow_id, entries);
+                settle(result, reply, (), answers)
+            }
+            Op::Prune { ids, reply } => {
+                let result = self.prune(t, ids);
                 settle(result, reply, (), answers)
             }
             Op::Sync { reply } => settle(Ok(()), reply, (), answers),
