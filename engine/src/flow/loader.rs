@@ -23,11 +23,12 @@ use super::query::Query;
 use super::redact::Redactor;
 use super::{Flow, LoadContext, MAX_MEMORY, MAX_TIMEOUT, MIN_MEMORY, PluginRef, Step, WebhookSpec};
 use crate::plugin::outbound::{Grant, MAX_MAX_REQUEST, MAX_MAX_RESPONSE, Outbound};
+mod retain;
 mod webhook;
 
 type Item<'i> = Spanned<DeValue<'i>>;
 
-const TOP_KEYS: &[&str] = &["name", "description", "webhook", "steps"];
+const TOP_KEYS: &[&str] = &["name", "description", "webhook", "steps", "retain"];
 const STEP_KEYS: &[&str] = &[
     "id",
     "plugin",
@@ -196,8 +197,13 @@ impl Loader<'_, '_> {
             }
         };
 
-        let (id, name, description, webhook, steps, answer) =
-            (id?, name?, description?, webhook?, steps?, answer?);
+        let retain = match table.get("retain") {
+            None => Some(super::Retain::default()),
+            Some(item) => self.retain(item),
+        };
+
+        let (id, name, description, webhook, steps, answer, retain) =
+            (id?, name?, description?, webhook?, steps?, answer?, retain?);
         let steps = steps
             .into_iter()
             .map(|draft| {
@@ -227,6 +233,7 @@ impl Loader<'_, '_> {
             source_path: path.to_path_buf(),
             redactor: Redactor::new(std::mem::take(&mut self.env_used)),
             answer,
+            retain,
         })
     }
 

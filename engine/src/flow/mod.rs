@@ -115,6 +115,18 @@ pub struct Flow {
     /// that gives `{status, headers, body}` (constant with `respond = "accepted"`; read from
     /// the run context at the end of the run with `respond = "result"`).
     pub answer: Option<Mapping>,
+    /// `retain`: how many and how old of the flow's finished runs the store keeps, beside
+    /// `weir serve`'s own limits (a run goes once it is beyond any of them).
+    pub retain: Retain,
+}
+
+/// A flow's `retain = { age = "7d", runs = 10000 }`; no limit where a key is absent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retain {
+    /// Finished runs received longer ago than this are deleted.
+    pub age: Option<Duration>,
+    /// Only this many of the newest finished runs are kept.
+    pub runs: Option<u64>,
 }
 
 impl Flow {

@@ -69,6 +69,7 @@
 //! After a crash, `recover` puts running runs back to queued with `attempt + 1`.
 
 mod check;
+mod compact;
 mod entry;
 mod error;
 pub mod journal;
@@ -96,6 +97,7 @@ use redb::{Database, ReadableTable};
 use tokio::sync::oneshot;
 
 pub use check::{CheckReport, check};
+pub use compact::{CompactError, Compacted, compact};
 pub use error::StoreError;
 pub use prune::{Holdings, PRUNE_BATCH, age_of};
 pub use types::{
@@ -218,6 +220,8 @@ struct Inner {
     waiting_accepts: Arc<AtomicUsize>,
     queue_capacity: usize,
     counters: Arc<Counters>,
+    /// The last [`Store::used_bytes`] measured, and when.
+    used: Mutex<Option<(u64, std::time::SystemTime)>>,
 }
 
 impl Drop for Inner {
@@ -345,6 +349,7 @@ impl Store {
                 waiting_accepts: Arc::new(AtomicUsize::new(0)),
                 queue_capacity: options.queue_capacity,
                 counters,
+                used: Mutex::new(None),
             }),
         })
     }

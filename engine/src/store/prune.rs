@@ -176,6 +176,7 @@ impl Store {
     /// The bytes the store's tables take in the file: what a compacted file would hold, and
     /// what stays in use when freed pages are reused. Walks every page of every table, so it
     /// reads about as much as the file holds: call it on a blocking thread, and not often.
+    /// The result is also kept for [`Store::last_used_bytes`].
     pub fn used_bytes(&self) -> Result<u64, StoreError> {
         let txn = self.inner.db.begin_read()?;
         let mut used = 0u64;
@@ -186,7 +187,20 @@ impl Store {
             let stats = table.stats()?;
             used += stats.stored_bytes() + stats.metadata_bytes() + stats.fragmented_bytes();
         }
+        let measured = (used, SystemTime::now());
+        match self.inner.used.lock() {
+            Ok(mut last) => *last = Some(measured),
+            Err(poisoned) => *poisoned.into_inner() = Some(measured),
+        }
         Ok(used)
+    }
+
+    /// The last [`Store::used_bytes`] measured, and when; `None` before the first.
+    pub fn last_used_bytes(&self) -> Option<(u64, SystemTime)> {
+        match self.inner.used.lock() {
+            Ok(last) => *last,
+            Err(poisoned) => *poisoned.into_inner(),
+        }
     }
 }
 

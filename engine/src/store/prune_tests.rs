@@ -248,3 +248,39 @@ proptest! {
         })?;
     }
 }
+
+#[tokio::test]
+async fn compaction_shrinks_a_pruned_store_keeps_what_it_holds_and_refuses_an_open_one() {
+    let (_dir, path) = temp();
+    let store = Store::open(&path).unwrap();
+    let body = vec![b'y'; 4000];
+    let mut ids = Vec::new();
+    for _ in 0..400 {
+        ids.push(run(&store, "f", &body, Some(RunOutcome::Succeeded)).await);
+    }
+    let kept = run(&store, "f", b"kept", None).await;
+    store.prune(ids).await.unwrap();
+    match compact(&path) {
+        Err(CompactError::InUse(_)) => {}
+        other => panic!("compacting an open store: {other:?}"),
+    }
+    drop(store);
+
+    let done = compact(&path).unwrap();
+    assert!(
+        done.after < done.before / 2,
+        "compaction took {} bytes to {}",
+        done.before,
+        done.after
+    );
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), done.after);
+    assert!(check(&path).unwrap().is_clean());
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.get_request(kept).unwrap().unwrap().body, b"kept");
+    assert_eq!(store.holdings().unwrap().runs, 1);
+    drop(store);
+    assert!(matches!(
+        compact(&path.with_file_name("none.redb")),
+        Err(CompactError::Missing(_))
+    ));
+}
