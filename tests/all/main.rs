@@ -15,6 +15,7 @@ mod outbound_examples;
 mod receive;
 mod reload;
 mod restart;
+mod retention;
 mod sdk_scaffold;
 mod served_guests;
 mod ui;
