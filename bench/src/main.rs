@@ -5,6 +5,7 @@
 //!     cargo run --release -p weir-bench -- webhook [--rounds N]
 //!     cargo run --release -p weir-bench -- memory [--weir PATH] [--serve-arg ARG]...
 //!     cargo run --release -p weir-bench -- outbound
+//!     cargo run --release -p weir-bench -- prune [--runs N] [--churn N]
 //!
 //! The method and the current figures are in BENCHMARKS.md at the repository's root.
 
@@ -17,6 +18,7 @@ mod floor;
 mod memory;
 mod outbound;
 mod plugin;
+mod prune;
 mod webhook;
 
 use anyhow::Context as _;
@@ -52,6 +54,15 @@ enum Bench {
     /// A one-step `http` flow against a loopback sink: completed runs/s and the latency a
     /// call adds over the sink's own.
     Outbound,
+    /// Retention: a store of `--runs` finished runs whose pruner deletes half while webhooks
+    /// arrive (ingest rate with and without), then `--churn` more runs come and go (file
+    /// length before and after).
+    Prune {
+        #[arg(long, default_value_t = 1_000_000)]
+        runs: usize,
+        #[arg(long, default_value_t = 500_000)]
+        churn: usize,
+    },
     /// Serves a baseline in a process of its own, as `webhook` needs it: prints `bare: ADDR`
     /// and serves until its stdin closes.
     #[command(hide = true)]
@@ -72,6 +83,7 @@ fn main() -> anyhow::Result<()> {
         }
         Bench::Memory { weir, serve_args } => memory::bench(weir, &serve_args),
         Bench::Outbound => outbound::bench(),
+        Bench::Prune { runs, churn } => prune::bench(runs, churn),
         Bench::BareServer { durable } => webhook::serve_bare(durable),
     }
 }
