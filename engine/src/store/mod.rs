@@ -335,6 +335,7 @@ impl Store {
             redo: Vec::new(),
             unconfirmed: Vec::new(),
             housekeeping: Default::default(),
+            housekeeping_passed: 0,
         };
         let handle = std::thread::Builder::new()
             .name("weir-store-writer".into())

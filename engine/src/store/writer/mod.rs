@@ -68,9 +68,11 @@ const MAX_PROGRESS: usize = 256;
 /// How long after an accept the writer still expects more, and keeps its transactions small.
 const BURST_WINDOW: Duration = Duration::from_millis(50);
 
-/// The longest a prune waits for a transaction without accepts before it joins one that has
-/// them, so that retention keeps up under a steady stream of webhooks.
-const HOUSEKEEPING_MAX_WAIT: Duration = Duration::from_millis(500);
+/// How many transactions with accepts a waiting prune lets go first before it joins one: so
+/// that retention keeps up with a steady stream of webhooks (a prune of `PRUNE_BATCH` runs
+/// per this many group commits deletes faster than webhooks arrive), while only one commit
+/// in this many carries its work.
+const HOUSEKEEPING_EVERY: u32 = 4;
 
 /// A batch stops growing once its request bodies add up to this, to bound its memory.
 const MAX_BATCH_BYTES: usize = 64 << 20;
@@ -293,8 +295,10 @@ pub(super) struct Writer {
     /// The accepts and starts of the transaction being written: taken back (see
     /// `Writer::take_back`) if its journal frame cannot be written.
     pub unconfirmed: Vec<Unconfirmed>,
-    /// Prunes waiting for a transaction without accepts, with when each arrived.
-    pub housekeeping: VecDeque<(Instant, Op)>,
+    /// Prunes waiting for a transaction without accepts (see [`Writer::schedule`]).
+    pub housekeeping: VecDeque<Op>,
+    /// Transactions with accepts committed while the first of [`Writer::housekeeping`] waited.
+    pub housekeeping_passed: u32,
 }
 
 impl Writer {
@@ -367,13 +371,12 @@ impl Writer {
     /// the commits stay small and quick and the runs catch up once the burst is over.
     ///
     /// A prune (large: hundreds of runs) joins only a transaction without accepts, one at a
-    /// time, unless it has waited [`HOUSEKEEPING_MAX_WAIT`].
+    /// time, unless [`HOUSEKEEPING_EVERY`] transactions with accepts went first.
     fn schedule(&mut self, incoming: Vec<Op>) -> Vec<Op> {
         let mut batch = Vec::with_capacity(incoming.len());
-        let arrived = Instant::now();
         for op in incoming {
             if matches!(op, Op::Prune { .. }) {
-                self.housekeeping.push_back((arrived, op));
+                self.housekeeping.push_back(op);
             } else if op.is_progress() {
                 self.deferred.push_back(op);
             } else {
@@ -398,11 +401,13 @@ impl Writer {
         };
         let take = budget.min(self.deferred.len());
         batch.extend(self.deferred.drain(..take));
-        if self.housekeeping.front().is_some_and(|(since, _)| {
-            accepts == 0 || now.duration_since(*since) >= HOUSEKEEPING_MAX_WAIT
-        }) && let Some((_, op)) = self.housekeeping.pop_front()
-        {
-            batch.push(op);
+        if !self.housekeeping.is_empty() {
+            if accepts == 0 || self.housekeeping_passed >= HOUSEKEEPING_EVERY {
+                batch.extend(self.housekeeping.pop_front());
+                self.housekeeping_passed = 0;
+            } else {
+                self.housekeeping_passed += 1;
+            }
         }
         batch
     }
@@ -450,6 +455,7 @@ mod tests {
             redo: Vec::new(),
             unconfirmed: Vec::new(),
             housekeeping: VecDeque::new(),
+            housekeeping_passed: 0,
         };
         (dir, writer)
     }
@@ -646,5 +652,39 @@ mod tests {
         assert_eq!(rest.first(), steps.last().map(|last| last + 1).as_ref());
         assert_eq!(rest.last(), Some(&599));
         assert!(writer.deferred.is_empty());
+    }
+
+    fn prune() -> Op {
+        Op::Prune {
+            ids: Vec::new(),
+            reply: oneshot::channel().0,
+        }
+    }
+
+    fn prunes(batch: &[Op]) -> usize {
+        batch
+            .iter()
+            .filter(|op| matches!(op, Op::Prune { .. }))
+            .count()
+    }
+
+    #[test]
+    fn a_prune_waits_for_a_transaction_without_accepts_or_lets_a_few_go_first() {
+        let (_dir, mut writer) = writer();
+        let waiting = Arc::new(AtomicUsize::new(0));
+        // Without accepts, a prune goes at once, one per transaction.
+        let batch = writer.schedule(vec![prune(), prune()]);
+        assert_eq!(prunes(&batch), 1);
+        assert_eq!(prunes(&writer.schedule(Vec::new())), 1);
+        // Beside accepts, it lets HOUSEKEEPING_EVERY transactions of them go first.
+        let batch = writer.schedule(vec![prune(), accept(&waiting)]);
+        assert_eq!(prunes(&batch), 0);
+        for _ in 1..HOUSEKEEPING_EVERY {
+            assert_eq!(prunes(&writer.schedule(vec![accept(&waiting)])), 0);
+        }
+        let batch = writer.schedule(vec![accept(&waiting)]);
+        assert_eq!(shape(&batch).1, 1);
+        assert_eq!(prunes(&batch), 1);
+        assert!(writer.housekeeping.is_empty());
     }
 }
