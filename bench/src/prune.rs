@@ -137,9 +137,16 @@ pub fn bench(runs: usize, churn: usize) -> anyhow::Result<()> {
         let steady = std::fs::metadata(&data)?.len();
         let mut sent = 0;
         let started = Instant::now();
+        let mut lengths = Vec::new();
         while sent < churn {
             sent += load(weir.webhook, &path, CONCURRENCY).await?.ok;
+            lengths.push(format!("{:.0}", mib(std::fs::metadata(&data)?.len())));
         }
+        println!(
+            "file length (MiB) after each {:.0} s of churn: {}",
+            PHASE.as_secs_f64(),
+            lengths.join(", ")
+        );
         wait_drained(&weir).await?;
         wait_until_pruned(&weir, half).await?;
         let churned = std::fs::metadata(&data)?.len();
