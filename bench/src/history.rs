@@ -146,6 +146,7 @@ async fn one_run(store: &Store, n: u64, flows: usize) -> anyhow::Result<()> {
                 started_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
                 duration_us: 40 + n % 500,
                 calls: Vec::new(),
+                attempts: Vec::new(),
             },
         )
         .await?;

@@ -6,6 +6,7 @@
 //!     cargo run --release -p weir-bench -- memory [--weir PATH] [--serve-arg ARG]...
 //!     cargo run --release -p weir-bench -- outbound
 //!     cargo run --release -p weir-bench -- history [--runs N] [--flows N] [--requests N]
+//!     cargo run --release -p weir-bench -- prune [--runs N] [--churn N]
 //!
 //! The method and the current figures are in BENCHMARKS.md at the repository's root.
 
@@ -19,6 +20,7 @@ mod history;
 mod memory;
 mod outbound;
 mod plugin;
+mod prune;
 mod webhook;
 
 use anyhow::Context as _;
@@ -67,6 +69,15 @@ enum Bench {
         #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..))]
         requests: u64,
     },
+    /// Retention: a store of `--runs` finished runs whose pruner deletes half while webhooks
+    /// arrive (ingest rate with and without), then `--churn` more runs come and go (file
+    /// length before and after).
+    Prune {
+        #[arg(long, default_value_t = 1_000_000)]
+        runs: usize,
+        #[arg(long, default_value_t = 500_000)]
+        churn: usize,
+    },
     /// Serves a baseline in a process of its own, as `webhook` needs it: prints `bare: ADDR`
     /// and serves until its stdin closes.
     #[command(hide = true)]
@@ -96,6 +107,7 @@ fn main() -> anyhow::Result<()> {
             usize::try_from(flows).context("--flows is too large")?,
             usize::try_from(requests).context("--requests is too large")?,
         ),
+        Bench::Prune { runs, churn } => prune::bench(runs, churn),
         Bench::BareServer { durable } => webhook::serve_bare(durable),
     }
 }

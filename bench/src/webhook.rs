@@ -51,7 +51,7 @@ impl Load {
 }
 
 /// A GitHub-like `issues` event of about 850 bytes.
-fn payload() -> Bytes {
+pub(crate) fn payload() -> Bytes {
     let issue = serde_json::json!({
         "action": "opened",
         "issue": {"number": 42, "title": "Crash on start", "body": "x".repeat(700),
@@ -257,10 +257,21 @@ fn start_weir() -> anyhow::Result<WeirProcess> {
 
 /// `weir serve` on ephemeral ports with one flow, `bench`, of this text.
 pub(crate) fn start_weir_with(flow: &str) -> anyhow::Result<WeirProcess> {
+    start_weir_on(flow, None, &[])
+}
+
+/// [`start_weir_with`] on the store file `data` (default: a new one in the temporary folder),
+/// with extra `weir serve` arguments.
+pub(crate) fn start_weir_on(
+    flow: &str,
+    data: Option<&Path>,
+    extra: &[&str],
+) -> anyhow::Result<WeirProcess> {
     let dir = tempfile::tempdir()?;
     let flows = dir.path().join("flows");
     std::fs::create_dir(&flows)?;
     std::fs::write(flows.join("bench.toml"), flow)?;
+    let data = data.map_or_else(|| dir.path().join("weir.redb"), Path::to_path_buf);
     let mut child = Command::new(weir_binary()?)
         .args([
             "serve",
@@ -272,7 +283,8 @@ pub(crate) fn start_weir_with(flow: &str) -> anyhow::Result<WeirProcess> {
         ])
         .arg(&flows)
         .arg("--data")
-        .arg(dir.path().join("weir.redb"))
+        .arg(&data)
+        .args(extra)
         .env("WEIR_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

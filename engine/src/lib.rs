@@ -9,6 +9,7 @@ pub mod flow;
 pub mod http;
 pub mod metrics;
 pub mod plugin;
+pub mod retention;
 pub mod run;
 pub mod scaffold;
 pub mod server;

@@ -96,6 +96,14 @@ enum Command {
         #[arg(long, default_value = "./weir.redb", env = "WEIR_DATA")]
         data: PathBuf,
     },
+    /// Shrink a store's file to what it holds (stop Weir first: a running Weir reuses freed
+    /// pages but never shrinks the file). Prints the sizes before and after; exits 0 when
+    /// done, 2 when the file cannot be compacted (missing, or in use by a running Weir).
+    Compact {
+        /// The store file.
+        #[arg(long, default_value = "./weir.redb", env = "WEIR_DATA")]
+        data: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -172,6 +180,19 @@ struct ServeArgs {
     /// (a private PKI, or a test CA).
     #[arg(long, value_name = "PEM", env = "WEIR_EXTRA_CA")]
     extra_ca: Option<PathBuf>,
+    /// Delete finished runs received longer ago than this (e.g. 30d), with their payloads and
+    /// steps. Default: runs are kept for good. Flows may keep less (`retain` in the flow).
+    #[arg(long, value_name = "AGE", env = "WEIR_RETAIN", value_parser = humantime::parse_duration)]
+    retain: Option<std::time::Duration>,
+    /// Keep at most this many runs: the oldest finished ones beyond it are deleted.
+    /// Default: no limit.
+    #[arg(long, value_name = "N", env = "WEIR_RETAIN_RUNS", value_parser = clap::value_parser!(u64).range(1..))]
+    retain_runs: Option<u64>,
+    /// Keep the bytes the store uses (not the file's length, which redb reuses rather than
+    /// shrinks: see `weir compact`) under this (e.g. 10GiB), deleting the oldest finished runs.
+    /// Default: no limit.
+    #[arg(long, value_name = "SIZE", env = "WEIR_RETAIN_BYTES")]
+    retain_bytes: Option<bytesize::ByteSize>,
 }
 
 /// Where flows may load `.wasm` plugins from: the flows folder, unless these say more.
@@ -296,6 +317,7 @@ fn main() -> ExitCode {
             plugin_places,
         } => return validate(&paths, &plugin_places.places()),
         Command::Check { data } => return check_store(&data),
+        Command::Compact { data } => return compact_store(&data),
         Command::Run {
             flow,
             payload,
@@ -499,6 +521,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             plugin_places: args.plugin_places.places(),
             cache_dir: HostConfig::default_cache_dir(),
             extra_ca: args.extra_ca,
+            retain: weir::retention::Limits {
+                age: args.retain,
+                runs: args.retain_runs,
+                bytes: args.retain_bytes.map(|size| size.as_u64()),
+            },
         })
         .await?;
         // Tests and scripts read these two lines to find ephemeral ports.
@@ -620,6 +647,24 @@ fn load_flow(
         plugin_places,
     };
     weir::flow::parse_flow_with(path, &source, &context).map_err(|d| d.to_string())
+}
+
+fn compact_store(data: &Path) -> ExitCode {
+    match weir::store::compact(data) {
+        Ok(done) => {
+            println!(
+                "{}: {} before, {} after",
+                data.display(),
+                bytesize::ByteSize(done.before),
+                bytesize::ByteSize(done.after)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn check_store(data: &Path) -> ExitCode {

@@ -49,6 +49,11 @@ struct Flow {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Pruned {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Plugin {
     plugin: String,
 }
@@ -97,6 +102,7 @@ pub struct Metrics {
     oldest_queued: Gauge<f64, AtomicU64>,
     store_bytes: Gauge,
     store_latency: StoreLatency,
+    pruned: Family<Pruned, Counter>,
 }
 
 /// What the gauges show, read when a scrape comes.
@@ -215,8 +221,15 @@ impl Metrics {
             Unit::Seconds,
             store_latency.journal_sync.clone(),
         );
+        let pruned = Family::<Pruned, Counter>::default();
+        registry.register(
+            "runs_pruned",
+            "Finished runs deleted by retention, by the limit they were beyond (age, runs, bytes)",
+            pruned.clone(),
+        );
         Metrics {
             registry,
+            pruned,
             store_latency,
             answered,
             rejected,
@@ -285,6 +298,11 @@ impl Metrics {
                 plugin: plugin.to_owned(),
             })
             .observe(took.as_secs_f64());
+    }
+
+    /// Counts `runs` finished runs deleted by retention for `reason` (`age`, `runs`, `bytes`).
+    pub fn runs_pruned(&self, reason: &'static str, runs: u64) {
+        self.pruned.get_or_create(&Pruned { reason }).inc_by(runs);
     }
 
     /// What the store's writer reports its latencies to (`Store::observe_latency`).

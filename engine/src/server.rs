@@ -98,6 +98,8 @@ pub struct ServeConfig {
     pub cache_dir: Option<PathBuf>,
     /// A PEM file of CA certificates steps' HTTPS calls trust besides the webpki roots.
     pub extra_ca: Option<PathBuf>,
+    /// The store-wide retention limits (flows add their own `retain`).
+    pub retain: crate::retention::Limits,
 }
 
 /// The shortest admin token `serve` accepts: a token is the admin API's only lock once it
@@ -349,9 +351,11 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
             .iter()
             .map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase())
             .collect(),
-        metrics,
+        metrics: metrics.clone(),
         store_file: config.data.clone(),
     });
+    let pruner =
+        crate::retention::Pruner::new(store.clone(), catalog.clone(), metrics, config.retain);
     let tasks = vec![
         tokio::spawn(http::serve_gateway(
             gateway,
@@ -365,8 +369,17 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
             limits(max_admin_connections),
             deadline(),
         )),
-        tokio::spawn(sweep_dedupe(catalog.clone(), store.clone(), async move {
-            deadline().await;
+        tokio::spawn(sweep_dedupe(catalog.clone(), store.clone(), {
+            let stopping = deadline();
+            async move {
+                stopping.await;
+            }
+        })),
+        tokio::spawn(pruner.run({
+            let stopping = deadline();
+            async move {
+                stopping.await;
+            }
         })),
     ];
     for entry in catalog.snapshot().flows.values() {

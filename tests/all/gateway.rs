@@ -295,6 +295,7 @@ fn a_store_that_cannot_keep_up_answers_503_with_retry_after_and_loses_nothing() 
             plugin_places: weir::flow::PluginPlaces::default(),
             cache_dir: Some(weir_tests::process_plugin_cache().to_owned()),
             extra_ca: None,
+            retain: weir::retention::Limits::default(),
         }))
         .unwrap();
     let url = {

@@ -17,6 +17,7 @@ mod receive;
 mod rejections;
 mod reload;
 mod restart;
+mod retention;
 mod retries;
 mod scheduling;
 mod sdk_scaffold;

@@ -24,6 +24,7 @@ use super::redact::Redactor;
 use super::retry::RetryPolicy;
 use super::{Flow, LoadContext, MAX_MEMORY, MAX_TIMEOUT, MIN_MEMORY, PluginRef, Step, WebhookSpec};
 use crate::plugin::outbound::{Grant, MAX_MAX_REQUEST, MAX_MAX_RESPONSE, Outbound};
+mod retain;
 mod schedule;
 mod step;
 mod webhook;
@@ -38,6 +39,7 @@ const TOP_KEYS: &[&str] = &[
     "on_failure",
     "webhook",
     "steps",
+    "retain",
 ];
 const STEP_KEYS: &[&str] = &[
     "id",
@@ -225,8 +227,12 @@ impl Loader<'_, '_> {
             None => Some(None),
             Some(item) => self.on_failure(item).map(Some),
         };
+        let retain = match table.get("retain") {
+            None => Some(super::Retain::default()),
+            Some(item) => self.retain(item),
+        };
 
-        let (id, name, description, webhook, steps, answer, on_failure) = (
+        let (id, name, description, webhook, steps, answer, on_failure, retain) = (
             id?,
             name?,
             description?,
@@ -234,6 +240,7 @@ impl Loader<'_, '_> {
             steps?,
             answer?,
             on_failure?,
+            retain?,
         );
         let (concurrency, order_by) = (concurrency?, order_by?);
         let steps = steps
@@ -269,6 +276,7 @@ impl Loader<'_, '_> {
             concurrency,
             order_by,
             on_failure,
+            retain,
         })
     }
 

@@ -133,6 +133,18 @@ pub struct Flow {
     /// `on_failure`: the flow started with a failed run's context when a run of this one
     /// fails (after its retries). Runs started this way never start another.
     pub on_failure: Option<FlowId>,
+    /// `retain`: how many and how old of the flow's finished runs the store keeps, beside
+    /// `weir serve`'s own limits (a run goes once it is beyond any of them).
+    pub retain: Retain,
+}
+
+/// A flow's `retain = { age = "7d", runs = 10000 }`; no limit where a key is absent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retain {
+    /// Finished runs received longer ago than this are deleted.
+    pub age: Option<Duration>,
+    /// Only this many of the newest finished runs are kept.
+    pub runs: Option<u64>,
 }
 
 impl Flow {

@@ -198,7 +198,7 @@ input.name = { "$path" = "$.webhook.body.name", "$default" = "n", "$dflt" = 1 }
     assert_eq!(
         errors(source),
         vec![
-            "2:1: unknown key `colour` at the top level; allowed keys: name, description, concurrency, order_by, on_failure, webhook, steps",
+            "2:1: unknown key `colour` at the top level; allowed keys: name, description, concurrency, order_by, on_failure, webhook, steps, retain",
             "5:1: unknown key `respnd` in [webhook]; allowed keys: methods, max_body, max_head, dedupe, dedupe_window, respond, respond_timeout, verify, slack_url_verification, meta_verify_token, graph_validation, echo_challenge, allow_ips, answer",
             "10:1: in step 'a': unknown key `tiemout` in a step; allowed keys: id, plugin, when, input, config, timeout, memory, allow_hosts, allow_private, max_response, max_request, retries, backoff, max_backoff, jitter, retry_on_trap",
             "11:67: in step 'a': unknown key `$dflt` in a mapping with a default; allowed keys: $path, $default",
@@ -1635,5 +1635,34 @@ backoff = "1s"
     assert_eq!(
         errors[4],
         "17:11: in step 'c': `backoff` has no effect without `retries`: add `retries = 3`"
+    );
+}
+
+#[test]
+fn retain_reads_an_age_and_a_count_and_points_at_bad_values() {
+    let flow = load("name = \"x\"\nretain = { age = \"7d\", runs = 10000 }\n");
+    assert_eq!(flow.retain.age, Some(Duration::from_secs(7 * 24 * 3600)));
+    assert_eq!(flow.retain.runs, Some(10000));
+    assert_eq!(
+        load("name = \"x\"\n").retain,
+        crate::flow::Retain::default()
+    );
+    assert_eq!(
+        errors("name = \"x\"\nretain = { age = \"soon\", runs = 0, keep = 1 }\n"),
+        vec![
+            "2:18: `retain.age` = \"soon\" is not a duration (expected number at 0); \
+             write it like \"5s\" or \"2m 30s\""
+                .to_owned(),
+            "2:33: `retain.runs` must be a whole number of runs, at least 1".to_owned(),
+            "2:36: unknown key `keep` in `retain`; allowed keys: age, runs".to_owned(),
+        ]
+    );
+    assert_eq!(
+        errors("name = \"x\"\nretain = \"7d\"\n"),
+        vec![
+            "2:10: `retain` must be a table such as `retain = { age = \"7d\", runs = 10000 }`, \
+             found string"
+                .to_owned()
+        ]
     );
 }

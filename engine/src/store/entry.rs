@@ -75,6 +75,9 @@ pub(super) enum Entry {
         previous: String,
         previous_until_ms: u64,
     },
+    /// Finished runs deleted (retention), with their request, steps, index entries and the
+    /// dedupe entries that name them. Every id is a finished run when it is applied.
+    Prune { ids: Vec<RunId> },
 }
 
 impl Entry {
@@ -87,7 +90,7 @@ impl Entry {
             | Entry::Finish { id, .. }
             | Entry::Retry { id, .. }
             | Entry::Redelivered { id } => Some(*id),
-            Entry::Requeue { ids } => ids.first().copied(),
+            Entry::Requeue { ids } | Entry::Prune { ids } => ids.first().copied(),
             Entry::Replayed { id, .. } => Some(*id),
             _ => None,
         }
@@ -109,6 +112,7 @@ impl Entry {
             Entry::Redelivered { .. } => "redelivered",
             Entry::Replayed { .. } => "replay link",
             Entry::RotateToken { .. } => "token rotation",
+            Entry::Prune { .. } => "prune",
         }
     }
 
@@ -243,6 +247,13 @@ impl Entry {
                 w.blob(token.as_bytes())?;
                 w.blob(previous.as_bytes())?;
                 w.u64(*previous_until_ms);
+            }
+            Entry::Prune { ids } => {
+                w.u8(40);
+                w.count(ids.len())?;
+                for id in ids {
+                    w.id(*id);
+                }
             }
         }
         Ok(())
@@ -460,6 +471,14 @@ impl Cursor<'_> {
                 previous: self.string()?,
                 previous_until_ms: self.u64()?,
             },
+            40 => {
+                let count = self.count(16)?;
+                let mut ids = Vec::with_capacity(count);
+                for _ in 0..count {
+                    ids.push(self.id()?);
+                }
+                Entry::Prune { ids }
+            }
             other => return Err(corrupt(format_args!("has kind {other}"))),
         })
     }
@@ -559,6 +578,7 @@ mod tests {
                     previous_until_ms,
                 }
             ),
+            proptest::collection::vec(id(), 0..4).prop_map(|ids| Entry::Prune { ids }),
         ]
     }
 

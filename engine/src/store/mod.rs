@@ -77,10 +77,12 @@
 //! stay retrying (`retrying_runs` lists them for their timers).
 
 mod check;
+mod compact;
 mod entry;
 mod error;
 mod history;
 pub mod journal;
+mod prune;
 mod query;
 mod rejections;
 mod tables;
@@ -89,6 +91,8 @@ mod writer;
 
 #[cfg(test)]
 mod power_loss;
+#[cfg(test)]
+mod prune_tests;
 #[cfg(test)]
 mod tests;
 
@@ -103,8 +107,10 @@ use redb::{Database, ReadableTable};
 use tokio::sync::oneshot;
 
 pub use check::{CheckReport, check};
+pub use compact::{CompactError, Compacted, compact};
 pub use error::StoreError;
 pub use history::FlowStats;
+pub use prune::{Holdings, PRUNE_BATCH, age_of};
 pub use rejections::{BODY_KEPT, NewRejection, RING, Rejection, RejectionPage};
 pub use tables::ERROR_FLOW_PATH;
 pub use types::{
@@ -228,6 +234,8 @@ struct Inner {
     waiting_accepts: Arc<AtomicUsize>,
     queue_capacity: usize,
     counters: Arc<Counters>,
+    /// The last [`Store::used_bytes`] measured, and when.
+    used: Mutex<Option<(u64, std::time::SystemTime)>>,
 }
 
 impl Drop for Inner {
@@ -340,6 +348,8 @@ impl Store {
             journal,
             redo: Vec::new(),
             unconfirmed: Vec::new(),
+            housekeeping: Default::default(),
+            housekeeping_passed: 0,
         };
         let handle = std::thread::Builder::new()
             .name("weir-store-writer".into())
@@ -354,6 +364,7 @@ impl Store {
                 waiting_accepts: Arc::new(AtomicUsize::new(0)),
                 queue_capacity: options.queue_capacity,
                 counters,
+                used: Mutex::new(None),
             }),
         })
     }

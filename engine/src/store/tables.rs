@@ -330,6 +330,22 @@ pub(super) mod bundle {
         Ok((0..directory.len()).map(move |index| directory.id(index)))
     }
 
+    /// Every record of a bundle: its run id and where its bytes lie in the bundle.
+    pub fn records(key: u128, bundle: &[u8]) -> Result<Vec<(u128, Range<usize>)>, StoreError> {
+        let directory = Directory::read(key, bundle)?;
+        (0..directory.len())
+            .map(|index| {
+                let range = directory.range(index, bundle.len()).ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "bundle {}: a record lies outside it",
+                        RunId::from(key)
+                    ))
+                })?;
+                Ok((directory.id(index), range))
+            })
+            .collect()
+    }
+
     /// One run's stored request, borrowed from its bundle.
     pub struct Found<'a> {
         guard: AccessGuard<'a, &'static [u8]>,

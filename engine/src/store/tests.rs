@@ -37,7 +37,7 @@ pub(super) fn new_run(flow: &str, body: &[u8]) -> NewRun {
 }
 
 /// A run of `flow` with the dedupe `key`, held for `window` (for good without one).
-fn keyed_run(flow: &str, key: &str, window: Option<Duration>) -> NewRun {
+pub(super) fn keyed_run(flow: &str, key: &str, window: Option<Duration>) -> NewRun {
     NewRun {
         dedupe_key: Some(key.into()),
         dedupe_window: window,
@@ -67,7 +67,7 @@ pub(super) fn step(index: u32, id: &str) -> StepRecord {
 
 /// A directory of its own under the system temp dir, removed when dropped. (The engine has no
 /// `tempfile` dependency; this is all the store's tests need.)
-struct TempDir(std::path::PathBuf);
+pub(super) struct TempDir(std::path::PathBuf);
 
 impl TempDir {
     fn new() -> TempDir {
@@ -87,7 +87,7 @@ impl Drop for TempDir {
     }
 }
 
-fn temp() -> (TempDir, std::path::PathBuf) {
+pub(super) fn temp() -> (TempDir, std::path::PathBuf) {
     let dir = TempDir::new();
     let path = dir.path().join("weir.redb");
     (dir, path)
@@ -809,7 +809,7 @@ async fn a_flow_lists_its_live_runs_once_also_from_a_store_that_indexed_them_at_
 }
 
 /// The dedupe entries of a flow, by reading the table.
-fn dedupe_entries(store: &Store, flow: &str) -> usize {
+pub(super) fn dedupe_entries(store: &Store, flow: &str) -> usize {
     let txn = store.inner.db.begin_read().unwrap();
     let table = txn.open_table(DEDUPE).unwrap();
     table

@@ -8,11 +8,14 @@ use warp::reply::{Reply, Response};
 use super::{Admin, Result, json_ok};
 use crate::http::error::{ApiError, ErrorBody};
 
-/// The server's state: flows loaded, runs waiting, the store's writer.
+/// The server's state: flows loaded, runs waiting, the store's writer, what the store holds.
 #[utoipa::path(get, path = "/api/health", tag = "server",
     responses(
         (status = 200, description = "Version, flows, runs in the queue, the store's writer, \
-            senders waiting for results", body = serde_json::Value),
+            senders waiting for results, and `storage`: the store file's length \
+            (`file_bytes`), the bytes its tables use (`used_bytes`, as last measured by the \
+            pruner at `used_measured_at`; null before the first measure), the runs kept \
+            (`runs`, of them `finished`) and the oldest run's id and age in seconds", body = serde_json::Value),
         (status = 401, description = "A token is set and the request does not carry it", body = ErrorBody),
         (status = 421, description = "No token is set and the request's Host is not this machine", body = ErrorBody),
         (status = 500, description = "The store could not be read", body = ErrorBody),
@@ -20,6 +23,18 @@ use crate::http::error::{ApiError, ErrorBody};
 pub(super) fn health(admin: Arc<Admin>) -> Result<Response> {
     let snapshot = admin.catalog.snapshot();
     let queued = admin.store.queue_len().map_err(ApiError::internal)?;
+    let holdings = admin.store.holdings().map_err(ApiError::internal)?;
+    let now = std::time::SystemTime::now();
+    let used = admin.store.last_used_bytes();
+    let storage = json!({
+        "file_bytes": std::fs::metadata(&admin.store_file).map_or(0, |m| m.len()),
+        "used_bytes": used.map(|(bytes, _)| bytes),
+        "used_measured_at": used.map(|(_, at)| humantime::format_rfc3339_millis(at).to_string()),
+        "runs": holdings.runs,
+        "finished": holdings.finished,
+        "oldest_run_id": holdings.oldest,
+        "oldest_run_age_s": holdings.oldest.map(|id| crate::store::age_of(id, now).as_secs_f64()),
+    });
     json_ok(&json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
@@ -27,6 +42,7 @@ pub(super) fn health(admin: Arc<Admin>) -> Result<Response> {
         "flows_with_errors": snapshot.flows.values().filter(|e| !e.errors.is_empty()).count(),
         "runs_in_queue": queued,
         "store": admin.store.stats(),
+        "storage": storage,
         "senders_waiting_for_results": admin.executor.wait_stats(),
     }))
 }

@@ -19,6 +19,7 @@
 
 mod durability;
 mod ops;
+mod prune;
 mod txn;
 
 use std::collections::VecDeque;
@@ -66,6 +67,12 @@ const MAX_PROGRESS: usize = 256;
 
 /// How long after an accept the writer still expects more, and keeps its transactions small.
 const BURST_WINDOW: Duration = Duration::from_millis(50);
+
+/// How many transactions with accepts a waiting prune lets go first before it joins one: so
+/// that retention keeps up with a steady stream of webhooks (a prune of `PRUNE_BATCH` runs
+/// per this many group commits deletes faster than webhooks arrive), while only one commit
+/// in this many carries its work.
+const HOUSEKEEPING_EVERY: u32 = 4;
 
 /// A batch stops growing once its request bodies add up to this, to bound its memory.
 const MAX_BATCH_BYTES: usize = 64 << 20;
@@ -160,6 +167,12 @@ pub(super) enum Op {
         rows: Vec<crate::store::NewRejection>,
         reply: Reply<()>,
     },
+    /// Deletes those of these runs that are finished (retention); answers how many. Waits
+    /// for a transaction without accepts (see [`Writer::schedule`]).
+    Prune {
+        ids: Vec<RunId>,
+        reply: Reply<u64>,
+    },
     /// A durable commit of nothing: every write answered before it is on disk after it.
     Sync {
         reply: Reply<()>,
@@ -194,6 +207,7 @@ impl Op {
     /// Whether the batch holding this op must be durable before answering.
     /// Forgetting expired dedupe entries need not: an entry that comes back after a crash is
     /// expired still, and is forgotten again.
+    /// Nor need prunes: a run pruned again after a crash is still past its retention.
     fn needs_sync(&self) -> bool {
         !matches!(
             self,
@@ -202,6 +216,7 @@ impl Op {
                 | Op::Pause { .. }
                 | Op::ForgetDedupe { .. }
                 | Op::Reject { .. }
+                | Op::Prune { .. }
         )
     }
 
@@ -244,6 +259,7 @@ impl Op {
             Op::Recover { reply } => pending(reply, Err(unanswered()), ()),
             Op::ForgetDedupe { reply, .. } => pending(reply, Err(unanswered()), ()),
             Op::Reject { reply, .. } => pending(reply, Err(unanswered()), ()),
+            Op::Prune { reply, .. } => pending(reply, Err(unanswered()), ()),
             Op::Sync { reply } => pending(reply, Err(unanswered()), ()),
             Op::Pause { .. } => Box::new(|_| {}),
         }
@@ -321,6 +337,10 @@ pub(super) struct Writer {
     /// The accepts and starts of the transaction being written: taken back (see
     /// `Writer::take_back`) if its journal frame cannot be written.
     pub unconfirmed: Vec<Unconfirmed>,
+    /// Prunes waiting for a transaction without accepts (see [`Writer::schedule`]).
+    pub housekeeping: VecDeque<Op>,
+    /// Transactions with accepts committed while the first of [`Writer::housekeeping`] waited.
+    pub housekeeping_passed: u32,
 }
 
 impl Writer {
@@ -328,9 +348,9 @@ impl Writer {
     pub(super) fn run(mut self) {
         tracing::debug!("store writer started");
         let mut open = true;
-        while open || !self.deferred.is_empty() {
+        while open || !self.deferred.is_empty() || !self.housekeeping.is_empty() {
             let mut incoming = Vec::new();
-            if open && self.deferred.is_empty() {
+            if open && self.deferred.is_empty() && self.housekeeping.is_empty() {
                 match self.wait() {
                     Some(op) => incoming.push(op),
                     None => {
@@ -391,10 +411,15 @@ impl Writer {
     /// other. Accepts are
     /// what senders wait on; progress can wait (the runs are safe on disk), so under a burst
     /// the commits stay small and quick and the runs catch up once the burst is over.
+    ///
+    /// A prune (large: hundreds of runs) joins only a transaction without accepts, one at a
+    /// time, unless [`HOUSEKEEPING_EVERY`] transactions with accepts went first.
     fn schedule(&mut self, incoming: Vec<Op>) -> Vec<Op> {
         let mut batch = Vec::with_capacity(incoming.len());
         for op in incoming {
-            if op.is_progress() {
+            if matches!(op, Op::Prune { .. }) {
+                self.housekeeping.push_back(op);
+            } else if op.is_progress() {
                 self.deferred.push_back(op);
             } else {
                 batch.push(op);
@@ -418,6 +443,14 @@ impl Writer {
         };
         let take = budget.min(self.deferred.len());
         batch.extend(self.deferred.drain(..take));
+        if !self.housekeeping.is_empty() {
+            if accepts == 0 || self.housekeeping_passed >= HOUSEKEEPING_EVERY {
+                batch.extend(self.housekeeping.pop_front());
+                self.housekeeping_passed = 0;
+            } else {
+                self.housekeeping_passed += 1;
+            }
+        }
         batch
     }
 }
@@ -463,6 +496,8 @@ mod tests {
             journal: None,
             redo: Vec::new(),
             unconfirmed: Vec::new(),
+            housekeeping: VecDeque::new(),
+            housekeeping_passed: 0,
         };
         (dir, writer)
     }
@@ -661,5 +696,39 @@ mod tests {
         assert_eq!(rest.first(), steps.last().map(|last| last + 1).as_ref());
         assert_eq!(rest.last(), Some(&599));
         assert!(writer.deferred.is_empty());
+    }
+
+    fn prune() -> Op {
+        Op::Prune {
+            ids: Vec::new(),
+            reply: oneshot::channel().0,
+        }
+    }
+
+    fn prunes(batch: &[Op]) -> usize {
+        batch
+            .iter()
+            .filter(|op| matches!(op, Op::Prune { .. }))
+            .count()
+    }
+
+    #[test]
+    fn a_prune_waits_for_a_transaction_without_accepts_or_lets_a_few_go_first() {
+        let (_dir, mut writer) = writer();
+        let waiting = Arc::new(AtomicUsize::new(0));
+        // Without accepts, a prune goes at once, one per transaction.
+        let batch = writer.schedule(vec![prune(), prune()]);
+        assert_eq!(prunes(&batch), 1);
+        assert_eq!(prunes(&writer.schedule(Vec::new())), 1);
+        // Beside accepts, it lets HOUSEKEEPING_EVERY transactions of them go first.
+        let batch = writer.schedule(vec![prune(), accept(&waiting)]);
+        assert_eq!(prunes(&batch), 0);
+        for _ in 1..HOUSEKEEPING_EVERY {
+            assert_eq!(prunes(&writer.schedule(vec![accept(&waiting)])), 0);
+        }
+        let batch = writer.schedule(vec![accept(&waiting)]);
+        assert_eq!(shape(&batch).1, 1);
+        assert_eq!(prunes(&batch), 1);
+        assert!(writer.housekeeping.is_empty());
     }
 }

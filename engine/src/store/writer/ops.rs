@@ -105,6 +105,7 @@ pub(super) fn apply(t: &mut WriteTables<'_>, entry: &Entry) -> Result<Applied, O
             t.previous_tokens()?
                 .insert(flow_id.as_str(), (previous.as_str(), *previous_until_ms))?;
         }
+        Entry::Prune { ids } => super::prune::prune(t, ids)?,
     }
     Ok(Applied::Done)
 }
@@ -437,7 +438,11 @@ pub(super) fn take_back(
 impl Writer {
     /// Applies `entry` to the transaction and adds it to the transaction's journal frame: the
     /// only way an op changes the store.
-    fn change(&mut self, t: &mut WriteTables<'_>, entry: &Entry) -> Result<Applied, OpError> {
+    pub(super) fn change(
+        &mut self,
+        t: &mut WriteTables<'_>,
+        entry: &Entry,
+    ) -> Result<Applied, OpError> {
         let mark = self.redo.len();
         if self.journal.as_ref().is_some_and(JournalLink::working) {
             entry.encode(&mut self.redo)?;
@@ -570,6 +575,10 @@ impl Writer {
             }
             Op::Reject { rows, reply } => {
                 let result = self.reject(t, rows);
+                settle(result, reply, (), answers)
+            }
+            Op::Prune { ids, reply } => {
+                let result = self.prune(t, ids);
                 settle(result, reply, (), answers)
             }
             Op::Sync { reply } => settle(Ok(()), reply, (), answers),
