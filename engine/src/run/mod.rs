@@ -1,8 +1,10 @@
 //! Running flows: the queue of accepted runs, a bounded pool of workers, and recovery after a
 //! restart.
 //!
-//! The gateway hands each accepted run's id to [`Executor::submit`]. A dispatcher starts a
-//! task per run while fewer than `concurrency` runs are in flight; plugin calls (wasmtime
+//! The gateway hands each accepted run's id to [`Executor::submit`], with where it queues
+//! ([`Order`]: its flow, its `order_by` lane, its flow's `concurrency`). The dispatcher
+//! (`dispatch`) starts a task per run while fewer than `concurrency` runs are in flight,
+//! taking from flows in turn and keeping each lane's order; plugin calls (wasmtime
 //! async calls that yield every few milliseconds) run on the executor's workers, one per core
 //! at most. Each run is marked
 //! running (durably, so a crash from then on counts as an attempt), its steps execute in order
