@@ -149,19 +149,6 @@ struct ServeArgs {
     /// Webhooks that may wait to be written to disk; past it the gateway answers 503.
     #[arg(long, default_value_t = 1024, env = "WEIR_ACCEPT_QUEUE")]
     accept_queue: usize,
-    /// Niceness (0-19) of the threads that run flows. Above 0, answering webhooks has priority
-    /// when the CPU is short; accepted runs wait safely on disk. 0 runs flows at full priority.
-    #[arg(long, default_value_t = 10, env = "WEIR_RUN_NICE", value_parser = clap::value_parser!(i32).range(0..=19))]
-    run_nice: i32,
-    /// Webhooks a second above which runs wait for the burst to pass (at most --burst-wait),
-    /// so that every core answers senders; 0: runs never wait. Runs of flows with
-    /// `respond = "result"` never wait.
-    #[arg(long, default_value_t = 1000, env = "WEIR_BURST_RATE")]
-    burst_rate: u64,
-    /// The longest a run waits for a burst of webhooks to pass; past it, runs start beside the
-    /// burst, one per core at a time.
-    #[arg(long, default_value = "10s", env = "WEIR_BURST_WAIT", value_parser = humantime::parse_duration)]
-    burst_wait: std::time::Duration,
     /// On SIGTERM or Ctrl-C, how long to let open requests and executing runs finish before
     /// exiting; connections still open are closed, and runs cut off run again at the next start.
     #[arg(long, default_value = "10s", env = "WEIR_SHUTDOWN_GRACE", value_parser = humantime::parse_duration)]
@@ -374,11 +361,6 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_head: usize::try_from(args.max_head.as_u64()).unwrap_or(usize::MAX),
             concurrency: args.concurrency,
             accept_queue: args.accept_queue,
-            run_nice: args.run_nice,
-            burst: weir::run::Burst {
-                rate: args.burst_rate,
-                max_wait: args.burst_wait,
-            },
             shutdown_grace: args.shutdown_grace,
             payload_budget: args.payload_budget.as_u64(),
             plugin_places: args.plugin_places.places(),

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use crate::catalog::Catalog;
 use crate::http::{self, Admin, Gateway};
 use crate::plugin::{HostConfig, PluginHost};
-use crate::run::{Burst, Executor};
+use crate::run::Executor;
 use crate::store::{Options as StoreOptions, Store};
 
 /// How often the dedupe values that outlived their flow's `dedupe_window` are forgotten.
@@ -86,10 +86,6 @@ pub struct ServeConfig {
     pub max_head: usize,
     /// Runs executing at once.
     pub concurrency: usize,
-    /// The niceness of the threads that execute runs (0–19); see `Executor::start`.
-    pub run_nice: i32,
-    /// When runs wait for a burst of webhooks to pass; see `Executor::start`.
-    pub burst: Burst,
     /// How long a stop waits for executing runs to finish; see `Executor::drain`.
     pub shutdown_grace: Duration,
     /// Webhooks that may wait to be written before the gateway answers 503.
@@ -311,8 +307,6 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         catalog.clone(),
         store.clone(),
         config.concurrency,
-        config.run_nice,
-        config.burst,
         config.payload_budget,
         metrics.clone(),
     )

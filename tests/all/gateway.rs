@@ -1,8 +1,6 @@
 //! Webhooks through real HTTP: accepted (202 + run id, committed before the answer), run to the
 //! end, and shown by the admin API; refusals (404, 404, 405, 413) store nothing.
 
-use std::time::Duration;
-
 use serde_json::json;
 use weir_tests::{FlowDir, Weir, post_with, send};
 
@@ -292,8 +290,6 @@ fn a_store_that_cannot_keep_up_answers_503_with_retry_after_and_loses_nothing() 
             max_head: 64 << 10,
             concurrency: 4,
             accept_queue: 2,
-            run_nice: 0,
-            burst: weir::run::Burst::default(),
             shutdown_grace: std::time::Duration::from_secs(10),
             payload_budget: weir::run::DEFAULT_PAYLOAD_BUDGET,
             plugin_places: weir::flow::PluginPlaces::default(),
@@ -600,135 +596,4 @@ fn a_run_that_calls_no_plugin_finishes_while_every_core_runs_a_slow_one() {
             "the run that called no plugin waited for a slow call to end"
         );
     }
-}
-
-/// A one-step flow for the burst tests.
-const BURST_FLOW: &str = r#"name = "Burst"
-[[steps]]
-id = "shape"
-plugin = "transform"
-input = { n = "$.webhook.body.n" }
-"#;
-
-/// A burst of webhooks is taken in first: while webhooks arrive faster than `--burst-rate`, the
-/// runs they start wait in the queue; once the burst passes, they all run. A sender that waits
-/// for its run's result (`respond = "result"`) gets it during the burst all the same.
-#[test]
-fn runs_wait_for_a_burst_to_pass_but_a_sender_waiting_for_the_result_does_not() {
-    let flows = FlowDir::empty();
-    flows.write("burst.toml", BURST_FLOW);
-    flows.write(
-        "asks.toml",
-        r#"name = "Asks"
-[webhook]
-respond = "result"
-respond_timeout = "60s"
-
-[[steps]]
-id = "shape"
-plugin = "transform"
-input = { answer = "$.webhook.body.n" }
-"#,
-    );
-    let data = tempfile::tempdir().unwrap();
-    // Any webhook in the last 100–200 ms makes a burst, so four senders posting back to back
-    // keep it going; runs may wait for it far longer than this test takes.
-    let weir = Weir::start_with(
-        flows.path(),
-        &data.path().join("weir.redb"),
-        &["--burst-rate", "10", "--burst-wait", "120s"],
-    );
-    let asks = weir.webhook_url("asks");
-    let sent = keep_bursting(&weir.webhook_url("burst"), |sent_so_far| {
-        // Hundreds of runs ahead of it in the queue: a sender stalled for a moment (the
-        // burst paused) would not let the dispatcher reach it.
-        let (_, during) = sent_so_far(300);
-
-        let answer = weir_tests::post_json(&asks, &json!({ "n": 42 }));
-        assert_eq!(
-            answer.status,
-            200,
-            "{:?}",
-            String::from_utf8_lossy(&answer.body)
-        );
-        assert_eq!(answer.json(), json!({ "answer": 42 }));
-
-        // Well after it was accepted, with the burst still going, the run still waits.
-        let (count, _) = sent_so_far(0);
-        sent_so_far(count + 100);
-        let run = weir.api(&format!("/api/runs/{during}")).json();
-        assert_eq!(run["run"]["status"], "queued", "{run}");
-    });
-    for id in &sent {
-        assert_eq!(weir.wait_run(id)["run"]["status"], "succeeded");
-    }
-    assert_eq!(weir.count_runs(), sent.len() + 1);
-}
-
-/// A burst longer than `--burst-wait` does not hold runs back for good: past their wait, they
-/// run beside it.
-#[test]
-fn past_the_burst_wait_runs_run_beside_the_burst() {
-    let flows = FlowDir::empty();
-    flows.write("burst.toml", BURST_FLOW);
-    let data = tempfile::tempdir().unwrap();
-    let weir = Weir::start_with(
-        flows.path(),
-        &data.path().join("weir.redb"),
-        &["--burst-rate", "10", "--burst-wait", "300ms"],
-    );
-    keep_bursting(&weir.webhook_url("burst"), |sent_so_far| {
-        let (_, early) = sent_so_far(20);
-        // A run waits 300 ms, then takes milliseconds; without the wait's end, it waits for the
-        // burst to pause, which takes far longer.
-        weir_tests::wait_for(
-            Duration::from_secs(10),
-            "a run to end during the burst",
-            || {
-                let run = weir.api(&format!("/api/runs/{early}")).json();
-                (run["run"]["status"] == "succeeded").then_some(())
-            },
-        );
-    });
-}
-
-/// Four senders post to `url` back to back, each webhook a run, while `during` runs; it gets a
-/// way to wait until at least N webhooks were answered (returning the count and the last run
-/// id). Returns the ids of every run started.
-fn keep_bursting(url: &str, during: impl FnOnce(&dyn Fn(usize) -> (usize, String))) -> Vec<String> {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    let stop = AtomicBool::new(false);
-    let sent = std::sync::Mutex::new(Vec::<String>::new());
-    std::thread::scope(|scope| {
-        for sender in 0..4 {
-            let (stop, sent) = (&stop, &sent);
-            scope.spawn(move || {
-                let mut n = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    let answer =
-                        weir_tests::post_json(url, &json!({ "n": sender * 1_000_000 + n }));
-                    assert_eq!(answer.status, 202);
-                    let id = answer.json()["run_id"].as_str().unwrap().to_owned();
-                    sent.lock().unwrap().push(id);
-                    n += 1;
-                }
-            });
-        }
-        // The senders stop however `during` ends, or a failed check would wait for them
-        // forever.
-        struct StopOnDrop<'a>(&'a AtomicBool);
-        impl Drop for StopOnDrop<'_> {
-            fn drop(&mut self) {
-                self.0.store(true, Ordering::Relaxed);
-            }
-        }
-        let _stop = StopOnDrop(&stop);
-        during(&|at_least| {
-            weir_tests::wait_for(Duration::from_secs(60), "webhooks to be sent", || {
-                let sent = sent.lock().unwrap();
-                (sent.len() >= at_least.max(1)).then(|| (sent.len(), sent.last().cloned().unwrap()))
-            })
-        });
-    });
-    sent.into_inner().unwrap()
 }

@@ -17,6 +17,7 @@ mod rejections;
 mod reload;
 mod restart;
 mod retries;
+mod scheduling;
 mod sdk_scaffold;
 mod served_guests;
 mod ui;

@@ -603,3 +603,39 @@ input = "$.webhook.body.text"
         serde_json::json!({"response_type": "ephemeral", "text": "hello"})
     );
 }
+
+/// A 40-digit integer keeps its digits from the webhook through a step's output; JSON nested
+/// past serde's limit reaches the flow as text, with `$.webhook.body_note` saying why.
+#[test]
+fn big_integers_keep_their_digits_and_unreadable_json_says_why() {
+    const BIG: &str = "1234567890123456789012345678901234567890";
+    let flows = FlowDir::empty();
+    flows.write("echo.toml", &format!("name = \"echo\"\n{ECHO_STEP}"));
+    let data = tempfile::tempdir().unwrap();
+    let weir = Weir::start(flows.path(), &data.path().join("weir.redb"));
+    let url = weir.webhook_url("echo");
+
+    let body = format!(r#"{{"id":{BIG},"ratio":0.1,"small":7}}"#);
+    let answer = post_with(&url, "application/json", body.as_bytes(), &[]);
+    assert_eq!(answer.status, 202);
+    let run = weir.wait_run(answer.json()["run_id"].as_str().unwrap());
+    assert_eq!(run["run"]["status"], "succeeded", "{run}");
+    let output = &run["steps"][0]["output"];
+    assert_eq!(output["id"].to_string(), BIG, "{output}");
+    assert_eq!(output["ratio"].to_string(), "0.1");
+    assert_eq!(output["small"], 7);
+    assert_eq!(run["webhook"]["output"]["body"]["id"].to_string(), BIG);
+    assert_eq!(
+        run["webhook"]["output"]["body_note"],
+        serde_json::Value::Null
+    );
+
+    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    let answer = post_with(&url, "application/json", deep.as_bytes(), &[]);
+    assert_eq!(answer.status, 202);
+    let run = weir.wait_run(answer.json()["run_id"].as_str().unwrap());
+    let webhook = &run["webhook"]["output"];
+    assert_eq!(webhook["body"], deep.as_str());
+    let note = webhook["body_note"].as_str().unwrap_or_default();
+    assert!(note.contains("recursion limit"), "{webhook}");
+}

@@ -24,12 +24,21 @@ use super::redact::Redactor;
 use super::retry::RetryPolicy;
 use super::{Flow, LoadContext, MAX_MEMORY, MAX_TIMEOUT, MIN_MEMORY, PluginRef, Step, WebhookSpec};
 use crate::plugin::outbound::{Grant, MAX_MAX_REQUEST, MAX_MAX_RESPONSE, Outbound};
+mod schedule;
 mod step;
 mod webhook;
 
 type Item<'i> = Spanned<DeValue<'i>>;
 
-const TOP_KEYS: &[&str] = &["name", "description", "webhook", "steps", "on_failure"];
+const TOP_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "concurrency",
+    "order_by",
+    "on_failure",
+    "webhook",
+    "steps",
+];
 const STEP_KEYS: &[&str] = &[
     "id",
     "plugin",
@@ -178,6 +187,14 @@ impl Loader<'_, '_> {
                 .string(item, "description")
                 .map(|text| Some(text.to_owned())),
         };
+        let concurrency = match table.get("concurrency") {
+            None => Some(None),
+            Some(item) => self.concurrency(item).map(Some),
+        };
+        let order_by = match table.get("order_by") {
+            None => Some(None),
+            Some(item) => self.order_by(item).map(Some),
+        };
         let webhook = match table.get("webhook") {
             None => Some(WebhookSpec::default()),
             Some(item) => self.webhook(item),
@@ -218,6 +235,7 @@ impl Loader<'_, '_> {
             answer?,
             on_failure?,
         );
+        let (concurrency, order_by) = (concurrency?, order_by?);
         let steps = steps
             .into_iter()
             .map(|draft| {
@@ -248,6 +266,8 @@ impl Loader<'_, '_> {
             source_path: path.to_path_buf(),
             redactor: Redactor::new(std::mem::take(&mut self.env_used)),
             answer,
+            concurrency,
+            order_by,
             on_failure,
         })
     }

@@ -14,6 +14,9 @@
 //! ```toml
 //! name = "GitHub issues to Slack"                 # required
 //! description = "Announce newly opened issues."   # optional
+//! concurrency = 4          # optional: runs of this flow executing at once (1 to 2^20)
+//! order_by = "$.webhook.body.customer"   # optional: runs with equal values execute one at a
+//!                          # time, in accept order (see `crate::run`)
 //!
 //! [webhook]                # optional
 //! methods = ["POST"]       # default ["POST"]
@@ -84,6 +87,9 @@ pub const MIN_MAX_HEAD: u64 = 1 << 10;
 /// The largest `max_head` a flow may ask for: 1 MiB (the server's `--max-head` bounds every
 /// head before any flow is chosen, so a flow asking more also needs it raised).
 pub const MAX_MAX_HEAD: u64 = 1 << 20;
+/// The largest `concurrency` a flow may ask for (the server's `--concurrency` bounds every
+/// flow's runs beside it).
+pub const MAX_CONCURRENCY: u32 = 1 << 20;
 /// The longest `timeout` a step may ask for: 10 minutes.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
 /// The least `memory` a step may ask for: 1 MiB (a WebAssembly page is 64 KiB; less than this
@@ -117,6 +123,13 @@ pub struct Flow {
     /// that gives `{status, headers, body}` (constant with `respond = "accepted"`; read from
     /// the run context at the end of the run with `respond = "result"`).
     pub answer: Option<Mapping>,
+    /// `concurrency`: the most runs of this flow that execute at once; `None`: only the
+    /// server's `--concurrency` bounds them.
+    pub concurrency: Option<u32>,
+    /// `order_by`: a singular query on `$.webhook`, read when the webhook arrives; runs whose
+    /// values are equal execute one at a time, in the order they were accepted. Runs where it
+    /// selects nothing (or `null`) share one lane of their own, also one at a time.
+    pub order_by: Option<Query>,
     /// `on_failure`: the flow started with a failed run's context when a run of this one
     /// fails (after its retries). Runs started this way never start another.
     pub on_failure: Option<FlowId>,

@@ -198,7 +198,7 @@ input.name = { "$path" = "$.webhook.body.name", "$default" = "n", "$dflt" = 1 }
     assert_eq!(
         errors(source),
         vec![
-            "2:1: unknown key `colour` at the top level; allowed keys: name, description, webhook, steps, on_failure",
+            "2:1: unknown key `colour` at the top level; allowed keys: name, description, concurrency, order_by, on_failure, webhook, steps",
             "5:1: unknown key `respnd` in [webhook]; allowed keys: methods, max_body, max_head, dedupe, dedupe_window, respond, respond_timeout, verify, slack_url_verification, meta_verify_token, graph_validation, echo_challenge, allow_ips, answer",
             "10:1: in step 'a': unknown key `tiemout` in a step; allowed keys: id, plugin, when, input, config, timeout, memory, allow_hosts, allow_private, max_response, max_request, retries, backoff, max_backoff, jitter, retry_on_trap",
             "11:67: in step 'a': unknown key `$dflt` in a mapping with a default; allowed keys: $path, $default",
@@ -1505,6 +1505,65 @@ fn an_answer_is_checked_at_load() {
     assert_eq!(
         errors("name = \"x\"\n[webhook]\nanswer = { headers = { \"bad name\" = \"v\" } }\n"),
         vec!["3:10: the answer's header `bad name: v` is not a valid HTTP header"]
+    );
+}
+
+// ---- concurrency and order_by ----
+
+#[test]
+fn concurrency_and_order_by_load_and_default_to_none() {
+    let flow = load(MINIMAL);
+    assert_eq!((flow.concurrency, flow.order_by.is_none()), (None, true));
+    let flow = load(&format!(
+        "concurrency = 3\norder_by = \"$.webhook.body.customer\"\n{MINIMAL}"
+    ));
+    assert_eq!(flow.concurrency, Some(3));
+    let order_by = flow.order_by.expect("order_by");
+    assert_eq!(order_by.as_str(), "$.webhook.body.customer");
+    let webhook = json!({"webhook": {"body": {"customer": "acme"}}});
+    assert_eq!(order_by.select(&webhook), vec![&json!("acme")]);
+}
+
+#[test]
+fn bad_concurrency_and_order_by_are_located() {
+    assert_eq!(
+        errors("name = \"x\"\nconcurrency = 0\n"),
+        vec![
+            "2:15: `concurrency` must be from 1 to 1048576 (runs of this flow executing at once), found 0"
+        ]
+    );
+    assert_eq!(
+        errors("name = \"x\"\nconcurrency = -2\n"),
+        vec![
+            "2:15: `concurrency` must be from 1 to 1048576 (runs of this flow executing at once), found -2"
+        ]
+    );
+    assert_eq!(
+        errors("name = \"x\"\nconcurrency = \"4\"\n"),
+        vec![
+            "2:15: `concurrency` must be a whole number of runs, such as `concurrency = 4`, found string"
+        ]
+    );
+    assert_eq!(
+        errors("name = \"x\"\norder_by = \"customer\"\n"),
+        vec![
+            "2:12: `order_by` must be a JSONPath query starting with `$.webhook`, such as \
+             \"$.webhook.body.customer\""
+        ]
+    );
+    assert_eq!(
+        errors("name = \"x\"\norder_by = \"$.webhook.body.items[*].id\"\n"),
+        vec![
+            "2:12: `order_by` must select at most one value (names and indexes only), \
+             and `$.webhook.body.items[*].id` can select several"
+        ]
+    );
+    assert_eq!(
+        errors(&format!("order_by = \"$.steps.only.output\"\n{MINIMAL}")),
+        vec![
+            "1:12: `order_by` is read when the webhook arrives, before any step runs: \
+             `$.steps.only.output` must start with `$.webhook`"
+        ]
     );
 }
 

@@ -34,7 +34,7 @@ use super::listener::Peer;
 use crate::catalog::Catalog;
 use crate::flow::{Handshakes, Respond};
 use crate::run::content::{self, ContentError};
-use crate::run::{Executor, RunResult, payload};
+use crate::run::{Executor, Order, RunResult, payload};
 use crate::store::{NewRun, RawRequest, RunId, RunOutcome, RunStatus, Store, StoreError};
 use crate::verify;
 
@@ -299,6 +299,7 @@ where
         })
     });
     let body_size = request.body.len() as u64;
+    let order = Order::of(&live.flow, &request);
     let new_run = NewRun {
         flow_id: req.flow_id.clone(),
         flow_version: live.flow.version.clone(),
@@ -313,11 +314,12 @@ where
             if !accepted.duplicate {
                 gateway.catalog.events().run_accepted(id, &req.flow_id);
                 match spec.respond {
-                    Respond::Accepted => gateway.executor.submit(id, body_size),
+                    Respond::Accepted => gateway.executor.submit(id, body_size, order),
                     Respond::Result { timeout } => {
                         // `None`: too many senders wait already (the executor counts and
                         // warns), so this one gets the usual 202.
-                        if let Some(mut waiting) = gateway.executor.submit_and_wait(id, body_size)
+                        if let Some(mut waiting) =
+                            gateway.executor.submit_and_wait(id, body_size, order)
                             && let Ok(Some(result)) =
                                 tokio::time::timeout(timeout, waiting.result()).await
                         {

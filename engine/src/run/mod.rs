@@ -10,6 +10,7 @@
 //! every run the store still has queued or running.
 
 pub mod content;
+mod dispatch;
 mod on_failure;
 pub mod payload;
 mod retry;
@@ -21,154 +22,24 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 use crate::catalog::Catalog;
 use crate::metrics::Metrics;
 use crate::store::{RunId, RunOutcome, RunStatus, StepRecord, StepStatus, Store, StoreError};
 
+pub use dispatch::{DEFAULT_PAYLOAD_BUDGET, Order};
+use dispatch::{Dispatcher, PayloadBudget, Queued, enqueue};
 pub use steps::{
     FailedStep, Outcome, Resume, RunInfo, StepSink, execute_from, execute_steps, initial_context,
 };
-
-/// When runs wait for a burst of webhooks to pass (see [`Executor::start`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Burst {
-    /// Webhooks a second above which the gateway is taking a burst in; 0: runs never wait.
-    pub rate: u64,
-    /// The longest a run waits for a burst to pass before it runs beside it.
-    pub max_wait: Duration,
-}
-
-impl Default for Burst {
-    fn default() -> Self {
-        Burst {
-            rate: 1_000,
-            max_wait: Duration::from_secs(10),
-        }
-    }
-}
-
-/// How many bytes of request body the runs that execute at once may hold, when `serve` is not
-/// told (`--payload-budget`): the largest body a flow may take, so that one such run executes
-/// alone and small ones by the hundred.
-pub const DEFAULT_PAYLOAD_BUDGET: u64 = crate::flow::MAX_MAX_BODY;
-
-/// The bytes of request body executing runs may hold at once, beside their number: a run's
-/// body is read, decoded and mapped into its steps' inputs, several times its size in memory
-/// (see `weir-bench memory`), so a few large bodies can take more memory than hundreds of
-/// small ones. A run reserves its body's size before its request is read; a body larger than
-/// the whole budget runs alone. Counted in KiB, the semaphore's permits.
-#[derive(Clone)]
-struct PayloadBudget {
-    /// `None`: no budget (`--payload-budget 0`).
-    permits: Option<Arc<Semaphore>>,
-    total: u32,
-}
-
-impl PayloadBudget {
-    fn new(bytes: u64) -> PayloadBudget {
-        let total = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
-        PayloadBudget {
-            permits: (total > 0).then(|| Arc::new(Semaphore::new(total as usize))),
-            total,
-        }
-    }
-
-    /// Waits until `body` bytes fit in the budget (all of it, for a larger body) and holds
-    /// them until the permit is dropped.
-    async fn reserve(&self, body: u64) -> Option<OwnedSemaphorePermit> {
-        let permits = self.permits.as_ref()?;
-        let want = u32::try_from(body.div_ceil(1024))
-            .unwrap_or(u32::MAX)
-            .min(self.total);
-        if want == 0 {
-            return None;
-        }
-        permits.clone().acquire_many_owned(want).await.ok()
-    }
-}
-
-/// A run handed to the dispatcher: its id, and its body's size when the caller knows it.
-type Queued = (RunId, Option<u64>);
-
-/// The window over which arrivals are counted against [`Burst::rate`].
-const BURST_WINDOW: Duration = Duration::from_millis(100);
-
-/// How often a run waiting for a burst to pass looks again.
-const BURST_POLL: Duration = Duration::from_millis(5);
-
-/// Counts webhooks in [`BURST_WINDOW`]s: the current one and the one before.
-struct Arrivals {
-    /// Webhooks in a window that make a burst; 0: never.
-    threshold: u64,
-    started: Instant,
-    window: AtomicU64,
-    current: AtomicU64,
-    previous: AtomicU64,
-}
-
-impl Arrivals {
-    fn new(rate: u64) -> Arrivals {
-        let per_window = u128::from(rate) * BURST_WINDOW.as_millis();
-        Arrivals {
-            // At least 1, so that any rate above 0 can make a burst.
-            threshold: u64::try_from(per_window.div_ceil(1000)).unwrap_or(u64::MAX),
-            started: Instant::now(),
-            window: AtomicU64::new(0),
-            current: AtomicU64::new(0),
-            previous: AtomicU64::new(0),
-        }
-    }
-
-    fn window_now(&self) -> u64 {
-        (self.started.elapsed().as_millis() / BURST_WINDOW.as_millis()) as u64
-    }
-
-    /// Counts one webhook. Racing callers may misplace a count at a window's edge; a burst is
-    /// hundreds of webhooks, so that does not change the verdict.
-    fn note(&self) {
-        let now = self.window_now();
-        let seen = self.window.load(Ordering::Relaxed);
-        if now != seen
-            && self
-                .window
-                .compare_exchange(seen, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            let finished = self.current.swap(0, Ordering::Relaxed);
-            let previous = if now == seen + 1 { finished } else { 0 };
-            self.previous.store(previous, Ordering::Relaxed);
-        }
-        self.current.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Whether webhooks arrive at the rate of a burst: the threshold reached in the window now
-    /// or the one before it.
-    fn busy(&self) -> bool {
-        if self.threshold == 0 {
-            return false;
-        }
-        let now = self.window_now();
-        let seen = self.window.load(Ordering::Relaxed);
-        let current = self.current.load(Ordering::Relaxed);
-        if now == seen {
-            current.max(self.previous.load(Ordering::Relaxed)) >= self.threshold
-        } else if now == seen + 1 {
-            current >= self.threshold
-        } else {
-            false
-        }
-    }
-}
 
 /// The pool of workers that runs accepted runs.
 #[derive(Clone)]
 pub struct Executor {
     queue: mpsc::UnboundedSender<Queued>,
-    /// Runs whose sender waits for the result: they never wait for a burst to pass.
-    urgent: mpsc::UnboundedSender<Queued>,
-    arrivals: Arc<Arrivals>,
+    /// To read the `order_by` and `concurrency` of recovered runs' flow versions.
+    catalog: Catalog,
     waiters: Arc<Waiters>,
     /// One permit per run that may execute at once; a run holds one while it executes.
     slots: Arc<Semaphore>,
@@ -337,8 +208,8 @@ impl Drop for Waiting {
     }
 }
 
-/// The executor's own tokio runtime, so that its threads, which also call the plugins, can run
-/// at a lower priority than the gateway's.
+/// The executor's own tokio runtime: plugin calls and the runs' outbound I/O stay off the
+/// threads that answer webhooks.
 struct RunRuntime(Option<tokio::runtime::Runtime>);
 
 impl Drop for RunRuntime {
@@ -353,14 +224,10 @@ impl Drop for RunRuntime {
 impl Executor {
     /// Starts the dispatcher; at most `concurrency` runs execute at once.
     ///
-    /// Webhooks go first. While they arrive at the rate of a burst (`burst.rate` a second,
-    /// 1,000 by default), queued runs wait for it to pass, for at most `burst.max_wait`: they
-    /// are safe on disk, and every core is needed to answer the senders. Past that wait, a run
-    /// starts beside the burst, but only while fewer runs than cores execute. Runs of flows
-    /// whose sender waits for the result (`respond = "result"`) never wait. Beyond that, runs
-    /// execute on threads of their own with the niceness `nice` (0 to 19, see
-    /// `setpriority(2)`), so that under a long burst webhooks keep priority when the CPU is
-    /// short. With the CPU to spare, priority changes nothing.
+    /// Runs start as soon as a slot is free: the one rule that puts accepts ahead of runs is
+    /// the store writer's (see `store::writer`), which commits every waiting accept before
+    /// run progress, so a burst of webhooks is answered at the speed of small commits while
+    /// runs keep going with their share.
     ///
     /// Beside their number, executing runs hold at most `payload_budget` bytes of request body
     /// at once (0: no budget): a run waits for room for its body before its request is read.
@@ -369,8 +236,6 @@ impl Executor {
         catalog: Catalog,
         store: Store,
         concurrency: usize,
-        nice: i32,
-        burst: Burst,
         payload_budget: u64,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<Executor> {
@@ -382,35 +247,33 @@ impl Executor {
             .enable_time()
             // Steps' outbound HTTP calls (name lookups, sockets) run on these workers.
             .enable_io()
-            .on_thread_start(move || lower_priority(nice))
             .build()?;
         let (queue, incoming) = mpsc::unbounded_channel::<Queued>();
-        let (urgent, urgent_incoming) = mpsc::unbounded_channel::<Queued>();
-        let arrivals = Arc::new(Arrivals::new(burst.rate));
         // Semaphore permits are u32; more runs at once than that would not fit in memory anyway.
         let concurrency = u32::try_from(concurrency.max(1)).unwrap_or(u32::MAX);
         let slots = Arc::new(Semaphore::new(concurrency as usize));
         let waiters = Arc::new(Waiters::new(MAX_WAITING_SENDERS));
         let (closing, closed) = watch::channel(false);
-        let timer = retry::Timer::new(queue.clone(), runtime.handle().clone());
+        let timer = retry::Timer::new(
+            queue.clone(),
+            runtime.handle().clone(),
+            catalog.clone(),
+            store.clone(),
+        );
         let dispatcher = Dispatcher {
             timer: timer.clone(),
-            catalog,
+            catalog: catalog.clone(),
             store,
             waiters: waiters.clone(),
             slots: slots.clone(),
             closed,
-            arrivals: Arc::clone(&arrivals),
-            max_wait: burst.max_wait,
-            concurrency,
             budget: PayloadBudget::new(payload_budget),
             metrics: metrics.clone(),
         };
-        runtime.spawn(dispatcher.run(incoming, urgent_incoming));
+        runtime.spawn(dispatcher.run(incoming));
         Ok(Executor {
             queue,
-            urgent,
-            arrivals,
+            catalog,
             waiters,
             slots,
             concurrency,
@@ -438,14 +301,10 @@ impl Executor {
     /// [`MAX_WAITING_SENDERS`] already wait (the run is queued all the same). Dropping the
     /// [`Waiting`] gives up waiting; the run goes on either way.
     /// `body` is the size of the run's request body.
-    pub fn submit_and_wait(&self, id: RunId, body: u64) -> Option<Waiting> {
+    pub fn submit_and_wait(&self, id: RunId, body: u64, order: Order) -> Option<Waiting> {
         let waiting = self.waiters.add(id);
-        self.arrivals.note();
-        if waiting.is_some() {
-            enqueue(&self.urgent, (id, Some(body)));
-        } else {
-            enqueue(&self.queue, (id, Some(body)));
-        }
+        let body = Some(body);
+        enqueue(&self.queue, Queued { id, body, order });
         waiting
     }
 
@@ -465,9 +324,10 @@ impl Executor {
     }
 
     /// Queues a run that the store has just accepted, whose request body is `body` bytes.
-    pub fn submit(&self, id: RunId, body: u64) {
-        self.arrivals.note();
-        enqueue(&self.queue, (id, Some(body)));
+    /// `order` says where it queues (see [`Order::of`]).
+    pub fn submit(&self, id: RunId, body: u64, order: Order) {
+        let body = Some(body);
+        enqueue(&self.queue, Queued { id, body, order });
     }
 
     /// Submits every run the store still holds live (queued, or cut off while running), and
@@ -476,7 +336,10 @@ impl Executor {
         let ids = store.recover().await?;
         let n = ids.len();
         for id in ids {
-            enqueue(&self.queue, (id, None));
+            enqueue(
+                &self.queue,
+                dispatch::recovered(&self.catalog, store, id).await,
+            );
         }
         if n > 0 {
             tracing::info!(runs = n, "resuming runs left from before the restart");
@@ -489,156 +352,6 @@ impl Executor {
             self.timer.schedule(*id, *at);
         }
         Ok(n + retrying.len())
-    }
-}
-
-/// Starts queued runs as slots free up.
-struct Dispatcher {
-    timer: retry::Timer,
-    catalog: Catalog,
-    store: Store,
-    waiters: Arc<Waiters>,
-    slots: Arc<Semaphore>,
-    closed: watch::Receiver<bool>,
-    arrivals: Arc<Arrivals>,
-    max_wait: Duration,
-    concurrency: u32,
-    budget: PayloadBudget,
-    metrics: Arc<Metrics>,
-}
-
-impl Dispatcher {
-    /// Runs until the executor closes. A run stopped here stays queued in the store and runs
-    /// at the next start.
-    async fn run(
-        mut self,
-        mut incoming: mpsc::UnboundedReceiver<Queued>,
-        mut urgent: mpsc::UnboundedReceiver<Queued>,
-    ) {
-        loop {
-            let mut closed = self.closed.clone();
-            let (id, waits) = tokio::select! {
-                biased;
-                () = closing(&mut closed) => return,
-                Some(id) = urgent.recv() => (id, false),
-                id = incoming.recv() => match id {
-                    Some(id) => (id, true),
-                    None => return,
-                },
-            };
-            // Runs leave the queue in order, so only the first can have waited longest. Past
-            // its wait, a run starts beside the burst, but only a few at a time (one per
-            // core): a long burst still has most of the CPU, and its runs make progress.
-            while waits
-                && self.arrivals.busy()
-                && (waited(id.0) < self.max_wait || self.executing() >= steps::cores())
-            {
-                tokio::select! {
-                    biased;
-                    () = closing(&mut closed) => return,
-                    Some(first) = urgent.recv() => {
-                        if !self.launch(first).await {
-                            return;
-                        }
-                    }
-                    () = tokio::time::sleep(BURST_POLL) => {}
-                }
-            }
-            if !self.launch(id).await {
-                return;
-            }
-        }
-    }
-
-    /// How many runs execute now.
-    fn executing(&self) -> usize {
-        (self.concurrency as usize).saturating_sub(self.slots.available_permits())
-    }
-
-    /// Starts `id` once a slot is free; false when the executor closed first.
-    async fn launch(&mut self, (id, body): Queued) -> bool {
-        let slot = tokio::select! {
-            biased;
-            () = closing(&mut self.closed) => return false,
-            slot = self.slots.clone().acquire_owned() => match slot {
-                Ok(slot) => slot,
-                Err(_) => return false,
-            },
-        };
-        let timer = self.timer.clone();
-        let (catalog, store, waiters, budget, metrics) = (
-            self.catalog.clone(),
-            self.store.clone(),
-            self.waiters.clone(),
-            self.budget.clone(),
-            self.metrics.clone(),
-        );
-        tokio::spawn(async move {
-            // Recovered runs come without their size: the run's record has it, without its
-            // body.
-            let body = match body {
-                Some(body) => body,
-                None => store
-                    .get_run(id)
-                    .ok()
-                    .flatten()
-                    .map_or(0, |run| run.body_size),
-            };
-            let payload = budget.reserve(body).await;
-            match execute(&catalog, &store, id, &waiters, &metrics, &timer).await {
-                Some(result) => waiters.notify(id, result),
-                // Not run here: a sender waiting for it gets its 202 at once.
-                None => waiters.forget(id),
-            }
-            drop(payload);
-            drop(slot);
-        });
-        true
-    }
-}
-
-/// Hands a run to the dispatcher.
-fn enqueue(queue: &mpsc::UnboundedSender<Queued>, queued: Queued) {
-    let id = queued.0;
-    if queue.send(queued).is_err() {
-        // Only when shutting down; the run stays queued in the store and resumes at the next
-        // start.
-        tracing::debug!(run = %id, "executor stopped; run left queued");
-    }
-}
-
-/// Returns once the executor is closing.
-async fn closing(closed: &mut watch::Receiver<bool>) {
-    // An error means the executor is gone: closing too.
-    let _ = closed.wait_for(|closing| *closing).await;
-}
-
-/// How long ago the run was accepted.
-fn waited(id: RunId) -> Duration {
-    std::time::SystemTime::now()
-        .duration_since(id.timestamp())
-        .unwrap_or_default()
-}
-
-/// Gives the calling thread the niceness `nice` (Linux; elsewhere a no-op).
-fn lower_priority(nice: i32) {
-    if nice <= 0 {
-        return;
-    }
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: plain system calls on the calling thread's own id; no memory is shared.
-        let result = unsafe {
-            let tid = libc::gettid();
-            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice.min(19))
-        };
-        if result != 0 {
-            tracing::warn!(
-                nice,
-                error = %std::io::Error::last_os_error(),
-                "cannot lower the priority of a run thread"
-            );
-        }
     }
 }
 

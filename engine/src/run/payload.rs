@@ -107,6 +107,29 @@ impl Body {
         }
     }
 
+    /// Why a body sent as JSON (by its content type) is not JSON for the flow, if it is not:
+    /// nesting past serde's limit of 128 levels, a syntax error, bytes that are not UTF-8.
+    /// The flow then gets it as text (or base64), and `$.webhook.body_note` says why.
+    pub fn json_note(&self, content_type: Option<&str>) -> Option<String> {
+        let mime = content_type?.split(';').next()?.trim().to_ascii_lowercase();
+        if mime != "application/json" && !mime.ends_with("+json") {
+            return None;
+        }
+        match self {
+            Body::Json(_) => None,
+            Body::Text(text) => {
+                let json = text.strip_prefix('\u{feff}').unwrap_or(text);
+                let error = serde_json::from_str::<Value>(json).err()?;
+                Some(format!(
+                    "the body is sent as JSON but cannot be read as JSON ({error}); it is given as text"
+                ))
+            }
+            Body::Base64(_) => {
+                Some("the body is sent as JSON but is not UTF-8; it is given as base64".to_owned())
+            }
+        }
+    }
+
     /// `json`, `text` or `base64`.
     pub fn encoding(&self) -> &'static str {
         match self {
@@ -171,8 +194,17 @@ pub fn webhook_document(run_id: &str, request: &RawRequest) -> Value {
 /// run.
 pub fn request_document(request: &RawRequest) -> Map<String, Value> {
     let mut document = request_head(request);
-    document.insert("body".into(), request_body(request));
+    insert_body(&mut document, request_body_decoded(request));
     document
+}
+
+/// Puts the body in the document, with `body_note` when a JSON body could not be read as JSON.
+fn insert_body(document: &mut Map<String, Value>, body: Body) {
+    let content_type = document.get("content_type").and_then(Value::as_str);
+    if let Some(note) = body.json_note(content_type) {
+        document.insert("body_note".into(), Value::String(note));
+    }
+    document.insert("body".into(), body.into_value());
 }
 
 /// [`request_document`] without the body, which is the costly part to decode.
@@ -228,7 +260,7 @@ pub fn webhook_document_owned(run: &Run, mut request: RawRequest) -> Value {
         bytes,
     );
     drop(request);
-    document.insert("body".into(), body.into_value());
+    insert_body(&mut document, body);
     document.insert("run_id".into(), Value::String(run.id.to_string()));
     Value::Object(document)
 }

@@ -13,9 +13,11 @@ use std::time::SystemTime;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use super::dispatch::{Queued, enqueue, recovered};
 use super::steps::{Resume, set_output};
-use super::{Queued, enqueue};
+use crate::catalog::Catalog;
 use crate::flow::Flow;
+use crate::store::Store;
 use crate::store::{RunId, StepRecord, StepStatus};
 
 /// Hands runs back to the dispatcher, now or later.
@@ -23,30 +25,45 @@ use crate::store::{RunId, StepRecord, StepStatus};
 pub(super) struct Timer {
     queue: mpsc::UnboundedSender<Queued>,
     runtime: tokio::runtime::Handle,
+    /// To queue a run where its flow's `order_by` and `concurrency` say.
+    catalog: Catalog,
+    store: Store,
 }
 
 impl Timer {
     pub(super) fn new(
         queue: mpsc::UnboundedSender<Queued>,
         runtime: tokio::runtime::Handle,
+        catalog: Catalog,
+        store: Store,
     ) -> Timer {
-        Timer { queue, runtime }
+        Timer {
+            queue,
+            runtime,
+            catalog,
+            store,
+        }
     }
 
     /// Queues `id` at `at` (at once when that has passed). The waiting task holds no slot; it
     /// dies with the executor, and the run stays retrying in the store for the next start.
     pub(super) fn schedule(&self, id: RunId, at: SystemTime) {
         let wait = at.duration_since(SystemTime::now()).unwrap_or_default();
-        let queue = self.queue.clone();
+        let this = self.clone();
         self.runtime.spawn(async move {
             tokio::time::sleep(wait).await;
-            enqueue(&queue, (id, None));
+            enqueue(&this.queue, recovered(&this.catalog, &this.store, id).await);
         });
     }
 
     /// Queues `id` now, for a run just accepted whose request body is `body` bytes.
     pub(super) fn submit(&self, id: RunId, body: u64) {
-        enqueue(&self.queue, (id, Some(body)));
+        let this = self.clone();
+        self.runtime.spawn(async move {
+            let mut queued = recovered(&this.catalog, &this.store, id).await;
+            queued.body = Some(body);
+            enqueue(&this.queue, queued);
+        });
     }
 }
 

@@ -543,13 +543,26 @@ impl Loader<'_, '_> {
 
     /// `dedupe`: a singular query on `$.webhook`, read when the webhook arrives.
     fn dedupe(&mut self, item: &Item<'_>) -> Option<Query> {
-        let text = self.string(item, "dedupe")?;
+        self.arrival_query(item, "dedupe", "$.webhook.headers['x-github-delivery']")
+    }
+
+    /// A key (`what`) whose value is a singular query on `$.webhook`, read when the webhook
+    /// arrives, before any step runs; `example` shows one in the error messages.
+    pub(super) fn arrival_query(
+        &mut self,
+        item: &Item<'_>,
+        what: &str,
+        example: &str,
+    ) -> Option<Query> {
+        let text = self.string(item, what)?;
         let start = item.span().start;
         if !text.starts_with('$') || text.starts_with("$$") {
             self.error(
                 start,
-                "`dedupe` must be a JSONPath query starting with `$.webhook`, such as \
-                 \"$.webhook.headers['x-github-delivery']\"",
+                format!(
+                    "`{what}` must be a JSONPath query starting with `$.webhook`, such as \
+                     \"{example}\""
+                ),
             );
             return None;
         }
@@ -560,7 +573,7 @@ impl Loader<'_, '_> {
             self.error(
                 start,
                 format!(
-                    "`dedupe` is read when the webhook arrives, before any step runs: \
+                    "`{what}` is read when the webhook arrives, before any step runs: \
                      `{text}` must start with `$.webhook`"
                 ),
             );
@@ -576,7 +589,7 @@ impl Loader<'_, '_> {
             self.error(
                 start,
                 format!(
-                    "`dedupe` must select at most one value (names and indexes only), \
+                    "`{what}` must select at most one value (names and indexes only), \
                      and `{text}` can select several"
                 ),
             );
