@@ -282,7 +282,19 @@ fn traps_are_retried_only_when_the_step_says_so() {
     assert_eq!(attempts.len(), 3, "{asked:#}");
     assert!(attempts.iter().all(|a| a["error"]["kind"] == "panic"));
 
-    // `on_failure` names a flow that does not exist: the failure is logged, nothing starts.
+    // `on_failure` names a flow that does not exist: the flow says so, a failure is logged,
+    // nothing starts.
+    let flow = weir.flow("plain");
+    assert_eq!(flow["status"], "ok");
+    assert_eq!(flow["on_failure"], "nowhere");
+    assert_eq!(flow["steps"][0]["retries"], 2);
+    assert!(
+        flow["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("'nowhere', which does not exist"),
+        "{flow:#}"
+    );
     assert_eq!(weir.count_runs(), 2);
     wait_for(
         Duration::from_secs(10),

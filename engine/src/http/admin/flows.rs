@@ -11,9 +11,30 @@ use crate::flow::Respond;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::store::{RunFilter, WindowStats};
 
+/// What may be wrong with a flow that loads: an `on_failure` naming a flow that does not
+/// exist or does not load (its failures then start nothing).
+fn warnings(catalog: &Catalog, entry: &FlowEntry) -> Vec<String> {
+    let target = entry.live.as_ref().and_then(|l| l.flow.on_failure.as_ref());
+    match target {
+        Some(target) => {
+            let snapshot = catalog.snapshot();
+            match snapshot.flows.get(target.as_str()) {
+                Some(found) if found.live.is_some() => Vec::new(),
+                Some(_) => vec![format!(
+                    "on_failure names flow '{target}', which does not load: failed runs start nothing"
+                )],
+                None => vec![format!(
+                    "on_failure names flow '{target}', which does not exist: failed runs start nothing"
+                )],
+            }
+        }
+        None => Vec::new(),
+    }
+}
+
 pub(super) fn flow_json(catalog: &Catalog, entry: &FlowEntry) -> Value {
     let live = entry.live.as_ref().map(|l| &l.flow);
-    json!({
+    let mut flow = json!({
         "id": entry.id,
         "name": live.map(|f| f.name.as_str()),
         "description": live.and_then(|f| f.description.as_deref()),
@@ -51,8 +72,17 @@ pub(super) fn flow_json(catalog: &Catalog, entry: &FlowEntry) -> Value {
             "input": s.input.to_json(),
             "when": s.when.as_ref().map(|q| q.as_str().to_owned()),
             "config": s.redacted_config(),
+            "retries": s.retry.retries,
         })).collect::<Vec<_>>()),
-    })
+    });
+    if let Some(object) = flow.as_object_mut() {
+        object.insert(
+            "on_failure".into(),
+            json!(live.and_then(|f| f.on_failure.as_ref().map(|id| id.as_str()))),
+        );
+        object.insert("warnings".into(), json!(warnings(catalog, entry)));
+    }
+    flow
 }
 
 /// The most runs read to count a flow's runs of the last 24 hours; past it the count says so.
