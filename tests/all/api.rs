@@ -130,6 +130,20 @@ fn runs_are_listed_newest_first_filtered_and_paged() {
             .status,
         404
     );
+
+    // A wrong method gets 405 naming the method the route takes.
+    let admin = weir.admin.trim_end_matches('/');
+    for (method, path, allow) in [
+        ("PUT", "/api/flows", "GET"),
+        ("DELETE", "/api/runs", "GET"),
+        ("GET", "/api/runs/01ARZ3NDEKTSV4RRFFQ69G5FAV/replay", "POST"),
+        ("PUT", "/api/flows/github-issues/rotate-token", "POST"),
+    ] {
+        let answer =
+            weir_tests::send(method, &format!("{admin}{path}"), "application/json", b"").unwrap();
+        assert_eq!(answer.status, 405, "{method} {path}");
+        assert_eq!(answer.header("allow"), Some(allow), "{method} {path}");
+    }
 }
 
 #[test]

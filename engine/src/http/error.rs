@@ -89,6 +89,7 @@ pub async fn recover(rejection: warp::Rejection) -> Result<Response, std::conver
     let error = if rejection.is_not_found() {
         ApiError::not_found("no such resource")
     } else if rejection.find::<MethodNotAllowed>().is_some() {
+        // Every route takes GET but the POST ones, which answer their own 405 (`admin::routes`).
         ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
             .with_header("allow", "GET")
     } else if rejection.find::<InvalidQuery>().is_some() {

@@ -172,13 +172,26 @@ pub fn routes(
         .and(with.clone())
         .then(|id, query, admin| async move { rotate_token(id, query, admin).await });
     let post = warp::post()
-        .and(auth)
+        .and(auth.clone())
         .and(replay_many.or(replay_one).unify().or(rotate).unify())
         .map(|result: Result<Response>| match result {
             Ok(response) => response,
             Err(error) => error.into_response(),
         });
-    let api = api.or(post).unify();
+    // Another method on a POST route: 405 naming POST (the catch-all answer names GET).
+    let post_only = warp::path!("api" / "runs" / "replay")
+        .map(|| ())
+        .or(warp::path!("api" / "runs" / String / "replay").map(|_| ()))
+        .unify()
+        .or(warp::path!("api" / "flows" / String / "rotate-token").map(|_| ()))
+        .unify()
+        .and(auth)
+        .map(|()| {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "this route takes POST")
+                .with_header("allow", "POST")
+                .into_response()
+        });
+    let api = api.or(post).unify().or(post_only).unify();
     // The Host check guards the UI's files as well as the API: both are this origin.
     origin
         .and(super::ui::routes().or(api).unify())
