@@ -159,25 +159,34 @@ pub fn routes(
             Ok(response) => response,
             Err(error) => error.into_response(),
         });
+    // Each POST route checks its path before its method, so that other paths keep their own
+    // rejection (a 404, a bad header) rather than a 405 from here.
+    let post_method = warp::post().and(auth.clone());
     let replay_many = warp::path!("api" / "runs" / "replay")
+        .and(post_method.clone())
         .and(warp::query::<HashMap<String, String>>())
         .and(with.clone())
         .then(|query, admin| async move { replay_runs(query, admin).await });
     let replay_one = warp::path!("api" / "runs" / String / "replay")
+        .and(post_method.clone())
         .and(warp::query::<HashMap<String, String>>())
         .and(with.clone())
         .then(|id, query, admin| async move { replay_run(id, query, admin).await });
     let rotate = warp::path!("api" / "flows" / String / "rotate-token")
+        .and(post_method)
         .and(warp::query::<HashMap<String, String>>())
         .and(with.clone())
         .then(|id, query, admin| async move { rotate_token(id, query, admin).await });
-    let post = warp::post()
-        .and(auth.clone())
-        .and(replay_many.or(replay_one).unify().or(rotate).unify())
-        .map(|result: Result<Response>| match result {
-            Ok(response) => response,
-            Err(error) => error.into_response(),
-        });
+    let post =
+        replay_many
+            .or(replay_one)
+            .unify()
+            .or(rotate)
+            .unify()
+            .map(|result: Result<Response>| match result {
+                Ok(response) => response,
+                Err(error) => error.into_response(),
+            });
     // Another method on a POST route: 405 naming POST (the catch-all answer names GET).
     let post_only = warp::path!("api" / "runs" / "replay")
         .map(|| ())
