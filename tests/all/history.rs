@@ -24,19 +24,6 @@ fn post(weir: &Weir, path_and_query: &str) -> Answer {
     )
 }
 
-fn run_id(answer: &Answer) -> String {
-    assert!(
-        (200..300).contains(&answer.status),
-        "{}: {}",
-        answer.status,
-        String::from_utf8_lossy(&answer.body)
-    );
-    answer.json()["run_id"]
-        .as_str()
-        .expect("a run id")
-        .to_owned()
-}
-
 fn ids(page: &Value) -> Vec<String> {
     page["runs"]
         .as_array()
@@ -61,7 +48,7 @@ fn runs_filter_by_time_and_by_a_jsonpath_over_the_webhook_with_a_bounded_scan() 
     let sent: Vec<String> = (0..6)
         .map(|n| {
             let action = if n % 2 == 0 { "opened" } else { "closed" };
-            run_id(&post_json(&url, &json!({ "action": action, "n": n })))
+            post_json(&url, &json!({ "action": action, "n": n })).run_id()
         })
         .collect();
     for id in &sent {
@@ -168,7 +155,7 @@ fn runs_filter_by_time_and_by_a_jsonpath_over_the_webhook_with_a_bounded_scan() 
     assert_eq!(weir.api("/api/runs?scan_limit=0").status, 400);
 
     // Stats: counts by status and durations over the last hour and day.
-    let failing = run_id(&post_json(&url, &json!({ "no": "action" })));
+    let failing = post_json(&url, &json!({ "no": "action" })).run_id();
     assert_eq!(weir.wait_run(&failing)["run"]["status"], "failed");
     let stats = weir.api("/api/flows/events/stats").json();
     for window in ["last_hour", "last_day"] {
@@ -187,7 +174,7 @@ fn a_failed_run_replays_after_its_flow_is_fixed_and_both_runs_link() {
     let data = tempfile::tempdir().unwrap();
     let weir = Weir::start(flows.path(), &data.path().join("weir.redb"));
     let url = weir.webhook_url("mapping");
-    let failed = run_id(&post_json(&url, &json!({ "name": "no title here" })));
+    let failed = post_json(&url, &json!({ "name": "no title here" })).run_id();
     let first = weir.wait_run(&failed);
     assert_eq!(first["run"]["status"], "failed");
     assert_eq!(first["run"]["token"], "current");
@@ -205,7 +192,7 @@ fn a_failed_run_replays_after_its_flow_is_fixed_and_both_runs_link() {
         "{:?}",
         String::from_utf8_lossy(&answer.body)
     );
-    let replay = run_id(&answer);
+    let replay = answer.run_id();
     assert_eq!(answer.json()["replay_of"], failed.as_str());
     let replayed = weir.wait_run(&replay);
     assert_eq!(replayed["run"]["status"], "succeeded", "{replayed:#}");
@@ -227,10 +214,11 @@ fn a_failed_run_replays_after_its_flow_is_fixed_and_both_runs_link() {
     assert_eq!(old["run"]["replay_of"], Value::Null);
 
     // On the version the run ran, it fails again.
-    let again = run_id(&post(
+    let again = post(
         &weir,
         &format!("/api/runs/{failed}/replay?version=original"),
-    ));
+    )
+    .run_id();
     let again = weir.wait_run(&again);
     assert_eq!(again["run"]["status"], "failed");
     assert_eq!(again["run"]["flow_version"], original_version);
@@ -313,7 +301,7 @@ fn the_command_line_replays_and_rotates_through_the_admin_api() {
         .as_str()
         .unwrap()
         .to_owned();
-    let failed = run_id(&post_json(&hook, &json!({ "name": "x" })));
+    let failed = post_json(&hook, &json!({ "name": "x" })).run_id();
     let cli = |args: &[&str]| {
         let output = weir_command()
             .args(args)
@@ -414,8 +402,8 @@ fn a_rotated_token_works_during_its_overlap_and_gets_404_after_it() {
     assert!(expires.ends_with('Z'), "{expires}");
 
     // During the overlap both work, and each run records which it came through.
-    let through_new = run_id(&post_json(&new, &json!({ "title": "new" })));
-    let through_old = run_id(&post_json(&old, &json!({ "title": "old" })));
+    let through_new = post_json(&new, &json!({ "title": "new" })).run_id();
+    let through_old = post_json(&old, &json!({ "title": "old" })).run_id();
     assert_eq!(weir.wait_run(&through_new)["run"]["token"], "current");
     assert_eq!(weir.wait_run(&through_old)["run"]["token"], "previous");
     let listed = weir.api("/api/runs?flow=mapping").json();
@@ -429,7 +417,7 @@ fn a_rotated_token_works_during_its_overlap_and_gets_404_after_it() {
     let base = weir.webhook.trim_end_matches('/').to_owned();
     let (old, new) = (format!("{base}{old_path}"), format!("{base}{new_path}"));
     assert_eq!(weir.webhook_url("mapping"), new);
-    let after_restart = run_id(&post_json(&old, &json!({ "title": "old again" })));
+    let after_restart = post_json(&old, &json!({ "title": "old again" })).run_id();
     assert_eq!(weir.wait_run(&after_restart)["run"]["token"], "previous");
 
     // Rotated again with a short overlap: the token before it is out at once, the one it

@@ -76,19 +76,6 @@ fn url(weir: &Weir, flow: &str) -> String {
         .to_owned()
 }
 
-fn run_id(answer: &weir_tests::Answer) -> String {
-    assert_eq!(
-        answer.status,
-        202,
-        "{}",
-        String::from_utf8_lossy(&answer.body)
-    );
-    answer.json()["run_id"]
-        .as_str()
-        .expect("a run id")
-        .to_owned()
-}
-
 fn wait_run(weir: &Weir, id: &str) -> String {
     wait_for(Duration::from_secs(60), "the run to end", || {
         let answer = get_with(&format!("{}/api/runs/{id}", weir.admin), &bearer());
@@ -138,9 +125,9 @@ fn counters_move_as_webhooks_arrive_and_runs_end_behind_the_admin_token() {
     );
     let (ok, strict, signed) = (url(&weir, "ok"), url(&weir, "strict"), url(&weir, "signed"));
     let ran: Vec<String> = (0..2)
-        .map(|n| run_id(&post_json(&ok, &json!({ "n": n }))))
+        .map(|n| post_json(&ok, &json!({ "n": n })).accepted_run_id())
         .collect();
-    let failing = run_id(&post_json(&strict, &json!({ "no": "title" })));
+    let failing = post_json(&strict, &json!({ "no": "title" })).accepted_run_id();
     let refused = post_json(&signed, &json!({ "unsigned": true }));
     assert_eq!(refused.status, 401);
     // Made-up flows and tokens: 404, never a series of their own.
@@ -250,7 +237,7 @@ fn a_backlog_shows_in_the_queue_gauges() {
     );
     let slow = url(&weir, "slow");
     let ids: Vec<String> = (0..4)
-        .map(|n| run_id(&post_json(&slow, &json!({ "n": n }))))
+        .map(|n| post_json(&slow, &json!({ "n": n })).accepted_run_id())
         .collect();
     // One executes, the others wait: the oldest of them since it was accepted.
     wait_for(Duration::from_secs(30), "a backlog in the gauges", || {

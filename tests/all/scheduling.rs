@@ -92,19 +92,6 @@ fn recording_sink(hold: Duration, gate: Option<Arc<Gate>>) -> (Sink, Arc<Mutex<S
     (sink, seen)
 }
 
-fn accepted(answer: &weir_tests::Answer) -> String {
-    assert_eq!(
-        answer.status,
-        202,
-        "{}",
-        String::from_utf8_lossy(&answer.body)
-    );
-    answer.json()["run_id"]
-        .as_str()
-        .expect("a run id")
-        .to_owned()
-}
-
 fn status(weir: &Weir, run: &str) -> String {
     weir.api(&format!("/api/runs/{run}")).json()["run"]["status"]
         .as_str()
@@ -139,7 +126,7 @@ fn order_by_keeps_each_keys_order_while_keys_run_in_parallel() {
                     (0..10)
                         .map(|n| {
                             let body = json!({"key": key, "sender": sender, "n": n});
-                            accepted(&post_json(url, &body))
+                            post_json(url, &body).accepted_run_id()
                         })
                         .collect::<Vec<_>>()
                 })
@@ -198,14 +185,14 @@ fn a_flow_at_its_concurrency_does_not_hold_up_another_flow() {
     );
     let slow_url = weir.webhook_url("slow");
     let slow: Vec<String> = (0..5)
-        .map(|n| accepted(&post_json(&slow_url, &json!({"key": "k", "n": n}))))
+        .map(|n| post_json(&slow_url, &json!({"key": "k", "n": n})).accepted_run_id())
         .collect();
     wait_for(Duration::from_secs(30), "the first slow call", || {
         (seen.lock().unwrap_or_else(|e| e.into_inner()).arrived.len() == 1).then_some(())
     });
     let quick_url = weir.webhook_url("quick");
     for n in 0..5 {
-        let run = accepted(&post_json(&quick_url, &json!({"n": n})));
+        let run = post_json(&quick_url, &json!({"n": n})).accepted_run_id();
         assert_eq!(weir.wait_run(&run)["run"]["status"], "succeeded");
     }
     let statuses: Vec<String> = slow.iter().map(|run| status(&weir, run)).collect();
@@ -234,7 +221,7 @@ fn concurrency_caps_a_flows_runs_at_once() {
     let weir = Weir::start(flows.path(), &data.path().join("weir.redb"));
     let url = weir.webhook_url("capped");
     let runs: Vec<String> = (0..12)
-        .map(|n| accepted(&post_json(&url, &json!({"key": format!("k{n}")}))))
+        .map(|n| post_json(&url, &json!({"key": format!("k{n}")})).accepted_run_id())
         .collect();
     for run in &runs {
         assert_eq!(weir.wait_run(run)["run"]["status"], "succeeded");
@@ -284,7 +271,7 @@ fn a_lane_keeps_its_order_across_a_kill_and_a_reload_changes_it_for_later_runs()
     let weir = Weir::start(flows.path(), &db);
     let url = weir.webhook_url("ordered");
     let runs: Vec<String> = (0..4)
-        .map(|n| accepted(&post_json(&url, &json!({"key": "k", "n": n}))))
+        .map(|n| post_json(&url, &json!({"key": "k", "n": n})).accepted_run_id())
         .collect();
     wait_for(Duration::from_secs(30), "the first call", || {
         (seen.lock().unwrap_or_else(|e| e.into_inner()).arrived.len() == 1).then_some(())
@@ -324,7 +311,7 @@ fn a_lane_keeps_its_order_across_a_kill_and_a_reload_changes_it_for_later_runs()
     });
     let url = weir.webhook_url("ordered");
     for (key, group) in [("k", "a"), ("k", "b")] {
-        accepted(&post_json(&url, &json!({"key": key, "group": group})));
+        post_json(&url, &json!({"key": key, "group": group})).accepted_run_id();
     }
     wait_for(
         Duration::from_secs(30),

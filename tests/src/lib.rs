@@ -156,6 +156,23 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// The `run_id` of a 2xx answer (a webhook's, a replay's); panics with the body otherwise.
+    pub fn run_id(&self) -> String {
+        assert!(
+            (200..300).contains(&self.status),
+            "{}: {}",
+            self.status,
+            String::from_utf8_lossy(&self.body)
+        );
+        self.json()["run_id"].as_str().expect("a run id").to_owned()
+    }
+
+    /// The `run_id` of a webhook answered `202 Accepted`; panics with the body otherwise.
+    pub fn accepted_run_id(&self) -> String {
+        assert_eq!(self.status, 202, "{}", String::from_utf8_lossy(&self.body));
+        self.run_id()
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
             panic!(
