@@ -112,3 +112,118 @@ pub fn post(
     }
     Ok(json)
 }
+
+#[derive(clap::Args)]
+pub struct ReplayArgs {
+    /// The run to replay; without it, the filters below select the runs.
+    pub run_id: Option<String>,
+    /// Only runs of this flow.
+    #[arg(long, conflicts_with = "run_id")]
+    pub flow: Option<String>,
+    /// Only runs with this status (e.g. failed).
+    #[arg(long, conflicts_with = "run_id")]
+    pub status: Option<String>,
+    /// Only runs received at or after this time: an age (1h, 7d) or RFC 3339 UTC.
+    #[arg(long, conflicts_with = "run_id")]
+    pub since: Option<String>,
+    /// Only runs received at or before this time.
+    #[arg(long, conflicts_with = "run_id")]
+    pub until: Option<String>,
+    /// Only runs whose webhook matches this JSONPath, e.g. "$.webhook.body[?@.action=='opened']".
+    #[arg(long, conflicts_with = "run_id")]
+    pub q: Option<String>,
+    /// The most runs replayed (the API's default is 100, its cap 1000).
+    #[arg(long, conflicts_with = "run_id")]
+    pub max: Option<u32>,
+    /// Only say how many runs would be replayed.
+    #[arg(long, conflicts_with = "run_id")]
+    pub dry_run: bool,
+    /// Run the version each run ran (`original`) rather than the flow's current one.
+    #[arg(long, value_parser = ["current", "original"])]
+    pub version: Option<String>,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
+#[derive(clap::Subcommand)]
+pub enum TokenCommand {
+    /// Give a flow a new webhook URL; the old one keeps working for --overlap.
+    Rotate {
+        /// The flow id.
+        flow: String,
+        /// How long the old URL keeps working (e.g. 1h; 0s ends it now). Default: 24h.
+        #[arg(long)]
+        overlap: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+/// `weir replay`: prints each new run id (or, with --dry-run, each run that would go) on a line
+/// of its own, and a summary on stderr.
+pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
+    let mut query = Vec::new();
+    if let Some(version) = &args.version {
+        query.push(("version", version.clone()));
+    }
+    if let Some(id) = &args.run_id {
+        let answer = post(&args.admin, &format!("/api/runs/{id}/replay"), &query)?;
+        println!("{}", answer["run_id"].as_str().unwrap_or_default());
+        eprintln!(
+            "replayed {id} as {} (flow version {})",
+            answer["run_id"].as_str().unwrap_or_default(),
+            answer["flow_version"].as_str().unwrap_or_default()
+        );
+        return Ok(());
+    }
+    let filters = [
+        ("flow", &args.flow),
+        ("status", &args.status),
+        ("since", &args.since),
+        ("until", &args.until),
+        ("q", &args.q),
+    ];
+    for (name, value) in filters {
+        if let Some(value) = value {
+            query.push((name, value.clone()));
+        }
+    }
+    if query.iter().all(|(name, _)| *name == "version") {
+        bail!("give a run id, or filters (--flow, --status, --since, --until, --q) to select runs");
+    }
+    if let Some(max) = args.max {
+        query.push(("max", max.to_string()));
+    }
+    if args.dry_run {
+        query.push(("dry_run", "true".into()));
+    }
+    let answer = post(&args.admin, "/api/runs/replay", &query)?;
+    for id in answer["run_ids"].as_array().into_iter().flatten() {
+        println!("{}", id.as_str().unwrap_or_default());
+    }
+    let count = answer["count"].as_u64().unwrap_or(0);
+    if args.dry_run {
+        eprintln!("{count} runs would be replayed");
+    } else {
+        eprintln!("replayed {count} runs");
+    }
+    if answer["truncated"] == true {
+        eprintln!(
+            "the search stopped at its scan limit after {} runs: narrow it (--since, --flow) to look further",
+            answer["scanned"]
+        );
+    }
+    Ok(())
+}
+
+/// `weir token rotate`: prints the new webhook URL, and on stderr when the old one expires.
+pub fn rotate_token(flow: &str, overlap: Option<String>, admin: &AdminArgs) -> anyhow::Result<()> {
+    let query: Vec<_> = overlap.map(|o| ("overlap", o)).into_iter().collect();
+    let answer = post(admin, &format!("/api/flows/{flow}/rotate-token"), &query)?;
+    println!("{}", answer["webhook_url"].as_str().unwrap_or_default());
+    eprintln!(
+        "the previous URL of flow {flow} works until {}",
+        answer["previous_expires_at"].as_str().unwrap_or_default()
+    );
+    Ok(())
+}
