@@ -320,3 +320,37 @@ fn a_lane_keeps_its_order_across_a_kill_and_a_reload_changes_it_for_later_runs()
     );
     gate.open();
 }
+
+/// Calls that wait on their upstream do not hold the CPU's plugin slots (one per core): more
+/// runs than the machine has cores all have their call in flight at once, and a flow without
+/// outbound calls still runs meanwhile.
+#[test]
+fn calls_waiting_on_an_upstream_do_not_take_every_plugin_slot() {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let calls = (cores + 4).min(64);
+    let gate = Arc::new(Gate::default());
+    let (sink, seen) = recording_sink(Duration::ZERO, Some(Arc::clone(&gate)));
+    let flows = FlowDir::empty();
+    flows.write("slow.toml", &calling_flow("", &sink));
+    flows.write(
+        "quick.toml",
+        "name = \"quick\"\n[[steps]]\nid = \"shape\"\nplugin = \"transform\"\ninput = \"$.webhook.body\"\n",
+    );
+    let data = tempfile::tempdir().expect("temp dir");
+    let weir = Weir::start_with(flows.path(), &data.path().join("weir.redb"), &[]);
+    let slow_url = weir.webhook_url("slow");
+    let slow: Vec<String> = (0..calls)
+        .map(|n| post_json(&slow_url, &json!({"key": "k", "n": n})).accepted_run_id())
+        .collect();
+    wait_for(
+        Duration::from_secs(30),
+        &format!("{calls} calls in flight at once on {cores} cores"),
+        || (seen.lock().unwrap_or_else(|e| e.into_inner()).in_flight == calls).then_some(()),
+    );
+    let quick = post_json(&weir.webhook_url("quick"), &json!({"n": 1})).accepted_run_id();
+    assert_eq!(weir.wait_run(&quick)["run"]["status"], "succeeded");
+    gate.open();
+    for run in &slow {
+        assert_eq!(weir.wait_run(run)["run"]["status"], "succeeded");
+    }
+}

@@ -14,10 +14,17 @@ use crate::store::{
     AttemptRecord, CallRecord, LogLine, RunOutcome, StepErrorRecord, StepRecord, StepStatus,
 };
 
-/// Plugin calls running at once, process-wide: one per core. Wasm is CPU work, so more calls
-/// than cores only add memory (each holds a pooled instance) and latency. Runs waiting here
-/// hold no instance.
+/// Plugin calls running at once, process-wide, of steps that may not call out: one per core.
+/// Such a call is CPU work, so more calls than cores only add memory (each holds a pooled
+/// instance) and latency. Runs waiting here hold no instance.
 static CALL_SLOTS: LazyLock<Semaphore> = LazyLock::new(|| Semaphore::new(cores()));
+
+/// Plugin calls running at once of steps granted outbound HTTP. Such a call mostly waits on
+/// its upstream (the guest yields to the runtime while it waits, and at every epoch tick while
+/// it computes), so it must not hold one of the few CPU slots: a slow upstream would stall
+/// every flow. With `CALL_SLOTS` this stays within the plugin pool's component instances.
+const OUTBOUND_CALLS: usize = 128;
+static OUTBOUND_CALL_SLOTS: LazyLock<Semaphore> = LazyLock::new(|| Semaphore::new(OUTBOUND_CALLS));
 
 /// The machine's cores, as the OS reports them (2 when it cannot say).
 pub(super) fn cores() -> usize {
@@ -188,7 +195,12 @@ pub async fn execute_from(
         };
         let input_text = input.to_string();
         let config_text = step.config.to_string();
-        let slot = CALL_SLOTS.acquire().await;
+        let slots: &Semaphore = if step.outbound.grants.hosts.is_empty() {
+            &CALL_SLOTS
+        } else {
+            &OUTBOUND_CALL_SLOTS
+        };
+        let slot = slots.acquire().await;
         // Awaited here: the guest yields to this runtime at every epoch tick and every host
         // call that waits, so a long call holds no worker. A panic in the host is caught here
         // and fails the step.
