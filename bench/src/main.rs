@@ -3,6 +3,7 @@
 //!
 //!     cargo run --release -p weir-bench -- plugin
 //!     cargo run --release -p weir-bench -- webhook [--rounds N]
+//!     cargo run --release -p weir-bench -- respond [--rounds N]
 //!     cargo run --release -p weir-bench -- memory [--weir PATH] [--serve-arg ARG]...
 //!     cargo run --release -p weir-bench -- outbound
 //!     cargo run --release -p weir-bench -- history [--runs N] [--flows N] [--requests N]
@@ -21,6 +22,7 @@ mod memory;
 mod outbound;
 mod plugin;
 mod prune;
+mod respond;
 mod webhook;
 
 use anyhow::Context as _;
@@ -41,6 +43,13 @@ enum Bench {
     /// runs/s and peak memory.
     Webhook {
         /// Rounds per concurrency; the figures are their median and range.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+        rounds: u64,
+    },
+    /// A flow answering with its run's result (`respond = "result"`, two `transform` steps)
+    /// against the same flow answering 202, at concurrency 64.
+    Respond {
+        /// Rounds; the figures are their median and range.
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
         rounds: u64,
     },
@@ -95,6 +104,9 @@ fn main() -> anyhow::Result<()> {
         Bench::Plugin => plugin::bench(),
         Bench::Webhook { rounds } => {
             webhook::bench(usize::try_from(rounds).context("--rounds is too large")?)
+        }
+        Bench::Respond { rounds } => {
+            respond::bench(usize::try_from(rounds).context("--rounds is too large")?)
         }
         Bench::Memory { weir, serve_args } => memory::bench(weir, &serve_args),
         Bench::Outbound => outbound::bench(),

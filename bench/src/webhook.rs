@@ -30,7 +30,10 @@ const CONCURRENCY: [usize; 2] = [16, 64];
 /// What one phase of load measured.
 pub(crate) struct Load {
     pub(crate) ok: usize,
-    refused: usize,
+    pub(crate) refused: usize,
+    /// Of the `ok` answers, those that were `202 Accepted` (for `respond = "result"`: the
+    /// sender did not get the run's result).
+    pub(crate) accepted: usize,
     /// How long each answer took.
     latencies: Vec<Duration>,
     elapsed: Duration,
@@ -74,7 +77,7 @@ pub(crate) async fn load(addr: SocketAddr, path: &str, concurrency: usize) -> an
             let (mut sender, conn) =
                 hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
             tokio::spawn(conn);
-            let (mut ok, mut refused, mut latencies) = (0, 0, Vec::new());
+            let (mut ok, mut refused, mut accepted, mut latencies) = (0, 0, 0, Vec::new());
             while Instant::now() < deadline {
                 let request = hyper::Request::post(&path)
                     .header("host", "127.0.0.1")
@@ -87,23 +90,26 @@ pub(crate) async fn load(addr: SocketAddr, path: &str, concurrency: usize) -> an
                 latencies.push(sent.elapsed());
                 if status.is_success() {
                     ok += 1;
+                    accepted += usize::from(status == hyper::StatusCode::ACCEPTED);
                 } else {
                     refused += 1;
                 }
             }
-            anyhow::Ok((ok, refused, latencies))
+            anyhow::Ok((ok, refused, accepted, latencies))
         }));
     }
     let mut total = Load {
         ok: 0,
         refused: 0,
+        accepted: 0,
         latencies: Vec::new(),
         elapsed: Duration::ZERO,
     };
     for task in tasks {
-        let (ok, refused, latencies) = task.await??;
+        let (ok, refused, accepted, latencies) = task.await??;
         total.ok += ok;
         total.refused += refused;
+        total.accepted += accepted;
         total.latencies.extend(latencies);
     }
     total.elapsed = start.elapsed();

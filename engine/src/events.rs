@@ -31,7 +31,7 @@ pub const CHANNEL_CAPACITY: usize = 256;
 pub struct Event {
     /// Its place in this process's sequence, from 0.
     pub seq: u64,
-    /// `run.accepted`, `run.started`, `run.finished`, `flow.loaded`, `flow.changed`,
+    /// `run.accepted`, `run.started`, `run.retrying`, `run.finished`, `flow.loaded`, `flow.changed`,
     /// `flow.errored` or `flow.removed`.
     pub kind: &'static str,
     /// The event's data as JSON text.
@@ -195,11 +195,25 @@ impl Events {
         );
     }
 
+    /// A step of the run failed and will be tried again at `next_attempt_at`.
+    pub fn run_retrying(&self, id: RunId, flow_id: &str, next_attempt_at: SystemTime) {
+        self.publish(
+            "run.retrying",
+            &json!({
+                "run_id": id, "flow_id": flow_id, "status": RunStatus::Retrying,
+                "next_attempt_at": humantime::format_rfc3339_millis(next_attempt_at).to_string(),
+                "at": now(),
+            }),
+        );
+    }
+
     /// A run reached its final status.
-    pub fn run_finished(&self, id: RunId, outcome: RunOutcome) {
+    pub fn run_finished(&self, id: RunId, flow_id: &str, outcome: RunOutcome) {
         self.publish(
             "run.finished",
-            &json!({ "run_id": id, "status": RunStatus::from(outcome), "at": now() }),
+            &json!({
+                "run_id": id, "flow_id": flow_id, "status": RunStatus::from(outcome), "at": now(),
+            }),
         );
     }
 

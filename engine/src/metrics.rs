@@ -99,6 +99,7 @@ pub struct Metrics {
     step_seconds: HistogramFamily<Plugin>,
     queued: Gauge,
     executing: Gauge,
+    retrying: Gauge,
     oldest_queued: Gauge<f64, AtomicU64>,
     store_bytes: Gauge,
     store_latency: StoreLatency,
@@ -112,6 +113,8 @@ pub struct Sample {
     pub queued: u64,
     /// Runs executing now.
     pub executing: u64,
+    /// Runs waiting for their next attempt after a step failed.
+    pub retrying: u64,
     /// How long the oldest queued run has waited; `None` when none waits.
     pub oldest_queued: Option<Duration>,
     /// The store file's length in bytes.
@@ -190,6 +193,12 @@ impl Metrics {
         );
         let executing = Gauge::default();
         registry.register("runs_executing", "Runs executing now", executing.clone());
+        let retrying = Gauge::default();
+        registry.register(
+            "runs_retrying",
+            "Runs waiting for their next attempt after a step failed",
+            retrying.clone(),
+        );
         let oldest_queued = Gauge::<f64, AtomicU64>::default();
         registry.register_with_unit(
             "queue_oldest_age",
@@ -239,6 +248,7 @@ impl Metrics {
             step_seconds,
             queued,
             executing,
+            retrying,
             oldest_queued,
             store_bytes,
         }
@@ -315,6 +325,7 @@ impl Metrics {
         let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         self.queued.set(gauge(sample.queued));
         self.executing.set(gauge(sample.executing));
+        self.retrying.set(gauge(sample.retrying));
         self.oldest_queued
             .set(sample.oldest_queued.map_or(0.0, |age| age.as_secs_f64()));
         self.store_bytes.set(gauge(sample.store_bytes));

@@ -306,3 +306,37 @@ fn traps_are_retried_only_when_the_step_says_so() {
         },
     );
 }
+
+/// A run waiting for its next attempt is counted as retrying, not as queued or executing.
+#[test]
+fn a_run_waiting_for_its_retry_is_counted_as_retrying() {
+    let sink = flaky(usize::MAX);
+    let flows = FlowDir::empty();
+    flows.write(
+        "down.toml",
+        &calling_flow(&sink, "retries = 2\nbackoff = \"10m\"", ""),
+    );
+    let data = tempfile::tempdir().unwrap();
+    let weir = Weir::start(flows.path(), &data.path().join("weir.redb"));
+    let id = send(&weir, "down", &json!({"order": 1}));
+    let gauge = |name: &str| {
+        let answer = get(&format!("{}/metrics", weir.admin));
+        let text = String::from_utf8(answer.body).expect("UTF-8");
+        let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("a scrape");
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name)
+            .map(|s| match s.value {
+                Sample::Gauge(v) | Sample::Untyped(v) => v,
+                _ => panic!("{name} is not a gauge"),
+            })
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    };
+    wait_for(Duration::from_secs(30), "the run to be retrying", || {
+        (weir.api(&format!("/api/runs/{id}")).json()["run"]["status"] == "retrying").then_some(())
+    });
+    assert_eq!(gauge("weir_runs_retrying"), 1.0);
+    assert_eq!(gauge("weir_runs_queued"), 0.0);
+    assert_eq!(gauge("weir_runs_executing"), 0.0);
+}

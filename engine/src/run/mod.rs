@@ -315,6 +315,11 @@ impl Executor {
         (self.concurrency as usize).saturating_sub(self.slots.available_permits())
     }
 
+    /// Runs waiting for their next attempt after a step failed (retrying, not yet due).
+    pub fn retrying(&self) -> usize {
+        self.timer.waiting()
+    }
+
     /// The metrics runs are counted in.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
@@ -393,7 +398,7 @@ async fn execute(
         if let Err(e) = store.finish(id, outcome, error.clone()).await {
             tracing::error!(run = %id, error = %e, "recording the end of a run");
         }
-        catalog.events().run_finished(id, outcome);
+        catalog.events().run_finished(id, &flow, outcome);
         Some(RunResult {
             outcome,
             error,
@@ -467,6 +472,7 @@ async fn execute(
                 metrics.step_retried(&run.flow_id);
                 tracing::info!(run = %id, flow = %run.flow_id, error = outcome.error.as_deref().unwrap_or(""), next_attempt_at = %humantime::format_rfc3339_millis(at), "step failed; retrying");
                 timer.schedule(id, at);
+                catalog.events().run_retrying(id, &run.flow_id, at);
                 // Not over: a sender waiting for the result gets its 202 now.
                 return None;
             }

@@ -8,6 +8,8 @@
 //! earlier ones' outputs read back from their records. After a restart, recovery sets a timer
 //! for every retrying run (at once for those already due).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
 
 use serde_json::Value;
@@ -28,6 +30,8 @@ pub(super) struct Timer {
     /// To queue a run where its flow's `order_by` and `concurrency` say.
     catalog: Catalog,
     store: Store,
+    /// Runs whose next attempt is scheduled and not yet due.
+    waiting: Arc<AtomicUsize>,
 }
 
 impl Timer {
@@ -42,7 +46,13 @@ impl Timer {
             runtime,
             catalog,
             store,
+            waiting: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// Runs waiting for their next attempt (retrying, not yet due).
+    pub(super) fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
     }
 
     /// Queues `id` at `at` (at once when that has passed). The waiting task holds no slot; it
@@ -50,8 +60,10 @@ impl Timer {
     pub(super) fn schedule(&self, id: RunId, at: SystemTime) {
         let wait = at.duration_since(SystemTime::now()).unwrap_or_default();
         let this = self.clone();
+        self.waiting.fetch_add(1, Ordering::Relaxed);
         self.runtime.spawn(async move {
             tokio::time::sleep(wait).await;
+            this.waiting.fetch_sub(1, Ordering::Relaxed);
             enqueue(&this.queue, recovered(&this.catalog, &this.store, id).await);
         });
     }

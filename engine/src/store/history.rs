@@ -14,7 +14,8 @@ use super::Store;
 use super::error::StoreError;
 use super::query::{id_bounds, live_of_flow, page_of, scan};
 use super::tables::{
-    Envelope, FINISHED_BY_FLOW, LIVE, NO_DURATION, PREVIOUS_TOKENS, REPLAYS, REQUESTS, bundle,
+    Envelope, FINISHED_BY_FLOW, LIVE, NO_DURATION, PREVIOUS_TOKENS, REPLAYS, REQUESTS,
+    RUNS_BY_FLOW, bundle,
 };
 use super::types::{RawRequest, RunFilter, RunId, RunStatus, Search, WindowStats, from_ms, to_ms};
 
@@ -150,6 +151,45 @@ impl Store {
         })
     }
 
+    /// How many of the flow's runs were received at or after `since`, counting at most `cap`
+    /// (then `true`: there are more). Reads the flow's index of finished runs and the live
+    /// runs, never a finished run's records.
+    pub fn count_runs_since(
+        &self,
+        flow_id: &str,
+        since: SystemTime,
+        cap: u64,
+    ) -> Result<(u64, bool), StoreError> {
+        let from = u128::from(to_ms(since)) << 80;
+        let txn = self.inner.db.begin_read()?;
+        let by_flow = txn.open_table(RUNS_BY_FLOW)?;
+        let mut count = 0;
+        for entry in by_flow.range((flow_id, from)..=(flow_id, u128::MAX))? {
+            entry?;
+            if count == cap {
+                return Ok((count, true));
+            }
+            count += 1;
+        }
+        let (live, requests) = (txn.open_table(LIVE)?, txn.open_table(REQUESTS)?);
+        for entry in live_of_flow(&live, &requests, flow_id, None)? {
+            let (id, _) = entry?;
+            if id < from {
+                // Newest first: the rest are older still.
+                break;
+            }
+            // A store written by an earlier Weir also indexed live runs: counted above.
+            if by_flow.get((flow_id, id))?.is_some() {
+                continue;
+            }
+            if count == cap {
+                return Ok((count, true));
+            }
+            count += 1;
+        }
+        Ok((count, false))
+    }
+
     /// The runs replaying run `id`, oldest first.
     pub fn replays_of(&self, id: RunId) -> Result<Vec<RunId>, StoreError> {
         let txn = self.inner.db.begin_read()?;
@@ -214,7 +254,36 @@ fn percentile(sorted: &[u64], p: usize) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, SystemTime};
+
     use super::percentile;
+    use crate::store::tests::{new_run, temp};
+    use crate::store::{RunOutcome, Store};
+
+    #[tokio::test]
+    async fn runs_since_are_counted_per_flow_up_to_the_cap() {
+        let (_dir, path) = temp();
+        let store = Store::open(&path).unwrap();
+        // Run ids carry the time they were accepted.
+        let before = SystemTime::now() - Duration::from_secs(60);
+        let mut a = Vec::new();
+        for flow in ["a", "a", "a", "b"] {
+            a.push(store.accept(new_run(flow, b"{}")).await.unwrap().id);
+        }
+        // Live and finished runs alike.
+        store.start_run(a[0]).await.unwrap();
+        store
+            .finish_run(a[0], RunOutcome::Succeeded, None)
+            .await
+            .unwrap();
+        assert_eq!(store.count_runs_since("a", before, 10).unwrap(), (3, false));
+        assert_eq!(store.count_runs_since("a", before, 3).unwrap(), (3, false));
+        assert_eq!(store.count_runs_since("a", before, 2).unwrap(), (2, true));
+        assert_eq!(store.count_runs_since("b", before, 10).unwrap(), (1, false));
+        assert_eq!(store.count_runs_since("c", before, 10).unwrap(), (0, false));
+        let later = SystemTime::now() + Duration::from_secs(60);
+        assert_eq!(store.count_runs_since("a", later, 10).unwrap(), (0, false));
+    }
 
     #[test]
     fn percentiles_are_nearest_rank() {

@@ -85,35 +85,35 @@ pub(super) fn flow_json(catalog: &Catalog, entry: &FlowEntry) -> Value {
     flow
 }
 
-/// The most runs read to count a flow's runs of the last 24 hours; past it the count says so.
-const RECENT_RUNS_READ: usize = RunFilter::MAX_LIMIT;
+/// The most index entries read to count a flow's runs of the last 24 hours; past it the
+/// count says so.
+const RECENT_RUNS_COUNTED: u64 = 100_000;
 
 /// Adds the flow's activity to its JSON: `last_run` (id, status, received_at) and `runs_24h`
-/// (capped at [`RECENT_RUNS_READ`], with `runs_24h_capped`). Reads run summaries only, never
-/// a payload.
+/// (capped at [`RECENT_RUNS_COUNTED`], with `runs_24h_capped`). Reads the flow's index and its
+/// newest run's summary, never a payload.
 pub(super) fn add_activity(admin: &Admin, id: &str, flow: &mut Value) -> Result<()> {
-    let page = admin
+    let newest = admin
         .store
         .list_runs(&RunFilter {
             flow: Some(id.to_owned()),
-            limit: RECENT_RUNS_READ,
+            limit: 1,
             ..RunFilter::default()
         })
         .map_err(ApiError::internal)?;
     let since = std::time::SystemTime::now() - std::time::Duration::from_secs(24 * 3600);
-    let recent = page
-        .runs
-        .iter()
-        .take_while(|run| run.id.timestamp() >= since)
-        .count();
+    let (recent, capped) = admin
+        .store
+        .count_runs_since(id, since, RECENT_RUNS_COUNTED)
+        .map_err(ApiError::internal)?;
     flow["runs_24h"] = json!(recent);
-    flow["runs_24h_capped"] = json!(recent == page.runs.len() && page.next_cursor.is_some());
+    flow["runs_24h_capped"] = json!(capped);
     let refused = admin
         .store
         .rejection_counts(id)
         .map_err(ApiError::internal)?;
     flow["rejections"] = json!({ "total": refused.values().sum::<u64>(), "by_reason": refused });
-    flow["last_run"] = json!(page.runs.first().map(|run| json!({
+    flow["last_run"] = json!(newest.runs.first().map(|run| json!({
         "id": run.id,
         "status": run.status,
         "received_at": run.received_at,

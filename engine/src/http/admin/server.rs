@@ -60,10 +60,12 @@ pub(super) fn health(admin: Arc<Admin>) -> Result<Response> {
 pub(super) fn metrics(admin: Arc<Admin>) -> Result<Response> {
     let live = admin.store.queue_len().map_err(ApiError::internal)?;
     let executing = admin.executor.executing() as u64;
+    let retrying = admin.executor.retrying() as u64;
     let oldest = admin.store.oldest_queued().map_err(ApiError::internal)?;
     let sample = crate::metrics::Sample {
-        queued: live.saturating_sub(executing),
+        queued: live.saturating_sub(executing).saturating_sub(retrying),
         executing,
+        retrying,
         oldest_queued: oldest.map(|id| {
             std::time::SystemTime::now()
                 .duration_since(id.timestamp())
