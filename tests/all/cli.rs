@@ -278,3 +278,60 @@ fn check_reports_each_damaged_record_and_exits_1() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open the store"));
 }
+
+/// `weir check` also reads what the gateway keeps beside runs: a damaged refusal is reported
+/// by flow and slot, and the runs stay clean.
+#[test]
+fn check_reports_a_damaged_refusal() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("weir.redb");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let refusal = |message: &str| weir::store::NewRejection {
+        flow_id: "f".into(),
+        at: std::time::SystemTime::now(),
+        reason: "verify",
+        status: 401,
+        message: message.into(),
+        remote_addr: Some("127.0.0.1:5000".into()),
+        method: "POST".into(),
+        path: "/hooks/f/[redacted]".into(),
+        query: String::new(),
+        headers: vec![("x-marker".into(), "kept".into())],
+        body: Some(b"{}".to_vec()),
+        body_size: Some(2),
+    };
+    runtime.block_on(async {
+        let store = weir::store::Store::open(&data).unwrap();
+        store
+            .record_rejections(vec![refusal("fine"), refusal("flip-these-bytes")])
+            .await
+            .unwrap();
+    });
+    let check = || {
+        weir_command()
+            .args(["check", "--data"])
+            .arg(&data)
+            .output()
+            .unwrap()
+    };
+    let out = check();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}");
+
+    let mut bytes = std::fs::read(&data).unwrap();
+    let marker = b"flip-these-bytes";
+    let mut flipped = 0;
+    while let Some(at) = bytes.windows(marker.len()).position(|w| w == marker) {
+        bytes[at..at + 4].copy_from_slice(b"\xff\xfe\xfd\xfc");
+        flipped += 1;
+    }
+    assert!(flipped > 0, "the refusal is not in the file");
+    std::fs::write(&data, bytes).unwrap();
+    let out = check();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("rejection slot 1 of flow f"), "{stdout}");
+}

@@ -17,11 +17,15 @@ use sha2::{Digest, Sha256};
 use super::entry;
 use super::error::StoreError;
 use super::journal;
+use super::rejections::Rejection;
 use super::tables::{
     DONE_BY_FLOW_STATUS, DONE_BY_STATUS, Envelope, FLOW_VERSION_PLUGINS, FLOW_VERSIONS, LIVE, META,
     OUTCOMES, Outcome, PLUGINS, REQUESTS, RUNS_BY_FLOW, STEPS, State, TOKENS, bundle, decode,
 };
-use super::tables::{FINISHED_BY_FLOW, REPLAYS};
+use super::tables::{
+    FINISHED_BY_FLOW, PREVIOUS_TOKENS, REDELIVERIES, REJECTION_COUNTS, REJECTION_NEXT, REJECTIONS,
+    REPLAYS,
+};
 use super::types::{RunId, RunStatus, StepRecord};
 
 /// What `weir check` found.
@@ -62,13 +66,14 @@ pub fn check(path: &Path) -> Result<CheckReport, StoreError> {
             .push(format!("redb: the file fails redb's integrity check: {e}")),
     }
     let txn = db.begin_read()?;
-    let walks: [(&str, Walk); 6] = [
+    let walks: [(&str, Walk); 7] = [
         ("requests", requests),
         ("live", live),
         ("outcomes", outcomes),
         ("steps", steps),
         ("indexes", indexes),
         ("flows", flows),
+        ("receiving", receiving),
     ];
     for (name, walk) in walks {
         // redb panics on a string key or value that is not UTF-8; a damaged table must not
@@ -285,6 +290,70 @@ fn flows(txn: &ReadTransaction, report: &mut CheckReport) -> Result<(), StoreErr
         }
     }
     Ok(())
+}
+
+/// What the gateway keeps beside runs: rotated-out tokens (each of a flow that still has a
+/// token), refusals (each decodes), their counts, and redelivery counts (each of a stored run).
+/// Stores written before a table existed lack it; that is no damage.
+fn receiving(txn: &ReadTransaction, report: &mut CheckReport) -> Result<(), StoreError> {
+    let tokens = txn.open_table(TOKENS)?;
+    if let Some(previous) = added_later(txn.open_table(PREVIOUS_TOKENS))? {
+        for entry in previous.iter()? {
+            let (flow, _) = entry?;
+            report.records += 1;
+            if tokens.get(flow.value())?.is_none() {
+                report.damaged.push(format!(
+                    "flow {:?}: a previous token is kept but the flow has no token",
+                    flow.value()
+                ));
+            }
+        }
+    }
+    if let Some(rejections) = added_later(txn.open_table(REJECTIONS))? {
+        for entry in rejections.iter()? {
+            let (key, value) = entry?;
+            report.records += 1;
+            let (flow, slot) = key.value();
+            let what = format_args!("rejection slot {slot} of flow {flow}");
+            if let Err(e) = decode::<Rejection>(what, value.value()) {
+                report.damaged.push(e.to_string());
+            }
+        }
+    }
+    if let Some(next) = added_later(txn.open_table(REJECTION_NEXT))? {
+        for entry in next.iter()? {
+            entry?;
+            report.records += 1;
+        }
+    }
+    if let Some(counts) = added_later(txn.open_table(REJECTION_COUNTS))? {
+        for entry in counts.iter()? {
+            entry?;
+            report.records += 1;
+        }
+    }
+    if let Some(redeliveries) = added_later(txn.open_table(REDELIVERIES))? {
+        for entry in redeliveries.iter()? {
+            let (id, _) = entry?;
+            report.records += 1;
+            let id = RunId::from(id.value());
+            if !has_request(txn, id)? {
+                report.damaged.push(format!(
+                    "run {id}: redeliveries are counted but the run is missing"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A table that stores written by an earlier Weir may not have: `None` when it is missing.
+fn added_later<T>(table: Result<T, redb::TableError>) -> Result<Option<T>, StoreError> {
+    match table {
+        Ok(table) => Ok(Some(table)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn check_journal(path: &Path, seq: u64, report: &mut CheckReport) {
