@@ -354,3 +354,50 @@ fn calls_waiting_on_an_upstream_do_not_take_every_plugin_slot() {
         assert_eq!(weir.wait_run(run)["run"]["status"], "succeeded");
     }
 }
+
+/// A run waiting for a retry keeps its `order_by` lane: a later webhook of the same key runs
+/// only after the retried run succeeded.
+#[test]
+fn a_retrying_run_is_not_overtaken_by_its_keys_later_runs() {
+    let arrivals = Arc::new(Mutex::new(Vec::<(u64, u16)>::new()));
+    let seen = Arc::clone(&arrivals);
+    let sink = Sink::start(move |request| {
+        let n = request.json()["n"].as_u64().unwrap_or_default();
+        let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+        // The first call of run 1 fails; every other call succeeds.
+        let status = if n == 1 && seen.iter().all(|(m, _)| *m != 1) {
+            503
+        } else {
+            200
+        };
+        seen.push((n, status));
+        Reply::json(status, &json!({"n": n}))
+    });
+    let flows = FlowDir::empty();
+    flows.write(
+        "ordered.toml",
+        &format!(
+            "{}retries = 2\nbackoff = \"500ms\"\n",
+            calling_flow("order_by = \"$.webhook.body.key\"", &sink)
+        ),
+    );
+    let data = tempfile::tempdir().expect("temp dir");
+    let weir = Weir::start(flows.path(), &data.path().join("weir.redb"));
+    let url = weir.webhook_url("ordered");
+    let first = post_json(&url, &json!({"key": "k", "n": 1})).accepted_run_id();
+    wait_for(
+        Duration::from_secs(30),
+        "the first run to be retrying",
+        || (status(&weir, &first) == "retrying").then_some(()),
+    );
+    let second = post_json(&url, &json!({"key": "k", "n": 2})).accepted_run_id();
+    for run in [&first, &second] {
+        assert_eq!(weir.wait_run(run)["run"]["status"], "succeeded");
+    }
+    let arrivals = arrivals.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert_eq!(
+        arrivals,
+        [(1, 503), (1, 200), (2, 200)],
+        "the retry before the key's next run"
+    );
+}

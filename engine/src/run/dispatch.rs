@@ -37,7 +37,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
-use super::{Waiters, execute, payload};
+use super::{Executed, Waiters, execute, payload};
 use crate::catalog::Catalog;
 use crate::flow::Flow;
 use crate::metrics::Metrics;
@@ -160,6 +160,28 @@ pub(super) struct Queued {
     pub(super) id: RunId,
     pub(super) body: Option<u64>,
     pub(super) order: Order,
+    pub(super) retry: Retry,
+}
+
+/// Where a queued run stands with retries. A retrying run keeps its `order_by` lane: no
+/// later run of the lane starts while it waits for its next attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Retry {
+    /// A run to start (new, or recovered).
+    No,
+    /// A retrying run found at startup: its lane is held until it resumes; nothing starts.
+    Hold,
+    /// A retrying run whose next attempt is due: it starts first in its lane.
+    Resume,
+}
+
+/// A lane's waiting runs, oldest first, and whether one of its runs holds it (executing, or
+/// retrying: then `held` is that run).
+#[derive(Default)]
+struct LaneQueue {
+    runs: VecDeque<Pending>,
+    busy: bool,
+    held: Option<RunId>,
 }
 
 /// A run waiting in its flow's queue.
@@ -179,8 +201,8 @@ struct FlowQueue {
     running: u32,
     /// Runs of [`Lane::Free`], oldest first.
     free: VecDeque<Pending>,
-    /// Runs of the other lanes, each oldest first, and whether one of the lane executes.
-    lanes: HashMap<Lane, (VecDeque<Pending>, bool)>,
+    /// Runs of the other lanes.
+    lanes: HashMap<Lane, LaneQueue>,
     /// The oldest run of every lane where none executes, by `seq`: the runs that may start.
     heads: BTreeMap<u64, Lane>,
     /// Whether the flow is in [`Queues::turns`].
@@ -210,9 +232,9 @@ impl FlowQueue {
             (Some(_), None) => (self.free.pop_front()?, Lane::Free),
             (_, Some((seq, lane))) => {
                 self.heads.remove(&seq);
-                let (runs, busy) = self.lanes.get_mut(&lane)?;
-                *busy = true;
-                (runs.pop_front()?, lane)
+                let queue = self.lanes.get_mut(&lane)?;
+                queue.busy = true;
+                (queue.runs.pop_front()?, lane)
             }
             (None, None) => return None,
         };
@@ -233,6 +255,12 @@ struct Queues {
 impl Queues {
     fn push(&mut self, queued: Queued) {
         let Order { flow, lane, limit } = queued.order;
+        if queued.retry == Retry::Hold {
+            if lane != Lane::Free {
+                self.hold(flow, lane, queued.id, limit);
+            }
+            return;
+        }
         let waiting = Pending {
             id: queued.id,
             body: queued.body,
@@ -244,20 +272,26 @@ impl Queues {
         match lane {
             Lane::Free => queue.free.push_back(waiting),
             lane => {
-                let (runs, busy) = queue.lanes.entry(lane).or_default();
+                let lane_queue = queue.lanes.entry(lane).or_default();
+                if queued.retry == Retry::Resume && lane_queue.held == Some(waiting.id) {
+                    // Its next attempt: the lane's first run again.
+                    lane_queue.held = None;
+                    lane_queue.busy = false;
+                }
                 // In run id order, which is the order the store accepted them: two webhooks
                 // accepted in one commit may reach here in either order.
-                let at = runs
+                let at = lane_queue
+                    .runs
                     .iter()
                     .rposition(|run| run.id < waiting.id)
                     .map_or(0, |before| before + 1);
-                if at == 0 && !*busy {
-                    if let Some(head) = runs.front() {
+                if at == 0 && !lane_queue.busy {
+                    if let Some(head) = lane_queue.runs.front() {
                         queue.heads.remove(&head.seq);
                     }
                     queue.heads.insert(waiting.seq, lane);
                 }
-                runs.insert(at, waiting);
+                lane_queue.runs.insert(at, waiting);
             }
         }
         self.turn(flow);
@@ -279,16 +313,39 @@ impl Queues {
         None
     }
 
-    /// A run of `flow` in `lane` ended (or will not run here).
-    fn done(&mut self, flow: String, lane: Lane) {
+    /// Holds `lane` of `flow` for run `id`, which waits for its next attempt.
+    fn hold(&mut self, flow: String, lane: Lane, id: RunId, limit: Option<u32>) {
+        let queue = self.flows.entry(flow).or_default();
+        queue.limit = limit;
+        let lane_queue = queue.lanes.entry(lane).or_default();
+        if !lane_queue.busy
+            && let Some(head) = lane_queue.runs.front()
+        {
+            queue.heads.remove(&head.seq);
+        }
+        lane_queue.busy = true;
+        lane_queue.held = Some(id);
+    }
+
+    /// A run of `flow` in `lane` ended (or will not run here); `retrying`: it will be back
+    /// for its next attempt, and keeps its lane until then.
+    fn done(&mut self, flow: String, lane: Lane, retrying: Option<RunId>) {
         let Some(queue) = self.flows.get_mut(&flow) else {
             return;
         };
         queue.running = queue.running.saturating_sub(1);
+        if let (Some(id), true) = (retrying, lane != Lane::Free) {
+            if let Some(lane_queue) = queue.lanes.get_mut(&lane) {
+                lane_queue.held = Some(id);
+            }
+            // The lane stays busy: its other runs wait.
+            self.turn(flow);
+            return;
+        }
         if let Entry::Occupied(mut entry) = queue.lanes.entry(lane) {
-            let (runs, busy) = entry.get_mut();
-            *busy = false;
-            match runs.front() {
+            let lane_queue = entry.get_mut();
+            lane_queue.busy = false;
+            match lane_queue.runs.front() {
                 Some(next) => {
                     queue.heads.insert(next.seq, lane);
                 }
@@ -316,6 +373,10 @@ impl Queues {
     }
 }
 
+/// A run that left its slot: its flow and lane, and its id when it is retrying (it keeps its
+/// lane until its next attempt).
+type Ended = ((String, Lane), Option<RunId>);
+
 /// Starts queued runs as slots free up.
 pub(super) struct Dispatcher {
     pub(super) timer: super::retry::Timer,
@@ -334,7 +395,7 @@ impl Dispatcher {
     pub(super) async fn run(self, mut incoming: mpsc::UnboundedReceiver<Queued>) {
         let mut queues = Queues::default();
         // Runs that ended, with their flow and lane; sent after their slot is released.
-        let (ended, mut endings) = mpsc::unbounded_channel::<(String, Lane)>();
+        let (ended, mut endings) = mpsc::unbounded_channel::<Ended>();
         let mut closed = self.closed.clone();
         loop {
             // Start every run that may start now.
@@ -350,7 +411,7 @@ impl Dispatcher {
             tokio::select! {
                 biased;
                 () = closing(&mut closed) => return,
-                Some((flow, lane)) = endings.recv() => queues.done(flow, lane),
+                Some(((flow, lane), retrying)) = endings.recv() => queues.done(flow, lane, retrying),
                 queued = incoming.recv() => match queued {
                     Some(queued) => queues.push(queued),
                     None => return,
@@ -365,7 +426,7 @@ impl Dispatcher {
         run: Pending,
         slot: OwnedSemaphorePermit,
         place: (String, Lane),
-        ended: mpsc::UnboundedSender<(String, Lane)>,
+        ended: mpsc::UnboundedSender<Ended>,
     ) {
         let timer = self.timer.clone();
         let (catalog, store, waiters, budget, metrics) = (
@@ -388,15 +449,29 @@ impl Dispatcher {
                     .map_or(0, |run| run.body_size),
             };
             let payload = budget.reserve(body).await;
-            match execute(&catalog, &store, id, &waiters, &metrics, &timer).await {
-                Some(result) => waiters.notify(id, result),
-                // Not run here: a sender waiting for it gets its 202 at once.
-                None => waiters.forget(id),
-            }
+            let retry_at = match execute(&catalog, &store, id, &waiters, &metrics, &timer).await {
+                Executed::Done(result) => {
+                    waiters.notify(id, result);
+                    None
+                }
+                // Not run here, or not over: a sender waiting for it gets its 202 at once.
+                Executed::NotRun => {
+                    waiters.forget(id);
+                    None
+                }
+                Executed::RetryAt(at) => {
+                    waiters.forget(id);
+                    Some(at)
+                }
+            };
             drop(payload);
             drop(slot);
-            // The dispatcher is gone only when the executor closes.
-            let _ = ended.send(place);
+            // The dispatcher is gone only when the executor closes. Sent before the retry is
+            // scheduled, so that the lane is held before the run can come back.
+            let _ = ended.send((place, retry_at.map(|_| id)));
+            if let Some(at) = retry_at {
+                timer.schedule(id, at);
+            }
         });
     }
 }
@@ -422,7 +497,12 @@ pub(super) async fn recovered(catalog: &Catalog, store: &Store, id: RunId) -> Qu
             },
         },
     };
-    Queued { id, body, order }
+    Queued {
+        id,
+        body,
+        order,
+        retry: Retry::No,
+    }
 }
 
 /// Hands a run to the dispatcher.
@@ -454,6 +534,7 @@ mod tests {
                 lane,
                 limit,
             },
+            retry: Retry::No,
         }
     }
 
@@ -487,13 +568,13 @@ mod tests {
                 .collect()
         };
         assert_eq!(ids(start_all(&mut queues)), vec![1, 2, 4], "one per lane");
-        queues.done("f".into(), b);
+        queues.done("f".into(), b, None);
         assert_eq!(ids(start_all(&mut queues)), vec![5]);
-        queues.done("f".into(), a);
-        queues.done("f".into(), Lane::Unkeyed);
+        queues.done("f".into(), a, None);
+        queues.done("f".into(), Lane::Unkeyed, None);
         assert_eq!(ids(start_all(&mut queues)), vec![3, 6], "oldest first");
         for lane in [a, b, Lane::Unkeyed] {
-            queues.done("f".into(), lane);
+            queues.done("f".into(), lane, None);
         }
         assert!(queues.flows.is_empty(), "an idle flow leaves no trace");
         assert!(queues.turns.is_empty());
@@ -510,9 +591,64 @@ mod tests {
         while let Some((flow, lane, run)) = queues.next() {
             assert!(queues.next().is_none(), "one at a time");
             order.push(run.id);
-            queues.done(flow, lane);
+            queues.done(flow, lane, None);
         }
         assert_eq!(order, [1u128, 2, 3, 4, 5].map(RunId::from));
+    }
+
+    #[test]
+    fn a_retrying_run_keeps_its_lane_until_its_next_attempt() {
+        let mut queues = Queues::default();
+        let (a, b) = (Lane::Key(1), Lane::Key(2));
+        for (id, lane) in [(1, a), (2, a), (3, b)] {
+            queues.push(queued(id, "f", lane, None));
+        }
+        assert_eq!(start_all(&mut queues).len(), 2, "1 and 3");
+        // Run 1 fails with attempts left: run 2 of its lane waits; lane b goes on.
+        queues.done("f".into(), a, Some(RunId::from(1u128)));
+        queues.done("f".into(), b, None);
+        assert!(start_all(&mut queues).is_empty());
+        queues.push(queued(4, "f", b, None));
+        assert_eq!(
+            start_all(&mut queues),
+            vec![("f".into(), b, RunId::from(4u128))]
+        );
+        // Its next attempt is due: it goes first, then run 2.
+        let mut resumed = queued(1, "f", a, None);
+        resumed.retry = Retry::Resume;
+        queues.push(resumed);
+        assert_eq!(
+            start_all(&mut queues),
+            vec![("f".into(), a, RunId::from(1u128))]
+        );
+        queues.done("f".into(), a, None);
+        assert_eq!(
+            start_all(&mut queues),
+            vec![("f".into(), a, RunId::from(2u128))]
+        );
+    }
+
+    #[test]
+    fn after_a_restart_a_retrying_run_holds_its_lane_before_others_queue() {
+        let mut queues = Queues::default();
+        let a = Lane::Key(1);
+        let mut held = queued(1, "f", a, None);
+        held.retry = Retry::Hold;
+        queues.push(held);
+        queues.push(queued(2, "f", a, None));
+        queues.push(queued(3, "f", Lane::Free, None));
+        assert_eq!(
+            start_all(&mut queues),
+            vec![("f".into(), Lane::Free, RunId::from(3u128))],
+            "the held lane's run waits"
+        );
+        let mut resumed = queued(1, "f", a, None);
+        resumed.retry = Retry::Resume;
+        queues.push(resumed);
+        assert_eq!(
+            start_all(&mut queues),
+            vec![("f".into(), a, RunId::from(1u128))]
+        );
     }
 
     #[test]
@@ -528,7 +664,7 @@ mod tests {
         let busy = started.iter().filter(|(flow, ..)| flow == "busy").count();
         assert_eq!(busy, 2, "no more than its concurrency");
         assert_eq!(started.len(), 5, "the other flow's runs are not held up");
-        queues.done("busy".into(), Lane::Free);
+        queues.done("busy".into(), Lane::Free, None);
         assert_eq!(
             start_all(&mut queues),
             vec![("busy".into(), Lane::Free, RunId::from(3u128))]

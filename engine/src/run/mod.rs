@@ -21,7 +21,7 @@ mod steps;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
@@ -306,7 +306,15 @@ impl Executor {
     pub fn submit_and_wait(&self, id: RunId, body: u64, order: Order) -> Option<Waiting> {
         let waiting = self.waiters.add(id);
         let body = Some(body);
-        enqueue(&self.queue, Queued { id, body, order });
+        enqueue(
+            &self.queue,
+            Queued {
+                id,
+                body,
+                order,
+                retry: dispatch::Retry::No,
+            },
+        );
         waiting
     }
 
@@ -334,12 +342,28 @@ impl Executor {
     /// `order` says where it queues (see [`Order::of`]).
     pub fn submit(&self, id: RunId, body: u64, order: Order) {
         let body = Some(body);
-        enqueue(&self.queue, Queued { id, body, order });
+        enqueue(
+            &self.queue,
+            Queued {
+                id,
+                body,
+                order,
+                retry: dispatch::Retry::No,
+            },
+        );
     }
 
     /// Submits every run the store still holds live (queued, or cut off while running), and
     /// sets a timer for every retrying run at its next attempt (at once when it is past).
     pub async fn recover(&self, store: &Store) -> Result<usize, StoreError> {
+        // Retrying runs hold their `order_by` lanes before any other run is queued, so that
+        // none of a lane's later runs starts before their next attempt.
+        let retrying = store.retrying_runs()?;
+        for (id, _) in &retrying {
+            let mut held = dispatch::recovered(&self.catalog, store, *id).await;
+            held.retry = dispatch::Retry::Hold;
+            enqueue(&self.queue, held);
+        }
         let ids = store.recover().await?;
         let n = ids.len();
         for id in ids {
@@ -351,7 +375,6 @@ impl Executor {
         if n > 0 {
             tracing::info!(runs = n, "resuming runs left from before the restart");
         }
-        let retrying = store.retrying_runs()?;
         if !retrying.is_empty() {
             tracing::info!(runs = retrying.len(), "resuming the retry schedule of runs");
         }
@@ -382,6 +405,16 @@ impl StepSink for StoreSink<'_> {
 
 /// Runs one accepted run to its end; its result, or `None` when it did not run here. The
 /// result carries the last step's output only when a sender waits for it.
+/// How [`execute`] left a run.
+enum Executed {
+    /// It reached its final status.
+    Done(RunResult),
+    /// It was not run here (already started elsewhere, or the store failed; it stays queued).
+    NotRun,
+    /// A step failed with attempts left: the run is retrying until this time.
+    RetryAt(SystemTime),
+}
+
 async fn execute(
     catalog: &Catalog,
     store: &Store,
@@ -389,7 +422,7 @@ async fn execute(
     waiters: &Waiters,
     metrics: &Metrics,
     timer: &retry::Timer,
-) -> Option<RunResult> {
+) -> Executed {
     // `flow` is empty only for a run whose stored request cannot be read.
     let finish = |flow: String, outcome, error: Option<String>, output, answer| async move {
         // Counted before the store says so, so that a reader who sees the run finished also
@@ -399,7 +432,7 @@ async fn execute(
             tracing::error!(run = %id, error = %e, "recording the end of a run");
         }
         catalog.events().run_finished(id, &flow, outcome);
-        Some(RunResult {
+        Executed::Done(RunResult {
             outcome,
             error,
             output,
@@ -409,7 +442,7 @@ async fn execute(
     let (run, request) = match store.claim_run(id).await {
         Ok(claimed) => claimed,
         // Already started or finished: a duplicate submit.
-        Err(StoreError::Conflict(_)) => return None,
+        Err(StoreError::Conflict(_)) => return Executed::NotRun,
         Err(StoreError::Corrupt(message)) => {
             // The run is marked running but its stored request cannot be read: end it, with
             // the reason shown, rather than retry it at every start.
@@ -425,7 +458,7 @@ async fn execute(
         }
         Err(e) => {
             tracing::error!(run = %id, error = %e, "cannot start run; it stays queued");
-            return None;
+            return Executed::NotRun;
         }
     };
     catalog.events().run_started(&run);
@@ -471,10 +504,10 @@ async fn execute(
             Ok(()) => {
                 metrics.step_retried(&run.flow_id);
                 tracing::info!(run = %id, flow = %run.flow_id, error = outcome.error.as_deref().unwrap_or(""), next_attempt_at = %humantime::format_rfc3339_millis(at), "step failed; retrying");
-                timer.schedule(id, at);
                 catalog.events().run_retrying(id, &run.flow_id, at);
-                // Not over: a sender waiting for the result gets its 202 now.
-                return None;
+                // Not over: a sender waiting for the result gets its 202 now, and the
+                // dispatcher sets the timer once it holds the run's lane.
+                return Executed::RetryAt(at);
             }
             Err(e) => {
                 tracing::error!(run = %id, error = %e, "cannot schedule a retry; the run fails");

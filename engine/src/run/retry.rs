@@ -15,7 +15,7 @@ use std::time::SystemTime;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::dispatch::{Queued, enqueue, recovered};
+use super::dispatch::{Queued, Retry, enqueue, recovered};
 use super::steps::{Resume, set_output};
 use crate::catalog::Catalog;
 use crate::flow::Flow;
@@ -64,7 +64,9 @@ impl Timer {
         self.runtime.spawn(async move {
             tokio::time::sleep(wait).await;
             this.waiting.fetch_sub(1, Ordering::Relaxed);
-            enqueue(&this.queue, recovered(&this.catalog, &this.store, id).await);
+            let mut queued = recovered(&this.catalog, &this.store, id).await;
+            queued.retry = Retry::Resume;
+            enqueue(&this.queue, queued);
         });
     }
 
