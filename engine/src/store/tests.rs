@@ -64,7 +64,7 @@ pub(super) fn step(index: u32, id: &str) -> StepRecord {
         input: Some(serde_json::json!({ "n": index })),
         output: Some(serde_json::json!("out")),
         logs: vec![LogLine {
-            level: "info".into(),
+            level: LogLevel::Info,
             message: format!("step {index}"),
         }],
         error: None,
