@@ -136,7 +136,7 @@ async fn one_run(store: &Store, n: u64, flows: usize) -> anyhow::Result<()> {
                 output: error.is_none().then(|| input.clone()),
                 input: Some(input),
                 logs: vec![LogLine {
-                    level: "info".into(),
+                    level: weir::store::LogLevel::Info,
                     message: "shaped".into(),
                 }],
                 error: error.map(|message| weir::store::StepErrorRecord {

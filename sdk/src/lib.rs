@@ -34,6 +34,12 @@
 //! `std::error::Error` inside a step (it becomes `StepError::Internal`), and a panic is
 //! reported to Weir with its message and location (the step's error kind is `panic`).
 //!
+//! Every call runs in a fresh instance of the component: Weir instantiates it anew for each
+//! `run` and each `validate-config`, so that nothing one run leaves in memory reaches the next.
+//! A step parses and compiles its config (a regex, a template, a schema) once per call; state
+//! kept in a `static` between calls (a `OnceLock`, a cache keyed by the config text) starts
+//! empty every time, so it is never hit and only adds code.
+//!
 //! Build it with `cargo build --release --target wasm32-wasip2`: the result is a WebAssembly
 //! component that Weir runs with `plugin = "path/to/name.wasm"`. See `sdk/README.md`.
 

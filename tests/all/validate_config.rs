@@ -41,6 +41,17 @@ fn weir_validate_reports_a_config_the_plugin_refuses_at_its_config_line() {
         &flow_with("filter", r#"config = { equal = "opened" }"#),
     );
     flows.write(
+        "schema.toml",
+        &flow_with(
+            "json-schema",
+            r#"config = { schema = { type = "no-such-type" } }"#,
+        ),
+    );
+    flows.write(
+        "http.toml",
+        &flow_with("http", r#"config = { url = "ftp://example.com/" }"#),
+    );
+    flows.write(
         "fine.toml",
         &flow_with("filter", r#"config = { matches = "^(opened|closed)$" }"#),
     );
@@ -64,8 +75,17 @@ fn weir_validate_reports_a_config_the_plugin_refuses_at_its_config_line() {
     let unknown = line_of("unknown.toml");
     assert!(unknown.contains("unknown.toml:6:10"), "{unknown}");
     assert!(unknown.contains("unknown field `equal`"), "{unknown}");
+    let schema = line_of("schema.toml");
+    assert!(schema.contains("schema.toml:6:10"), "{schema}");
+    assert!(schema.contains("not a valid JSON Schema"), "{schema}");
+    let http = line_of("http.toml");
+    assert!(http.contains("http.toml:6:10"), "{http}");
+    assert!(
+        http.contains("must be an http:// or https:// URL"),
+        "{http}"
+    );
     assert!(!stderr.contains("fine.toml:"), "{stderr}");
-    assert!(stderr.contains("3 of 4 flow files have errors"), "{stderr}");
+    assert!(stderr.contains("5 of 6 flow files have errors"), "{stderr}");
 }
 
 #[test]

@@ -288,4 +288,137 @@ mod tests {
             "flow 'orders', step 'notify': input.name = \"$.webhook.body.name\" selected nothing; check the payload, or give the place a \"$default\""
         );
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::flow::query::tests::properties::{document, jsonpath_ish, valid_query};
+
+        /// One segment of a singular query, and how it is written.
+        #[derive(Debug, Clone)]
+        enum Step {
+            Name(String),
+            Index(usize),
+        }
+
+        /// A mapping tree whose queries come from `queries` (those that parse).
+        fn tree(queries: impl Strategy<Value = String> + 'static) -> impl Strategy<Value = Node> {
+            let leaf = prop_oneof![
+                document().prop_map(Node::Literal),
+                (queries, proptest::option::of(document())).prop_filter_map(
+                    "a query that parses",
+                    |(text, default)| {
+                        let query = Query::parse(&text).ok()?;
+                        let default = default.filter(|_| query.is_singular());
+                        Some(Node::Query(Box::new(Selection {
+                            place: "input".to_owned(),
+                            query,
+                            default,
+                        })))
+                    },
+                ),
+            ];
+            leaf.prop_recursive(3, 24, 4, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(("[a-c]{1,2}", inner.clone()), 0..4)
+                        .prop_map(Node::object),
+                    proptest::collection::vec(inner, 0..4).prop_map(Node::array),
+                ]
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn evaluating_any_mapping_never_panics(
+                root in tree(prop_oneof![valid_query(), jsonpath_ish()]),
+                context in document(),
+            ) {
+                let constant = matches!(root, Node::Literal(_));
+                let m = mapping(root);
+                prop_assert_eq!(m.is_constant(), constant);
+                match m.evaluate(&context) {
+                    Ok(_) => {}
+                    Err(MappingError::NothingSelected { place, .. }) => {
+                        prop_assert_eq!(place, "input");
+                    }
+                }
+            }
+
+            /// A singular query gives exactly the value at its path, wherever it sits in a
+            /// document with other members and elements around it.
+            #[test]
+            fn a_singular_query_gives_the_value_at_its_path(
+                path in proptest::collection::vec(
+                    prop_oneof![
+                        "[a-z_][a-z0-9_]{0,4}".prop_map(Step::Name),
+                        (0..3usize).prop_map(Step::Index),
+                    ],
+                    1..5,
+                ),
+                value in document(),
+                filler in document(),
+            ) {
+                // Builds the document from the value outwards, with the filler beside it.
+                let mut context = value.clone();
+                for step in path.iter().rev() {
+                    context = match step {
+                        Step::Name(name) => {
+                            let mut members = Map::new();
+                            members.insert(format!("{name}_other"), filler.clone());
+                            members.insert(name.clone(), context);
+                            Value::Object(members)
+                        }
+                        Step::Index(index) => {
+                            let mut elements = vec![filler.clone(); *index];
+                            elements.push(context);
+                            elements.push(filler.clone());
+                            Value::Array(elements)
+                        }
+                    };
+                }
+                let text: String = std::iter::once("$".to_owned())
+                    .chain(path.iter().map(|step| match step {
+                        Step::Name(name) => format!(".{name}"),
+                        Step::Index(index) => format!("[{index}]"),
+                    }))
+                    .collect();
+                let m = mapping(selection("input.x", &text, None));
+                prop_assert_eq!(m.evaluate(&context), Ok(value.clone()));
+                // Inside a table, beside a literal, it gives the same value.
+                let m = mapping(Node::object(vec![
+                    ("x".into(), selection("input.x", &text, None)),
+                    ("y".into(), Node::Literal(Value::from("y"))),
+                ]));
+                prop_assert_eq!(
+                    m.evaluate(&context),
+                    Ok(serde_json::json!({"x": value, "y": "y"}))
+                );
+            }
+
+            #[test]
+            fn a_missing_path_gives_the_default_or_names_the_place(
+                name in "[a-z]{1,4}",
+                default in proptest::option::of(document()),
+            ) {
+                let text = format!("$.webhook.{name}");
+                let m = mapping(selection("input.x", &text, default.clone()));
+                let got = m.evaluate(&serde_json::json!({"webhook": {}}));
+                match default {
+                    Some(default) => prop_assert_eq!(got, Ok(default)),
+                    None => prop_assert_eq!(
+                        got,
+                        Err(MappingError::NothingSelected {
+                            flow: FlowId::new("orders").unwrap(),
+                            step: StepId::new("notify").unwrap(),
+                            place: "input.x".to_owned(),
+                            path: text,
+                        })
+                    ),
+                }
+            }
+        }
+    }
 }

@@ -343,7 +343,7 @@ fn describe_rule(rule: &Rule) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
@@ -401,5 +401,158 @@ mod tests {
         assert_eq!(q.segment_names(1), Some(vec!["a", "b"]));
         assert_eq!(q.segment_names(3), None);
         assert_eq!(query("$.steps[*]").segment_names(1), None);
+    }
+
+    pub(crate) mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// Pieces of JSONPath, so that generated text is often close to a query and reaches
+        /// deep into the parser, the type check and evaluation.
+        const PIECES: &[&str] = &[
+            "$",
+            "@",
+            ".",
+            "..",
+            "[",
+            "]",
+            "*",
+            "?",
+            "(",
+            ")",
+            "'",
+            "\"",
+            ",",
+            ":",
+            "==",
+            "!=",
+            "<",
+            "<=",
+            ">",
+            ">=",
+            "&&",
+            "||",
+            "!",
+            "-",
+            "0",
+            "1",
+            "-1",
+            "2:",
+            "::-1",
+            "9007199254740993",
+            "99999999999999999999",
+            "a",
+            "b",
+            "webhook",
+            "steps",
+            "length",
+            "count",
+            "match",
+            "search",
+            "value",
+            "true",
+            "null",
+            "1e3",
+            " ",
+            "\\",
+            "\\u0041",
+            "\\ud800",
+            "é",
+            "\u{1F600}",
+        ];
+
+        /// Text made of JSONPath pieces, most of it starting with `$`.
+        pub(in crate::flow) fn jsonpath_ish() -> impl Strategy<Value = String> {
+            (
+                prop::bool::weighted(0.9),
+                proptest::collection::vec(prop::sample::select(PIECES), 0..16),
+            )
+                .prop_map(|(rooted, pieces)| {
+                    let mut text = if rooted {
+                        "$".to_owned()
+                    } else {
+                        String::new()
+                    };
+                    text.extend(pieces);
+                    text
+                })
+        }
+
+        /// One segment that always parses: a name, an index, a wildcard, a slice, a union, a
+        /// descendant or a filter.
+        fn segment() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[a-z]{1,3}".prop_map(|name| format!(".{name}")),
+                (-3i64..4).prop_map(|index| format!("[{index}]")),
+                Just(".*".to_owned()),
+                Just("[*]".to_owned()),
+                (-3i64..3, -3i64..3).prop_map(|(from, to)| format!("[{from}:{to}]")),
+                Just("['a','b']".to_owned()),
+                "[a-z]{1,3}".prop_map(|name| format!("..{name}")),
+                Just("[?@.a > 1]".to_owned()),
+                Just("[?length(@) >= 1]".to_owned()),
+                Just("[?count(@.*) == 2 && @.a]".to_owned()),
+                Just("[?match(@.b, 'a.*')]".to_owned()),
+                Just("[?value(@..a) == null]".to_owned()),
+            ]
+        }
+
+        /// A query that parses.
+        pub(in crate::flow) fn valid_query() -> impl Strategy<Value = String> {
+            proptest::collection::vec(segment(), 0..5)
+                .prop_map(|segments| format!("${}", segments.concat()))
+        }
+
+        /// Any JSON document, a few levels deep.
+        pub(in crate::flow) fn document() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_map(Value::from),
+                "[a-c]{0,2}".prop_map(Value::String),
+            ];
+            leaf.prop_recursive(4, 48, 4, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    proptest::collection::btree_map("[a-c]{1,2}", inner, 0..4)
+                        .prop_map(|members| Value::Object(members.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn arbitrary_text_never_panics_the_parser(
+                text in prop_oneof![jsonpath_ish(), any::<String>()],
+            ) {
+                if let Err(err) = Query::parse(&text) {
+                    prop_assert_eq!(&err.query, &text);
+                    prop_assert!(err.offset.is_none_or(|at| at <= text.len()));
+                }
+            }
+
+            #[test]
+            fn every_parsed_query_selects_without_panicking(
+                text in prop_oneof![jsonpath_ish(), valid_query()],
+                document in document(),
+            ) {
+                if let Ok(query) = Query::parse(&text) {
+                    prop_assert_eq!(query.as_str(), text.as_str());
+                    let nodes = query.select(&document);
+                    if query.is_singular() {
+                        prop_assert!(nodes.len() <= 1);
+                    }
+                }
+            }
+
+            #[test]
+            fn generated_valid_queries_parse(text in valid_query()) {
+                prop_assert!(Query::parse(&text).is_ok(), "{} does not parse", text);
+            }
+        }
     }
 }

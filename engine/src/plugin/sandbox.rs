@@ -16,8 +16,9 @@ use super::Limits;
 use super::bindings::weir::plugin::log;
 use super::outbound::StepHttp;
 
-/// The level of a log line; `stdout` and `stderr` are what the guest printed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The level of a log line; `stdout` and `stderr` are what the guest printed. Stored and shown
+/// as its lowercase name (`info`, `stdout`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
     Trace,
@@ -29,10 +30,33 @@ pub enum LogLevel {
     Stderr,
 }
 
-/// One line a plugin logged.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+impl LogLevel {
+    /// The level's name, as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+            LogLevel::Stdout => "stdout",
+            LogLevel::Stderr => "stderr",
+        }
+    }
+}
+
+impl std::fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One line a plugin logged: what a call returns, and what a step's record keeps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogLine {
+    /// How the plugin logged it.
     pub level: LogLevel,
+    /// The text.
     pub message: String,
 }
 

@@ -9,10 +9,8 @@ use tokio::sync::Semaphore;
 
 use crate::catalog::LiveFlow;
 use crate::flow::{Redactor, Step};
-use crate::plugin::{CallContext, Limits, LogLevel, StepFailure};
-use crate::store::{
-    AttemptRecord, CallRecord, LogLine, RunOutcome, StepErrorRecord, StepRecord, StepStatus,
-};
+use crate::plugin::{CallContext, Limits, StepFailure};
+use crate::store::{AttemptRecord, RunOutcome, StepErrorRecord, StepRecord, StepStatus};
 
 /// Plugin calls running at once, process-wide, of steps that may not call out: one per core.
 /// Such a call is CPU work, so more calls than cores only add memory (each holds a pooled
@@ -245,27 +243,8 @@ pub async fn execute_from(
                 };
             }
         };
-        record.calls = call
-            .calls
-            .into_iter()
-            .map(|c| CallRecord {
-                method: c.method,
-                url: c.url,
-                status: c.status,
-                duration_ms: c.duration_ms,
-                request_bytes: c.request_bytes,
-                response_bytes: c.response_bytes,
-                error: c.error,
-            })
-            .collect();
-        record.logs = call
-            .logs
-            .into_iter()
-            .map(|l| LogLine {
-                level: level_name(l.level).into(),
-                message: l.message,
-            })
-            .collect();
+        record.calls = call.calls;
+        record.logs = call.logs;
         match call.result {
             Ok(output) => {
                 record.status = StepStatus::Succeeded;
@@ -414,18 +393,6 @@ fn failure_message(failure: &StepFailure) -> String {
     match failure {
         StepFailure::Step { message, .. } => message.clone(),
         other => other.to_string(),
-    }
-}
-
-fn level_name(level: LogLevel) -> &'static str {
-    match level {
-        LogLevel::Trace => "trace",
-        LogLevel::Debug => "debug",
-        LogLevel::Info => "info",
-        LogLevel::Warn => "warn",
-        LogLevel::Error => "error",
-        LogLevel::Stdout => "stdout",
-        LogLevel::Stderr => "stderr",
     }
 }
 

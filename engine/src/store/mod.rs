@@ -114,9 +114,9 @@ pub use prune::{Holdings, PRUNE_BATCH, age_of};
 pub use rejections::{BODY_KEPT, NewRejection, RING, Rejection, RejectionPage};
 pub use tables::ERROR_FLOW_PATH;
 pub use types::{
-    Accepted, AttemptRecord, CallRecord, DamagedRun, LogLine, NewRun, Page, PluginBlob, RawRequest,
-    Run, RunFilter, RunId, RunOrigin, RunOutcome, RunStatus, Search, StepErrorRecord, StepRecord,
-    StepStatus, TokenUsed, UnknownStatus, WindowStats,
+    Accepted, AttemptRecord, CallRecord, DamagedRun, LogLevel, LogLine, NewRun, Page, PluginBlob,
+    RawRequest, Run, RunFilter, RunId, RunOrigin, RunOutcome, RunStatus, Search, StepErrorRecord,
+    StepRecord, StepStatus, TokenUsed, UnknownStatus, WindowStats,
 };
 
 use tables::Envelope;

@@ -89,7 +89,7 @@ pub(super) const PREVIOUS_TOKENS: TableDefinition<&str, (&str, u64)> =
 pub const ERROR_FLOW_PATH: &str = "on_failure:";
 
 /// What a run keeps from acceptance on: its flow and the request without its body.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(super) struct Envelope {
     pub flow_id: String,
     pub flow_version: String,
@@ -618,3 +618,6 @@ pub(super) const REJECTION_COUNTS: TableDefinition<(&str, &str), u64> =
     TableDefinition::new("rejection_counts");
 /// run id → redeliveries answered with it (absent: none).
 pub(super) const REDELIVERIES: TableDefinition<u128, u64> = TableDefinition::new("redeliveries");
+
+#[cfg(test)]
+mod tests;

@@ -7,6 +7,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use ulid::Ulid;
 
+/// What a step's record keeps of its plugin call, as the plugin host gives it.
+pub use crate::plugin::outbound::CallRecord;
+pub use crate::plugin::{LogLevel, LogLine};
+
 /// The id of a run: a ULID, so ids sort by the time the run was accepted.
 ///
 /// The store hands out strictly increasing ids (also across restarts), so "newest first" is a
@@ -320,15 +324,6 @@ pub enum StepStatus {
     Filtered,
 }
 
-/// One line a plugin logged.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct LogLine {
-    /// `trace`, `debug`, `info`, `warn` or `error`.
-    pub level: String,
-    /// The text.
-    pub message: String,
-}
-
 /// Why a step failed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StepErrorRecord {
@@ -385,24 +380,6 @@ pub struct AttemptRecord {
     /// When the next attempt was due, for a failed attempt that was retried.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_at: Option<String>,
-}
-
-/// One outbound HTTP call of a step.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct CallRecord {
-    pub method: String,
-    /// The URL, every query value shown as `[redacted]`.
-    pub url: String,
-    /// The response status, when one came.
-    pub status: Option<u16>,
-    /// From the request to the end of the response body, or the failure.
-    pub duration_ms: u64,
-    /// Request body bytes sent.
-    pub request_bytes: u64,
-    /// Response body bytes received, up to the step's cap.
-    pub response_bytes: u64,
-    /// Why the call failed: `denied: …`, `too large: …`, `timeout: …`, …
-    pub error: Option<String>,
 }
 
 /// Which runs `list_runs` returns.
@@ -538,4 +515,58 @@ mod rfc3339_millis {
 pub struct PluginBlob {
     pub hash: String,
     pub bytes: std::sync::Arc<[u8]>,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// A step record as stores hold it (logs with their level by name, an outbound call)
+    /// reads back and writes the same JSON: stores written before the engine shared one
+    /// `LogLine` and one `CallRecord` keep reading.
+    #[test]
+    fn a_stored_step_record_reads_and_writes_the_same_json() {
+        let stored = json!({
+            "index": 0,
+            "step_id": "notify",
+            "plugin": "http",
+            "status": "failed",
+            "input": {"text": "hi"},
+            "output": null,
+            "logs": [
+                {"level": "trace", "message": "a"},
+                {"level": "debug", "message": "b"},
+                {"level": "info", "message": "c"},
+                {"level": "warn", "message": "d"},
+                {"level": "error", "message": "e"},
+                {"level": "stdout", "message": "f"},
+                {"level": "stderr", "message": "g"}
+            ],
+            "error": {"kind": "upstream", "message": "503"},
+            "started_at": "2026-01-01T00:00:00.000Z",
+            "duration_us": 37,
+            "calls": [{
+                "method": "POST",
+                "url": "https://hooks.example/x?token=[redacted]",
+                "status": 503,
+                "duration_ms": 12,
+                "request_bytes": 14,
+                "response_bytes": 3,
+                "error": null
+            }]
+        });
+        let record: StepRecord = serde_json::from_value(stored.clone()).unwrap();
+        let levels: Vec<&str> = record.logs.iter().map(|l| l.level.as_str()).collect();
+        assert_eq!(
+            levels,
+            [
+                "trace", "debug", "info", "warn", "error", "stdout", "stderr"
+            ]
+        );
+        assert_eq!(record.logs[5].level, LogLevel::Stdout);
+        assert_eq!(record.calls[0].status, Some(503));
+        assert_eq!(serde_json::to_value(&record).unwrap(), stored);
+    }
 }

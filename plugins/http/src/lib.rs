@@ -110,7 +110,13 @@ fn check_method(method: &str) -> Result<(), String> {
     }
 }
 
-#[weir_sdk::step]
+/// `validate-config`: Weir calls it when the flow loads, so a bad `url`, `method` or `expect`
+/// in config is an error at the flow's `config` line rather than at the first run.
+fn check(config: &Config) -> Result<(), StepError> {
+    config.check()
+}
+
+#[weir_sdk::step(validate = check)]
 fn run(_ctx: &Context, input: Option<Parts>, config: Config) -> Result<Output, StepError> {
     config.check()?;
     let input = input.unwrap_or_default();
@@ -219,7 +225,7 @@ fn with_query(url: &str, query: &BTreeMap<String, Scalar>) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
-    use weir_sdk::testing::call;
+    use weir_sdk::testing::{call, validate_config};
 
     #[test]
     fn query_values_are_encoded_and_appended() {
@@ -254,7 +260,18 @@ mod tests {
             let err = out.output.unwrap_err();
             assert_eq!(err.kind(), "config", "{config}: {err}");
             assert!(err.message().contains(want), "{config}: {err}");
+            // The same config is refused when the flow loads, but for a missing `url`,
+            // which the mapped input may still give.
+            let checked = validate_config(run, Some(check), config.clone());
+            if config == json!({}) {
+                assert_eq!(checked, Ok(()));
+            } else {
+                let message = checked.unwrap_err();
+                assert!(message.contains(want), "{config}: {message}");
+            }
         }
+        let good = json!({"url": "https://x/", "method": "PUT", "expect": [200, 404]});
+        assert_eq!(validate_config(run, Some(check), good), Ok(()));
     }
 
     #[test]

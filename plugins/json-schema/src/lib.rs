@@ -35,7 +35,13 @@ impl Config {
     }
 }
 
-#[weir_sdk::step]
+/// `validate-config`: Weir calls it when the flow loads, so a schema that does not compile is
+/// an error at the flow's `config` line rather than at the first run.
+fn check(config: &Config) -> Result<(), StepError> {
+    config.validator().map(drop)
+}
+
+#[weir_sdk::step(validate = check)]
 fn run(_ctx: &Context, input: Value, config: Config) -> Result<Value, StepError> {
     let validator = config.validator()?;
     let violations: Vec<String> = validator
@@ -76,7 +82,7 @@ fn run(_ctx: &Context, input: Value, config: Config) -> Result<Value, StepError>
 mod tests {
     use super::*;
     use serde_json::json;
-    use weir_sdk::testing::call;
+    use weir_sdk::testing::{call, validate_config};
 
     fn schema() -> Value {
         json!({
@@ -132,6 +138,13 @@ mod tests {
         ] {
             let err = call(run, json!({}), config.clone()).output.unwrap_err();
             assert_eq!(err.kind(), "config", "{config}: {err}");
+            // Refused when the flow loads, with the same message.
+            let checked = validate_config(run, Some(check), config.clone());
+            assert_eq!(checked, Err(err.message().to_owned()), "{config}");
         }
+        assert_eq!(
+            validate_config(run, Some(check), json!({"schema": schema()})),
+            Ok(())
+        );
     }
 }

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderName};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 use url::Url;
 use wasmtime_wasi_http::io::TokioIo;
@@ -115,9 +115,10 @@ impl OutboundConfig {
     }
 }
 
-/// One outbound call of a step, as its record shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One outbound call of a step, as its record shows it (and the store keeps it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CallRecord {
+    /// The request's method.
     pub method: String,
     /// The URL with every query value replaced by `[redacted]`: query strings carry tokens.
     pub url: String,
