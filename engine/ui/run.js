@@ -9,6 +9,13 @@ import { throttle } from "./webhooks.js";
 
 const KNOWN = new Set(["index", "step_id", "plugin", "status", "input", "output", "logs", "error", "started_at", "duration_us"]);
 
+// 1 → "1st", 2 → "2nd", 11 → "11th".
+function ordinal(n) {
+  const tens = n % 100;
+  const suffix = tens >= 11 && tens <= 13 ? "th" : ({ 1: "st", 2: "nd", 3: "rd" })[n % 10] || "th";
+  return `${n}${suffix}`;
+}
+
 function logs(lines) {
   if (!lines || lines.length === 0) return null;
   return h(
@@ -97,6 +104,8 @@ export async function runPage(el, { id }, ctx) {
         run.next_attempt_at ? [h("dt", {}, "Next attempt"), h("dd", {}, time(run.next_attempt_at))] : null,
         run.error_flow_of ? [h("dt", {}, "Error flow of"), h("dd", {}, h("a", { href: `/runs/${encodeURIComponent(run.error_flow_of)}` }, run.error_flow_of))] : null,
         h("dt", {}, "Payload"), h("dd", {}, h("a", { href: `/runs/${run.id}/payload` }, `${run.method} · ${run.body_size} bytes${run.content_type ? ` · ${run.content_type}` : ""}`)),
+        run.token ? [h("dt", {}, "URL token"), h("dd", { class: "token-used" }, run.token === "previous" ? "the previous token, during its rotation's overlap" : "the current token")] : null,
+        run.verify ? [h("dt", {}, "Verified"), h("dd", { class: "verify-used" }, `${run.verify.scheme} · secret ${run.verify.secret}`, " ", h("span", { class: "muted" }, `(the ${ordinal(run.verify.secret + 1)} in the flow's list)`))] : null,
       ),
       run.error ? h("div", { class: `run-error ${run.status}`, role: run.status === "failed" ? "alert" : null }, h("h2", {}, run.status === "filtered" ? "Filtered" : "Failed"), h("p", { class: "error-message" }, run.error)) : null,
       h("h2", {}, "Steps"),
