@@ -3,6 +3,7 @@
 mod api;
 mod builtins;
 mod cli;
+mod damage;
 mod edge;
 mod gateway;
 mod hardening;
