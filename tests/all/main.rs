@@ -5,6 +5,7 @@ mod builtins;
 mod cli;
 mod damage;
 mod edge;
+mod events;
 mod gateway;
 mod hardening;
 mod history;
