@@ -606,6 +606,22 @@ backoff = "100ms"
 "#
         ),
     );
+    // A step that fails and retries only in an hour: its run waits, `retrying`.
+    flows.write(
+        "patient.toml",
+        &format!(
+            r#"name = "Patient"
+
+[[steps]]
+id = "call"
+plugin = "http"
+allow_hosts = ["http://127.0.0.1:{closed}"]
+config.url = "http://127.0.0.1:{closed}/down"
+retries = 1
+backoff = "1h"
+"#
+        ),
+    );
     let data = tempfile::tempdir().unwrap();
     let weir = Weir::start_with_env(
         flows.path(),
@@ -736,6 +752,33 @@ backoff = "100ms"
             assert_eq!(kind.text().await.unwrap(), "upstream");
         }
         browser.screenshot("run-attempts").await;
+
+        // A retrying run says when it tries next.
+        let patient = post_json(&weir.webhook_url("patient"), &json!({})).accepted_run_id();
+        browser
+            .open(&format!("{}/runs/{patient}", weir.admin))
+            .await;
+        browser
+            .wait_text(".page-head .badge", "retrying", WAIT)
+            .await;
+        let next = browser
+            .wait(".page-head .next-attempt time", WAIT)
+            .await
+            .attr("datetime")
+            .await
+            .unwrap()
+            .unwrap_or_default();
+        let run = weir.api(&format!("/api/runs/{patient}")).json();
+        assert_eq!(run["run"]["status"], "retrying", "{run}");
+        assert_eq!(json!(next), run["run"]["next_attempt_at"]);
+        browser
+            .wait_text(
+                r#"[data-step-id="call"] .attempts"#,
+                "next attempt due",
+                WAIT,
+            )
+            .await;
+        browser.screenshot("run-retrying").await;
         browser.assert_only_origin(&weir.admin).await;
         browser.close().await;
     });

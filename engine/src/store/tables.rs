@@ -623,3 +623,6 @@ pub(super) const REJECTION_COUNTS: TableDefinition<(&str, &str), u64> =
     TableDefinition::new("rejection_counts");
 /// run id → redeliveries answered with it (absent: none).
 pub(super) const REDELIVERIES: TableDefinition<u128, u64> = TableDefinition::new("redeliveries");
+
+#[cfg(test)]
+mod tests;
