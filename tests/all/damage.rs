@@ -2,7 +2,9 @@
 //! flipped bytes on disk is its own `damaged` row in `/api/runs` while the rest of the page
 //! serves, its own page answers a clear error, and `weir check` names it.
 
-use weir_tests::{FlowDir, Weir, post_with, weir_command};
+use std::time::Duration;
+
+use weir_tests::{FlowDir, Weir, post_with, wait_for, weir_command};
 
 const MARKER: &[u8] = b"flip-these-bytes";
 
@@ -83,13 +85,25 @@ fn a_damaged_run_is_its_own_row_a_clear_error_and_named_by_check() {
     assert_eq!(weir.api(&format!("/api/runs/{newer}")).status, 200);
     assert!(weir.stop().success());
 
-    let out = weir_command()
-        .args(["check", "--data"])
-        .arg(&data)
-        .output()
-        .unwrap();
+    // `weir check` refuses a store another process holds; give the stopped server's lock a
+    // moment to go, on a loaded machine.
+    let out = wait_for(
+        Duration::from_secs(10),
+        "the store's lock to be free",
+        || {
+            let out = weir_command()
+                .args(["check", "--data"])
+                .arg(&data)
+                .output()
+                .unwrap();
+            let held = out.status.code() == Some(2)
+                && String::from_utf8_lossy(&out.stderr).contains("already open");
+            (!held).then_some(out)
+        },
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
     assert!(stdout.contains(&format!("damaged: run {bad}:")), "{stdout}");
     assert!(
         !stdout.contains(&older) && !stdout.contains(&newer),
