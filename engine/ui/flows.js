@@ -39,6 +39,9 @@ function flowCard(flow) {
       { class: "facts compact" },
       h("dt", {}, "Last run"), h("dd", {}, lastRun(flow)),
       h("dt", {}, "Last 24 h"), h("dd", {}, h("a", { href: `/?flow=${encodeURIComponent(flow.id)}` }, `${flow.runs_24h}${flow.runs_24h_capped ? "+" : ""} ${flow.runs_24h === 1 ? "run" : "runs"}`)),
+      flow.rejections && flow.rejections.total > 0
+        ? [h("dt", {}, "Refused"), h("dd", { class: "refused" }, h("a", { href: `/flows/${encodeURIComponent(flow.id)}#refusals-title` }, `${flow.rejections.total} ${flow.rejections.total === 1 ? "webhook" : "webhooks"}`))]
+        : null,
     ),
     urlField(flow.webhook_url, `Webhook URL of ${flow.id}`),
   );

@@ -676,7 +676,25 @@ backoff = "1h"
 
     runtime().block_on(async {
         let browser = Browser::start("flow_refusals_run_attempts").await;
-        browser.open(&format!("{}/flows/guarded", weir.admin)).await;
+        // The Flows page counts the refusals and links to them.
+        browser.open(&format!("{}/flows", weir.admin)).await;
+        browser
+            .wait_text(
+                r#".flow-card[data-flow-id="guarded"] .refused"#,
+                "1 webhook",
+                WAIT,
+            )
+            .await;
+        browser
+            .client
+            .find(Locator::Css(
+                r#".flow-card[data-flow-id="guarded"] .refused a"#,
+            ))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
         let row = browser
             .wait_text(".refusals tr.refusal", "signature", WAIT)
             .await
