@@ -39,6 +39,9 @@ function flowCard(flow) {
       { class: "facts compact" },
       h("dt", {}, "Last run"), h("dd", {}, lastRun(flow)),
       h("dt", {}, "Last 24 h"), h("dd", {}, h("a", { href: `/?flow=${encodeURIComponent(flow.id)}` }, `${flow.runs_24h}${flow.runs_24h_capped ? "+" : ""} ${flow.runs_24h === 1 ? "run" : "runs"}`)),
+      flow.rejections && flow.rejections.total > 0
+        ? [h("dt", {}, "Refused"), h("dd", { class: "refused" }, h("a", { href: `/flows/${encodeURIComponent(flow.id)}#refusals-title` }, `${flow.rejections.total} ${flow.rejections.total === 1 ? "webhook" : "webhooks"}`))]
+        : null,
     ),
     urlField(flow.webhook_url, `Webhook URL of ${flow.id}`),
   );
@@ -89,6 +92,81 @@ export async function flowsPage(el, _params, ctx) {
   };
 }
 
+// A span of milliseconds in the largest whole unit: "7 d", "36 h", "90 s".
+function span(ms) {
+  for (const [unit, size] of [["d", 86400000], ["h", 3600000], ["min", 60000], ["s", 1000]]) {
+    if (ms >= size && ms % size === 0) return `${ms / size} ${unit}`;
+  }
+  return ms >= 1000 ? `${(ms / 1000).toFixed(1)} s` : `${ms} ms`;
+}
+
+function dedupe(flow) {
+  if (!flow.dedupe) return h("span", { class: "muted" }, "none");
+  const from = flow.dedupe_from === "flow" ? "set in the flow" : flow.dedupe_from ? `the default of its ${flow.dedupe_from}` : null;
+  return [
+    h("code", {}, flow.dedupe),
+    flow.dedupe_window_ms ? ` for ${span(flow.dedupe_window_ms)}` : " for good",
+    from ? h("span", { class: "muted dedupe-from" }, ` (${from})`) : null,
+  ];
+}
+
+function retain(r) {
+  if (!r || (r.age_ms === null && r.runs === null)) return h("span", { class: "muted" }, "every finished run (no retain of its own)");
+  const parts = [];
+  if (r.runs !== null) parts.push(`the newest ${r.runs} finished runs`);
+  if (r.age_ms !== null) parts.push(`finished runs younger than ${span(r.age_ms)}`);
+  return parts.join(", and only ");
+}
+
+function retries(s) {
+  if (!s.retries) return null;
+  return h("p", { class: "retries" }, `Retries ${s.retries} ${s.retries === 1 ? "time" : "times"}`, s.backoff_ms !== undefined ? `, waiting ${span(s.backoff_ms)} before the first retry, doubling up to ${span(s.max_backoff_ms)}` : null, ".");
+}
+
+// The flow's refused webhooks: counts by reason, then the newest refusals.
+function refusals(flow, page) {
+  const total = (flow.rejections && flow.rejections.total) || 0;
+  const reasons = Object.entries((flow.rejections && flow.rejections.by_reason) || {}).sort((a, b) => b[1] - a[1]);
+  const rows = (page && page.rejections) || [];
+  return h(
+    "section",
+    { class: "refusals", "aria-labelledby": "refusals-title" },
+    h("h2", { id: "refusals-title" }, "Refused webhooks"),
+    total === 0 && rows.length === 0
+      ? h("p", { class: "muted" }, "None: every request to this URL so far passed the flow's checks.")
+      : [
+          h("p", { class: "refusal-counts" }, `${total} refused: `, reasons.map(([reason, n], i) => [i ? ", " : null, h("code", {}, reason), ` ${n}`])),
+          page === null
+            ? h("p", { class: "muted" }, "The list of refusals could not be read.")
+            : h(
+                "div",
+                { class: "table-wrap" },
+                h(
+                  "table",
+                  { class: "runs refusal-table" },
+                  h("caption", { class: "visually-hidden" }, `Refused webhooks of ${flow.id}, newest first`),
+                  h("thead", {}, h("tr", {}, ["Time", "Reason", "From", "Method", "Why"].map((c) => h("th", { scope: "col" }, c)))),
+                  h(
+                    "tbody",
+                    {},
+                    rows.map((r) =>
+                      h(
+                        "tr",
+                        { class: "refusal", "data-seq": r.seq },
+                        h("td", { "data-label": "Time" }, time(r.at)),
+                        h("td", { "data-label": "Reason" }, h("code", { class: "reason" }, r.reason), " ", h("span", { class: "muted" }, String(r.status))),
+                        h("td", { "data-label": "From" }, r.remote_addr || h("span", { class: "muted" }, "unknown")),
+                        h("td", { "data-label": "Method" }, h("code", {}, r.method)),
+                        h("td", { "data-label": "Why", class: "break" }, r.message),
+                      ),
+                    ),
+                  ),
+                ),
+              ),
+        ],
+  );
+}
+
 function webhookStep(flow) {
   const respond = flow.respond ? (flow.respond.mode === "result" ? `the run's result (waits up to ${flow.respond.timeout_ms / 1000} s)` : "202 Accepted at once") : "—";
   return h(
@@ -102,9 +180,14 @@ function webhookStep(flow) {
       h("dt", {}, "Methods"), h("dd", {}, (flow.methods || []).join(", ") || "—"),
       h("dt", {}, "Max body"), h("dd", {}, flow.max_body ? bytes(flow.max_body) : "—"),
       h("dt", {}, "Verify"), h("dd", {}, flow.verify ? h("code", {}, flow.verify) : h("span", { class: "muted" }, "none: anyone with the URL can send")),
-      h("dt", {}, "Dedupe"), h("dd", {}, flow.dedupe ? [h("code", {}, flow.dedupe), flow.dedupe_window_ms ? ` for ${Math.round(flow.dedupe_window_ms / 3600000)} h` : " for good"] : h("span", { class: "muted" }, "none")),
+      h("dt", {}, "Dedupe"), h("dd", { class: "dedupe" }, dedupe(flow)),
       h("dt", {}, "Responds"), h("dd", {}, respond),
+      h("dt", {}, "Concurrency"), h("dd", { class: "concurrency" }, flow.concurrency ? `${flow.concurrency} ${flow.concurrency === 1 ? "run" : "runs"} at once` : h("span", { class: "muted" }, "no cap of its own (the server's --concurrency)")),
+      h("dt", {}, "Order"), h("dd", { class: "order-by" }, flow.order_by ? ["one at a time per ", h("code", {}, flow.order_by)] : h("span", { class: "muted" }, "none: runs in parallel")),
+      h("dt", {}, "Keeps"), h("dd", { class: "retain" }, retain(flow.retain)),
+      h("dt", {}, "On failure"), h("dd", { class: "on-failure" }, flow.on_failure ? ["starts ", h("a", { href: `/flows/${encodeURIComponent(flow.on_failure)}` }, flow.on_failure)] : h("span", { class: "muted" }, "nothing")),
     ),
+    flow.warnings && flow.warnings.length ? h("ul", { class: "warnings", role: "note" }, flow.warnings.map((w) => h("li", {}, w))) : null,
     h("h3", {}, "Output of the latest webhook"),
     flow.latest_webhook
       ? [h("p", { class: "muted" }, "From ", h("a", { href: `/runs/${flow.latest_webhook.run_id}` }, "the latest run"), ": what ", h("code", {}, "$.webhook"), " holds for the steps."), jsonBlock(flow.latest_webhook.output, "Output of the webhook step")]
@@ -127,6 +210,7 @@ function steps(flow) {
           { class: "step", "data-step-id": s.id },
           h("div", { class: "step-head" }, h("h3", {}, s.id), h("span", { class: "muted" }, s.plugin)),
           s.when ? h("p", {}, "Runs when ", h("code", {}, s.when), " selects something.") : null,
+          retries(s),
           jsonBlock(s.input, `Input mapping of ${s.id}`),
           jsonBlock(s.config, `Config of ${s.id}`),
         ),
@@ -170,6 +254,18 @@ export async function flowPage(el, { id }, ctx) {
       built = false;
       return;
     }
+    let refused = { rejections: [] };
+    if (flow.rejections && flow.rejections.total > 0) {
+      try {
+        refused = await api(`/api/flows/${encodeURIComponent(id)}/rejections?limit=20`);
+      } catch (e) {
+        if (ctx.handle(e)) {
+          stopped = true;
+          return;
+        }
+        refused = null;
+      }
+    }
     if (stopped) return;
     fill(head, 
       h("p", { class: "crumbs" }, h("a", { href: "/flows" }, "← Flows")),
@@ -178,6 +274,7 @@ export async function flowPage(el, { id }, ctx) {
       flow.description ? h("p", {}, flow.description) : null,
       errors(flow),
       webhookStep(flow),
+      refusals(flow, refused),
       steps(flow),
       h(
         "section",

@@ -7,7 +7,14 @@ import { badge, duration, failure, fill, h, loading, micros, time } from "./dom.
 import { jsonBlock } from "./json.js";
 import { throttle } from "./webhooks.js";
 
-const KNOWN = new Set(["index", "step_id", "plugin", "status", "input", "output", "logs", "error", "started_at", "duration_us"]);
+const KNOWN = new Set(["index", "step_id", "plugin", "status", "input", "output", "logs", "error", "started_at", "duration_us", "attempts"]);
+
+// 1 → "1st", 2 → "2nd", 11 → "11th".
+function ordinal(n) {
+  const tens = n % 100;
+  const suffix = tens >= 11 && tens <= 13 ? "th" : ({ 1: "st", 2: "nd", 3: "rd" })[n % 10] || "th";
+  return `${n}${suffix}`;
+}
 
 function logs(lines) {
   if (!lines || lines.length === 0) return null;
@@ -30,6 +37,29 @@ function stepError(step) {
   );
 }
 
+// Every attempt of a step that may retry, oldest first, each with its error.
+function attempts(step) {
+  if (!step.attempts || step.attempts.length === 0) return null;
+  return h(
+    "div",
+    { class: "attempts-block" },
+    h("h4", {}, `Attempts (${step.attempts.length})`),
+    h(
+      "ol",
+      { class: "attempts" },
+      step.attempts.map((a) =>
+        h(
+          "li",
+          { class: `attempt ${a.error ? "attempt-failed" : "attempt-succeeded"}`, "data-attempt": a.attempt },
+          h("span", { class: "attempt-head" }, `Attempt ${a.attempt}`, " · ", time(a.started_at), " · ", micros(a.duration_us)),
+          a.error ? [" ", h("span", { class: "error-kind" }, a.error.kind), " ", h("span", { class: "error-message" }, a.error.message)] : [" ", badge("succeeded")],
+          a.retry_at ? h("span", { class: "muted" }, " · next attempt due ", time(a.retry_at)) : null,
+        ),
+      ),
+    ),
+  );
+}
+
 function stepItem(step, definition) {
   const extras = Object.fromEntries(Object.entries(step).filter(([k]) => !KNOWN.has(k)));
   let why = null;
@@ -49,6 +79,7 @@ function stepItem(step, definition) {
     ),
     why,
     stepError(step),
+    attempts(step),
     step.input !== null && step.input !== undefined ? jsonBlock(step.input, `Input of ${step.step_id}`) : null,
     step.output !== null && step.output !== undefined ? jsonBlock(step.output, `Output of ${step.step_id}`) : null,
     logs(step.logs),
@@ -84,7 +115,7 @@ export async function runPage(el, { id }, ctx) {
     const notRun = run.flow_version === (flow && flow.version) ? (flow.steps || []).filter((s) => !ran.has(s.id)) : [];
     fill(el, 
       h("p", { class: "crumbs" }, h("a", { href: `/?flow=${encodeURIComponent(run.flow_id)}` }, `← Webhooks of ${flow && flow.name ? flow.name : run.flow_id}`)),
-      h("div", { class: "page-head" }, h("h1", {}, "Run ", h("code", { class: "break" }, run.id)), badge(run.status)),
+      h("div", { class: "page-head" }, h("h1", {}, "Run ", h("code", { class: "break" }, run.id)), badge(run.status), run.status === "retrying" && run.next_attempt_at ? h("span", { class: "muted next-attempt" }, "next attempt ", time(run.next_attempt_at)) : null),
       h(
         "dl",
         { class: "facts" },
@@ -95,8 +126,13 @@ export async function runPage(el, { id }, ctx) {
         h("dt", {}, "Duration"), h("dd", {}, duration(run.duration_ms)),
         h("dt", {}, "Attempt"), h("dd", {}, String(run.attempt)),
         run.next_attempt_at ? [h("dt", {}, "Next attempt"), h("dd", {}, time(run.next_attempt_at))] : null,
+        run.replay_of ? [h("dt", {}, "Replay of"), h("dd", { class: "replay-of" }, h("a", { href: `/runs/${encodeURIComponent(run.replay_of)}` }, run.replay_of))] : null,
+        data.replays && data.replays.length ? [h("dt", {}, "Replayed by"), h("dd", { class: "replays" }, data.replays.map((r, i) => [i ? ", " : null, h("a", { href: `/runs/${encodeURIComponent(r)}` }, r)]))] : null,
+        data.redeliveries ? [h("dt", {}, "Redeliveries"), h("dd", {}, `${data.redeliveries} (answered with this run)`)] : null,
         run.error_flow_of ? [h("dt", {}, "Error flow of"), h("dd", {}, h("a", { href: `/runs/${encodeURIComponent(run.error_flow_of)}` }, run.error_flow_of))] : null,
         h("dt", {}, "Payload"), h("dd", {}, h("a", { href: `/runs/${run.id}/payload` }, `${run.method} · ${run.body_size} bytes${run.content_type ? ` · ${run.content_type}` : ""}`)),
+        run.token ? [h("dt", {}, "URL token"), h("dd", { class: "token-used" }, run.token === "previous" ? "the previous token, during its rotation's overlap" : "the current token")] : null,
+        run.verify ? [h("dt", {}, "Verified"), h("dd", { class: "verify-used" }, `${run.verify.scheme} · secret ${run.verify.secret}`, " ", h("span", { class: "muted" }, `(the ${ordinal(run.verify.secret + 1)} in the flow's list)`))] : null,
       ),
       run.error ? h("div", { class: `run-error ${run.status}`, role: run.status === "failed" ? "alert" : null }, h("h2", {}, run.status === "filtered" ? "Filtered" : "Failed"), h("p", { class: "error-message" }, run.error)) : null,
       h("h2", {}, "Steps"),

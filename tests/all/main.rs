@@ -3,7 +3,9 @@
 mod api;
 mod builtins;
 mod cli;
+mod damage;
 mod edge;
+mod events;
 mod gateway;
 mod hardening;
 mod history;

@@ -2,18 +2,16 @@
 //! webhook appearing live on the Webhooks page, its payload and run, a flow file saved and
 //! broken while the page is open, the admin token's sign-in form, and no request to any other
 //! origin. Each test saves full-page screenshots (light and dark) under
-//! `<target>/ui-screenshots/<test>/`. The event stream's resume and reset are checked over
-//! plain HTTP.
+//! `<target>/ui-screenshots/<test>/`. The event stream is checked over plain HTTP in
+//! `events.rs`.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use fantoccini::Locator;
 use fantoccini::key::Key;
 use serde_json::json;
 use weir_tests::browser::Browser;
-use weir_tests::{FlowDir, Weir, get, get_with, post_json, post_with};
+use weir_tests::{FlowDir, Weir, post_json, post_with};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -369,205 +367,6 @@ fn with_an_admin_token_the_ui_asks_for_it_once_and_never_puts_it_in_a_url() {
     });
 }
 
-/// Whether `lines` hold a whole `kind` event (its blank line read).
-fn ended(lines: &[String], kind: &str) -> bool {
-    let name = format!("event:{kind}");
-    lines
-        .iter()
-        .position(|l| *l == name)
-        .is_some_and(|at| lines[at..].iter().any(String::is_empty))
-}
-
-/// One server-sent event.
-struct Block {
-    event: String,
-    id: String,
-    data: serde_json::Value,
-}
-
-/// The events among `lines` (blank-line separated `field: value` blocks; comments skipped).
-fn blocks(lines: &[String]) -> Vec<Block> {
-    let mut out = Vec::new();
-    let mut current = Block {
-        event: String::new(),
-        id: String::new(),
-        data: serde_json::Value::Null,
-    };
-    for line in lines {
-        if line.is_empty() {
-            if !current.event.is_empty() {
-                out.push(std::mem::replace(
-                    &mut current,
-                    Block {
-                        event: String::new(),
-                        id: String::new(),
-                        data: serde_json::Value::Null,
-                    },
-                ));
-            }
-        } else if let Some(v) = line.strip_prefix("event:") {
-            current.event = v.trim().to_owned();
-        } else if let Some(v) = line.strip_prefix("id:") {
-            current.id = v.trim().to_owned();
-        } else if let Some(v) = line.strip_prefix("data:") {
-            current.data = serde_json::from_str(v.trim()).unwrap_or(serde_json::Value::Null);
-        }
-    }
-    out
-}
-
-/// Reads SSE lines from `stream` until `done` says so or the deadline passes.
-fn read_events(
-    reader: &mut BufReader<TcpStream>,
-    deadline: Duration,
-    mut done: impl FnMut(&[String]) -> bool,
-) -> Vec<String> {
-    let start = Instant::now();
-    let mut lines = Vec::new();
-    reader
-        .get_ref()
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    while start.elapsed() < deadline && !done(&lines) {
-        let mut line = String::new();
-        match reader.read_line(&mut line) {
-            Ok(0) => break,
-            Ok(_) => lines.push(line.trim_end().to_owned()),
-            Err(_) => continue,
-        }
-    }
-    lines
-}
-
-fn open_events(admin: &str, headers: &[(&str, &str)]) -> BufReader<TcpStream> {
-    let address = admin.trim_start_matches("http://");
-    let mut stream = TcpStream::connect(address).unwrap();
-    let mut request =
-        format!("GET /api/events HTTP/1.1\r\nHost: {address}\r\nAccept: text/event-stream\r\n");
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).unwrap();
-    BufReader::new(stream)
-}
-
-#[test]
-fn the_event_stream_resumes_from_last_event_id_and_says_reset_when_it_cannot() {
-    let flows = FlowDir::examples();
-    let data = tempfile::tempdir().unwrap();
-    let weir = Weir::start(flows.path(), &data.path().join("weir.redb"));
-    let hook = weir.webhook_url("contact-form");
-
-    let mut first = open_events(&weir.admin, &[]);
-    let head = read_events(&mut first, WAIT, |l| l.iter().any(|l| l.is_empty()));
-    assert!(head[0].contains("200"), "{head:?}");
-    assert!(
-        head.iter()
-            .any(|l| l.eq_ignore_ascii_case("content-type: text/event-stream")),
-        "{head:?}"
-    );
-    let id = post_json(&hook, &json!({"email": "a@b.c", "message": "hi"})).json()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let lines = read_events(&mut first, WAIT, |l| ended(l, "run.finished"));
-    let events = blocks(&lines);
-    let kinds: Vec<&str> = events.iter().map(|b| b.event.as_str()).collect();
-    let at = |kind: &str| kinds.iter().position(|k| *k == kind);
-    let (accepted, started, finished) = (
-        at("run.accepted").unwrap_or_else(|| panic!("{lines:?}")),
-        at("run.started").unwrap_or_else(|| panic!("{lines:?}")),
-        at("run.finished").unwrap_or_else(|| panic!("{lines:?}")),
-    );
-    assert!(accepted < started && started < finished, "{kinds:?}");
-    for event in &events[accepted..=finished] {
-        assert_eq!(event.data["run_id"], json!(id), "{lines:?}");
-    }
-    assert_eq!(events[accepted].data["flow_id"], "contact-form");
-    assert_eq!(events[finished].data["status"], "succeeded");
-    let accepted_id = events[accepted].id.clone();
-    drop(first);
-
-    // Resume after the accept: the start and the finish again, not the accept.
-    let mut resumed = open_events(&weir.admin, &[("Last-Event-ID", &accepted_id)]);
-    let lines = read_events(&mut resumed, WAIT, |l| ended(l, "run.finished"));
-    assert!(
-        !lines.iter().any(|l| l == "event:run.accepted"),
-        "{lines:?}"
-    );
-    assert!(lines.iter().any(|l| l == "event:run.started"), "{lines:?}");
-    assert!(!lines.iter().any(|l| l == "event:reset"), "{lines:?}");
-
-    // An id this server never gave: reset, so that the page reloads its list.
-    let mut unknown = open_events(&weir.admin, &[("Last-Event-ID", "0-12")]);
-    let lines = read_events(&mut unknown, WAIT, |l| ended(l, "reset"));
-    assert!(lines.iter().any(|l| l == "event:reset"), "{lines:?}");
-
-    // The UI's pages answer with the strict policy; unknown paths stay 404s.
-    let page = get(&format!("{}/runs/{id}", weir.admin));
-    assert_eq!(page.status, 200);
-    let csp = page
-        .header("content-security-policy")
-        .unwrap_or_default()
-        .to_owned();
-    for part in [
-        "default-src 'self'",
-        "frame-ancestors 'none'",
-        "script-src 'self'",
-    ] {
-        assert!(csp.contains(part), "{csp}");
-    }
-    assert!(!csp.contains("unsafe-inline"), "{csp}");
-    assert!(String::from_utf8_lossy(&page.body).contains("/ui/app.js"));
-    assert_eq!(get(&format!("{}/nope/nope", weir.admin)).status, 404);
-    assert_eq!(get(&format!("{}/ui/nope.js", weir.admin)).status, 404);
-
-    // An open stream does not hold up a graceful stop: the server ends it.
-    let mut open = open_events(&weir.admin, &[]);
-    read_events(&mut open, WAIT, |l| l.iter().any(|l| l.is_empty()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stopping = Instant::now();
-    std::thread::spawn(move || {
-        let _ = tx.send(weir.stop());
-    });
-    let status = rx
-        .recv_timeout(Duration::from_secs(15))
-        .expect("weir stops within 15 s with an event stream open");
-    assert!(
-        status.success(),
-        "{status:?} after {:?}",
-        stopping.elapsed()
-    );
-}
-
-#[test]
-fn the_event_stream_asks_for_the_admin_token_like_every_admin_route() {
-    let flows = FlowDir::examples();
-    let data = tempfile::tempdir().unwrap();
-    let token = "ui-test-admin-token-7d1e0c";
-    let weir = Weir::start_with(
-        flows.path(),
-        &data.path().join("weir.redb"),
-        &["--admin-token", token],
-    );
-    let url = format!("{}/api/events", weir.admin);
-    assert_eq!(get(&url).status, 401);
-    assert_eq!(
-        get_with(&url, &[("authorization", "Bearer wrong-token-wrong-token")]).status,
-        401
-    );
-    let mut stream = open_events(
-        &weir.admin,
-        &[("Authorization", &format!("Bearer {token}"))],
-    );
-    let head = read_events(&mut stream, WAIT, |l| l.iter().any(|l| l.is_empty()));
-    assert!(head[0].contains("200"), "{head:?}");
-    // The UI's files carry no data and load without it, so the sign-in form can show.
-    assert_eq!(get(&format!("{}/", weir.admin)).status, 200);
-    assert_eq!(get(&format!("{}/ui/app.js", weir.admin)).status, 200);
-}
-
 #[test]
 fn the_api_gives_the_pages_their_flow_source_activity_and_latest_webhook() {
     let flows = FlowDir::examples();
@@ -641,4 +440,364 @@ fn the_api_gives_the_pages_their_flow_source_activity_and_latest_webhook() {
             .unwrap()
             .starts_with("127.0.0.1:")
     );
+}
+
+/// The payload dialog shows a form post as a table of its fields (a repeated field once per
+/// value) and a binary body as a hex preview, in Pretty and in Raw.
+#[test]
+fn the_payload_dialog_shows_form_fields_as_a_table_and_binary_as_hex() {
+    let flows = FlowDir::empty();
+    flows.write(
+        "any.toml",
+        "name = \"Anything\"\n\n[[steps]]\nid = \"echo\"\nplugin = \"transform\"\ninput = \"$.webhook.body\"\n",
+    );
+    let data = tempfile::tempdir().unwrap();
+    let weir = Weir::start(flows.path(), &data.path().join("weir.redb"));
+    let hook = weir.webhook_url("any");
+    let form = post_with(
+        &hook,
+        "application/x-www-form-urlencoded",
+        b"name=Ada+Lovelace&email=ada%40example.com&tag=math&tag=engines",
+        &[],
+    )
+    .accepted_run_id();
+    // A PNG's signature, then every byte value once.
+    let mut binary = b"\x89PNG\r\n\x1a\n".to_vec();
+    binary.extend(0..=255u8);
+    let bin = post_with(&hook, "application/octet-stream", &binary, &[]).accepted_run_id();
+    weir.wait_run(&form);
+    weir.wait_run(&bin);
+    runtime().block_on(async {
+        let browser = Browser::start("payload_form_and_hex").await;
+        browser
+            .open(&format!("{}/runs/{form}/payload", weir.admin))
+            .await;
+        let table = browser
+            .wait_text("dialog[open] .body-view table.kv", "Ada Lovelace", WAIT)
+            .await;
+        let rows = browser
+            .eval(
+                "return [...document.querySelectorAll('dialog[open] .body-view table.kv tbody tr')]
+                    .map((tr) => [tr.querySelector('th').textContent, tr.querySelector('td').textContent]);",
+            )
+            .await;
+        assert_eq!(
+            rows,
+            // By name (the body is a JSON object), a repeated field once per value, in order.
+            json!([
+                ["email", "ada@example.com"],
+                ["name", "Ada Lovelace"],
+                ["tag", "math"],
+                ["tag", "engines"]
+            ]),
+            "{}",
+            table.text().await.unwrap()
+        );
+        browser.screenshot("payload-form").await;
+        browser
+            .client
+            .find(Locator::Css("#tab-raw"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let raw = browser.wait("pre[data-raw]", WAIT).await;
+        assert_eq!(
+            raw.text().await.unwrap(),
+            "name=Ada+Lovelace&email=ada%40example.com&tag=math&tag=engines"
+        );
+
+        browser
+            .open(&format!("{}/runs/{bin}/payload", weir.admin))
+            .await;
+        let hex = browser
+            .wait_text("dialog[open] .body-view pre.hex", "00000000", WAIT)
+            .await
+            .text()
+            .await
+            .unwrap();
+        let lines: Vec<&str> = hex.lines().collect();
+        assert_eq!(
+            lines[0],
+            "00000000  89 50 4e 47 0d 0a 1a 0a 00 01 02 03 04 05 06 07  .PNG............",
+            "{hex}"
+        );
+        // 264 bytes: 16 full lines and 8 bytes, the last of them 0xf8..=0xff.
+        assert_eq!(lines.len(), 17, "{hex}");
+        assert!(
+            lines[16].starts_with("00000100  f8 f9 fa fb fc fd fe ff"),
+            "{hex}"
+        );
+        assert!(
+            lines[3].starts_with("00000030  28 29") && lines[3].ends_with("  ()*+,-./01234567"),
+            "printable bytes as text: {hex}"
+        );
+        browser
+            .wait_text("dialog[open]", "application/octet-stream", WAIT)
+            .await;
+        browser.screenshot("payload-hex").await;
+        browser
+            .client
+            .find(Locator::Css("#tab-raw"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        browser
+            .wait_text("dialog[open] .body-view", "Not UTF-8 text", WAIT)
+            .await;
+        let raw = browser.wait("pre.hex[data-raw]", WAIT).await;
+        assert!(
+            raw.text().await.unwrap().starts_with("00000000  89 50 4e 47"),
+            "Raw shows the same bytes in hex"
+        );
+        browser.screenshot("payload-hex-raw").await;
+        browser.assert_only_origin(&weir.admin).await;
+        browser.close().await;
+    });
+}
+
+/// The flow page shows what the flow file says beyond the webhook (concurrency, order,
+/// retain, on_failure, the effective dedupe and where it came from, a step's retries) and the
+/// flow's refused webhooks; the run page shows which secret matched, a step's attempts with
+/// their errors, and the links between a run and its replays.
+#[test]
+fn the_flow_page_lists_refusals_and_the_run_page_attempts_and_replays() {
+    const NEW: &str = "the-new-secret-of-32-bytes-long!";
+    const OLD: &str = "the-old-secret-of-32-bytes-long!";
+    // A loopback port nothing listens on: every call to it fails as `upstream`.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let flows = FlowDir::empty();
+    flows.write(
+        "guarded.toml",
+        r#"name = "Guarded"
+concurrency = 2
+order_by = "$.webhook.body.customer"
+retain = { age = "7d", runs = 500 }
+on_failure = "alerts"
+
+[webhook]
+verify = { scheme = "github", secret = ["${NEW}", "${OLD}"] }
+
+[[steps]]
+id = "echo"
+plugin = "transform"
+input = "$.webhook.body"
+"#,
+    );
+    flows.write(
+        "alerts.toml",
+        &format!(
+            r#"name = "Alerts"
+
+[[steps]]
+id = "call"
+plugin = "http"
+allow_hosts = ["http://127.0.0.1:{closed}"]
+config.url = "http://127.0.0.1:{closed}/down"
+retries = 1
+backoff = "100ms"
+"#
+        ),
+    );
+    // A step that fails and retries only in an hour: its run waits, `retrying`.
+    flows.write(
+        "patient.toml",
+        &format!(
+            r#"name = "Patient"
+
+[[steps]]
+id = "call"
+plugin = "http"
+allow_hosts = ["http://127.0.0.1:{closed}"]
+config.url = "http://127.0.0.1:{closed}/down"
+retries = 1
+backoff = "1h"
+"#
+        ),
+    );
+    let data = tempfile::tempdir().unwrap();
+    let weir = Weir::start_with_env(
+        flows.path(),
+        &data.path().join("weir.redb"),
+        &[],
+        &[("NEW", NEW), ("OLD", OLD)],
+    );
+    let guarded = weir.webhook_url("guarded");
+    // A forgery, refused and on record.
+    let forged = post_with(
+        &guarded,
+        "application/json",
+        br#"{"customer":"c1"}"#,
+        &[("x-hub-signature-256", "sha256=00")],
+    );
+    assert_eq!(forged.status, 401);
+    // A webhook signed with the old secret.
+    let body = br#"{"customer":"c1","n":1}"#;
+    let signature = {
+        use hmac::{KeyInit as _, Mac as _};
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(OLD.as_bytes()).unwrap();
+        mac.update(body);
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    };
+    let signed = post_with(
+        &guarded,
+        "application/json",
+        body,
+        &[
+            ("x-hub-signature-256", &signature),
+            ("x-github-delivery", "d-1"),
+        ],
+    )
+    .accepted_run_id();
+    weir.wait_run(&signed);
+    let replay = post_with(
+        &format!("{}/api/runs/{signed}/replay", weir.admin),
+        "application/json",
+        b"",
+        &[],
+    );
+    assert!(
+        replay.status == 200 || replay.status == 202,
+        "{}",
+        replay.status
+    );
+    let replay = replay.json()["run_id"].as_str().unwrap().to_owned();
+    weir.wait_run(&replay);
+    // A run whose step fails twice (one retry).
+    let failing = post_json(&weir.webhook_url("alerts"), &json!({})).accepted_run_id();
+    assert_eq!(weir.wait_run(&failing)["run"]["status"], "failed");
+
+    runtime().block_on(async {
+        let browser = Browser::start("flow_refusals_run_attempts").await;
+        // The Flows page counts the refusals and links to them.
+        browser.open(&format!("{}/flows", weir.admin)).await;
+        browser
+            .wait_text(
+                r#".flow-card[data-flow-id="guarded"] .refused"#,
+                "1 webhook",
+                WAIT,
+            )
+            .await;
+        browser
+            .client
+            .find(Locator::Css(
+                r#".flow-card[data-flow-id="guarded"] .refused a"#,
+            ))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let row = browser
+            .wait_text(".refusals tr.refusal", "signature", WAIT)
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(row.contains("verify"), "the reason: {row}");
+        assert!(row.contains("127.0.0.1"), "the sender's address: {row}");
+        assert!(row.contains("POST"), "{row}");
+        browser
+            .wait_text(".refusal-counts", "1 refused", WAIT)
+            .await;
+        for (css, text) in [
+            (".dedupe", "x-github-delivery"),
+            (".dedupe-from", "verify scheme github"),
+            (".dedupe", "for 7 d"),
+            (".concurrency", "2 runs at once"),
+            (".order-by", "$.webhook.body.customer"),
+            (".retain", "the newest 500 finished runs"),
+            (".retain", "younger than 7 d"),
+            (".on-failure", "alerts"),
+        ] {
+            browser
+                .wait_text(&format!(".webhook-step {css}"), text, WAIT)
+                .await;
+        }
+        browser.screenshot("flow-refusals").await;
+        browser.resize(360, 800).await;
+        browser.screenshot("flow-refusals-360px").await;
+        let overflow = browser
+            .eval("return document.documentElement.scrollWidth <= window.innerWidth + 1;")
+            .await;
+        assert_eq!(overflow, json!(true), "no sideways scrolling at 360 px");
+        browser.resize(1280, 900).await;
+
+        browser.open(&format!("{}/flows/alerts", weir.admin)).await;
+        browser
+            .wait_text(r#"[data-step-id="call"] .retries"#, "Retries 1 time", WAIT)
+            .await;
+        browser.wait_text(".refusals", "None", WAIT).await;
+
+        // The run signed with the old secret, and its replay.
+        browser.open(&format!("{}/runs/{signed}", weir.admin)).await;
+        browser
+            .wait_text(".verify-used", "github · secret 1", WAIT)
+            .await;
+        browser.wait_text(".verify-used", "2nd", WAIT).await;
+        browser.wait_text(".replays", &replay, WAIT).await;
+        browser.screenshot("run-verified-replayed").await;
+        browser
+            .client
+            .find(Locator::Css(".replays a"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        browser.wait_text(".replay-of", &signed, WAIT).await;
+
+        // The failed run: each attempt with its error.
+        browser
+            .open(&format!("{}/runs/{failing}", weir.admin))
+            .await;
+        let attempts = browser
+            .wait_text(r#"[data-step-id="call"] .attempts"#, "Attempt 2", WAIT)
+            .await;
+        let failed = attempts
+            .find_all(Locator::Css(".attempt-failed .error-kind"))
+            .await
+            .unwrap();
+        assert_eq!(failed.len(), 2, "{}", attempts.text().await.unwrap());
+        for kind in failed {
+            assert_eq!(kind.text().await.unwrap(), "upstream");
+        }
+        browser.screenshot("run-attempts").await;
+
+        // A retrying run says when it tries next.
+        let patient = post_json(&weir.webhook_url("patient"), &json!({})).accepted_run_id();
+        browser
+            .open(&format!("{}/runs/{patient}", weir.admin))
+            .await;
+        browser
+            .wait_text(".page-head .badge", "retrying", WAIT)
+            .await;
+        let next = browser
+            .wait(".page-head .next-attempt time", WAIT)
+            .await
+            .attr("datetime")
+            .await
+            .unwrap()
+            .unwrap_or_default();
+        let run = weir.api(&format!("/api/runs/{patient}")).json();
+        assert_eq!(run["run"]["status"], "retrying", "{run}");
+        assert_eq!(json!(next), run["run"]["next_attempt_at"]);
+        browser
+            .wait_text(
+                r#"[data-step-id="call"] .attempts"#,
+                "next attempt due",
+                WAIT,
+            )
+            .await;
+        browser.screenshot("run-retrying").await;
+        browser.assert_only_origin(&weir.admin).await;
+        browser.close().await;
+    });
 }

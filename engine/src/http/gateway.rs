@@ -37,6 +37,7 @@ use crate::run::content::{self, ContentError};
 use crate::run::{Executor, Order, RunResult, payload};
 use crate::store::{
     NewRun, RawRequest, RunId, RunOrigin, RunOutcome, RunStatus, Store, StoreError, TokenUsed,
+    VerifyUsed,
 };
 use crate::verify;
 
@@ -268,22 +269,31 @@ where
         remote_addr,
         received_at,
     };
+    let mut verified = None;
     if let Some(verify) = &spec.verify {
         let signed = verify::Request {
             headers: &request.headers,
             query: &request.query,
             body: &request.body,
         };
-        if let Err(refusal) = verify.check(&signed, SystemTime::now()) {
-            tracing::warn!(flow = %req.flow_id, scheme = verify.scheme(), %refusal, "webhook refused");
-            let error = ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                format!(
-                    "the webhook failed its {} check: {refusal}",
-                    verify.scheme()
-                ),
-            );
-            return Err(refuse(error, &request, true));
+        match verify.check(&signed, SystemTime::now()) {
+            Ok(position) => {
+                verified = Some(VerifyUsed {
+                    scheme: verify.scheme().to_owned(),
+                    secret: u32::try_from(position).unwrap_or(u32::MAX),
+                });
+            }
+            Err(refusal) => {
+                tracing::warn!(flow = %req.flow_id, scheme = verify.scheme(), %refusal, "webhook refused");
+                let error = ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    format!(
+                        "the webhook failed its {} check: {refusal}",
+                        verify.scheme()
+                    ),
+                );
+                return Err(refuse(error, &request, true));
+            }
         }
     }
     if let Err(error) = check_content(&request, spec.max_body) {
@@ -325,6 +335,7 @@ where
     let origin = RunOrigin {
         replay_of: None,
         token: Some(token_used),
+        verify: verified,
     };
     match gateway.store.accept_from(new_run, origin).await {
         Ok(accepted) => {

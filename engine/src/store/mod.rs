@@ -116,7 +116,7 @@ pub use tables::ERROR_FLOW_PATH;
 pub use types::{
     Accepted, AttemptRecord, CallRecord, DamagedRun, LogLevel, LogLine, NewRun, Page, PluginBlob,
     RawRequest, Run, RunFilter, RunId, RunOrigin, RunOutcome, RunStatus, Search, StepErrorRecord,
-    StepRecord, StepStatus, TokenUsed, UnknownStatus, WindowStats,
+    StepRecord, StepStatus, TokenUsed, UnknownStatus, VerifyUsed, WindowStats,
 };
 
 use tables::Envelope;
@@ -402,6 +402,7 @@ impl Store {
             dedupe_key: run.dedupe_key,
             replay_of: origin.replay_of,
             token: origin.token,
+            verify: origin.verify,
         };
         let bytes = envelope.encode(&request.body)?;
         drop(request.body);

@@ -28,7 +28,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::error::StoreError;
-use super::types::{RawRequest, Run, RunId, RunStatus, TokenUsed, format_ms, from_ms};
+use super::types::{RawRequest, Run, RunId, RunStatus, TokenUsed, VerifyUsed, format_ms, from_ms};
 
 /// Bumped when the layout changes incompatibly; a file of another version is refused.
 pub(super) const SCHEMA_VERSION: u64 = 3;
@@ -108,6 +108,10 @@ pub(super) struct Envelope {
     /// The URL token the webhook came through; absent for replays and older runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<TokenUsed>,
+    /// How the webhook passed its flow's `verify`; absent when nothing was verified, for
+    /// replays and older runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<VerifyUsed>,
 }
 
 /// An envelope and the body it came with, as read back from [`REQUESTS`].
@@ -553,6 +557,7 @@ impl State {
                 .and_then(|id| id.parse().ok()),
             replay_of: envelope.replay_of,
             token: envelope.token,
+            verify: envelope.verify.clone(),
         }
     }
 }

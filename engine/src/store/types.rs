@@ -288,6 +288,25 @@ pub struct Run {
     /// during a rotation's overlap; `null` for a replay and for runs stored before tokens
     /// were recorded.
     pub token: Option<TokenUsed>,
+    /// How the webhook passed its flow's `verify`; absent when the flow verifies nothing, for
+    /// a replay, and for runs stored before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<VerifyUsed>,
+}
+
+/// How a webhook passed its flow's `verify`: the scheme, and which of the flow's secrets it was
+/// valid under, by position (never the value), so that an admin rotating a secret can see
+/// when senders stopped using the old one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct VerifyUsed {
+    /// The scheme, as written in the flow: `github`, `stripe`, `slack`, `standard-webhooks`,
+    /// `hmac`, `token` or `basic`.
+    #[schema(example = "github")]
+    pub scheme: String,
+    /// The position, from 0, of the matching secret in the flow's `secret` list (`token` or
+    /// `password` for those schemes); 0 when the flow has one secret.
+    #[schema(example = 1)]
+    pub secret: u32,
 }
 
 /// Which of a flow's webhook URL tokens a request carried.
@@ -302,12 +321,14 @@ pub enum TokenUsed {
 
 /// Where a new run comes from, besides its request: what [`crate::store::Store::accept_from`]
 /// keeps with it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RunOrigin {
     /// The run it replays: recorded on the new run, and the old one lists the new one.
     pub replay_of: Option<RunId>,
     /// The URL token the webhook came through.
     pub token: Option<TokenUsed>,
+    /// How the webhook passed its flow's `verify`.
+    pub verify: Option<VerifyUsed>,
 }
 
 /// What happened to one step of a run.

@@ -73,6 +73,8 @@ pub(super) fn flow_json(catalog: &Catalog, entry: &FlowEntry) -> Value {
             "when": s.when.as_ref().map(|q| q.as_str().to_owned()),
             "config": s.redacted_config(),
             "retries": s.retry.retries,
+            "backoff_ms": millis(s.retry.backoff),
+            "max_backoff_ms": millis(s.retry.max_backoff),
         })).collect::<Vec<_>>()),
     });
     if let Some(object) = flow.as_object_mut() {
@@ -81,8 +83,28 @@ pub(super) fn flow_json(catalog: &Catalog, entry: &FlowEntry) -> Value {
             json!(live.and_then(|f| f.on_failure.as_ref().map(|id| id.as_str()))),
         );
         object.insert("warnings".into(), json!(warnings(catalog, entry)));
+        object.insert(
+            "concurrency".into(),
+            json!(live.and_then(|f| f.concurrency)),
+        );
+        object.insert(
+            "order_by".into(),
+            json!(live.and_then(|f| f.order_by.as_ref().map(|q| q.as_str().to_owned()))),
+        );
+        object.insert(
+            "retain".into(),
+            json!(live.map(|f| json!({
+                "age_ms": f.retain.age.map(millis),
+                "runs": f.retain.runs,
+            }))),
+        );
     }
     flow
+}
+
+/// A duration as whole milliseconds, as the API gives them.
+fn millis(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The most index entries read to count a flow's runs of the last 24 hours; past it the

@@ -101,6 +101,7 @@ async fn replay(admin: &Admin, run: &Run, version: String) -> Result<RunId> {
     let origin = RunOrigin {
         replay_of: Some(run.id),
         token: None,
+        verify: None,
     };
     let accepted = match admin.store.accept_from(new_run, origin).await {
         Ok(accepted) => accepted,

@@ -6,7 +6,7 @@ use redb::{Database, ReadableDatabase, TableDefinition, backends::InMemoryBacken
 
 use super::bundle;
 use super::{Envelope, StoredRequest};
-use crate::store::types::{RunId, TokenUsed};
+use crate::store::types::{RunId, TokenUsed, VerifyUsed};
 
 const TABLE: TableDefinition<u128, &[u8]> = TableDefinition::new("bundles");
 
@@ -33,6 +33,9 @@ fn envelope() -> impl Strategy<Value = Envelope> {
             Just(TokenUsed::Current),
             Just(TokenUsed::Previous)
         ]),
+        proptest::option::of(
+            (text(), any::<u32>()).prop_map(|(scheme, secret)| VerifyUsed { scheme, secret }),
+        ),
     )
         .prop_map(
             |(
@@ -43,6 +46,7 @@ fn envelope() -> impl Strategy<Value = Envelope> {
                 dedupe_key,
                 replay_of,
                 token,
+                verify,
             )| Envelope {
                 flow_id,
                 flow_version,
@@ -55,6 +59,7 @@ fn envelope() -> impl Strategy<Value = Envelope> {
                 dedupe_key,
                 replay_of,
                 token,
+                verify,
             },
         )
 }
@@ -215,5 +220,49 @@ proptest! {
             let _ = bundle::Descending::new(&table).find(RunId::from(probe));
         }
         let _ = bundle::last_id(&table);
+    }
+}
+
+/// Stored envelopes across versions: a run stored before a field existed still reads, and
+/// says nothing of what it did not record.
+mod versions {
+    use serde_json::json;
+
+    use super::super::*;
+
+    fn state() -> State {
+        State {
+            status: RunStatus::Succeeded,
+            attempt: 1,
+            started_at_ms: Some(1),
+            finished_at_ms: Some(2),
+            error: None,
+            next_attempt_at_ms: None,
+        }
+    }
+
+    #[test]
+    fn a_run_stored_before_verify_was_recorded_reads_without_it() {
+        let id = RunId::from(7_u128);
+        let old = br#"{"flow_id":"f","flow_version":"v","method":"POST","path":"/hooks/f/[redacted]","query":"","headers":[],"remote_addr":null,"received_at_ms":0,"dedupe_key":null}"#;
+        let envelope: Envelope = decode("an older envelope", old).unwrap();
+        assert_eq!(envelope.verify, None);
+        assert_eq!(envelope.token, None);
+        let shown = serde_json::to_value(state().to_run(id, &envelope, 0)).unwrap();
+        assert!(shown.get("verify").is_none(), "{shown}");
+
+        let verified = Envelope {
+            verify: Some(VerifyUsed {
+                scheme: "github".into(),
+                secret: 1,
+            }),
+            ..envelope
+        };
+        let bytes = verified.encode(b"{}").unwrap();
+        let back = Envelope::decode(id, &bytes).unwrap();
+        assert_eq!(back.envelope.verify, verified.verify);
+        assert_eq!(back.body, b"{}");
+        let shown = serde_json::to_value(state().to_run(id, &back.envelope, 2)).unwrap();
+        assert_eq!(shown["verify"], json!({"scheme": "github", "secret": 1}));
     }
 }
