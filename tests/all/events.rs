@@ -290,3 +290,63 @@ fn an_idle_stream_beats_and_a_resume_gets_only_later_events() {
         "{first_finished}: {lines:?}"
     );
 }
+
+/// A run whose step fails with attempts left says so on the stream, with its next attempt's
+/// time, before it finishes.
+#[test]
+fn a_retrying_run_is_announced_with_its_next_attempt() {
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = std::sync::Arc::clone(&calls);
+    let sink = weir_tests::sink::Sink::start(move |_| {
+        if seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            weir_tests::sink::Reply::text(503, "busy")
+        } else {
+            weir_tests::sink::Reply::json(200, &json!({"ok": true}))
+        }
+    });
+    let flows = FlowDir::empty();
+    flows.write(
+        "flaky.toml",
+        &format!(
+            "name = \"flaky\"\n[[steps]]\nid = \"call\"\nplugin = \"http\"\n\
+             allow_hosts = [\"http://127.0.0.1:{port}\"]\ninput.body = \"$.webhook.body\"\n\
+             config.url = \"{url}\"\nretries = 1\nbackoff = \"200ms\"\n",
+            port = sink.port(),
+            url = sink.url("/up")
+        ),
+    );
+    let data = tempfile::tempdir().unwrap();
+    let weir = Weir::start(flows.path(), &data.path().join("weir.redb"));
+    let mut stream = open_events(&weir.admin, &[]);
+    read_events(&mut stream, WAIT, |l| l.iter().any(String::is_empty));
+    let id = post_json(&weir.webhook_url("flaky"), &json!({"n": 1})).json()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let lines = read_events(&mut stream, Duration::from_secs(30), |l| {
+        ended(l, "run.finished")
+    });
+    let events = blocks(&lines);
+    let kinds: Vec<&str> = events.iter().map(|b| b.event.as_str()).collect();
+    let at = |kind: &str| {
+        kinds
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or_else(|| panic!("no {kind} in {lines:?}"))
+    };
+    assert!(at("run.retrying") < at("run.finished"), "{kinds:?}");
+    let retrying = &events[at("run.retrying")].data;
+    assert_eq!(retrying["run_id"], json!(id));
+    assert_eq!(retrying["flow_id"], "flaky");
+    assert_eq!(retrying["status"], "retrying");
+    assert!(
+        retrying["next_attempt_at"]
+            .as_str()
+            .and_then(|t| humantime::parse_rfc3339(t).ok())
+            .is_some(),
+        "{retrying}"
+    );
+    let finished = &events[at("run.finished")].data;
+    assert_eq!(finished["status"], "succeeded");
+    assert_eq!(finished["flow_id"], "flaky");
+}
