@@ -120,7 +120,8 @@ fn start_weir(binary: PathBuf, serve_args: &[String]) -> anyhow::Result<Weir> {
     })
 }
 
-/// One HTTP/1.1 request on its own connection; the status and the body of the answer.
+/// One HTTP/1.1 request on its own connection; the status and the body of the answer. The
+/// `Host` is the address itself: the admin API without a token answers only loopback hosts.
 fn request(
     addr: SocketAddr,
     method: &str,
@@ -130,7 +131,7 @@ fn request(
     let mut stream = TcpStream::connect(addr)?;
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n\
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
          content-length: {}\r\nconnection: close\r\n\r\n",
         body.len()
     )?;
