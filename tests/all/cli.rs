@@ -241,13 +241,7 @@ fn check_reports_each_damaged_record_and_exits_1() {
         store.accept(request("fine-two")).await.unwrap();
         bad
     });
-    let check = || {
-        weir_command()
-            .args(["check", "--data"])
-            .arg(&data)
-            .output()
-            .unwrap()
-    };
+    let check = || weir_check(&data);
     let out = check();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{stdout}");
@@ -256,15 +250,8 @@ fn check_reports_each_damaged_record_and_exits_1() {
         "{stdout}"
     );
 
-    let mut bytes = std::fs::read(&data).unwrap();
-    let marker = b"flip-these-bytes";
-    let mut flipped = 0;
-    while let Some(at) = bytes.windows(marker.len()).position(|w| w == marker) {
-        bytes[at..at + 4].copy_from_slice(b"\xff\xfe\xfd\xfc");
-        flipped += 1;
-    }
+    let flipped = weir_tests::flip_marker(&data, b"flip-these-bytes");
     assert!(flipped > 0, "the record is not in the file");
-    std::fs::write(&data, bytes).unwrap();
     let out = check();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(1), "{stdout}");
@@ -310,28 +297,24 @@ fn check_reports_a_damaged_refusal() {
             .await
             .unwrap();
     });
-    let check = || {
-        weir_command()
-            .args(["check", "--data"])
-            .arg(&data)
-            .output()
-            .unwrap()
-    };
+    let check = || weir_check(&data);
     let out = check();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{stdout}");
 
-    let mut bytes = std::fs::read(&data).unwrap();
-    let marker = b"flip-these-bytes";
-    let mut flipped = 0;
-    while let Some(at) = bytes.windows(marker.len()).position(|w| w == marker) {
-        bytes[at..at + 4].copy_from_slice(b"\xff\xfe\xfd\xfc");
-        flipped += 1;
-    }
+    let flipped = weir_tests::flip_marker(&data, b"flip-these-bytes");
     assert!(flipped > 0, "the refusal is not in the file");
-    std::fs::write(&data, bytes).unwrap();
     let out = check();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("rejection slot 1 of flow f"), "{stdout}");
+}
+
+/// `weir check --data FILE`, its output.
+fn weir_check(data: &std::path::Path) -> std::process::Output {
+    weir_command()
+        .args(["check", "--data"])
+        .arg(data)
+        .output()
+        .unwrap()
 }

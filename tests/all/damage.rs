@@ -36,14 +36,8 @@ fn a_damaged_run_is_its_own_row_a_clear_error_and_named_by_check() {
     // A clean stop: every commit is in the store file, nothing left for the journal to redo.
     assert!(weir.stop().success());
 
-    let mut bytes = std::fs::read(&data).unwrap();
-    let mut flipped = 0;
-    while let Some(at) = bytes.windows(MARKER.len()).position(|w| w == MARKER) {
-        bytes[at..at + 4].copy_from_slice(b"\xff\xfe\xfd\xfc");
-        flipped += 1;
-    }
+    let flipped = weir_tests::flip_marker(&data, MARKER);
     assert!(flipped > 0, "the request is not in the store file");
-    std::fs::write(&data, bytes).unwrap();
 
     let weir = Weir::start(flows.path(), &data);
     // The page serves: the damaged run is a row of its own, between the two that read fine.

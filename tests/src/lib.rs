@@ -1,7 +1,7 @@
 //! Support for Weir's tests: the paths of built artefacts, a shared plugin host, and helpers
 //! that start Weir and talk to it the way a user would.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -562,4 +562,17 @@ impl Drop for Weir {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Overwrites the first four bytes of every copy of `marker` in the file (with bytes that are
+/// not UTF-8), as a damaged disk would; how many copies it found.
+pub fn flip_marker(path: &Path, marker: &[u8]) -> usize {
+    let mut bytes = std::fs::read(path).expect("the file reads");
+    let mut flipped = 0;
+    while let Some(at) = bytes.windows(marker.len()).position(|w| w == marker) {
+        bytes[at..at + 4].copy_from_slice(b"\xff\xfe\xfd\xfc");
+        flipped += 1;
+    }
+    std::fs::write(path, bytes).expect("the file writes");
+    flipped
 }
