@@ -237,6 +237,16 @@ pub(crate) fn weir_binary() -> anyhow::Result<PathBuf> {
         let mut build = Command::new(cargo);
         build.args(["build", "-p", "weir", "-p", "weir-bench"]);
         build.current_dir(env!("CARGO_MANIFEST_DIR"));
+        // Under `cargo run`, cargo sets CARGO_*/RUSTFLAGS-like variables for the running
+        // binary; inherited by this inner build they change the fingerprint of every
+        // dependency and force a full rebuild. The inner build must see the user's env.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            if key.starts_with("CARGO_") && key != "CARGO_HOME" && key != "CARGO_TARGET_DIR" {
+                build.env_remove(key.as_ref());
+            }
+        }
+        build.env_remove("LD_LIBRARY_PATH");
         if !cfg!(debug_assertions) {
             build.arg("--release");
         }
