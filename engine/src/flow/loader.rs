@@ -218,6 +218,7 @@ impl Loader<'_, '_> {
                 })
             })
             .collect::<Option<Vec<_>>>()?;
+        let reads = Flow::context_reads(&steps, answer.as_ref(), on_failure.is_some());
         Some(Flow {
             id,
             name,
@@ -232,6 +233,7 @@ impl Loader<'_, '_> {
             order_by,
             on_failure,
             retain,
+            reads,
         })
     }
 

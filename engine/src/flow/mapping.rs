@@ -171,6 +171,19 @@ impl Mapping {
         self.evaluate_node(&self.root, ctx)
     }
 
+    /// Adds what the mapping's queries can read of the run context to `reads`.
+    pub(crate) fn add_reads(&self, reads: &mut super::Projection) {
+        fn walk(node: &Node, reads: &mut super::Projection) {
+            match node {
+                Node::Literal(_) => {}
+                Node::Query(selection) => reads.add_query(&selection.query),
+                Node::Object(members) => members.iter().for_each(|(_, node)| walk(node, reads)),
+                Node::Array(items) => items.iter().for_each(|node| walk(node, reads)),
+            }
+        }
+        walk(&self.root, reads);
+    }
+
     /// True when the mapping holds no query, so its value never depends on the run.
     pub fn is_constant(&self) -> bool {
         matches!(self.root, Node::Literal(_))

@@ -56,6 +56,7 @@ mod env;
 mod id;
 mod loader;
 mod mapping;
+mod projection;
 mod query;
 mod redact;
 mod retry;
@@ -68,6 +69,10 @@ use serde_json::Value;
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use id::{FlowId, IdError, StepId};
 pub use mapping::{Mapping, MappingError};
+pub use projection::Projection;
+
+/// A projection that reads nothing.
+static NOTHING: Projection = Projection::Fields(std::collections::BTreeMap::new());
 pub use query::{Query, QueryError};
 pub use redact::{MIN_REDACTED_LEN, Redactor};
 pub use retry::{Jitter, MAX_RETRIES, RetryPolicy};
@@ -136,6 +141,9 @@ pub struct Flow {
     /// `retain`: how many and how old of the flow's finished runs the store keeps, beside
     /// `weir serve`'s own limits (a run goes once it is beyond any of them).
     pub retain: Retain,
+    /// What of the run context the flow's queries can read (see [`Projection`]): a run
+    /// decodes its JSON body only that far.
+    pub reads: Projection,
 }
 
 /// A flow's `retain = { age = "7d", runs = 10000 }`; no limit where a key is absent.
@@ -148,6 +156,37 @@ pub struct Retain {
 }
 
 impl Flow {
+    /// What runs of a flow with these steps, `answer` and (when `whole_webhook`) an
+    /// `on_failure`, which is given the webhook as it came, read of their context.
+    pub(crate) fn context_reads(
+        steps: &[Step],
+        answer: Option<&Mapping>,
+        whole_webhook: bool,
+    ) -> Projection {
+        let mut reads = Projection::default();
+        for step in steps {
+            if let Some(when) = &step.when {
+                reads.add_query(when);
+            }
+            step.input.add_reads(&mut reads);
+        }
+        if let Some(answer) = answer {
+            answer.add_reads(&mut reads);
+        }
+        if whole_webhook {
+            reads.add_whole(&["webhook"]);
+        }
+        reads
+    }
+
+    /// What of its JSON body a run of this flow reads.
+    pub fn body_reads(&self) -> &Projection {
+        self.reads
+            .member("webhook")
+            .and_then(|webhook| webhook.member("body"))
+            .unwrap_or(&NOTHING)
+    }
+
     /// The step with id `id`.
     pub fn step(&self, id: &str) -> Option<&Step> {
         self.steps.iter().find(|step| step.id.as_str() == id)

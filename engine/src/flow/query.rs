@@ -56,6 +56,11 @@ impl Query {
         })
     }
 
+    /// The parsed query.
+    pub(crate) fn ast(&self) -> &JpQuery {
+        &self.ast
+    }
+
     /// The query as written.
     pub fn as_str(&self) -> &str {
         &self.text

@@ -478,7 +478,10 @@ async fn execute(
     let flow = Arc::clone(&live);
     let mut context = match on_failure::context_of(&run, &request.body) {
         Some(context) => context,
-        None => steps::initial_context(payload::webhook_document_owned(&run, request), None),
+        None => steps::initial_context(
+            payload::webhook_document_owned(&run, request, flow.flow.body_reads()),
+            None,
+        ),
     };
     // Only a flow with retries has retrying runs, whose steps resume where they failed.
     let resume = if flow.flow.steps.iter().any(|s| s.retry.retries > 0) {

@@ -7,7 +7,7 @@ use base64::Engine as _;
 use serde_json::{Map, Value};
 
 use super::content;
-use crate::flow::MAX_MAX_BODY;
+use crate::flow::{MAX_MAX_BODY, Projection};
 use crate::store::{RawRequest, Run};
 
 /// A body decoded for people and mappings.
@@ -28,16 +28,19 @@ impl Body {
     /// and files (see [`content::multipart`]), text in its declared `charset` a string, UTF-8
     /// text a string, and other bytes base64. An empty body is `null`.
     pub fn decode(content_type: Option<&str>, bytes: &[u8]) -> Body {
-        Body::structured(content_type, bytes).unwrap_or_else(|| match std::str::from_utf8(bytes) {
-            Ok(text) => Body::Text(text.to_owned()),
-            Err(_) => Body::Base64(base64::engine::general_purpose::STANDARD.encode(bytes)),
+        Body::structured(content_type, bytes, &Projection::All).unwrap_or_else(|| {
+            match std::str::from_utf8(bytes) {
+                Ok(text) => Body::Text(text.to_owned()),
+                Err(_) => Body::Base64(base64::engine::general_purpose::STANDARD.encode(bytes)),
+            }
         })
     }
 
     /// [`Body::decode`], taking the bytes: a text body becomes its string without a copy, and
-    /// the bytes of any other are freed as soon as it is decoded.
-    pub fn decode_owned(content_type: Option<&str>, bytes: Vec<u8>) -> Body {
-        if let Some(body) = Body::structured(content_type, &bytes) {
+    /// the bytes of any other are freed as soon as it is decoded. A JSON body keeps only what
+    /// `reads` reads of it (see [`Projection`]).
+    pub fn decode_owned(content_type: Option<&str>, bytes: Vec<u8>, reads: &Projection) -> Body {
+        if let Some(body) = Body::structured(content_type, &bytes, reads) {
             return body;
         }
         match String::from_utf8(bytes) {
@@ -53,9 +56,10 @@ impl Body {
         content_type: Option<&str>,
         content_encoding: Option<&str>,
         bytes: Vec<u8>,
+        reads: &Projection,
     ) -> Body {
         match content::decode(content_encoding, bytes, MAX_MAX_BODY) {
-            Ok(decoded) => Body::decode_owned(content_type, decoded),
+            Ok(decoded) => Body::decode_owned(content_type, decoded, reads),
             Err((_, bytes)) => {
                 Body::Base64(base64::engine::general_purpose::STANDARD.encode(bytes))
             }
@@ -64,7 +68,7 @@ impl Body {
 
     /// The body as JSON when it is empty, JSON that parses, or a form; as text when its
     /// content type names a charset it is valid in; `None` otherwise.
-    fn structured(content_type: Option<&str>, bytes: &[u8]) -> Option<Body> {
+    fn structured(content_type: Option<&str>, bytes: &[u8], reads: &Projection) -> Option<Body> {
         if bytes.is_empty() {
             return Some(Body::Json(Value::Null));
         }
@@ -74,7 +78,7 @@ impl Body {
             .unwrap_or_default();
         if mime == "application/json" || mime.ends_with("+json") || mime.is_empty() {
             let json = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-            if let Ok(value) = serde_json::from_slice(json) {
+            if let Ok(value) = reads.decode(json) {
                 return Some(Body::Json(value));
             }
         }
@@ -240,7 +244,12 @@ pub fn request_body_decoded(request: &RawRequest) -> Body {
     let content_type = request.header("content-type");
     match request.header("content-encoding") {
         None => Body::decode(content_type, &request.body),
-        encoding => Body::decode_request(content_type, encoding, request.body.clone()),
+        encoding => Body::decode_request(
+            content_type,
+            encoding,
+            request.body.clone(),
+            &Projection::All,
+        ),
     }
 }
 
@@ -250,14 +259,16 @@ pub fn webhook_document_for(run: &Run, request: &RawRequest) -> Value {
 }
 
 /// [`webhook_document_for`], taking the request: the body's bytes are freed once decoded, so
-/// that a run holds its body once, as the document, while its steps run.
-pub fn webhook_document_owned(run: &Run, mut request: RawRequest) -> Value {
+/// that a run holds its body once, as the document, while its steps run; and of a JSON body
+/// only what `reads` reads.
+pub fn webhook_document_owned(run: &Run, mut request: RawRequest, reads: &Projection) -> Value {
     let bytes = std::mem::take(&mut request.body);
     let mut document = request_head(&request);
     let body = Body::decode_request(
         request.header("content-type"),
         request.header("content-encoding"),
         bytes,
+        reads,
     );
     drop(request);
     insert_body(&mut document, body);
@@ -309,7 +320,7 @@ mod tests {
             ("application/x-www-form-urlencoded", b"a=1"),
         ] {
             assert_eq!(
-                Body::decode_owned(Some(content_type), bytes.to_vec()),
+                Body::decode_owned(Some(content_type), bytes.to_vec(), &Projection::All),
                 Body::decode(Some(content_type), bytes)
             );
         }

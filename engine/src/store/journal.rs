@@ -54,6 +54,14 @@ fn checksum(seq: u64, payload: &[u8]) -> u32 {
     hasher.finalize()
 }
 
+/// The length of the frame of a `payload_len`-byte payload: header and payload, padded.
+fn frame_len(payload_len: usize) -> usize {
+    (HEADER + payload_len).next_multiple_of(BLOCK)
+}
+
+/// The largest frame buffer kept from one append to the next.
+const KEEP_BUFFER: usize = 4 << 20;
+
 /// Appends one frame to `out`, padded with zeros to a multiple of [`BLOCK`] bytes.
 pub(super) fn frame(out: &mut Vec<u8>, seq: u64, payload: &[u8]) {
     let start = out.len();
@@ -260,13 +268,17 @@ impl Journal {
         frame(&mut self.buffer, seq, payload);
         let started = std::time::Instant::now();
         let written = self.io.write_durably(self.offset, &self.buffer[start..]);
+        if self.buffer.capacity() > KEEP_BUFFER {
+            // A frame of large bodies: its buffer is not kept for the next (small) frames.
+            self.buffer = Vec::new();
+        }
         let counters = &self.counters;
         counters
             .journal_direct
             .store(self.io.is_direct(), Ordering::Relaxed);
         match written {
             Ok(()) => {
-                let framed = (self.buffer.len() - start) as u64;
+                let framed = frame_len(payload.len()) as u64;
                 counters.journal_syncs.fetch_add(1, Ordering::Relaxed);
                 counters.journal_bytes.fetch_add(framed, Ordering::Relaxed);
                 let took = started.elapsed();

@@ -263,6 +263,19 @@ pub(super) mod bundle {
             Ok(())
         }
 
+        /// The value of a bundle of one record (a request larger than [`TARGET_BYTES`],
+        /// stored alone without first being copied into a builder).
+        pub fn alone(id: u128, record: &[u8]) -> Result<Vec<u8>, StoreError> {
+            let end = u32::try_from(record.len())
+                .map_err(|_| StoreError::Storage("a request exceeds 4 GiB".into()))?;
+            let mut out = Vec::with_capacity(4 + ENTRY + record.len());
+            out.extend_from_slice(&1u32.to_le_bytes());
+            out.extend_from_slice(&id.to_le_bytes());
+            out.extend_from_slice(&end.to_le_bytes());
+            out.extend_from_slice(record);
+            Ok(out)
+        }
+
         /// The key (first id) and value of the bundle; the builder is empty afterwards.
         pub fn take(&mut self) -> Option<(u128, Vec<u8>)> {
             let first = self.entries.first()?.0;

@@ -23,6 +23,9 @@ pub(in crate::store) struct JournalLink {
     pub seq: u64,
 }
 
+/// The largest journal payload buffer kept from one batch to the next.
+const KEEP_REDO: usize = 4 << 20;
+
 impl JournalLink {
     pub(super) fn working(&self) -> bool {
         !self.journal.failed
@@ -88,6 +91,10 @@ impl Writer {
                     answer(Some(err.clone()));
                 }
             }
+        }
+        if self.redo.capacity() > KEEP_REDO {
+            // Large bodies' entries: their buffer is not kept for the next batches.
+            self.redo = Vec::new();
         }
     }
 

@@ -20,7 +20,7 @@ use ulid::Ulid;
 use super::super::entry::Entry;
 use super::super::error::StoreError;
 use super::super::query::DedupeEntry;
-use super::super::tables::{Envelope, NO_DURATION, Outcome, State, encode};
+use super::super::tables::{Envelope, NO_DURATION, Outcome, State, bundle, encode};
 use super::super::types::{PluginBlob, RunId, RunOutcome, RunStatus, to_ms};
 use super::txn::{OpError, WriteTables};
 use super::{AcceptAnswer, JournalLink, Op, Pending, Prepared, Writer, settle};
@@ -119,10 +119,18 @@ fn store_new(
     bytes: &[u8],
 ) -> Result<(), OpError> {
     let key = id.as_u128();
-    if !t.bundle.fits(bytes.len()) {
+    if bytes.len() >= bundle::TARGET_BYTES {
+        // Alone, after the bundle in progress (whose ids are all lower), so that a large
+        // body is copied once on its way into redb rather than twice through a builder.
         t.flush_bundle()?;
+        t.requests
+            .insert(key, bundle::Builder::alone(key, bytes)?.as_slice())?;
+    } else {
+        if !t.bundle.fits(bytes.len()) {
+            t.flush_bundle()?;
+        }
+        t.bundle.push(key, bytes)?;
     }
-    t.bundle.push(key, bytes)?;
     t.live.insert(key, State::queued().to_live())?;
     if let Some(dedupe_key) = dedupe_key {
         t.dedupe()?.insert((flow_id, dedupe_key), key)?;
