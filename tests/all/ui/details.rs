@@ -135,15 +135,8 @@ backoff = "1h"
             )
             .await;
         browser
-            .client
-            .find(Locator::Css(
-                r#".flow-card[data-flow-id="guarded"] .refused a"#,
-            ))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+            .click(r#".flow-card[data-flow-id="guarded"] .refused a"#, WAIT)
+            .await;
         let row = browser
             .wait_text(".refusals tr.refusal", "signature", WAIT)
             .await
@@ -193,14 +186,7 @@ backoff = "1h"
         browser.wait_text(".verify-used", "2nd", WAIT).await;
         browser.wait_text(".replays", &replay, WAIT).await;
         browser.screenshot("run-verified-replayed").await;
-        browser
-            .client
-            .find(Locator::Css(".replays a"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        browser.click(".replays a", WAIT).await;
         browser.wait_text(".replay-of", &signed, WAIT).await;
 
         // The failed run: each attempt with its error.

@@ -1,6 +1,5 @@
 //! The payload dialog's views of bodies that are not JSON.
 
-use fantoccini::Locator;
 use serde_json::json;
 use weir_tests::browser::Browser;
 use weir_tests::{FlowDir, Weir, post_with};
@@ -59,14 +58,7 @@ fn the_payload_dialog_shows_form_fields_as_a_table_and_binary_as_hex() {
             table.text().await.unwrap()
         );
         browser.screenshot("payload-form").await;
-        browser
-            .client
-            .find(Locator::Css("#tab-raw"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        browser.click("#tab-raw", WAIT).await;
         let raw = browser.wait("pre[data-raw]", WAIT).await;
         assert_eq!(
             raw.text().await.unwrap(),
@@ -102,14 +94,7 @@ fn the_payload_dialog_shows_form_fields_as_a_table_and_binary_as_hex() {
             .wait_text("dialog[open]", "application/octet-stream", WAIT)
             .await;
         browser.screenshot("payload-hex").await;
-        browser
-            .client
-            .find(Locator::Css("#tab-raw"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        browser.click("#tab-raw", WAIT).await;
         browser
             .wait_text("dialog[open] .body-view", "Not UTF-8 text", WAIT)
             .await;

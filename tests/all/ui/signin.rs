@@ -1,6 +1,5 @@
 //! The admin token's sign-in form.
 
-use fantoccini::Locator;
 use weir_tests::browser::Browser;
 use weir_tests::{FlowDir, Weir};
 
@@ -22,14 +21,7 @@ fn with_an_admin_token_the_ui_asks_for_it_once_and_never_puts_it_in_a_url() {
         let input = browser.wait("form.signin input#token", WAIT).await;
         browser.screenshot("signin").await;
         input.send_keys("not-the-token-at-all").await.unwrap();
-        browser
-            .client
-            .find(Locator::Css("form.signin button[type=submit]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        browser.click("form.signin button[type=submit]", WAIT).await;
         browser
             .wait_text("#signin-error", "not accepted", WAIT)
             .await;
@@ -37,14 +29,7 @@ fn with_an_admin_token_the_ui_asks_for_it_once_and_never_puts_it_in_a_url() {
         let input = browser.wait("form.signin input#token", WAIT).await;
         input.clear().await.unwrap();
         input.send_keys(token).await.unwrap();
-        browser
-            .client
-            .find(Locator::Css("form.signin button[type=submit]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        browser.click("form.signin button[type=submit]", WAIT).await;
         browser
             .wait_text(".flow-card", "GitHub issues to Slack", WAIT)
             .await;

@@ -3,7 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use fantoccini::Locator;
 use fantoccini::key::Key;
 use serde_json::json;
 use weir_tests::browser::Browser;
@@ -56,18 +55,8 @@ fn a_webhook_shows_up_live_with_its_payload_and_its_run() {
         browser.screenshot("webhooks").await;
 
         // Options → Payload.
-        browser
-            .wait(&format!("{row} button.options"), WAIT)
-            .await
-            .click()
-            .await
-            .unwrap();
-        browser
-            .wait(&format!("{row} a.menu-payload"), WAIT)
-            .await
-            .click()
-            .await
-            .unwrap();
+        browser.click(&format!("{row} button.options"), WAIT).await;
+        browser.click(&format!("{row} a.menu-payload"), WAIT).await;
         browser.wait_text("dialog[open]", "Crash on start", WAIT).await;
         let dialog = browser.wait_text("dialog[open]", "trace-7f3a", WAIT).await;
         let text = dialog.text().await.unwrap();
@@ -76,14 +65,7 @@ fn a_webhook_shows_up_live_with_its_payload_and_its_run() {
         let url = browser.client.current_url().await.unwrap();
         assert_eq!(url.path(), format!("/runs/{id}/payload"), "the dialog's own URL");
         browser.screenshot("payload").await;
-        browser
-            .client
-            .find(Locator::Css("#tab-raw"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        browser.click("#tab-raw", WAIT).await;
         let raw = browser.wait("pre[data-raw]", WAIT).await;
         assert_eq!(raw.text().await.unwrap(), body, "Raw shows the exact bytes");
         browser.screenshot("payload-raw").await;
@@ -91,28 +73,11 @@ fn a_webhook_shows_up_live_with_its_payload_and_its_run() {
         // The dialog's URL reloads to the dialog.
         browser.client.refresh().await.unwrap();
         browser.wait_text("dialog[open]", "trace-7f3a", WAIT).await;
-        browser
-            .client
-            .find(Locator::Css("dialog[open] button.close"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        browser.click("dialog[open] button.close", WAIT).await;
 
         // Options → Open run.
-        browser
-            .wait(&format!("{row} button.options"), WAIT)
-            .await
-            .click()
-            .await
-            .unwrap();
-        browser
-            .wait(&format!("{row} a.menu-run"), WAIT)
-            .await
-            .click()
-            .await
-            .unwrap();
+        browser.click(&format!("{row} button.options"), WAIT).await;
+        browser.click(&format!("{row} a.menu-run"), WAIT).await;
         let webhook = browser
             .wait_text(r#"[data-step-id="webhook"]"#, "Crash on start", WAIT)
             .await;
