@@ -8,6 +8,7 @@
 //!     cargo run --release -p weir-bench -- outbound
 //!     cargo run --release -p weir-bench -- history [--runs N] [--flows N] [--requests N]
 //!     cargo run --release -p weir-bench -- prune [--runs N] [--churn N]
+//!     cargo run --release -p weir-bench -- store
 //!
 //! The method and the current figures are in BENCHMARKS.md at the repository's root.
 
@@ -23,6 +24,7 @@ mod outbound;
 mod plugin;
 mod prune;
 mod respond;
+mod store;
 mod webhook;
 
 use anyhow::Context as _;
@@ -87,6 +89,9 @@ enum Bench {
         #[arg(long, default_value_t = 500_000)]
         churn: usize,
     },
+    /// The store alone, through its API (no HTTP): accepts/s by 1 to 256 concurrent callers,
+    /// then runs' progress (start, five steps, finish) per second, progress synced and not.
+    Store,
     /// Serves a baseline in a process of its own, as `webhook` needs it: prints `bare: ADDR`
     /// and serves until its stdin closes.
     #[command(hide = true)]
@@ -120,6 +125,7 @@ fn main() -> anyhow::Result<()> {
             usize::try_from(requests).context("--requests is too large")?,
         ),
         Bench::Prune { runs, churn } => prune::bench(runs, churn),
+        Bench::Store => store::bench(),
         Bench::BareServer { durable } => webhook::serve_bare(durable),
     }
 }

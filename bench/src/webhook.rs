@@ -343,11 +343,19 @@ pub(crate) async fn get_json(addr: SocketAddr, path: &str) -> anyhow::Result<ser
     Ok(serde_json::from_slice(&body.to_bytes())?)
 }
 
-/// Returns once Weir has no run left in its queue.
+/// The runs `/api/health` counts as not finished: queued, running and retrying.
+fn unfinished(health: &serde_json::Value) -> Option<u64> {
+    ["runs_in_queue", "runs_running", "runs_retrying"]
+        .iter()
+        .map(|key| health[key].as_u64())
+        .sum()
+}
+
+/// Returns once Weir has no run left that is not finished.
 pub(crate) async fn wait_drained(weir: &WeirProcess) -> anyhow::Result<()> {
     loop {
         let health = get_json(weir.admin, "/api/health").await?;
-        if health["runs_in_queue"] == 0 {
+        if unfinished(&health) == Some(0) {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -470,9 +478,9 @@ pub fn bench(rounds: usize) -> anyhow::Result<()> {
         }
         let health = get_json(weir.admin, "/api/health").await?;
         println!(
-            "weir peak memory (VmHWM): {:.1} MiB; runs still queued: {}",
+            "weir peak memory (VmHWM): {:.1} MiB; runs not finished: {}",
             peak_memory_mib(weir.child.id()),
-            health["runs_in_queue"]
+            unfinished(&health).map_or_else(|| "unknown".to_owned(), |n| n.to_string())
         );
         println!(
             "targets: weir >= 0.5 x bare req/s, p99 <= 10 ms at c=64, >= 5,000 runs/s, < 150 MiB"

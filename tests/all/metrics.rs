@@ -1,6 +1,6 @@
 //! `GET /metrics` as Prometheus scrapes it: parsed by a Prometheus text parser, its counters
 //! move as webhooks arrive (accepted, refused, unrouted) and runs end (succeeded, failed), the
-//! queue gauges show a backlog, and the admin token guards it.
+//! queue gauges show a backlog (as `/api/health` counts it), and the admin token guards it.
 
 use std::time::Duration;
 
@@ -65,6 +65,13 @@ fn count(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
         }
         other => panic!("{name} is not a histogram: {other:?}"),
     }
+}
+
+/// `GET /api/health`, with the token.
+fn health(weir: &Weir) -> serde_json::Value {
+    let answer = get_with(&format!("{}/api/health", weir.admin), &bearer());
+    assert_eq!(answer.status, 200);
+    answer.json()
 }
 
 fn url(weir: &Weir, flow: &str) -> String {
@@ -239,12 +246,17 @@ fn a_backlog_shows_in_the_queue_gauges() {
     let ids: Vec<String> = (0..4)
         .map(|n| post_json(&slow, &json!({ "n": n })).accepted_run_id())
         .collect();
-    // One executes, the others wait: the oldest of them since it was accepted.
+    // One executes, the others wait: the oldest of them since it was accepted. Health counts
+    // them the same way.
     wait_for(Duration::from_secs(30), "a backlog in the gauges", || {
         let now = scrape(&weir);
+        let health = health(&weir);
         (value(&now, "weir_runs_executing", &[]) == 1.0
             && value(&now, "weir_runs_queued", &[]) >= 1.0
-            && value(&now, "weir_queue_oldest_age_seconds", &[]) > 0.0)
+            && value(&now, "weir_queue_oldest_age_seconds", &[]) > 0.0
+            && health["runs_running"] == 1
+            && health["runs_in_queue"].as_u64() >= Some(1)
+            && health["runs_retrying"] == 0)
             .then_some(())
     });
     for id in &ids {
@@ -257,6 +269,16 @@ fn a_backlog_shows_in_the_queue_gauges() {
     });
     assert_eq!(value(&done, "weir_runs_queued", &[]), 0.0);
     assert_eq!(value(&done, "weir_queue_oldest_age_seconds", &[]), 0.0);
+    let health = health(&weir);
+    assert_eq!(
+        [
+            &health["runs_in_queue"],
+            &health["runs_running"],
+            &health["runs_retrying"]
+        ],
+        [0, 0, 0],
+        "{health:#}"
+    );
     assert_eq!(
         value(
             &done,

@@ -339,4 +339,8 @@ fn a_run_waiting_for_its_retry_is_counted_as_retrying() {
     assert_eq!(gauge("weir_runs_retrying"), 1.0);
     assert_eq!(gauge("weir_runs_queued"), 0.0);
     assert_eq!(gauge("weir_runs_executing"), 0.0);
+    let health = weir.api("/api/health").json();
+    assert_eq!(health["runs_retrying"], 1, "{health:#}");
+    assert_eq!(health["runs_in_queue"], 0, "{health:#}");
+    assert_eq!(health["runs_running"], 0, "{health:#}");
 }

@@ -250,6 +250,15 @@ impl Browser {
         self.wait_text(css, "", deadline).await
     }
 
+    /// Waits for an element matching `css` and clicks it.
+    pub async fn click(&self, css: &str, deadline: Duration) {
+        self.wait(css, deadline)
+            .await
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
+    }
+
     /// The page's visible text.
     pub async fn body_text(&self) -> String {
         match self.client.find(Locator::Css("body")).await {

@@ -243,15 +243,20 @@ fn indexes(txn: &ReadTransaction, report: &mut CheckReport) -> Result<(), StoreE
         Err(redb::TableError::TableDoesNotExist(_)) => {}
         Err(e) => return Err(e.into()),
     }
-    match txn.open_table(REPLAYS) {
-        Ok(table) => {
-            for entry in table.iter()? {
-                entry?;
-                report.records += 1;
+    // A replay link names two stored runs: pruning either removes the link.
+    if let Some(table) = added_later(txn.open_table(REPLAYS))? {
+        for entry in table.iter()? {
+            let (of, id) = entry?.0.value();
+            report.records += 1;
+            let (of, id) = (RunId::from(of), RunId::from(id));
+            for run in [of, id] {
+                if !has_request(txn, run)? {
+                    report.damaged.push(format!(
+                        "replay link from run {of} to run {id}: run {run} is missing"
+                    ));
+                }
             }
         }
-        Err(redb::TableError::TableDoesNotExist(_)) => {}
-        Err(e) => return Err(e.into()),
     }
     Ok(())
 }

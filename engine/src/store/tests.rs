@@ -18,7 +18,6 @@ mod listing;
 mod open;
 mod requests;
 mod runs;
-mod throughput;
 
 fn request(body: &[u8]) -> RawRequest {
     RawRequest {

@@ -11,7 +11,9 @@ use crate::http::error::{ApiError, ErrorBody};
 /// The server's state: flows loaded, runs waiting, the store's writer, what the store holds.
 #[utoipa::path(get, path = "/api/health", tag = "server",
     responses(
-        (status = 200, description = "Version, flows, runs in the queue, the store's writer, \
+        (status = 200, description = "Version, flows, the runs not yet finished \
+            (`runs_in_queue`: waiting for their turn; `runs_running`: executing now; \
+            `runs_retrying`: waiting for a step's next attempt), the store's writer, \
             senders waiting for results, and `storage`: the store file's length \
             (`file_bytes`), the bytes its tables use (`used_bytes`, as last measured by the \
             pruner at `used_measured_at`; null before the first measure), the runs kept \
@@ -22,7 +24,7 @@ use crate::http::error::{ApiError, ErrorBody};
     ))]
 pub(super) fn health(admin: Arc<Admin>) -> Result<Response> {
     let snapshot = admin.catalog.snapshot();
-    let queued = admin.store.queue_len().map_err(ApiError::internal)?;
+    let backlog = backlog(&admin)?;
     let holdings = admin.store.holdings().map_err(ApiError::internal)?;
     let now = std::time::SystemTime::now();
     let used = admin.store.last_used_bytes();
@@ -40,11 +42,37 @@ pub(super) fn health(admin: Arc<Admin>) -> Result<Response> {
         "version": env!("CARGO_PKG_VERSION"),
         "flows": snapshot.flows.len(),
         "flows_with_errors": snapshot.flows.values().filter(|e| !e.errors.is_empty()).count(),
-        "runs_in_queue": queued,
+        "runs_in_queue": backlog.queued,
+        "runs_running": backlog.executing,
+        "runs_retrying": backlog.retrying,
         "store": admin.store.stats(),
         "storage": storage,
         "senders_waiting_for_results": admin.executor.wait_stats(),
     }))
+}
+
+/// The runs not yet finished, by what they wait for; health and metrics count them alike.
+struct Backlog {
+    /// Waiting for their turn to execute.
+    queued: u64,
+    /// Executing now.
+    executing: u64,
+    /// Waiting for a step's next attempt.
+    retrying: u64,
+}
+
+/// The store counts every live run; the executor knows which of them execute or wait for a
+/// retry, so the rest are queued. The counts are read one after the other: a run that moves
+/// between the reads can show under the wrong heading for a moment.
+fn backlog(admin: &Admin) -> Result<Backlog> {
+    let live = admin.store.queue_len().map_err(ApiError::internal)?;
+    let executing = admin.executor.executing() as u64;
+    let retrying = admin.executor.retrying() as u64;
+    Ok(Backlog {
+        queued: live.saturating_sub(executing).saturating_sub(retrying),
+        executing,
+        retrying,
+    })
 }
 
 /// The metrics, with the gauges read now: the queue from the store (live runs less those
@@ -58,14 +86,12 @@ pub(super) fn health(admin: Arc<Admin>) -> Result<Response> {
         (status = 500, description = "The store could not be read", body = ErrorBody),
     ))]
 pub(super) fn metrics(admin: Arc<Admin>) -> Result<Response> {
-    let live = admin.store.queue_len().map_err(ApiError::internal)?;
-    let executing = admin.executor.executing() as u64;
-    let retrying = admin.executor.retrying() as u64;
+    let backlog = backlog(&admin)?;
     let oldest = admin.store.oldest_queued().map_err(ApiError::internal)?;
     let sample = crate::metrics::Sample {
-        queued: live.saturating_sub(executing).saturating_sub(retrying),
-        executing,
-        retrying,
+        queued: backlog.queued,
+        executing: backlog.executing,
+        retrying: backlog.retrying,
         oldest_queued: oldest.map(|id| {
             std::time::SystemTime::now()
                 .duration_since(id.timestamp())

@@ -115,3 +115,36 @@ async fn a_damaged_record_is_a_row_of_its_own_and_check_reports_it() {
         .unwrap();
     assert_eq!(first_page.next_cursor, Some(bad));
 }
+
+/// A replay link naming a run that is not stored (a take-back that left it, say) is damage
+/// `check` names; links between stored runs are not.
+#[tokio::test]
+async fn check_reports_a_replay_link_to_a_missing_run() {
+    let (_dir, path) = temp();
+    let store = Store::open(&path).unwrap();
+    let original = store.accept(new_run("f", b"one")).await.unwrap().id;
+    let replay = store.accept(new_run("f", b"two")).await.unwrap().id;
+    drop(store);
+    let missing = RunId::from(replay.as_u128() + 1);
+    let link = |of: RunId, id: RunId| {
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(super::tables::REPLAYS)
+            .unwrap()
+            .insert((of.as_u128(), id.as_u128()), ())
+            .unwrap();
+        txn.commit().unwrap();
+    };
+    link(original, replay);
+    let report = check(&path).unwrap();
+    assert!(report.is_clean(), "{:?}", report.damaged);
+
+    link(original, missing);
+    let report = check(&path).unwrap();
+    assert_eq!(
+        report.damaged,
+        [format!(
+            "replay link from run {original} to run {missing}: run {missing} is missing"
+        )]
+    );
+}

@@ -394,17 +394,20 @@ fn requeue(t: &mut WriteTables<'_>, ids: &[RunId]) -> Result<(), OpError> {
 
 /// An accept or start of a transaction, answered once its journal frame is synced.
 pub(in crate::store) enum Unconfirmed {
-    /// A new run, with its flow and dedupe value if the flow dedupes.
+    /// A new run, with its flow and dedupe value if the flow dedupes, and the run it replays
+    /// if it is a replay.
     Accepted {
         id: RunId,
         dedupe: Option<(String, String)>,
+        replay_of: Option<RunId>,
     },
     /// A run marked running.
     Started { id: RunId },
 }
 
 /// Undoes accepts and starts whose journal frame could not be written: accepted runs are
-/// deleted (with their dedupe entries), started runs queued again. The one change that is
+/// deleted (with their dedupe entries and their place among their original's replays),
+/// started runs queued again. The one change that is
 /// not an entry: it is made once the journal is known to be unwritable, in a durable commit.
 pub(super) fn take_back(
     t: &mut WriteTables<'_>,
@@ -412,9 +415,16 @@ pub(super) fn take_back(
 ) -> Result<(), StoreError> {
     for change in unconfirmed {
         match change {
-            Unconfirmed::Accepted { id, dedupe } => {
+            Unconfirmed::Accepted {
+                id,
+                dedupe,
+                replay_of,
+            } => {
                 let key = id.as_u128();
                 t.live.remove(key)?;
+                if let Some(original) = replay_of {
+                    t.replays()?.remove((original.as_u128(), key))?;
+                }
                 // A bundle's key is its first run's id, and every bundle the transaction
                 // wrote holds only its own runs.
                 t.requests.remove(key)?;
@@ -650,9 +660,19 @@ impl Writer {
             bytes,
         };
         self.change(t, &entry)?;
+        // A link names two stored runs: an original pruned since the replay was asked for gets
+        // none (the replay's own record still names it). Taken back with the accept if the
+        // journal cannot be written.
+        let replay_of = match replay_of {
+            None => None,
+            Some(of) => match t.load_state(of) {
+                Err(OpError::Op(StoreError::NotFound(_))) => None,
+                Err(OpError::Fatal(err)) => return Err(OpError::Fatal(err)),
+                // Stored, though its state may be damaged.
+                Ok(_) | Err(OpError::Op(_)) => Some(of),
+            },
+        };
         if let Some(of) = replay_of {
-            // Taken back with the accept if the journal cannot be written: a link to a run
-            // that is not there only lists an id that reads as unknown.
             self.change(t, &Entry::Replayed { of, id })?;
         }
         if let Entry::Accept {
@@ -662,7 +682,11 @@ impl Writer {
         } = &mut entry
         {
             let dedupe = dedupe_key.take().map(|key| (std::mem::take(flow_id), key));
-            self.unconfirmed.push(Unconfirmed::Accepted { id, dedupe });
+            self.unconfirmed.push(Unconfirmed::Accepted {
+                id,
+                dedupe,
+                replay_of,
+            });
         }
         Ok(AcceptAnswer::New(id))
     }
