@@ -25,4 +25,5 @@ mod scheduling;
 mod sdk_scaffold;
 mod served_guests;
 mod ui;
+mod ui_refusals;
 mod validate_config;
