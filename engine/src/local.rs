@@ -300,6 +300,7 @@ pub(crate) fn run_flow(
     headers: &[String],
     method: &str,
     plugin_places: &weir::flow::PluginPlaces,
+    extra_ca: Option<&Path>,
 ) -> anyhow::Result<()> {
     let flow = load_flow(flow_path, plugin_places).map_err(|e| anyhow::anyhow!("{e}"))?;
     let body = if payload == "-" {
@@ -321,7 +322,13 @@ pub(crate) fn run_flow(
     if !header_list.iter().any(|(n, _)| n == "content-type") {
         header_list.push(("content-type".into(), "application/json".into()));
     }
-    let host = local_host()?;
+    let mut host = local_host()?;
+    if let Some(pem) = extra_ca {
+        host.set_outbound(
+            weir::plugin::outbound::OutboundConfig::new(Some(pem))
+                .context("setting up outbound HTTPS")?,
+        );
+    }
     let mut plugins = Vec::new();
     for step in &flow.steps {
         let plugin = match &step.plugin {

@@ -3,6 +3,7 @@
 mod api;
 mod builtins;
 mod cli;
+mod cli_run;
 mod damage;
 mod edge;
 mod events;
