@@ -4,6 +4,7 @@
 //!     cargo run --release -p weir-bench -- plugin
 //!     cargo run --release -p weir-bench -- webhook [--rounds N]
 //!     cargo run --release -p weir-bench -- respond [--rounds N]
+//!     cargo run --release -p weir-bench -- forgeries [--requests N] [--rounds N]
 //!     cargo run --release -p weir-bench -- memory [--weir PATH] [--serve-arg ARG]...
 //!     cargo run --release -p weir-bench -- outbound
 //!     cargo run --release -p weir-bench -- history [--runs N] [--flows N] [--requests N]
@@ -18,6 +19,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod floor;
+mod forgeries;
 mod history;
 mod memory;
 mod outbound;
@@ -51,6 +53,16 @@ enum Bench {
     /// A flow answering with its run's result (`respond = "result"`, two `transform` steps)
     /// against the same flow answering 202, at concurrency 64.
     Respond {
+        /// Rounds; the figures are their median and range.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+        rounds: u64,
+    },
+    /// GitHub-signed webhooks at concurrency 32, alone and while as many connections send
+    /// forged signatures: accepted/s and p99 of both, forgeries/s, and their ratio.
+    Forgeries {
+        /// Valid webhooks per phase.
+        #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(32..))]
+        requests: u64,
         /// Rounds; the figures are their median and range.
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
         rounds: u64,
@@ -113,6 +125,10 @@ fn main() -> anyhow::Result<()> {
         Bench::Respond { rounds } => {
             respond::bench(usize::try_from(rounds).context("--rounds is too large")?)
         }
+        Bench::Forgeries { requests, rounds } => forgeries::bench(
+            usize::try_from(requests).context("--requests is too large")?,
+            usize::try_from(rounds).context("--rounds is too large")?,
+        ),
         Bench::Memory { weir, serve_args } => memory::bench(weir, &serve_args),
         Bench::Outbound => outbound::bench(),
         Bench::History {

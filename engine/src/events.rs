@@ -32,10 +32,24 @@ pub struct Event {
     /// Its place in this process's sequence, from 0.
     pub seq: u64,
     /// `run.accepted`, `run.started`, `run.retrying`, `run.finished`, `flow.loaded`, `flow.changed`,
-    /// `flow.errored` or `flow.removed`.
+    /// `flow.errored`, `flow.removed` or `webhook.refused`.
     pub kind: &'static str,
     /// The event's data as JSON text.
     pub data: String,
+}
+
+/// A `webhook.refused` event: never the request's headers, query or body.
+pub struct Refused<'a> {
+    pub flow_id: &'a str,
+    /// Its `seq` in `GET /api/flows/{id}/rejections`.
+    pub refusal_id: u64,
+    /// The status and message the sender got, and the reason it is counted under.
+    pub status: u16,
+    pub reason: &'a str,
+    pub message: &'a str,
+    pub received_at: SystemTime,
+    /// Refusals kept before this one without an event of their own (over the rate).
+    pub unannounced: u64,
 }
 
 /// What a new reader gets: the events it missed, then the live ones.
@@ -213,6 +227,19 @@ impl Events {
             "run.finished",
             &json!({
                 "run_id": id, "flow_id": flow_id, "status": RunStatus::from(outcome), "at": now(),
+            }),
+        );
+    }
+
+    /// A refused webhook was kept (see [`Refused`]).
+    pub fn webhook_refused(&self, refused: &Refused<'_>) {
+        self.publish(
+            "webhook.refused",
+            &json!({
+                "flow_id": refused.flow_id, "refusal_id": refused.refusal_id,
+                "status": refused.status, "reason": refused.reason, "message": refused.message,
+                "received_at": humantime::format_rfc3339_millis(refused.received_at).to_string(),
+                "unannounced": refused.unannounced, "at": now(),
             }),
         );
     }

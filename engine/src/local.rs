@@ -269,10 +269,18 @@ pub(crate) fn validate(paths: &[PathBuf], plugin_places: &weir::flow::PluginPlac
     }
 }
 
-struct PrintSink;
+/// Prints each step record; keeps the last one's place and attempts, to resume a retry.
+#[derive(Default)]
+struct PrintSink {
+    last: Option<weir::run::Resume>,
+}
 
 impl weir::run::StepSink for PrintSink {
     async fn record(&mut self, step: weir::store::StepRecord) {
+        self.last = Some(weir::run::Resume {
+            index: step.index as usize,
+            attempts: step.attempts.clone(),
+        });
         let status = serde_json::to_value(step.status).ok();
         let status = status.as_ref().and_then(|s| s.as_str()).unwrap_or("?");
         eprintln!(
@@ -300,6 +308,7 @@ pub(crate) fn run_flow(
     headers: &[String],
     method: &str,
     plugin_places: &weir::flow::PluginPlaces,
+    extra_ca: Option<&Path>,
 ) -> anyhow::Result<()> {
     let flow = load_flow(flow_path, plugin_places).map_err(|e| anyhow::anyhow!("{e}"))?;
     let body = if payload == "-" {
@@ -321,7 +330,13 @@ pub(crate) fn run_flow(
     if !header_list.iter().any(|(n, _)| n == "content-type") {
         header_list.push(("content-type".into(), "application/json".into()));
     }
-    let host = local_host()?;
+    let mut host = local_host()?;
+    if let Some(pem) = extra_ca {
+        host.set_outbound(
+            weir::plugin::outbound::OutboundConfig::new(Some(pem))
+                .context("setting up outbound HTTPS")?,
+        );
+    }
     let mut plugins = Vec::new();
     for step in &flow.steps {
         let plugin = match &step.plugin {
@@ -375,15 +390,37 @@ pub(crate) fn run_flow(
         }
     }
     let live = std::sync::Arc::new(weir::catalog::LiveFlow { flow, plugins });
-    let outcome = runtime.block_on(weir::run::execute_steps(
-        live,
+    let info = weir::run::RunInfo {
+        run_id: "local".into(),
+        attempt: 1,
+    };
+    let mut sink = PrintSink::default();
+    let mut outcome = runtime.block_on(weir::run::execute_steps(
+        live.clone(),
         webhook,
-        &weir::run::RunInfo {
-            run_id: "local".into(),
-            attempt: 1,
-        },
-        &mut PrintSink,
+        &info,
+        &mut sink,
     ));
+    // A step with attempts left is tried again at the time the engine chose (its backoff),
+    // from where it failed, as `serve` resumes a retrying run.
+    while let (Some(at), Some(resume)) = (outcome.retry_at, sink.last.take()) {
+        let wait = at
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        eprintln!(
+            "{}; retrying in {} ms",
+            outcome.error.as_deref().unwrap_or("the step failed"),
+            wait.as_millis()
+        );
+        std::thread::sleep(wait);
+        outcome = runtime.block_on(weir::run::execute_from(
+            live.clone(),
+            outcome.context,
+            resume,
+            &info,
+            &mut sink,
+        ));
+    }
     let status = serde_json::to_value(outcome.outcome)?;
     eprintln!("run {}", status.as_str().unwrap_or("?"));
     match (outcome.outcome, outcome.error) {

@@ -85,6 +85,10 @@ enum Command {
         method: String,
         #[command(flatten)]
         plugin_places: PluginPlacesArgs,
+        /// A PEM file of CA certificates that steps' HTTPS calls trust besides the webpki
+        /// roots, as `weir serve --extra-ca`.
+        #[arg(long, value_name = "PEM", env = "WEIR_EXTRA_CA")]
+        extra_ca: Option<PathBuf>,
     },
     /// Write, run and test step plugins.
     #[command(subcommand)]
@@ -278,7 +282,15 @@ fn main() -> ExitCode {
             headers,
             method,
             plugin_places,
-        } => local::run_flow(&flow, &payload, &headers, &method, &plugin_places.places()),
+            extra_ca,
+        } => local::run_flow(
+            &flow,
+            &payload,
+            &headers,
+            &method,
+            &plugin_places.places(),
+            extra_ca.as_deref(),
+        ),
         Command::Plugin(PluginCommand::Run {
             plugin,
             input,

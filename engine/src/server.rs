@@ -339,7 +339,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         body_timeout: config.body_timeout,
         trusted_proxies: config.trusted_proxies.clone(),
         metrics: metrics.clone(),
-        refusals: crate::http::Recorder::start(store.clone()),
+        refusals: crate::http::Recorder::start(store.clone(), catalog.events().clone()),
     });
     let admin = Arc::new(Admin {
         catalog: catalog.clone(),

@@ -1,6 +1,6 @@
 // The Flows page (every flow, its status, activity and webhook URL with Copy URL) and the Flow
-// page (the webhook step with its URL and latest output, the steps, the TOML source and the
-// flow's recent webhooks). Both follow edits of the flows folder live.
+// page (the webhook step with its URL and latest output, the refused webhooks, the steps, the TOML
+// source and the flow's recent webhooks). Both follow edits of the flows folder and refusals live.
 
 import { api } from "./api.js";
 import { badge, bytes, empty, failure, fill, h, loading, relative, time, urlField } from "./dom.js";
@@ -84,7 +84,7 @@ export async function flowsPage(el, _params, ctx) {
   await load();
   const refresh = throttle(load, 500);
   const off = ctx.onEvent((type) => {
-    if (type === "reset" || type.startsWith("flow.") || type === "run.accepted" || type === "run.finished") refresh();
+    if (type === "reset" || type.startsWith("flow.") || type === "run.accepted" || type === "run.finished" || type === "webhook.refused") refresh();
   });
   return () => {
     stopped = true;
@@ -297,7 +297,8 @@ export async function flowPage(el, { id }, ctx) {
   }, 500);
   const off = ctx.onEvent((type, data) => {
     if (type === "reset") return refreshRuns();
-    if (type.startsWith("flow.") && data.flow_id === id) refreshFlow();
+    // A refusal is in the list once its event comes: reload the counts and the newest rows.
+    if ((type.startsWith("flow.") || type === "webhook.refused") && data.flow_id === id) refreshFlow();
     if (type.startsWith("run.") && (!data.flow_id || data.flow_id === id)) refreshRuns();
   });
   return () => {

@@ -350,3 +350,78 @@ fn a_retrying_run_is_announced_with_its_next_attempt() {
     assert_eq!(finished["status"], "succeeded");
     assert_eq!(finished["flow_id"], "flaky");
 }
+
+/// A refused webhook of a known flow is announced once it is on record, with its refusal id,
+/// status and reason, and never the request's credentials or body; a wrong token is not.
+#[test]
+fn a_refused_webhook_is_announced_once_it_is_on_record() {
+    const SECRET: &str = "github-webhook-secret-for-events";
+    let flows = FlowDir::empty();
+    flows.write(
+        "signed.toml",
+        "name = \"signed\"\n[webhook]\nverify = { scheme = \"github\", secret = \"${GH}\" }\n\
+         [[steps]]\nid = \"echo\"\nplugin = \"transform\"\ninput = \"$.webhook.body\"\n",
+    );
+    let data = tempfile::tempdir().unwrap();
+    let weir = Weir::start_with_env(
+        flows.path(),
+        &data.path().join("weir.redb"),
+        &[],
+        &[("GH", SECRET)],
+    );
+    let mut stream = open_events(&weir.admin, &[]);
+    read_events(&mut stream, WAIT, |l| l.iter().any(String::is_empty));
+    let url = weir.webhook_url("signed");
+    let token = url.rsplit('/').next().unwrap().to_owned();
+
+    let wrong_token = weir_tests::post_with(
+        &format!("{url}x"),
+        "application/json",
+        b"{}",
+        &[("x-hub-signature-256", "sha256=00")],
+    );
+    assert_eq!(wrong_token.status, 404);
+    let forged = weir_tests::post_with(
+        &url,
+        "application/json",
+        b"{\"card\": \"4242-body-never-announced\"}",
+        &[
+            ("x-hub-signature-256", "sha256=00"),
+            ("authorization", "Bearer sk-live-never-announced"),
+        ],
+    );
+    assert_eq!(forged.status, 401);
+
+    let lines = read_events(&mut stream, WAIT, |l| ended(l, "webhook.refused"));
+    let text = lines.join("\n");
+    for secret in [
+        token.as_str(),
+        SECRET,
+        "sk-live-never-announced",
+        "4242-body-never-announced",
+    ] {
+        assert!(!text.contains(secret), "{secret} is in {text}");
+    }
+    let events = blocks(&lines);
+    let refused: Vec<&Block> = events
+        .iter()
+        .filter(|b| b.event == "webhook.refused")
+        .collect();
+    assert_eq!(refused.len(), 1, "only the known flow's refusal: {lines:?}");
+    let event = &refused[0].data;
+    assert_eq!(event["flow_id"], "signed");
+    assert_eq!(event["status"], 401);
+    assert_eq!(event["reason"], "verify");
+    assert_eq!(event["unannounced"], 0);
+    assert!(
+        event["received_at"]
+            .as_str()
+            .and_then(|t| humantime::parse_rfc3339(t).ok())
+            .is_some(),
+        "{event}"
+    );
+    // The refusal it names is already in the list, under the same id.
+    let page = weir.api("/api/flows/signed/rejections").json();
+    assert_eq!(page["rejections"][0]["seq"], event["refusal_id"], "{page}");
+    assert_eq!(page["rejections"][0]["status"], 401);
+}

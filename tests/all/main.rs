@@ -3,6 +3,7 @@
 mod api;
 mod builtins;
 mod cli;
+mod cli_run;
 mod damage;
 mod edge;
 mod events;
@@ -25,4 +26,5 @@ mod scheduling;
 mod sdk_scaffold;
 mod served_guests;
 mod ui;
+mod ui_refusals;
 mod validate_config;

@@ -6,13 +6,20 @@
 //! A flood of forgeries cannot slow accepted webhooks: recording never waits (a full queue
 //! drops the row and counts it), rows are written in batches behind accepts, and each flow's
 //! ring has a fixed number of slots.
+//!
+//! Each refusal kept is announced on the event bus as `webhook.refused` once it is in the store
+//! (a reader that sees the event finds the row in the list), at most [`ANNOUNCE_RATE`] a
+//! second: past that a flood would push run events out of readers' reach, so the refusals
+//! not announced are counted in the next event's `unannounced` (the reader reloads the list).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use tokio::sync::mpsc;
 
 use super::gateway::{REDACTED, redact_credentials, redact_parameter};
+use crate::events::{Events, Refused};
 use crate::store::{BODY_KEPT, NewRejection, RawRequest, Store};
 use crate::verify::Verify;
 
@@ -20,6 +27,8 @@ use crate::verify::Verify;
 const QUEUE: usize = 4096;
 /// The most refusals written in one store op.
 const BATCH: usize = 256;
+/// The most `webhook.refused` events a second, on average; as many may come at once.
+pub const ANNOUNCE_RATE: u32 = 50;
 
 /// Where the gateway reports refusals.
 #[derive(Clone)]
@@ -29,14 +38,22 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Starts the task that writes refusals into `store`; it ends when every `Recorder` is dropped.
-    pub fn start(store: Store) -> Recorder {
+    /// Starts the task that writes refusals into `store` and announces them on `events`; it
+    /// ends when every `Recorder` is dropped.
+    pub fn start(store: Store, events: Events) -> Recorder {
         let (queue, mut rows) = mpsc::channel::<NewRejection>(QUEUE);
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
+            let mut announcer = Announcer::new(events);
             while rows.recv_many(&mut batch, BATCH).await > 0 {
-                if let Err(e) = store.record_rejections(std::mem::take(&mut batch)).await {
-                    tracing::warn!(error = %e, "refused webhooks could not be kept");
+                let heads: Vec<Head> = batch.iter().map(Head::of).collect();
+                match store.record_rejections(std::mem::take(&mut batch)).await {
+                    Ok(seqs) => {
+                        for (head, seq) in heads.iter().zip(seqs) {
+                            announcer.announce(head, seq);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "refused webhooks could not be kept"),
                 }
             }
         });
@@ -108,5 +125,111 @@ impl Recorder {
                 "a refused webhook was not kept: the queue is full"
             );
         }
+    }
+}
+
+/// What `webhook.refused` tells of a refusal: never its headers, query or body.
+struct Head {
+    flow_id: String,
+    status: u16,
+    reason: &'static str,
+    message: String,
+    at: std::time::SystemTime,
+}
+
+impl Head {
+    fn of(row: &NewRejection) -> Head {
+        Head {
+            flow_id: row.flow_id.clone(),
+            status: row.status,
+            reason: row.reason,
+            message: row.message.clone(),
+            at: row.at,
+        }
+    }
+}
+
+/// Publishes `webhook.refused` events under a token bucket of [`ANNOUNCE_RATE`] a second.
+struct Announcer {
+    events: Events,
+    tokens: f64,
+    filled: Instant,
+    unannounced: u64,
+}
+
+impl Announcer {
+    fn new(events: Events) -> Announcer {
+        Announcer {
+            events,
+            tokens: f64::from(ANNOUNCE_RATE),
+            filled: Instant::now(),
+            unannounced: 0,
+        }
+    }
+
+    fn announce(&mut self, head: &Head, seq: u64) {
+        let now = Instant::now();
+        let rate = f64::from(ANNOUNCE_RATE);
+        self.tokens =
+            (self.tokens + now.duration_since(self.filled).as_secs_f64() * rate).min(rate);
+        self.filled = now;
+        if self.tokens < 1.0 {
+            self.unannounced += 1;
+            return;
+        }
+        self.tokens -= 1.0;
+        self.events.webhook_refused(&Refused {
+            flow_id: &head.flow_id,
+            refusal_id: seq,
+            status: head.status,
+            reason: head.reason,
+            message: &head.message,
+            received_at: head.at,
+            unannounced: std::mem::take(&mut self.unannounced),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head() -> Head {
+        Head {
+            flow_id: "f".into(),
+            status: 401,
+            reason: "verify",
+            message: "bad signature".into(),
+            at: std::time::SystemTime::now(),
+        }
+    }
+
+    #[test]
+    fn a_burst_past_the_rate_is_counted_in_the_next_event() {
+        let events = Events::new();
+        let mut reader = events.subscribe(None).receiver;
+        let mut announcer = Announcer::new(events);
+        let burst = u64::from(ANNOUNCE_RATE) + 10;
+        for seq in 0..burst {
+            announcer.announce(&head(), seq);
+        }
+        let mut seen = 0;
+        while let Ok(event) = reader.try_recv() {
+            assert_eq!(event.kind, "webhook.refused");
+            seen += 1;
+        }
+        assert!(
+            (u64::from(ANNOUNCE_RATE)..burst).contains(&seen),
+            "{seen} of {burst} announced at once"
+        );
+        // Once the bucket refills, the next event says how many went unannounced.
+        announcer.filled -= std::time::Duration::from_secs(1);
+        announcer.announce(&head(), burst);
+        let last = reader.try_recv().expect("announced after a refill");
+        let data: serde_json::Value = serde_json::from_str(&last.data).unwrap();
+        assert_eq!(data["refusal_id"], burst);
+        assert_eq!(data["unannounced"], burst - seen);
+        assert_eq!(data["reason"], "verify");
+        assert_eq!(data["status"], 401);
     }
 }

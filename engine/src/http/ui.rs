@@ -143,7 +143,9 @@ pub fn routes() -> impl Filter<Extract = (Response,), Error = warp::Rejection> +
         description = "The last event seen: the stream starts after it (or says it was reset)")),
     responses(
         (status = 200, description = "Server-sent events: runs accepted, started and finished, \
-            flows changed; a heartbeat comment every few seconds", content_type = "text/event-stream",
+            flows changed, webhooks refused (`webhook.refused`: `flow_id`, `refusal_id`, \
+            `status`, `reason`, `message`, `received_at`, `unannounced`); a heartbeat comment \
+            every few seconds", content_type = "text/event-stream",
             body = String),
         (status = 401, description = "A token is set and the request does not carry it",
             body = super::error::ErrorBody),

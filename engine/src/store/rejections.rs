@@ -121,10 +121,11 @@ pub struct RejectionPage {
 }
 
 impl Store {
-    /// Records refusals (behind accepts; not synced on their own).
-    pub async fn record_rejections(&self, rows: Vec<NewRejection>) -> Result<(), StoreError> {
+    /// Records refusals (behind accepts; not synced on their own); answers each one's number
+    /// in its flow's ring (its `seq`), in the order of `rows`.
+    pub async fn record_rejections(&self, rows: Vec<NewRejection>) -> Result<Vec<u64>, StoreError> {
         if rows.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         self.call(|reply| Op::Reject { rows, reply }).await
     }

@@ -165,7 +165,8 @@ pub(super) enum Op {
     /// Refused webhooks to keep in their flows' rings.
     Reject {
         rows: Vec<crate::store::NewRejection>,
-        reply: Reply<()>,
+        /// Each row's number in its flow's ring, in the rows' order.
+        reply: Reply<Vec<u64>>,
     },
     /// Deletes those of these runs that are finished (retention); answers how many. Waits
     /// for a transaction without accepts (see [`Writer::schedule`]).

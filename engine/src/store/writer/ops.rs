@@ -707,12 +707,14 @@ impl Writer {
         Ok(token)
     }
 
-    /// Keeps refusals in their flows' rings, each numbered after the flow's last.
+    /// Keeps refusals in their flows' rings, each numbered after the flow's last; answers
+    /// their numbers.
     fn reject(
         &mut self,
         t: &mut WriteTables<'_>,
         rows: Vec<crate::store::NewRejection>,
-    ) -> Result<(), OpError> {
+    ) -> Result<Vec<u64>, OpError> {
+        let mut seqs = Vec::with_capacity(rows.len());
         for row in rows {
             let seq = t
                 .rejection_next()?
@@ -725,8 +727,9 @@ impl Writer {
                 reason: row.reason.to_owned(),
             };
             self.change(t, &entry)?;
+            seqs.push(seq);
         }
-        Ok(())
+        Ok(seqs)
     }
 
     /// Replaces the flow's token by a new one; the one replaced stays valid until
