@@ -284,7 +284,8 @@ where
                 });
             }
             Err(refusal) => {
-                tracing::warn!(flow = %req.flow_id, scheme = verify.scheme(), %refusal, "webhook refused");
+                // At debug: the refusal recorder logs refusals at most once every few seconds.
+                tracing::debug!(flow = %req.flow_id, scheme = verify.scheme(), %refusal, "webhook refused");
                 let error = ApiError::new(
                     StatusCode::UNAUTHORIZED,
                     format!(
@@ -596,8 +597,9 @@ fn failed_answer(id: RunId, why: &str) -> Response {
 }
 
 /// Reads the body; `None` as soon as it passes `max` bytes. `declared` (the content length,
-/// at most `max`) is allocated once the first bytes come, so that a large body is not copied
-/// as it grows, and a sender that sends nothing is given nothing.
+/// at most `max`, plus [`crate::store::REQUEST_HEAD_ROOM`]) is allocated once the first bytes
+/// come, so that a large body is copied neither as it grows nor when it is stored, and a
+/// sender that sends nothing is given nothing.
 async fn read_body<S, B>(
     mut stream: S,
     max: u64,
@@ -615,7 +617,10 @@ where
             return Ok(None);
         }
         if body.capacity() == 0 {
-            body.reserve_exact(usize::try_from(declared.min(max)).unwrap_or(0));
+            // With room for the stored request's head, which the store writes before the
+            // body in this same buffer.
+            let declared = usize::try_from(declared.min(max)).unwrap_or(0);
+            body.reserve_exact(declared.saturating_add(crate::store::REQUEST_HEAD_ROOM));
         }
         while chunk.has_remaining() {
             let part = chunk.chunk();

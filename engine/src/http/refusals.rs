@@ -45,11 +45,13 @@ impl Recorder {
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
             let mut announcer = Announcer::new(events);
+            let mut log = RefusalLog::default();
             while rows.recv_many(&mut batch, BATCH).await > 0 {
                 let heads: Vec<Head> = batch.iter().map(Head::of).collect();
                 match store.record_rejections(std::mem::take(&mut batch)).await {
                     Ok(seqs) => {
                         for (head, seq) in heads.iter().zip(seqs) {
+                            log.refused(head);
                             announcer.announce(head, seq);
                         }
                     }
@@ -149,6 +151,39 @@ impl Head {
     }
 }
 
+/// Logs refusals at `WARN`, the first at once and then at most one line every
+/// [`LOG_EVERY`] with the number refused since the last line, so that a flood of forgeries
+/// cannot fill the logs.
+#[derive(Default)]
+struct RefusalLog {
+    logged: Option<Instant>,
+    quiet: u64,
+}
+
+/// The least time between two log lines of refusals.
+const LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl RefusalLog {
+    fn refused(&mut self, head: &Head) {
+        if self.logged.is_some_and(|at| at.elapsed() < LOG_EVERY) {
+            self.quiet += 1;
+            return;
+        }
+        self.logged = Some(Instant::now());
+        // Taken outside the macro, which skips its fields when WARN is off.
+        let unlogged = std::mem::take(&mut self.quiet);
+        tracing::warn!(
+            flow = %head.flow_id,
+            status = head.status,
+            reason = head.reason,
+            message = %head.message,
+            unlogged_since_last_line = unlogged,
+            "webhook refused (each refusal is on /api/flows/{}/rejections)",
+            head.flow_id
+        );
+    }
+}
+
 /// Publishes `webhook.refused` events under a token bucket of [`ANNOUNCE_RATE`] a second.
 struct Announcer {
     events: Events,
@@ -202,6 +237,19 @@ mod tests {
             message: "bad signature".into(),
             at: std::time::SystemTime::now(),
         }
+    }
+
+    #[test]
+    fn a_burst_of_refusals_is_logged_once_with_a_count() {
+        let mut log = RefusalLog::default();
+        for _ in 0..1000 {
+            log.refused(&head());
+        }
+        assert!(log.logged.is_some());
+        assert_eq!(log.quiet, 999, "one line, the rest counted for the next");
+        log.logged = Instant::now().checked_sub(LOG_EVERY);
+        log.refused(&head());
+        assert_eq!(log.quiet, 0, "the next line carries the count");
     }
 
     #[test]

@@ -59,18 +59,54 @@ fn frame_len(payload_len: usize) -> usize {
     (HEADER + payload_len).next_multiple_of(BLOCK)
 }
 
-/// The largest frame buffer kept from one append to the next.
-const KEEP_BUFFER: usize = 4 << 20;
+/// The most bytes of a frame written at once: a larger frame (a transaction of large
+/// bodies) is written in pieces of this size through one reused buffer, rather than copied
+/// whole next to the payload it was encoded from.
+const PIECE: usize = 1 << 20;
 
-/// Appends one frame to `out`, padded with zeros to a multiple of [`BLOCK`] bytes.
-pub(super) fn frame(out: &mut Vec<u8>, seq: u64, payload: &[u8]) {
-    let start = out.len();
+/// The header of a frame of `payload`.
+fn header(seq: u64, payload: &[u8]) -> [u8; HEADER] {
     let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&checksum(seq, payload).to_le_bytes());
-    out.extend_from_slice(&seq.to_le_bytes());
-    out.extend_from_slice(&payload[..len as usize]);
-    out.resize(start + (out.len() - start).next_multiple_of(BLOCK), 0);
+    let mut header = [0; HEADER];
+    header[..4].copy_from_slice(&len.to_le_bytes());
+    header[4..8].copy_from_slice(&checksum(seq, payload).to_le_bytes());
+    header[8..].copy_from_slice(&seq.to_le_bytes());
+    header
+}
+
+/// Appends one frame to `out`, padded with zeros to a multiple of [`BLOCK`] bytes (the
+/// journal writes the same bytes piece by piece).
+#[cfg(test)]
+pub(super) fn frame(out: &mut Vec<u8>, seq: u64, payload: &[u8]) {
+    frame_piece(
+        out,
+        &header(seq, payload),
+        payload,
+        0..frame_len(payload.len()),
+    );
+}
+
+/// Appends bytes `range` of the frame of `header` and `payload` to `out`.
+fn frame_piece(
+    out: &mut Vec<u8>,
+    header: &[u8; HEADER],
+    payload: &[u8],
+    range: std::ops::Range<usize>,
+) {
+    let end = range.end;
+    let mut at = range.start;
+    if at < HEADER {
+        let to = end.min(HEADER);
+        out.extend_from_slice(&header[at..to]);
+        at = to;
+    }
+    let payload_end = HEADER + payload.len();
+    if at < end && at < payload_end {
+        let to = end.min(payload_end);
+        out.extend_from_slice(&payload[at - HEADER..to - HEADER]);
+        at = to;
+    }
+    out.resize(out.len() + (end - at), 0);
 }
 
 /// A frame read back from the file.
@@ -260,17 +296,30 @@ impl Journal {
         if payload.is_empty() {
             return Ok(());
         }
-        // The frame starts at a BLOCK-aligned address in the buffer, for direct I/O.
-        self.buffer.clear();
-        self.buffer.reserve(2 * BLOCK + HEADER + payload.len());
-        let start = self.buffer.as_ptr().align_offset(BLOCK).min(BLOCK);
-        self.buffer.resize(start, 0);
-        frame(&mut self.buffer, seq, payload);
         let started = std::time::Instant::now();
-        let written = self.io.write_durably(self.offset, &self.buffer[start..]);
-        if self.buffer.capacity() > KEEP_BUFFER {
-            // A frame of large bodies: its buffer is not kept for the next (small) frames.
-            self.buffer = Vec::new();
+        let header = header(seq, payload);
+        let framed = frame_len(payload.len());
+        // Piece by piece, each at a BLOCK-aligned address in the buffer, for direct I/O. The
+        // frame is only acknowledged once every piece is on the disk; a crash in between
+        // leaves a frame that fails its checksum, as a torn write does.
+        let mut written = Ok(());
+        for from in (0..framed).step_by(PIECE) {
+            self.buffer.clear();
+            self.buffer.reserve(BLOCK + PIECE);
+            let start = self.buffer.as_ptr().align_offset(BLOCK).min(BLOCK);
+            self.buffer.resize(start, 0);
+            frame_piece(
+                &mut self.buffer,
+                &header,
+                payload,
+                from..framed.min(from + PIECE),
+            );
+            written = self
+                .io
+                .write_durably(self.offset + from as u64, &self.buffer[start..]);
+            if written.is_err() {
+                break;
+            }
         }
         let counters = &self.counters;
         counters
@@ -278,7 +327,7 @@ impl Journal {
             .store(self.io.is_direct(), Ordering::Relaxed);
         match written {
             Ok(()) => {
-                let framed = frame_len(payload.len()) as u64;
+                let framed = framed as u64;
                 counters.journal_syncs.fetch_add(1, Ordering::Relaxed);
                 counters.journal_bytes.fetch_add(framed, Ordering::Relaxed);
                 let took = started.elapsed();
@@ -396,6 +445,27 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_written_in_pieces_is_the_frame() {
+        for len in [1, PIECE - HEADER, PIECE - HEADER + 1, 2 * PIECE + 3] {
+            let payload: Vec<u8> = (0..len).map(|b| (b * 7) as u8).collect();
+            let mut whole = Vec::new();
+            frame(&mut whole, 9, &payload);
+            let mut pieces = Vec::new();
+            let header = header(9, &payload);
+            for from in (0..whole.len()).step_by(PIECE) {
+                frame_piece(
+                    &mut pieces,
+                    &header,
+                    &payload,
+                    from..whole.len().min(from + PIECE),
+                );
+            }
+            assert_eq!(pieces, whole, "payload of {len} bytes");
+            assert_eq!(frames(&whole).len(), 1);
+        }
+    }
+
+    #[test]
     fn frames_written_by_direct_io_read_back_whatever_their_size() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("weir.redb-journal");
@@ -407,7 +477,7 @@ mod tests {
         let (mut journal, counters) = file_journal(&path, Some(direct));
         // A frame that ends exactly at a block's end, then ones that end inside a block and
         // that span several blocks.
-        let payloads: Vec<Vec<u8>> = [BLOCK - HEADER, 1, 5000, 3 * BLOCK + 7, 100]
+        let payloads: Vec<Vec<u8>> = [BLOCK - HEADER, 1, 5000, 3 * BLOCK + 7, 100, 3 * PIECE + 5]
             .iter()
             .enumerate()
             .map(|(i, &len)| (0..len).map(|b| (b * 31 + i) as u8).collect())

@@ -112,7 +112,7 @@ pub use error::StoreError;
 pub use history::FlowStats;
 pub use prune::{Holdings, PRUNE_BATCH, age_of};
 pub use rejections::{BODY_KEPT, NewRejection, RING, Rejection, RejectionPage};
-pub use tables::ERROR_FLOW_PATH;
+pub use tables::{ERROR_FLOW_PATH, REQUEST_HEAD_ROOM};
 pub use types::{
     Accepted, AttemptRecord, CallRecord, DamagedRun, LogLevel, LogLine, NewRun, Page, PluginBlob,
     RawRequest, Run, RunFilter, RunId, RunOrigin, RunOutcome, RunStatus, Search, StepErrorRecord,
@@ -404,8 +404,7 @@ impl Store {
             token: origin.token,
             verify: origin.verify,
         };
-        let bytes = envelope.encode(&request.body)?;
-        drop(request.body);
+        let bytes = envelope.encode_owned(request.body)?;
         let prepared = Prepared {
             flow_id: envelope.flow_id,
             dedupe_key: envelope.dedupe_key,

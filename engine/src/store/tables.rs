@@ -137,15 +137,38 @@ impl StoredRequest<'_> {
 }
 
 impl Envelope {
-    /// The stored value: the flow id's length (2 bytes little-endian) and the flow id, the
-    /// envelope's JSON length (4 bytes little-endian) and the JSON, then the body's bytes as they
-    /// arrived. The body is neither escaped nor copied to be read, and finishing a run reads
-    /// its flow id without parsing the JSON.
+    /// [`Envelope::encode_owned`] of a borrowed body.
+    #[cfg(test)]
     pub fn encode(&self, body: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let mut out = self.head(body.len())?;
+        out.extend_from_slice(body);
+        Ok(out)
+    }
+
+    /// The stored value: the flow id's length (2 bytes little-endian) and the flow id, the
+    /// envelope's JSON length (4 bytes little-endian) and the JSON, then the body's bytes as
+    /// they arrived. The body is neither escaped nor copied to be read, and finishing a run
+    /// reads its flow id without parsing the JSON.
+    ///
+    /// Made in the body's own buffer: the body is moved up and the head written before it,
+    /// so a large body is not copied into a second buffer (the buffer grows only when it has
+    /// less than the head's length to spare: see [`REQUEST_HEAD_ROOM`]).
+    pub fn encode_owned(&self, body: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+        let head = self.head(0)?;
+        let mut out = body;
+        let body_len = out.len();
+        out.resize(body_len + head.len(), 0);
+        out.copy_within(..body_len, head.len());
+        out[..head.len()].copy_from_slice(&head);
+        Ok(out)
+    }
+
+    /// Everything before the body, in a buffer with room for `body_len` more bytes.
+    fn head(&self, body_len: usize) -> Result<Vec<u8>, StoreError> {
         let flow = self.flow_id.as_bytes();
         let flow_len = u16::try_from(flow.len())
             .map_err(|_| StoreError::Storage("a flow id is longer than 64 KiB".into()))?;
-        let mut out = Vec::with_capacity(6 + flow.len() + self.json_size_hint() + body.len());
+        let mut out = Vec::with_capacity(6 + flow.len() + self.json_size_hint() + body_len);
         out.extend_from_slice(&flow_len.to_le_bytes());
         out.extend_from_slice(flow);
         let at = out.len();
@@ -155,7 +178,6 @@ impl Envelope {
         let len = u32::try_from(out.len() - at - 4)
             .map_err(|_| StoreError::Storage("a request's headers exceed 4 GiB".into()))?;
         out[at..at + 4].copy_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(body);
         Ok(out)
     }
 
@@ -215,6 +237,11 @@ fn split(id: RunId, bytes: &[u8]) -> Result<(&str, &[u8], &[u8]), StoreError> {
         .ok_or_else(|| corrupt("truncated"))?;
     Ok((flow, json, body))
 }
+
+/// What a buffer holding a request's body should have to spare for the stored request's
+/// head (flow id, method, path, query, headers: [`Envelope::encode_owned`]) to be written
+/// before the body without moving it into a larger buffer. A larger head still works.
+pub const REQUEST_HEAD_ROOM: usize = 16 << 10;
 
 /// Bundles: the requests accepted in one transaction, stored as one value.
 ///

@@ -92,6 +92,11 @@ proptest! {
         body in bytes(256),
     ) {
         let stored = envelope.encode(&body).expect("a short envelope encodes");
+        // In the body's own buffer, with room to spare or none: the same bytes.
+        let mut roomy = Vec::with_capacity(body.len() + super::REQUEST_HEAD_ROOM);
+        roomy.extend_from_slice(&body);
+        prop_assert_eq!(&envelope.encode_owned(roomy).expect("encodes"), &stored);
+        prop_assert_eq!(&envelope.encode_owned(body.clone()).expect("encodes"), &stored);
         prop_assert_eq!(Envelope::flow_of(id, &stored).expect("its flow id reads"), envelope.flow_id.as_str());
         let StoredRequest { envelope: read, body: read_body } =
             Envelope::decode(id, &stored).expect("what was encoded decodes");
