@@ -343,12 +343,15 @@ pub(crate) async fn get_json(addr: SocketAddr, path: &str) -> anyhow::Result<ser
     Ok(serde_json::from_slice(&body.to_bytes())?)
 }
 
-/// The runs `/api/health` counts as not finished: queued, running and retrying.
+/// The runs `/api/health` counts as not finished: queued, running and retrying (builds before
+/// 2026-12-03 count all three in `runs_in_queue`, so that a build can be compared with them).
 fn unfinished(health: &serde_json::Value) -> Option<u64> {
-    ["runs_in_queue", "runs_running", "runs_retrying"]
+    let queued = health["runs_in_queue"].as_u64()?;
+    let others = ["runs_running", "runs_retrying"]
         .iter()
-        .map(|key| health[key].as_u64())
-        .sum()
+        .filter_map(|key| health[key].as_u64())
+        .sum::<u64>();
+    Some(queued + others)
 }
 
 /// Returns once Weir has no run left that is not finished.
