@@ -383,6 +383,8 @@ mod tests {
     use proptest::prelude::*;
     use serde_json::json;
 
+    use crate::flow::query::tests::properties::{document, valid_query};
+
     use super::*;
 
     fn projection(queries: &[&str]) -> Projection {
@@ -476,22 +478,7 @@ mod tests {
         assert!(projection(&["$.a"]).decode(deep.as_bytes()).is_err());
     }
 
-    fn json_value() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::Bool),
-            any::<i32>().prop_map(Value::from),
-            "[a-c]{0,3}".prop_map(Value::String),
-        ];
-        leaf.prop_recursive(4, 32, 4, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-                prop::collection::btree_map("[a-c]", inner, 0..4)
-                    .prop_map(|m| Value::Object(m.into_iter().collect())),
-            ]
-        })
-    }
-
+    /// The shared query strategy's segments, and filters that name the root.
     fn query() -> impl Strategy<Value = String> {
         let segment = prop_oneof![
             "[a-c]".prop_map(|n| format!(".{n}")),
@@ -510,9 +497,9 @@ mod tests {
         /// document decoded through the projection of that query (and another one).
         #[test]
         fn a_query_selects_the_same_in_its_projection(
-            document in json_value(),
-            q in query(),
-            other in query(),
+            document in document(),
+            q in prop_oneof![query(), valid_query()],
+            other in prop_oneof![query(), valid_query()],
         ) {
             let q = Query::parse(&q).unwrap();
             let mut read = Projection::default();
